@@ -1,0 +1,42 @@
+"""Names shared by every package: conditions, skin-tone groups and the canonical columns.
+
+Pure constants and tiny helpers; no third-party imports, so the Triton python
+models (numpy<2 environment) and the JAX trainer can both import it.
+"""
+
+from __future__ import annotations
+
+CONDITIONS: tuple[str, ...] = ("acne", "hyperpigmentation", "wrinkles")
+GROUPS: tuple[str, ...] = ("I-II", "III-IV", "V-VI")
+FITZPATRICK_TYPES: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# Columns of metadata.csv (ARCHITECTURE.md, "Canonical dataset").
+REQUIRED_COLUMNS: tuple[str, ...] = ("image", *CONDITIONS, "fitzpatrick", "split", "source")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("acne_severity", "subject_id", "mask")
+
+# Columns of predictions_{val,test}.csv (ARCHITECTURE.md, "Predictions").
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "image",
+    "fitzpatrick",
+    "group",
+    "split",
+    *CONDITIONS,
+    *(f"{c}_prob" for c in CONDITIONS),
+)
+
+DISCLAIMER = "research aid, not a diagnosis"
+
+
+def fitzpatrick_to_group(fitzpatrick: int | None) -> str | None:
+    """Map a Fitzpatrick type 1-6 to its group name; None (unknown) stays None.
+
+    >>> fitzpatrick_to_group(5)
+    'V-VI'
+    """
+    if fitzpatrick is None:
+        return None
+    f = int(fitzpatrick)
+    if f not in FITZPATRICK_TYPES:
+        raise ValueError(f"Fitzpatrick type must be one of {list(FITZPATRICK_TYPES)}, got {fitzpatrick!r}")
+    return GROUPS[(f - 1) // 2]

@@ -1,0 +1,45 @@
+"""Shared fixtures: real photos that ship inside wheels (scikit-image, insightface)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_INSIGHTFACE_HINT = "pip install --no-deps insightface==2.1 (the README's test command does this)"
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def photo_path(name: str) -> Path:
+    """Path of a real photo shipped in a wheel: 'astronaut.png', 't1.jpg', 'Tom_Hanks_54745.png'."""
+    if name == "astronaut.png":
+        root = _package_dir("skimage")
+        path = root / "data" / name if root else None
+    else:
+        root = _package_dir("insightface")
+        path = root / "data" / "images" / name if root else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"test photo {name!r} not found; install it with: {_INSIGHTFACE_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_path() -> Path:
+    return photo_path("astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def group_photo_path() -> Path:
+    return photo_path("t1.jpg")
+
+
+@pytest.fixture(scope="session")
+def grayscale_photo_path() -> Path:
+    return photo_path("Tom_Hanks_54745.png")
