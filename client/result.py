@@ -1,0 +1,120 @@
+"""The analysis result: per-face arrays shared by both backends, and the JSON of the contract.
+
+Both the embedded runner and the Triton client produce a `RawAnalysis` (the ensemble outputs);
+`build_result` turns it into the ARCHITECTURE.md "Analysis result" dict, so both paths print the
+same JSON for the same image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.schema import CONDITIONS, DISCLAIMER
+
+STATUS_OK, STATUS_NO_FACE, STATUS_INVALID = "ok", "no_face", "invalid_image"
+
+
+@dataclass(frozen=True)
+class RawAnalysis:
+    """Per-face outputs of the pipeline for F faces (the Triton ensemble's output tensors)."""
+
+    boxes: np.ndarray  # float32 [F, 4]
+    scores: np.ndarray  # float32 [F]
+    ita: np.ndarray  # float32 [F], NaN = not measured
+    tone_confidence: np.ndarray  # float32 [F]
+    affines: np.ndarray  # float32 [F, 2, 3]
+    groups: list[str | None]
+    sources: list[str]
+    probs: np.ndarray  # float32 [F, 3]
+    thresholds: np.ndarray  # float64 [F, 3]
+    decisions: np.ndarray  # bool [F, 3]
+    cam: np.ndarray  # float32 [F, 3, h, w]
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Name and version of the served classifier, and which backend answered."""
+
+    name: str
+    version: str
+    backend: str  # "embedded" | "triton-grpc" | "triton-http"
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def build_result(
+    image: str,
+    raw: RawAnalysis | None,
+    model: ModelInfo,
+    *,
+    heatmaps: list[dict[str, str | None]] | None = None,
+    error: str | None = None,
+) -> dict:
+    """The result JSON dict; `raw=None` means the image was invalid (`error` says why)."""
+    result: dict = {"image": image}
+    if raw is None:
+        result.update(status=STATUS_INVALID, faces=[])
+        if error:
+            result["error"] = error
+    else:
+        result["status"] = STATUS_OK if raw.num_faces else STATUS_NO_FACE
+        result["faces"] = [_face(raw, i, (heatmaps or [None] * raw.num_faces)[i])
+                           for i in range(raw.num_faces)]
+    result["model"] = {"name": model.name, "version": model.version, "backend": model.backend}
+    result["disclaimer"] = DISCLAIMER
+    return result
+
+
+def _face(raw: RawAnalysis, i: int, heatmaps: dict[str, str | None] | None) -> dict:
+    given = raw.sources[i] == "given"
+    return {
+        "box": [float(v) for v in raw.boxes[i]],
+        "score": float(raw.scores[i]),
+        "skin_tone": {
+            "ita": _number(raw.ita[i]),
+            "fitzpatrick_group": raw.groups[i],
+            "source": raw.sources[i],
+            "confidence": 1.0 if given else float(raw.tone_confidence[i]),
+        },
+        "conditions": {
+            cond: {
+                "probability": float(raw.probs[i, c]),
+                "threshold": float(raw.thresholds[i, c]),
+                "present": bool(raw.decisions[i, c]),
+            }
+            for c, cond in enumerate(CONDITIONS)
+        },
+        "heatmaps": {cond: (heatmaps or {}).get(cond) for cond in CONDITIONS},
+    }
+
+
+def summarize(result: dict) -> str:
+    """A short human-readable summary of one result."""
+    lines = [f"{result['image']}: {result['status']}"]
+    if result.get("error"):
+        lines[0] += f" ({result['error']})"
+    for k, face in enumerate(result["faces"]):
+        tone = face["skin_tone"]
+        group = tone["fitzpatrick_group"] or "unknown"
+        lines.append(f"  face {k + 1}: box {[round(v) for v in face['box']]} score "
+                     f"{face['score']:.2f}, skin tone {group} ({tone['source']})")
+        for cond, c in face["conditions"].items():
+            mark = "present" if c["present"] else "absent"
+            lines.append(f"    {cond:<18} p={c['probability']:.3f} (threshold "
+                         f"{c['threshold']:.3f}) {mark}")
+            if face["heatmaps"].get(cond):
+                lines.append(f"      heatmap: {face['heatmaps'][cond]}")
+    model = result["model"]
+    lines.append(f"  model {model['name']} {model['version']} via {model['backend']}; "
+                 f"{result['disclaimer']}")
+    return "\n".join(lines)

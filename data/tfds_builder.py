@@ -1,0 +1,216 @@
+"""TFDS builder over the canonical dataset format: face crops in array_record shards.
+
+Each example is the face crop the serving path would see (same preprocessing function:
+`preprocessing.pipeline.analyze_image`), with the lesion mask carried into the crop by the
+same affine transform. Images without a detected face fall back to a centred square crop and
+are marked `face_found=0`. No TensorFlow is needed (../shared/notes/data-and-tracking.md).
+
+    from data.tfds_builder import build_dataset
+    builder = build_dataset("data/synthskin-v1", crop_size=64)   # built once, cached in DIR/tfds/
+    train = builder.as_data_source(split="train")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import tensorflow_datasets as tfds
+
+from data.schema import CONDITIONS, GROUPS, SPLITS, fitzpatrick_to_group
+
+FILE_FORMAT = "array_record"
+CACHE_DIRNAME = "tfds"
+BUILD_STATS_FILE = "build_stats.json"
+
+
+class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
+    """Face crops of one canonical dataset directory, one TFDS config per crop size."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Face crops, lesion masks, labels with NaN = unknown, tone group."}
+
+    # Nothing is downloaded, so there is no checksums file; TFDS's lookup of one next to the
+    # source would import `importlib_resources`, which is not a dependency.
+    url_infos = None
+
+    def __init__(self, *, source_dir: str | Path, crop_size: int, **kwargs: Any) -> None:
+        self._source_dir = Path(source_dir).resolve()
+        self._crop_size = int(crop_size)
+        self._cropper, mode = make_cropper(self._crop_size)
+        self.face_stats: dict[str, int] = {}
+        # One config per crop size, crop method and metadata content: a regenerated dataset or
+        # the arrival of the face detector gives a fresh build instead of a stale cache.
+        digest = hashlib.sha1((self._source_dir / "metadata.csv").read_bytes()).hexdigest()[:10]
+        config = tfds.core.BuilderConfig(name=f"crop{self._crop_size}_{mode}_{digest}")
+        super().__init__(config=config, file_format=FILE_FORMAT, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        s = self._crop_size
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"Face crops ({s}x{s}) of {self._source_dir.name} in the canonical format.",
+            features=tfds.features.FeaturesDict(
+                {
+                    "id": tfds.features.Text(),  # `image` column of metadata.csv
+                    "row": np.int32,  # row index in metadata.csv
+                    "image": tfds.features.Image(shape=(s, s, 3), encoding_format="png"),
+                    "mask": tfds.features.Image(shape=(s, s, 3), encoding_format="png"),
+                    "labels": tfds.features.Tensor(shape=(len(CONDITIONS),), dtype=np.float32),
+                    "fitzpatrick": np.int32,  # 1-6, 0 = unknown
+                    "group": np.int32,  # index into GROUPS, -1 = unknown
+                    "split": tfds.features.Text(),
+                    "face_found": np.int32,  # 1 = detector found a face, 0 = centred-crop fallback
+                }
+            ),
+            homepage="https://example.invalid/face-skin-analysis",
+        )
+
+    def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict]]]:
+        df = read_metadata(self._source_dir / "metadata.csv")
+        self.face_stats = {"found": 0, "fallback": 0}
+        present = [s for s in SPLITS if (df["split"] == s).any()]
+        return {s: self._generate_examples(df[df["split"] == s]) for s in present}
+
+    def _generate_examples(self, df: pd.DataFrame) -> Iterator[tuple[str, dict]]:
+        for row_index, row in df.iterrows():
+            rel = str(row["image"])
+            image = _load_rgb(self._source_dir / rel)
+            mask = _load_mask(self._source_dir, row, image.shape[:2])
+            crop, mask_crop, found = self._cropper(image, mask)
+            self.face_stats["found" if found else "fallback"] += 1
+            fitz = _int_or_none(row.get("fitzpatrick"))
+            group = fitzpatrick_to_group(fitz)
+            yield rel, {
+                "id": rel,
+                "row": int(row_index),
+                "image": encode_png(crop),
+                "mask": encode_png(mask_crop),
+                "labels": np.array([_label(row.get(c)) for c in CONDITIONS], np.float32),
+                "fitzpatrick": fitz or 0,
+                "group": GROUPS.index(group) if group else -1,
+                "split": str(row["split"]),
+                "face_found": int(found),
+            }
+
+
+def read_metadata(csv_path: Path) -> pd.DataFrame:
+    """Read metadata.csv with the canonical validator when available (row index = CSV row)."""
+    try:
+        from data.canonical import load_metadata
+    except ImportError:  # fallback until data/canonical.py lands
+        return pd.read_csv(csv_path, keep_default_na=True)
+    return load_metadata(csv_path)
+
+
+def make_cropper(size: int) -> tuple[Callable[..., tuple[np.ndarray, np.ndarray, bool]], str]:
+    """Return (`crop(image, mask) -> (crop, mask_crop, face_found)`, mode "face" or "centre").
+
+    The crop is the serving preprocessing (`analyze_image`); while preprocessing/ is not
+    implemented yet, every image gets the centred-crop fallback (mode "centre").
+    """
+    try:
+        from preprocessing.align import warp_to_crop
+        from preprocessing.face_detect import FaceDetector
+        from preprocessing.pipeline import analyze_image
+
+        detector = FaceDetector()
+        analyze_image(np.zeros((32, 32, 3), np.uint8), size=size, detector=detector)
+    except (ImportError, NotImplementedError):
+        analyze_image = None
+        detector = None
+
+    def crop(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        if analyze_image is not None:
+            faces = analyze_image(image, size=size, detector=detector)
+            if faces:
+                face = faces[0]
+                mask_crop = warp_to_crop(mask, face.affine, size, nearest=True)
+                return np.asarray(face.crop, np.uint8), np.asarray(mask_crop, np.uint8), True
+        return centre_crop(image, size), centre_crop(mask, size, nearest=True), False
+
+    return crop, ("face" if analyze_image is not None else "centre")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB uint8 image (TFDS would need TensorFlow to encode arrays itself)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot PNG-encode an image of shape {image.shape}")
+    return buf.tobytes()
+
+
+def centre_crop(image: np.ndarray, size: int, *, nearest: bool = False) -> np.ndarray:
+    """Largest centred square of `image`, resized to `size` x `size`."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    square = image[y0 : y0 + side, x0 : x0 + side]
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    out = cv2.resize(square, (size, size), interpolation=interp)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    try:
+        from preprocessing.image_io import load_image
+
+        return load_image(path)
+    except (ImportError, NotImplementedError):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: cannot decode image") from None
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _load_mask(root: Path, row: pd.Series, shape: tuple[int, int]) -> np.ndarray:
+    value = row.get("mask")
+    if _missing(value):
+        return np.zeros((*shape, 3), np.uint8)
+    path = root / str(value)
+    m = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if m is None:
+        raise ValueError(f"{path}: cannot decode lesion mask (row image={row['image']})")
+    m = cv2.cvtColor(m, cv2.COLOR_BGR2RGB)
+    if m.shape[:2] != shape:
+        m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "") or bool(pd.isna(value))
+
+
+def _label(value: Any) -> float:
+    return float("nan") if _missing(value) else float(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if _missing(value) else int(value)
+
+
+def build_dataset(source_dir: str | Path, *, crop_size: int) -> CanonicalFaces:
+    """Build the TFDS dataset for `source_dir` at `crop_size` once (cached in DIR/tfds/) and return it."""
+    source_dir = Path(source_dir).resolve()
+    if not (source_dir / "metadata.csv").is_file():
+        raise FileNotFoundError(f"{source_dir}: no metadata.csv (not a canonical dataset)")
+    builder = CanonicalFaces(
+        source_dir=source_dir, crop_size=crop_size, data_dir=str(source_dir / CACHE_DIRNAME)
+    )
+    if not builder.is_prepared():
+        builder.download_and_prepare()
+        stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
+        stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")
+    return builder
+
+
+def build_stats(builder: CanonicalFaces) -> dict[str, int]:
+    """Face-detection counts recorded when the dataset was built ({} if unknown)."""
+    path = Path(builder.data_dir) / BUILD_STATS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,335 @@
+"""Per-condition, per-group evaluation with stratified bootstrap CIs, guards and gaps.
+
+`evaluate_predictions` is the one entry point: it takes predictions (DataFrame or arrays),
+optional thresholds, and returns a JSON-ready dict. Layout (docs/fairness.md has the full
+description)::
+
+    {"conditions": {cond: {"overall": cell, "by_group": {g: cell}, "by_type": {"1": cell},
+                           "difference": {metric: est}, "group_min": {metric: est},
+                           "gaps": {...}}},
+     "macro": {...same keys, metrics averaged over conditions...},
+     "summary": {"macro_f1": est, "worst_group_f1": est, "gap_dark_vs_medium_f1": est, ...}}
+
+A cell holds ``n``, ``positives``, ``negatives``, ``prevalence`` and one estimate per metric;
+an estimate is ``{"value", "ci_low", "ci_high", "status"}`` where status is "ok" or
+"insufficient evidence" (then the numbers are null and ``reason`` says why). No NaN is
+ever returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fairness import gaps
+from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
+from fairness.io import PredictionArrays, to_arrays
+from fairness.metrics import SCORE_METRICS, THRESHOLD_METRICS, batched_metrics
+
+__all__ = ["INSUFFICIENT", "MIN_NEGATIVES", "MIN_POSITIVES", "evaluate_predictions"]
+
+INSUFFICIENT = "insufficient evidence"
+# Below 10 positives (or negatives) even a perfect-looking recall has a 95% CI wider than
+# +-0.3 (Wilson interval for 5/10 is [0.24, 0.76]); a number there would mislead.
+MIN_POSITIVES = 10
+MIN_NEGATIVES = 10
+METRICS: tuple[str, ...] = (*THRESHOLD_METRICS, *SCORE_METRICS)
+CI_METHOD = ("percentile bootstrap, resampling images with replacement within strata of "
+             "Fitzpatrick type (group when the type is unknown) x label pattern")
+
+
+@dataclass
+class _Cell:
+    rows: np.ndarray  # indices into the arrays
+    positives: int
+    negatives: int
+    reason: str | None  # None = enough evidence
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def coerce_arrays(data) -> PredictionArrays:
+    """PredictionArrays from a DataFrame, a PredictionArrays, a mapping or a tuple of arrays."""
+    if isinstance(data, PredictionArrays):
+        return data
+    if hasattr(data, "columns"):
+        return to_arrays(data)
+    if isinstance(data, Mapping):
+        y, p, g, f = data["y_true"], data["probs"], data["groups"], data.get("fitzpatrick")
+    elif isinstance(data, tuple | list) and len(data) in (3, 4):
+        y, p, g = data[:3]
+        f = data[3] if len(data) == 4 else None
+    else:
+        raise TypeError("predictions must be a DataFrame, PredictionArrays, a mapping with "
+                        "y_true/probs/groups[/fitzpatrick] or a tuple "
+                        "(y_true, probs, groups[, fitzpatrick])")
+    y = np.asarray(y, dtype=np.float64)
+    groups = [x if isinstance(x, str) and x else None for x in g]
+    fitz = np.zeros(len(groups), dtype=np.int64) if f is None else np.asarray(f, dtype=np.int64)
+    return PredictionArrays(y_true=y, probs=np.asarray(p, dtype=np.float64), groups=groups,
+                            fitzpatrick=fitz)
+
+
+def _estimate(point: float, replicates: np.ndarray | None, level: float) -> dict:
+    if not np.isfinite(point):
+        return {"value": None, "ci_low": None, "ci_high": None, "status": INSUFFICIENT,
+                "reason": "metric undefined on this data"}
+    low, high = percentile_ci(replicates, level) if replicates is not None else (np.nan, np.nan)
+    return {"value": float(point),
+            "ci_low": float(low) if np.isfinite(low) else None,
+            "ci_high": float(high) if np.isfinite(high) else None,
+            "status": "ok"}
+
+
+def _insufficient(reason: str) -> dict:
+    return {"value": None, "ci_low": None, "ci_high": None, "status": INSUFFICIENT,
+            "reason": reason}
+
+
+def evaluate_predictions(
+    data,
+    thresholds=None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    min_positives: int = MIN_POSITIVES,
+    min_negatives: int = MIN_NEGATIVES,
+    ci_level: float = 0.95,
+    progress: bool = False,
+    chunk_size: int = 100,
+) -> dict:
+    """Evaluate predictions per condition x group (and type) with bootstrap 95% CIs.
+
+    Parameters
+    ----------
+    data : DataFrame | PredictionArrays | mapping | tuple
+        Labels [N, C] (NaN = unknown), probabilities [N, C], group per row and, optionally,
+        the Fitzpatrick type per row (0 = unknown).
+    thresholds : fairness.thresholds.Thresholds, optional
+        Per-group thresholds (unknown group -> global). Default: 0.5 everywhere.
+    n_boot : int
+        Bootstrap replicates (0 gives point estimates only, CIs null).
+    seed : int
+        Seed of the bootstrap; same seed, same intervals.
+    min_positives, min_negatives : int
+        Minimum-count guard: a cell with fewer known positives or negatives reports
+        "insufficient evidence" instead of numbers.
+    ci_level : float
+        Coverage of the percentile interval.
+    progress : bool
+        Show a tqdm bar over bootstrap chunks.
+
+    Returns
+    -------
+    dict (JSON-ready; see the module docstring)
+    """
+    from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
+
+    arr = coerce_arrays(data)
+    y, p = arr.y_true, arr.probs
+    n_rows = y.shape[0]
+    if y.shape != (n_rows, len(CONDITIONS)) or p.shape != y.shape:
+        raise ValueError(f"y_true and probs must both have shape [N, {len(CONDITIONS)}], "
+                         f"got {y.shape} and {p.shape}")
+    if len(arr.groups) != n_rows or arr.fitzpatrick.shape[0] != n_rows:
+        raise ValueError("groups and fitzpatrick must have one entry per row")
+    if thresholds is None:
+        decisions = p >= 0.5
+        if not np.all(np.isfinite(p)):
+            raise ValueError("probs contain NaN or infinite values")
+    else:
+        from fairness.thresholds import apply_thresholds
+
+        decisions, _ = apply_thresholds(p, arr.groups, thresholds)
+    decisions = decisions.astype(np.float64)
+    group = np.asarray([g or "" for g in arr.groups], dtype=object)
+    types = arr.fitzpatrick
+
+    subsets: dict[str, dict[str, np.ndarray]] = {
+        "overall": {"all": np.ones(n_rows, dtype=bool)},
+        "by_group": {g: group == g for g in GROUPS},
+        "by_type": {str(t): types == t for t in FITZPATRICK_TYPES},
+    }
+    cells: dict[tuple[str, str, str], _Cell] = {}
+    for c, cond in enumerate(CONDITIONS):
+        known = np.isfinite(y[:, c])
+        for kind, members in subsets.items():
+            for name, mask in members.items():
+                rows = np.flatnonzero(known & mask)
+                pos = int(y[rows, c].sum())
+                neg = int(rows.size - pos)
+                reason = None
+                if pos < min_positives or neg < min_negatives:
+                    reason = (f"{pos} positives and {neg} negatives; need at least "
+                              f"{min_positives} and {min_negatives}")
+                cells[(cond, kind, name)] = _Cell(rows, pos, neg, reason)
+
+    # Point estimates: the same batched code with unit weights.
+    points: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (cond, kind, name), cell in cells.items():
+        if cell.ok:
+            c = CONDITIONS.index(cond)
+            r = cell.rows
+            m = batched_metrics(y[r, c], p[r, c], decisions[r, c], np.ones((1, r.size)))
+            points[(cond, kind, name)] = {k: float(v[0]) for k, v in m.items()}
+
+    # Bootstrap replicates, stratified by type (group if unknown) x label pattern.
+    reps: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = {
+        key: {m: [] for m in METRICS} for key in points
+    }
+    if n_boot > 0:
+        tone_key = [str(t) if t > 0 else f"g:{g}" for t, g in zip(types, group, strict=True)]
+        label_key = [",".join("u" if np.isnan(v) else str(int(v)) for v in row) for row in y]
+        strata = strata_codes(tone_key, label_key)
+        rng = np.random.default_rng(seed)
+        chunks = [min(chunk_size, n_boot - s) for s in range(0, n_boot, chunk_size)]
+        iterator = chunks
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(chunks, desc="bootstrap", unit="chunk", leave=False)
+        for size in iterator:
+            weights = stratified_bootstrap_weights(strata, size, rng)
+            for key in points:
+                c, r = CONDITIONS.index(key[0]), cells[key].rows
+                m = batched_metrics(y[r, c], p[r, c], decisions[r, c], weights[:, r])
+                for name, values in m.items():
+                    reps[key][name].append(values)
+    replicates = {
+        key: {m: (np.concatenate(v) if v else None) for m, v in by_metric.items()}
+        for key, by_metric in reps.items()
+    }
+
+    def cell_dict(key) -> dict:
+        cell = cells[key]
+        n = int(cell.rows.size)
+        out = {"n": n, "positives": cell.positives, "negatives": cell.negatives,
+               "prevalence": (cell.positives / n) if n else None}
+        for metric in METRICS:
+            if cell.ok:
+                out[metric] = _estimate(points[key][metric], replicates[key][metric], ci_level)
+            else:
+                out[metric] = _insufficient(cell.reason)
+        out["status"] = "ok" if cell.ok else INSUFFICIENT
+        return out
+
+    result_conditions: dict[str, dict] = {}
+    for cond in CONDITIONS:
+        entry = {
+            "overall": cell_dict((cond, "overall", "all")),
+            "by_group": {g: cell_dict((cond, "by_group", g)) for g in GROUPS},
+            "by_type": {str(t): cell_dict((cond, "by_type", str(t))) for t in FITZPATRICK_TYPES},
+        }
+        group_values = {
+            g: (points[(cond, "by_group", g)], replicates[(cond, "by_group", g)])
+            for g in GROUPS if cells[(cond, "by_group", g)].ok
+        }
+        entry.update(_between_groups(group_values, ci_level))
+        result_conditions[cond] = entry
+
+    macro = _macro(CONDITIONS, GROUPS, cells, points, replicates, ci_level)
+    summary = {
+        "macro_f1": macro["overall"]["f1"],
+        "worst_group_f1": macro["group_min"]["f1"],
+        "gap_dark_vs_medium_f1": macro["gaps"]["f1_dark_vs_medium"],
+        **{f"f1/{c}": result_conditions[c]["overall"]["f1"] for c in CONDITIONS},
+        **{f"f1/{g}": macro["by_group"][g]["f1"] for g in GROUPS},
+    }
+    return {
+        "schema_version": 1,
+        "n": int(n_rows),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "ci_level": ci_level,
+        "ci_method": CI_METHOD,
+        "min_positives": min_positives,
+        "min_negatives": min_negatives,
+        "thresholds": "per-group (fitted)" if thresholds is not None else "0.5 for every group",
+        "conditions": result_conditions,
+        "macro": macro,
+        "summary": summary,
+    }
+
+
+def _between_groups(group_values: dict, level: float) -> dict:
+    """`difference`, `group_min` and the named gaps from {group: (points, replicates)}."""
+    reason = (f"only {len(group_values)} group(s) with enough evidence; need 2"
+              if len(group_values) < 2 else None)
+
+    def combine(fn, *metrics) -> dict:
+        if reason is not None:
+            return _insufficient(reason)
+        point_args = [{g: v[0][m] for g, v in group_values.items()} for m in metrics]
+        point = float(fn(*point_args))
+        reps = None
+        if all(v[1][m] is not None for v in group_values.values() for m in metrics):
+            rep_args = [{g: v[1][m] for g, v in group_values.items()} for m in metrics]
+            reps = fn(*rep_args)
+        return _estimate(point, reps, level)
+
+    out = {
+        "difference": {m: combine(gaps.difference, m) for m in METRICS},
+        "group_min": {m: combine(gaps.group_min, m) for m in METRICS},
+    }
+    have_pair = gaps.DARK in group_values and gaps.MEDIUM in group_values
+    if have_pair:
+        pair = {g: group_values[g] for g in (gaps.MEDIUM, gaps.DARK)}
+        signed = _combine_pair(pair, lambda d: gaps.dark_vs_medium(d), "f1", level)
+        absolute = _combine_pair(pair, lambda d: np.abs(gaps.dark_vs_medium(d)), "f1", level)
+        dvm = {**absolute, "signed": signed}
+    else:
+        dvm = _insufficient(f"needs enough evidence in both {gaps.MEDIUM} and {gaps.DARK}")
+    out["gaps"] = {
+        "f1_dark_vs_medium": dvm,
+        "f1_worst_best": out["difference"]["f1"],
+        "tpr": out["difference"]["recall"],
+        "equalized_odds": combine(gaps.equalized_odds_difference, "recall", "fpr"),
+        "auroc": out["difference"]["auroc"],
+    }
+    return out
+
+
+def _combine_pair(pair: dict, fn, metric: str, level: float) -> dict:
+    point = float(fn({g: v[0][metric] for g, v in pair.items()}))
+    reps = None
+    if all(v[1][metric] is not None for v in pair.values()):
+        reps = fn({g: v[1][metric] for g, v in pair.items()})
+    return _estimate(point, reps, level)
+
+
+def _macro(conditions, groups, cells, points, replicates, level) -> dict:
+    """Metrics averaged over conditions; a subset needs enough evidence for every condition."""
+
+    def macro_of(kind: str, name: str):
+        keys = [(c, kind, name) for c in conditions]
+        bad = [k[0] for k in keys if not cells[k].ok]
+        if bad:
+            return None, f"insufficient evidence for {bad}"
+        point = {m: float(np.mean([points[k][m] for k in keys])) for m in METRICS}
+        reps = {}
+        for m in METRICS:
+            arrays = [replicates[k][m] for k in keys]
+            reps[m] = None if any(a is None for a in arrays) else np.mean(arrays, axis=0)
+        return (point, reps), None
+
+    def macro_cell(kind: str, name: str) -> dict:
+        values, reason = macro_of(kind, name)
+        if values is None:
+            return {**{m: _insufficient(reason) for m in METRICS}, "status": INSUFFICIENT}
+        return {**{m: _estimate(values[0][m], values[1][m], level) for m in METRICS},
+                "status": "ok"}
+
+    group_values = {}
+    for g in groups:
+        values, _ = macro_of("by_group", g)
+        if values is not None:
+            group_values[g] = values
+    return {
+        "overall": macro_cell("overall", "all"),
+        "by_group": {g: macro_cell("by_group", g) for g in groups},
+        **_between_groups(group_values, level),
+    }

@@ -1,0 +1,248 @@
+"""Read and validate predictions CSVs (`predictions_{val,test}.csv` of a training run).
+
+Columns follow `data.schema.PREDICTION_COLUMNS`. Every problem is reported with the file,
+the CSV line number (the header is line 1) and the column. pandas is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "PredictionArrays",
+    "PredictionsError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_dataset_info",
+    "read_predictions",
+    "resolve_prediction_files",
+    "to_arrays",
+]
+
+MAX_LISTED = 5
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; outputs should get the usual permissions.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+class PredictionsError(ValueError):
+    """A predictions file that cannot be evaluated; the message names file, line and column."""
+
+
+@dataclass(frozen=True)
+class PredictionArrays:
+    """Labels [N, C] (NaN = unknown), probabilities [N, C], group and type per row."""
+
+    y_true: np.ndarray
+    probs: np.ndarray
+    groups: list[str | None]
+    fitzpatrick: np.ndarray  # int, 0 = unknown
+    source: str = "arrays"
+
+
+def _lines(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(int(r) + 2) for r in rows[:MAX_LISTED])
+    more = f" (+{rows.size - MAX_LISTED} more)" if rows.size > MAX_LISTED else ""
+    return f"line {shown}{more}" if rows.size == 1 else f"lines {shown}{more}"
+
+
+def read_predictions(path: str | os.PathLike):
+    """Read one predictions CSV into a DataFrame, checking every column and value.
+
+    Raises `PredictionsError` listing every problem (file, CSV line, column).
+    """
+    import pandas as pd
+
+    from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS, PREDICTION_COLUMNS
+
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PredictionsError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise PredictionsError(
+            f"{path}: missing column(s) {missing}; expected {list(PREDICTION_COLUMNS)}"
+        )
+    if len(df) == 0:
+        raise PredictionsError(f"{path}: no rows")
+    problems: list[str] = []
+    out = pd.DataFrame({"image": df["image"], "split": df["split"]})
+    for cond in CONDITIONS:
+        raw = df[cond].str.strip()
+        value = pd.to_numeric(raw.where(raw != ""), errors="coerce")
+        bad = (raw != "") & ~value.isin([0, 1])
+        if bad.any():
+            problems.append(
+                f"column {cond!r}, {_lines(bad.to_numpy())}: label must be 0, 1 or empty"
+            )
+        out[cond] = value.astype(np.float64)
+        raw_p = df[f"{cond}_prob"].str.strip()
+        prob = pd.to_numeric(raw_p, errors="coerce")
+        bad_p = ~prob.between(0.0, 1.0)  # NaN is not between, so it is flagged too
+        if bad_p.any():
+            problems.append(f"column {cond + '_prob'!r}, {_lines(bad_p.to_numpy())}: "
+                            "probability must be a number in [0, 1] (NaN or empty is not allowed)")
+        out[f"{cond}_prob"] = prob.astype(np.float64)
+    raw_f = df["fitzpatrick"].str.strip()
+    fitz = pd.to_numeric(raw_f.where(raw_f != ""), errors="coerce")
+    bad_f = (raw_f != "") & ~fitz.isin(FITZPATRICK_TYPES)
+    if bad_f.any():
+        problems.append(f"column 'fitzpatrick', {_lines(bad_f.to_numpy())}: "
+                        f"must be one of {list(FITZPATRICK_TYPES)} or empty")
+    out["fitzpatrick"] = fitz.where(~bad_f).fillna(0).astype(np.int64)
+    group = df["group"].str.strip()
+    bad_g = (group != "") & ~group.isin(GROUPS)
+    if bad_g.any():
+        problems.append(f"column 'group', {_lines(bad_g.to_numpy())}: "
+                        f"must be one of {sorted(GROUPS)} or empty")
+    expected = out["fitzpatrick"].map(lambda f: GROUPS[(f - 1) // 2] if f > 0 else "")
+    clash = (group != "") & (expected != "") & (group != expected) & ~bad_g
+    if clash.any():
+        problems.append(f"columns 'group'/'fitzpatrick', {_lines(clash.to_numpy())}: "
+                        "group does not match the Fitzpatrick type")
+    # A known type with an empty group still belongs to that type's group.
+    out["group"] = group.where(group != "", expected)
+    for extra in ("source",):
+        if extra in df.columns:
+            out[extra] = df[extra]
+    if problems:
+        raise PredictionsError(f"{path}: " + "; ".join(problems))
+    out.attrs["path"] = str(path)
+    return out
+
+
+def to_arrays(df) -> PredictionArrays:
+    """Arrays from a validated predictions DataFrame (empty group -> None)."""
+    from data.schema import CONDITIONS
+
+    groups = [g if isinstance(g, str) and g else None for g in df["group"].tolist()]
+    return PredictionArrays(
+        y_true=df[list(CONDITIONS)].to_numpy(dtype=np.float64),
+        probs=df[[f"{c}_prob" for c in CONDITIONS]].to_numpy(dtype=np.float64),
+        groups=groups,
+        fitzpatrick=df["fitzpatrick"].to_numpy(dtype=np.int64),
+        source=str(df.attrs.get("path", "dataframe")),
+    )
+
+
+def resolve_prediction_files(inputs: Sequence[str | os.PathLike]) -> tuple[Path, Path]:
+    """(val_csv, test_csv) from a run folder or from two CSV paths.
+
+    A folder must hold `predictions_val.csv` and `predictions_test.csv`. Two files are told
+    apart by name ("val"/"test" in the file name), else taken in the order given (val, test).
+    """
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].is_dir():
+        val, test = paths[0] / "predictions_val.csv", paths[0] / "predictions_test.csv"
+        missing = [str(p) for p in (val, test) if not p.is_file()]
+        if missing:
+            raise PredictionsError(f"{paths[0]}: missing {missing}")
+        return val, test
+    if len(paths) != 2:
+        raise PredictionsError(
+            "--predictions takes a run folder or two CSV files (val, test); "
+            f"got {len(paths)} path(s)"
+        )
+    val, test = paths
+    if "test" in val.name and "val" in test.name:
+        val, test = test, val
+    for p in (val, test):
+        if not p.is_file():
+            raise PredictionsError(f"{p}: file not found")
+    return val, test
+
+
+def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
+    """What data the predictions come from: `dataset.json`, the `source` column, or unknown.
+
+    Looks for `dataset.json` in the run folder, then for the data folder named in the run's
+    `config.json` (any string value that is a folder holding `dataset.json`), then for a
+    `source` column. Returns ``{"name", "kind": "synthetic"|"real"|"unknown", "sources", ...}``.
+    """
+    candidates: list[Path] = []
+    if run_dir is not None:
+        candidates.append(run_dir / "dataset.json")
+        config = run_dir / "config.json"
+        if config.is_file():
+            try:
+                for value in _strings(json.loads(config.read_text(encoding="utf-8"))):
+                    candidates.append(Path(value) / "dataset.json")
+            except (OSError, json.JSONDecodeError):
+                pass
+    for candidate in candidates:
+        try:
+            if candidate.is_file():
+                info = json.loads(candidate.read_text(encoding="utf-8"))
+                if isinstance(info, dict):
+                    kind = _kind(info)
+                    return {**info, "file": str(candidate), "kind": kind}
+        except (OSError, json.JSONDecodeError, ValueError):
+            continue
+    sources: set[str] = set()
+    for df in frames:
+        if "source" in getattr(df, "columns", ()):
+            sources |= {s for s in df["source"].astype(str) if s}
+    if sources:
+        synthetic = all("synth" in s.lower() for s in sources)
+        return {"kind": "synthetic" if synthetic else "real", "sources": sorted(sources),
+                "name": ", ".join(sorted(sources))}
+    return {"kind": "unknown", "sources": [], "name": "unknown (no dataset.json or source column)"}
+
+
+def _kind(info: dict) -> str:
+    text = json.dumps(info).lower()
+    if info.get("synthetic") is True or "synth" in text:
+        return "synthetic"
+    if info.get("synthetic") is False:
+        return "real"
+    return "unknown"
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if len(value) < 500 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write bytes to `path` atomically (temp file in the same folder, then `os.replace`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,152 @@
+"""Convert MediaPipe's BlazeFace short-range TFLite model to ONNX with a variable batch.
+
+One-off tool (not run in CI). It needs `tflite2onnx` and `onnx`, kept out of the main
+environment in their own virtual environment::
+
+    python3 -m venv .venv-convert
+    .venv-convert/bin/pip install tflite2onnx==0.4.1 onnx onnxruntime
+    .venv-convert/bin/python -m preprocessing.convert_blazeface \
+        --out preprocessing/assets/blazeface_short_range.onnx
+
+Steps: `pip download --no-deps mediapipe==0.10.21` (or `--wheel PATH`), extract
+`face_detection_short_range.tflite`, convert with `tflite2onnx`, then edit the graph with
+`onnx`: NHWC input (a Transpose in front), batch dimension symbolic (`batch`), and the
+Reshape shape constants `[1, -1, C]` -> `[0, -1, C]` so each image keeps its own rows.
+Finally check the graph, run batch 1 vs batch 3 on onnxruntime, and print the sha256
+values for PROVENANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+MEDIAPIPE_VERSION = "0.10.21"
+TFLITE_MEMBER = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+LICENSE_MEMBER = f"mediapipe-{MEDIAPIPE_VERSION}.dist-info/LICENSE"
+INPUT_NAME = "input"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def download_wheel(dest: Path) -> Path:
+    """`pip download` the mediapipe wheel (no dependencies) into dest."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
+           f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest)]
+    subprocess.run(cmd, check=True)
+    return next(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+
+
+def extract(wheel: Path, member: str, dest: Path) -> Path:
+    """Extract one member of the wheel to dest/<basename>."""
+    with zipfile.ZipFile(wheel) as zf:
+        out = dest / Path(member).name
+        out.write_bytes(zf.read(member))
+    return out
+
+
+def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
+    """NHWC input, symbolic batch dim and per-image Reshapes ([1,-1,C] -> [0,-1,C])."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    (old_input,) = graph.input
+    nchw_name = "input_nchw"
+    for node in graph.node:
+        node.input[:] = [nchw_name if name == old_input.name else name for name in node.input]
+    new_input = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT,
+                                              ["batch", 128, 128, 3])
+    transpose = helper.make_node("Transpose", [INPUT_NAME], [nchw_name], perm=[0, 3, 1, 2],
+                                 name="nhwc_to_nchw")
+    graph.input.remove(old_input)
+    graph.input.append(new_input)
+    graph.node.insert(0, transpose)
+
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Reshape":
+            continue
+        shape = numpy_helper.to_array(inits[node.input[1]]).copy()
+        assert shape[0] == 1 and shape[1] == -1, shape
+        shape[0] = 0  # 0 = copy the input's batch dimension
+        new_name = node.input[1] + "_batch"
+        if new_name not in inits:
+            tensor = numpy_helper.from_array(shape.astype(np.int64), new_name)
+            graph.initializer.append(tensor)
+            inits[new_name] = tensor
+        node.input[1] = new_name
+    for name in [n for n, t in inits.items() if not any(n in nd.input for nd in graph.node)]:
+        graph.initializer.remove(inits[name])
+
+    for value in list(graph.output) + list(graph.value_info):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) > 0:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def verify(onnx_path: Path) -> None:
+    """Batch 3 must equal three batch-1 runs; prints the max difference."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(3, 128, 128, 3)).astype(np.float32)
+    reg3, cls3 = sess.run(["regressors", "classificators"], {INPUT_NAME: x})
+    diff = 0.0
+    for i in range(3):
+        reg1, cls1 = sess.run(["regressors", "classificators"], {INPUT_NAME: x[i : i + 1]})
+        diff = max(diff, float(np.abs(reg1 - reg3[i : i + 1]).max()),
+                   float(np.abs(cls1 - cls3[i : i + 1]).max()))
+    assert reg3.shape == (3, 896, 16) and cls3.shape == (3, 896, 1), (reg3.shape, cls3.shape)
+    assert diff < 1e-4, diff
+    print(f"verified: batch 3 vs 3x batch 1, max |diff| = {diff:.2e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, convert, verify, print checksums."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wheel", type=Path, help="an already downloaded mediapipe wheel")
+    parser.add_argument("--out", type=Path, required=True, help="output .onnx path")
+    parser.add_argument("--license-out", type=Path, help="also copy the wheel's LICENSE here")
+    args = parser.parse_args(argv)
+
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp_str:
+        tmp = Path(tmp_str)
+        wheel = args.wheel or download_wheel(tmp)
+        tflite = extract(wheel, TFLITE_MEMBER, tmp)
+        raw = tmp / "raw.onnx"
+        subprocess.run([str(Path(sys.executable).with_name("tflite2onnx")), str(tflite), str(raw)],
+                       check=True)
+        model = make_variable_batch_nhwc(onnx.load(str(raw)))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp_out = args.out.with_suffix(".onnx.tmp")
+        onnx.save(model, str(tmp_out))
+        tmp_out.replace(args.out)
+        if args.license_out:
+            args.license_out.write_bytes(extract(wheel, LICENSE_MEMBER, tmp).read_bytes())
+        verify(args.out)
+        print(f"wheel  {wheel.name} sha256 {sha256_of(wheel)}")
+        print(f"tflite {Path(TFLITE_MEMBER).name} sha256 {sha256_of(tflite)}")
+        print(f"onnx   {args.out} sha256 {sha256_of(args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Skin tone as the Individual Typology Angle (ITA) and a Fitzpatrick-like group.
+
+ITA = degrees(arctan2(L* - 50, b*)) in CIELAB (D65) over the skin pixels (Chardon et al.
+1991; Del Bino et al. 2006). Robust statistics: pixels whose L* lies outside its 10th-90th
+percentile (shadows, highlights, stray hair) are dropped, then the medians of L* and b* give
+one ITA. Group mapping, from the six ITA categories of Chardon/Del Bino (very light > 55,
+light 41-55, intermediate 28-41, tan 10-28, brown -30-10, dark < -30), two categories per
+group:
+
+    ITA > 41         -> "I-II"   (very light, light)
+    10 < ITA <= 41   -> "III-IV" (intermediate, tan)
+    ITA <= 10        -> "V-VI"   (brown, dark)
+
+The estimate abstains (group None, confidence 0) when the skin region is too small, the
+colour is grayscale or low-chroma (ITA is meaningless when b* ~ 0), or the region is badly
+under- or over-exposed. Confidence grows with the distance of the ITA from the nearest cut
+point, 1 - exp(-margin / CONFIDENCE_SCALE_DEG), scaled down when fewer than
+FULL_CONFIDENCE_PIXELS skin pixels were measured. This is a research aid, not a diagnosis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from data.schema import GROUPS
+
+ITA_CUTS = (41.0, 10.0)  # I-II above the first, V-VI at or below the second
+TRIM_PERCENTILES = (10.0, 90.0)
+MIN_SKIN_PIXELS = 150
+MIN_CHROMA = 5.0  # median sqrt(a*^2 + b*^2); real skin is ~10-30, grayscale ~0
+MAX_CLIPPED_FRACTION = 0.3  # any channel >= 250
+MAX_DARK_FRACTION = 0.3  # all channels <= 15
+SHADES_OF_GRAY_P = 6
+CONFIDENCE_SCALE_DEG = 5.0
+FULL_CONFIDENCE_PIXELS = 600
+
+REASON_TOO_SMALL = "skin region too small"
+REASON_LOW_CHROMA = "grayscale or low-chroma image"
+REASON_OVER = "over-exposed skin region"
+REASON_UNDER = "under-exposed skin region"
+
+
+@dataclass(frozen=True)
+class SkinTone:
+    """ITA in degrees, group ('I-II', 'III-IV', 'V-VI' or None when abstaining), confidence.
+
+    When abstaining, ita and the group are None, confidence is 0 and `reason` says why.
+    """
+
+    ita: float | None
+    fitzpatrick_group: str | None
+    confidence: float
+    reason: str | None = None
+
+
+def ita_degrees(lightness, b_star):
+    """ITA = degrees(arctan2(L* - 50, b*)).
+
+    >>> round(float(ita_degrees(60.0, 10.0)), 2)
+    45.0
+    """
+    return np.degrees(np.arctan2(np.asarray(lightness, np.float64) - 50.0,
+                                 np.asarray(b_star, np.float64)))
+
+
+def ita_to_group(ita: float) -> str:
+    """Group of an ITA value by ITA_CUTS.
+
+    >>> ita_to_group(50.0), ita_to_group(41.0), ita_to_group(10.0)
+    ('I-II', 'III-IV', 'V-VI')
+    """
+    if ita > ITA_CUTS[0]:
+        return GROUPS[0]
+    if ita > ITA_CUTS[1]:
+        return GROUPS[1]
+    return GROUPS[2]
+
+
+def rgb_to_lab(pixels: np.ndarray) -> np.ndarray:
+    """RGB uint8 (or float in [0, 1]) [..., 3] -> CIELAB float [..., 3] with L* in 0-100."""
+    arr = np.asarray(pixels)
+    rgb = arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    flat = np.ascontiguousarray(rgb.reshape(1, -1, 3))
+    return cv2.cvtColor(flat, cv2.COLOR_RGB2Lab).reshape(rgb.shape).astype(np.float64)
+
+
+def shades_of_gray_gains(pixels: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
+    """Per-channel gains (mean 1) that make the Minkowski p-mean of each channel equal."""
+    x = np.asarray(pixels, np.float64).reshape(-1, 3) / 255.0
+    norms = np.power(np.mean(np.power(x, p), axis=0), 1.0 / p)
+    norms = np.maximum(norms, 1e-6)
+    gains = norms.mean() / norms
+    return gains / gains.mean()
+
+
+def normalize_illumination(
+    image: np.ndarray, reference_mask: np.ndarray | None = None, p: int = SHADES_OF_GRAY_P
+) -> np.ndarray:
+    """Shades-of-gray colour constancy: gains estimated on `reference_mask` (or all pixels)."""
+    ref = image[reference_mask] if reference_mask is not None else image.reshape(-1, 3)
+    if len(ref) == 0:
+        return image
+    gains = shades_of_gray_gains(ref, p)
+    return np.clip(np.rint(image.astype(np.float64) * gains), 0, 255).astype(np.uint8)
+
+
+def tone_confidence(ita: float, num_pixels: int) -> float:
+    """1 - exp(-margin / CONFIDENCE_SCALE_DEG) times min(1, num_pixels / FULL_CONFIDENCE_PIXELS).
+
+    >>> round(tone_confidence(25.5, 600), 3)  # 15.5 degrees from the nearest cut (10 and 41)
+    0.955
+    """
+    margin = min(abs(ita - cut) for cut in ITA_CUTS)
+    return float((1.0 - np.exp(-margin / CONFIDENCE_SCALE_DEG))
+                 * min(1.0, num_pixels / FULL_CONFIDENCE_PIXELS))
+
+
+def _abstain(reason: str) -> SkinTone:
+    return SkinTone(ita=None, fitzpatrick_group=None, confidence=0.0, reason=reason)
+
+
+def tone_from_pixels(pixels: np.ndarray) -> SkinTone:
+    """Skin tone of skin pixels [N, 3] RGB uint8 (robust ITA, abstention, confidence)."""
+    px = np.asarray(pixels, dtype=np.uint8).reshape(-1, 3)
+    px = px[px.max(axis=1) > 0]  # exact black = padding outside the source image
+    if len(px) < MIN_SKIN_PIXELS:
+        return _abstain(REASON_TOO_SMALL)
+    lab = rgb_to_lab(px)
+    lo, hi = np.percentile(lab[:, 0], TRIM_PERCENTILES)
+    kept = lab[(lab[:, 0] >= lo) & (lab[:, 0] <= hi)]
+    if len(kept) < MIN_SKIN_PIXELS // 2:
+        kept = lab
+    lightness, a_star, b_star = np.median(kept, axis=0)
+    if np.mean(px.max(axis=1) >= 250) > MAX_CLIPPED_FRACTION:
+        return _abstain(REASON_OVER)
+    if np.mean(px.max(axis=1) <= 15) > MAX_DARK_FRACTION:
+        return _abstain(REASON_UNDER)
+    if float(np.hypot(a_star, b_star)) < MIN_CHROMA:
+        return _abstain(REASON_LOW_CHROMA)
+    ita = float(ita_degrees(lightness, b_star))
+    group = ita_to_group(ita)
+    confidence = tone_confidence(ita, len(px))
+    return SkinTone(ita=round(ita, 2), fitzpatrick_group=group, confidence=round(confidence, 3))
+
+
+def default_skin_mask(shape: tuple[int, int]) -> np.ndarray:
+    """Skin mask for an aligned crop made with the default margin, from average keypoints."""
+    from preprocessing.skin_mask import skin_mask
+
+    h, w = shape
+    # BlazeFace keypoints relative to the box (average of frontal faces), box = middle 2/3.
+    rel = np.array([[0.30, 0.37], [0.70, 0.37], [0.50, 0.60], [0.50, 0.78]])
+    kps = (rel * (2.0 / 3.0) + 1.0 / 6.0) * np.array([w, h])
+    return skin_mask(kps, (h, w))
+
+
+def estimate_skin_tone(
+    crop: np.ndarray, skin_mask: np.ndarray | None = None, *, illumination: str = "none"
+) -> SkinTone:
+    """Estimate the skin tone of an aligned face crop (RGB uint8).
+
+    skin_mask: bool [H, W] of skin pixels (None: the default cheeks/forehead layout of an
+    aligned crop). illumination: "none" or "shades_of_gray" (gains estimated on the non-skin
+    part of the crop).
+    """
+    if crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"expected an RGB crop [H, W, 3], got shape {crop.shape}")
+    mask = default_skin_mask(crop.shape[:2]) if skin_mask is None else skin_mask.astype(bool)
+    if illumination == "shades_of_gray":
+        crop = normalize_illumination(crop, ~mask)
+    elif illumination != "none":
+        raise ValueError(f"illumination must be one of ['none', 'shades_of_gray'], got {illumination!r}")
+    return tone_from_pixels(crop[mask])

@@ -1,0 +1,215 @@
+"""Model registry, layers and parameter counts (fast: counts use abstract shapes only)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from train_jax.models import MODEL_NAMES, create_model, set_depthwise_impl
+from train_jax.models.efficientnet import (
+    EfficientNet,
+    MBConv,
+    Variant,
+    round_filters,
+    round_repeats,
+)
+from train_jax.models.layers import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BatchNorm,
+    depthwise_conv,
+    normalize_image,
+)
+
+# Expected trainable parameter counts with a 3-class head. Published counts (timm / Keras,
+# 1000 classes, trainable parameters only) minus their head (C*1000 + 1000) plus ours (C*3 + 3):
+#   B0: 5,288,548 - (1280*1000 + 1000) + (1280*3 + 3) = 4,011,391
+#   B1: 7,794,184 - 1,281,000 + 3,843 = 6,517,027
+#   B2: 9,109,994 - (1408*1000 + 1000) + (1408*3 + 3) = 7,705,221
+#   B3: 12,233,232 - (1536*1000 + 1000) + (1536*3 + 3) = 10,700,843
+# ViT (timm vit_*_patch16_224, 1000 classes); ours has no class token, so it also loses the
+# class token (D) and its position embedding (D):
+#   Ti: 5,717,416 - (192*1000 + 1000) + (192*3 + 3) - 2*192 = 5,524,611
+#   S: 22,050,664 - (384*1000 + 1000) + (384*3 + 3) - 2*384 = 21,666,051
+EXPECTED_PARAMS = {
+    "efficientnet_b0": 4_011_391,
+    "efficientnet_b1": 6_517_027,
+    "efficientnet_b2": 7_705_221,
+    "efficientnet_b3": 10_700_843,
+    "vit_tiny": 5_524_611,
+    "vit_small": 21_666_051,
+}
+
+
+def _num_params(module: nnx.Module) -> int:
+    return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
+
+
+def _images(rng: int, shape: tuple[int, ...]) -> jax.Array:
+    return jnp.asarray(np.random.default_rng(rng).uniform(0, 255, shape), jnp.float32)
+
+
+def test_registry_names_and_unknown_name():
+    assert set(EXPECTED_PARAMS) | {"small_cnn"} == set(MODEL_NAMES)
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*efficientnet_b0"):
+        create_model("resnet", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_published_parameter_counts(name):
+    abstract = nnx.eval_shape(lambda: create_model(name, num_classes=3, rngs=nnx.Rngs(0)))
+    assert _num_params(abstract) == EXPECTED_PARAMS[name]
+    assert abstract.head.kernel.shape[1] == 3
+
+
+def test_compound_scaling_rounding():
+    # 40 * 1.1 = 44 -> nearest multiple of 8 rounding half up is 48; 112 * 1.1 = 123.2 -> 120
+    assert [round_filters(c, 1.1) for c in (32, 40, 112, 1280)] == [32, 48, 120, 1408]
+    assert round_filters(32, 1.2) == 40 and round_filters(1280, 1.2) == 1536
+    assert [round_repeats(r, 1.4) for r in (1, 2, 3, 4)] == [2, 3, 5, 6]
+
+
+def test_normalize_image_uses_imagenet_statistics():
+    mean_px = jnp.asarray(IMAGENET_MEAN) * 255.0
+    x = jnp.stack([mean_px, mean_px + jnp.asarray(IMAGENET_STD) * 255.0])[None, None]
+    np.testing.assert_allclose(normalize_image(x)[0, 0], [[0, 0, 0], [1, 1, 1]], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride"), [((9, 10), 3, 1), ((9, 9), 3, 2), ((10, 7), 5, 2), ((8, 8), 5, 1)]
+)
+def test_depthwise_slices_matches_grouped_conv(size, kernel, stride):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, *size, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 1, 4)), jnp.float32)
+    ref = jax.lax.conv_general_dilated(
+        x, w, (stride, stride), [(kernel // 2, kernel // 2)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4,
+    )
+    out = depthwise_conv(x, w, stride=stride, impl="slices")
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(rng.normal(size=ref.shape), jnp.float32)
+    grads = {
+        impl: jax.grad(lambda a, b, i=impl: jnp.sum(depthwise_conv(a, b, stride=stride, impl=i) * g),
+                       argnums=(0, 1))(x, w)
+        for impl in ("slices", "conv")
+    }
+    for got, want in zip(grads["slices"], grads["conv"], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_batchnorm_matches_nnx_batchnorm():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(2.0, 3.0, size=(4, 5, 5, 6)), jnp.float32)
+    ours, ref = BatchNorm(6, momentum=0.9, epsilon=1e-3), nnx.BatchNorm(
+        6, momentum=0.9, epsilon=1e-3, rngs=nnx.Rngs(0)
+    )
+    for m in (ours, ref):
+        m.scale[...] = jnp.linspace(0.5, 1.5, 6)
+        m.bias[...] = jnp.linspace(-1.0, 1.0, 6)
+    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ours.mean[...], ref.mean[...], rtol=1e-5)
+    np.testing.assert_allclose(ours.var[...], ref.var[...], rtol=1e-4)
+    g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+
+    def loss(m, x):
+        return jnp.sum(m(x) * g)
+
+    (gm_ours, gx_ours), (gm_ref, gx_ref) = (
+        nnx.grad(loss, argnums=(0, 1))(m, x) for m in (ours, ref)
+    )
+    np.testing.assert_allclose(gx_ours, gx_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gm_ours["scale"][...], gm_ref["scale"][...], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gm_ours["bias"][...], gm_ref["bias"][...], rtol=1e-5, atol=1e-5)
+    ours.eval()
+    ref.eval()
+    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def test_small_cnn_interface_and_intermediates():
+    model = create_model("small_cnn", rngs=nnx.Rngs(0))
+    assert 100_000 <= _num_params(model) <= 300_000
+    x = _images(0, (2, 64, 64, 3))
+    model.train()
+    train_logits = model(x)  # updates BatchNorm statistics
+    model.eval()
+    feat, inter = model.features(x, return_intermediates=True)
+    assert feat.shape == (2, 4, 4, model.head.in_features)
+    assert list(inter) == list(model.stage_names) and model.stage_names[0] == "stem"
+    logits = model(x)
+    assert logits.shape == train_logits.shape == (2, 3)
+    np.testing.assert_allclose(logits, model.head(feat.mean(axis=(1, 2))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.logits_from("blocks.1", inter["blocks.1"]), logits, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown stage 'nope'"):
+        model.logits_from("nope", feat)
+
+
+def test_depthwise_switch_keeps_output_and_parameters():
+    model = create_model("small_cnn", rngs=nnx.Rngs(1))
+    model.eval()
+    x = _images(1, (2, 32, 32, 3))
+    before = model(x)
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    set_depthwise_impl(model, "conv")
+    assert model.blocks[0].dw.depthwise_impl == "conv"
+    np.testing.assert_allclose(model(x), before, rtol=1e-4, atol=1e-5)
+    assert all(a is b for a, b in zip(params, jax.tree.leaves(nnx.state(model, nnx.Param))))
+    with pytest.raises(ValueError, match="depthwise impl"):
+        set_depthwise_impl(model, "fft")
+
+
+def test_bf16_compute_keeps_float32_params():
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), dtype=jnp.bfloat16)
+    assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == {jnp.dtype("float32")}
+    logits = model(_images(2, (2, 32, 32, 3)))
+    assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
+
+
+def test_mbconv_block_with_skip_and_stochastic_depth():
+    block = MBConv(8, 8, expansion=6, kernel=5, stride=1, drop_path=0.5,
+                   depthwise_impl="slices", dtype=None, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(16, 6, 6, 8)), jnp.float32)
+    y = block(x)
+    assert y.shape == x.shape
+    # with drop rate 0.5 some samples keep only the skip path
+    dropped = np.all(np.isclose(np.asarray(y - x), 0.0), axis=(1, 2, 3))
+    assert 0 < dropped.sum() < 16
+    block.eval()
+    assert not np.any(np.all(np.isclose(np.asarray(block(x) - x), 0.0), axis=(1, 2, 3)))
+
+
+def test_efficientnet_b0_stage_names():
+    abstract = nnx.eval_shape(lambda: create_model("efficientnet_b0", rngs=nnx.Rngs(0)))
+    assert abstract.stage_names == ("stem", *(f"blocks.{i}" for i in range(16)), "top")
+
+
+def test_tiny_efficientnet_forward_and_intermediates():
+    # width 0.25 (channels floor at 8), depth 0.25 (one block per stage): the B0 layout, tiny
+    tiny = Variant(width=0.25, depth=0.25, resolution=32, dropout=0.2)
+    model = EfficientNet(3, variant=tiny, rngs=nnx.Rngs(0))
+    model.eval()
+    x = _images(4, (2, 32, 32, 3))
+    feat, inter = nnx.jit(lambda m, x: m.features(x, return_intermediates=True))(model, x)
+    assert model.stage_names == ("stem", *(f"blocks.{i}" for i in range(7)), "top")
+    assert feat.shape == (2, 1, 1, 320)
+    assert inter["stem"].shape == (2, 16, 16, 8) and inter["blocks.6"].shape == (2, 1, 1, 80)
+    np.testing.assert_allclose(
+        nnx.jit(lambda m, a: m.logits_from("blocks.3", a))(model, inter["blocks.3"]),
+        nnx.jit(lambda m, x: m(x))(model, x), atol=1e-5,
+    )
+
+
+def test_vit_tiny_forward_token_grid():
+    model = create_model("vit_tiny", rngs=nnx.Rngs(0), image_size=32)
+    model.eval()
+    x = _images(5, (2, 32, 32, 3))
+    feat, inter = model.features(x, return_intermediates=True)
+    assert feat.shape == (2, 2, 2, 192)
+    assert model.stage_names[0] == "patch_embed" and model.stage_names[-1] == "norm"
+    np.testing.assert_allclose(model.logits_from("blocks.5", inter["blocks.5"]), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="built for 32x32"):
+        model(_images(5, (1, 48, 48, 3)))

@@ -1,0 +1,294 @@
+"""Export a trained classifier with its in-graph CAM to ONNX, check parity, write the model card.
+
+    python -m train_jax.export --run outputs/RUN --out models/default [--opset 18] [--int8]
+
+The graph: input ``image`` float32 [B, H, W, 3] (RGB 0..255, normalised inside), outputs ``probs``
+[B, 3] (sigmoid) and ``cam`` [B, 3, H, W] (CAM in [0, 1]); the batch dimension is dynamic.
+Depthwise convolutions are exported as standard grouped ``Conv`` nodes (``depthwise_impl="conv"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data.schema import CONDITIONS, DISCLAIMER
+
+# Opset 17 is rejected: jax2onnx writes ReduceMean with axes as an input (an opset-18 form).
+DEFAULT_OPSET = 18
+PARITY_ATOL = 1e-4
+SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
+INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam")
+
+
+class ExportError(RuntimeError):
+    """The export or its parity check failed."""
+
+
+def export_cam_onnx(model, path: Path, *, input_size: int, opset: int = DEFAULT_OPSET) -> Path:
+    """Write ``with_cam(model)`` to ``path`` as ONNX with a dynamic batch; returns the path."""
+    from jax2onnx import to_onnx
+
+    from explain.cam import with_cam
+    from train_jax.models import set_depthwise_impl
+
+    set_depthwise_impl(model, "conv")
+    model.eval()
+    to_onnx(
+        with_cam(model),
+        [("B", input_size, input_size, 3)],
+        opset=opset,
+        return_mode="file",
+        output_path=str(path),
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        model_name="skin_classifier",
+    )
+    return Path(path)
+
+
+def check_parity(
+    model, onnx_path: Path, *, input_size: int, num_images: int = 3, seed: int = 0
+) -> dict[str, float]:
+    """Max |ONNX - JAX| on probs and cam for random 0..255 images; raises ExportError above 1e-4."""
+    import onnxruntime as ort
+
+    from explain.cam import with_cam
+
+    x = np.random.default_rng(seed).uniform(0, 255, (num_images, input_size, input_size, 3))
+    x = x.astype(np.float32)
+    jax_probs, jax_cam = with_cam(model)(x)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_probs, onnx_cam = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    diffs = {
+        "probs": float(np.abs(onnx_probs - np.asarray(jax_probs)).max()),
+        "cam": float(np.abs(onnx_cam - np.asarray(jax_cam)).max()),
+    }
+    if max(diffs.values()) > PARITY_ATOL:
+        raise ExportError(f"ONNX differs from JAX by more than {PARITY_ATOL}: {diffs}")
+    return diffs
+
+
+def optimize_onnx(src: Path, dst: Path, *, level: str = "basic") -> Path:
+    """Run onnxruntime's graph optimisations offline (basic = portable across machines)."""
+    import onnxruntime as ort
+
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }
+    if level not in levels:
+        raise ValueError(f"optimisation level must be one of {sorted(levels)}, got {level!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[level]
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    return Path(dst)
+
+
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of the file's SHA-256: the model version."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def _as_dict(config: Any) -> dict:
+    if dataclasses.is_dataclass(config):
+        return dataclasses.asdict(config)
+    return dict(config) if isinstance(config, dict) else {}
+
+
+def find_value(tree: Any, key: str) -> Any:
+    """First value under ``key`` in a nested dict (depth first), else None."""
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        for value in tree.values():
+            found = find_value(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def make_model_card(
+    *,
+    architecture: str,
+    input_size: int,
+    opset: int,
+    version: str,
+    dataset: str | None,
+    metrics: dict | None,
+    run: str | None,
+    parity: dict[str, float] | None,
+    quantization: dict | None = None,
+) -> dict:
+    """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model")."""
+    synthetic = dataset is None or "synth" in str(dataset).lower()
+    return {
+        "name": f"{architecture}-{Path(str(dataset or 'unknown')).name}",
+        "version": version,
+        "architecture": architecture,
+        "input_size": input_size,
+        "input": {
+            "name": INPUT_NAME, "dtype": "float32", "shape": ["B", input_size, input_size, 3],
+            "layout": "NHWC", "range": "RGB 0..255",
+            "normalisation": "in the graph: (x / 255 - ImageNet mean) / ImageNet std",
+        },
+        "outputs": {
+            "probs": {"shape": ["B", len(CONDITIONS)], "meaning": "sigmoid probability per condition"},
+            "cam": {"shape": ["B", len(CONDITIONS), input_size, input_size],
+                    "meaning": "class activation map per condition, normalised to [0, 1]"},
+        },
+        "conditions": list(CONDITIONS),
+        "onnx_opset": opset,
+        "training_data": {
+            "dataset": dataset,
+            "synthetic": synthetic,
+            "note": SYNTHETIC_LABEL if synthetic else "see the training run",
+        },
+        "metrics": metrics,
+        "metrics_note": "measured on synthetic data" if synthetic else None,
+        "source_run": run,
+        "export_parity_max_abs_diff": parity,
+        "quantization": quantization,
+        "intended_use": DISCLAIMER,
+        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_metrics(run_dir: Path) -> dict | None:
+    """Per-group metrics of a run: its fairness report if it has one, else metrics.json."""
+    for name in ("fairness_report.json", "fairness/report.json", "metrics.json"):
+        found = _read_json(run_dir / name)
+        if found is not None:
+            return {"source": name, **found}
+    return None
+
+
+def write_json_atomic(obj: dict, path: Path) -> None:
+    """Write JSON through a temp file and os.replace."""
+    tmp = Path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What export_run wrote."""
+
+    model_path: Path
+    card_path: Path
+    parity: dict[str, float]
+    card: dict
+
+
+def export_model(
+    model,
+    out_dir: Path,
+    *,
+    architecture: str,
+    input_size: int,
+    opset: int = DEFAULT_OPSET,
+    dataset: str | None = None,
+    metrics: dict | None = None,
+    run: str | None = None,
+    optimize: str | None = None,
+) -> ExportResult:
+    """Export, check parity, optionally optimise, and write model.onnx + model_card.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
+        raw = export_cam_onnx(model, Path(tmp) / "model.onnx", input_size=input_size, opset=opset)
+        final = raw
+        if optimize:
+            final = optimize_onnx(raw, Path(tmp) / "model.opt.onnx", level=optimize)
+        parity = check_parity(model, final, input_size=input_size)
+        for extra in Path(tmp).glob("*.data"):
+            os.replace(extra, out_dir / extra.name)
+        os.replace(final, out_dir / "model.onnx")
+    card = make_model_card(
+        architecture=architecture, input_size=input_size, opset=opset,
+        version=file_digest(out_dir / "model.onnx"), dataset=dataset, metrics=metrics, run=run,
+        parity=parity,
+    )
+    card_path = out_dir / "model_card.json"
+    write_json_atomic(card, card_path)
+    return ExportResult(out_dir / "model.onnx", card_path, parity, card)
+
+
+def export_run(
+    run_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, optimize: str | None = None
+) -> ExportResult:
+    """Export the best checkpoint of a training run; copies its thresholds.json when present."""
+    from train_jax.checkpoints import load_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"training run not found: {run_dir}")
+    model, config = load_model(run_dir)
+    cfg = _as_dict(config)
+    input_size = int(find_value(cfg, "image_size") or find_value(cfg, "input_size") or 224)
+    model_cfg = cfg.get("model", {})
+    architecture = str(
+        (model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg)
+        or find_value(cfg, "model_name") or type(model).__name__
+    )
+    dataset = find_value(cfg, "data_dir") or find_value(cfg, "dataset") or find_value(cfg, "preset")
+    result = export_model(
+        model, out_dir, architecture=architecture, input_size=input_size, opset=opset,
+        dataset=None if dataset is None else str(dataset), metrics=run_metrics(run_dir),
+        run=str(run_dir), optimize=optimize,
+    )
+    thresholds = run_dir / "thresholds.json"
+    if thresholds.is_file():
+        tmp = Path(out_dir) / ".thresholds.json.tmp"
+        tmp.write_bytes(thresholds.read_bytes())
+        os.replace(tmp, Path(out_dir) / "thresholds.json")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; exit 0 ok, 2 bad input, 1 export failure."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="training run folder outputs/RUN")
+    parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx + card")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    parser.add_argument("--optimize", choices=["basic", "extended"], default=None,
+                        help="run onnxruntime graph optimisations offline")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (static QDQ, per channel) and compare")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        result = export_run(args.run, args.out, opset=args.opset, optimize=args.optimize)
+        summary = {"model": str(result.model_path), "card": str(result.card_path),
+                   "parity_max_abs_diff": result.parity}
+        if args.int8:
+            from train_jax.quantize import quantize_run
+
+            summary["int8"] = quantize_run(args.run, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=None if args.json else 2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Train a skin-condition classifier: parse flags, build the config, call `train_and_evaluate`.
+
+    python train_jax/main.py                      # CPU demo on synthskin-v1 (generated if missing)
+    python train_jax/main.py --config train_jax/configs/demo.py:quick --data DIR --epochs 1
+    python train_jax/main.py --resume --run NAME  # continue a stopped or killed run exactly
+
+Outputs go to `<out>/<run>/` (default `outputs/<config>-<model>-<time>/`); MLflow to
+`<out>/mlflow.db` unless `--mlflow-uri` or `--no-mlflow`.
+
+Exit codes: 0 done, 2 bad flag or config, 3 data problem, 4 training failed (e.g. non-finite
+loss), 5 the run folder already holds checkpoints (use `--resume` or another `--run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import the package, not this folder's modules
+    _root = str(Path(__file__).resolve().parents[1])
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_root) / "train_jax"]
+    sys.path.insert(0, _root)
+
+from train_jax import config as config_lib  # noqa: E402
+
+DEFAULT_CONFIG = "train_jax/configs/demo.py"
+EXIT_CONFIG, EXIT_DATA, EXIT_TRAIN, EXIT_EXISTS = 2, 3, 4, 5
+# Keys a resumed run may change; anything else would make the continuation inexact.
+RESUMABLE_KEYS = {"max_steps", "mlflow", "mlflow_uri", "data.num_threads", "data.prefetch"}
+
+# flag dest -> dotted config key
+FLAG_KEYS = {
+    "data": "data.data_dir",
+    "model": "model.name",
+    "image_size": "model.image_size",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "max_steps": "max_steps",
+    "balance": "data.balance",
+    "loss": "loss",
+    "seed": "seed",
+    "select": "select",
+    "lr": "optim.learning_rate",
+    "ema": "optim.ema_decay",
+    "dtype": "model.dtype",
+    "mlflow_uri": "mlflow_uri",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags (None = keep the config's value)."""
+    p = argparse.ArgumentParser(
+        prog="python train_jax/main.py",
+        description="Train a fair skin-condition classifier (research aid, not a diagnosis).",
+    )
+    p.add_argument("--config", help=f"config .py[:variant] or .json (default {DEFAULT_CONFIG})")
+    p.add_argument("--data", help="canonical dataset folder (metadata.csv + images)")
+    p.add_argument("--model", help="model name, e.g. small_cnn, efficientnet_b0, vit_tiny")
+    p.add_argument("--image-size", type=int, help="input / crop size in pixels")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after N steps (-1: no limit)")
+    p.add_argument("--balance", choices=config_lib.BALANCE_MODES, help="tone-stratified sampling")
+    p.add_argument("--loss", choices=config_lib.LOSSES)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--select", choices=config_lib.SELECT_METRICS, help="best-checkpoint metric")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights (0: off)")
+    p.add_argument("--dtype", choices=config_lib.DTYPES, help="compute dtype (bfloat16 on GPU)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, repeatable"
+    )
+    p.add_argument("--out", default="outputs", help="output root (default outputs/)")
+    p.add_argument("--run", help="run folder name under --out (default <config>-<model>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue --run (default: the latest)")
+    p.add_argument("--no-mlflow", action="store_true", help="turn MLflow tracking off")
+    p.add_argument("--mlflow-uri", help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)")
+    p.add_argument("--json", action="store_true", help="print metrics.json to stdout at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Dotted config keys set on the command line."""
+    updates: dict[str, object] = {}
+    for dest, key in FLAG_KEYS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            updates[key] = value
+    if args.no_mlflow:
+        updates["mlflow"] = False
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise config_lib.ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        updates[key.strip()] = value
+    return updates
+
+
+def _latest_run(out: Path) -> Path:
+    runs = [p.parent for p in out.glob("*/config.json")]
+    if not runs:
+        raise config_lib.ConfigError(f"--resume: no run folder with config.json under {out}")
+    return max(runs, key=lambda p: (p / "config.json").stat().st_mtime)
+
+
+def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
+    """The config and run folder the flags ask for."""
+    out = Path(args.out)
+    updates = flag_overrides(args)
+    if args.resume:
+        run_dir = out / args.run if args.run else _latest_run(out)
+        saved = config_lib.load(run_dir / "config.json")
+        changed = config_lib.override(saved, **updates)
+        base = config_lib.to_dict(saved)
+        new = config_lib.to_dict(changed)
+        for key in config_lib.valid_keys():
+            section, _, name = key.partition(".")
+            old_v = base[section][name] if name else base[section]
+            new_v = new[section][name] if name else new[section]
+            if old_v != new_v and key not in RESUMABLE_KEYS:
+                raise config_lib.ConfigError(
+                    f"cannot change {key!r} when resuming ({old_v!r} -> {new_v!r})"
+                )
+        # A resumed run trains to the end unless --max-steps is given again.
+        max_steps = updates.get("max_steps", -1)
+        return config_lib.override(changed, max_steps=max_steps), run_dir
+    config = config_lib.load(args.config or Path(__file__).resolve().parent / "configs/demo.py")
+    config = config_lib.override(config, **updates)
+    run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config, out / run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        config, run_dir = resolve(args)
+    except (config_lib.ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    from train_jax import train
+
+    try:
+        result = train.train_and_evaluate(
+            config, run_dir, resume=args.resume, progress=not args.no_progress
+        )
+    except train.RunExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_EXISTS
+    except config_lib.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DATA
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_TRAIN
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        best = result.get("best") or {}
+        print(
+            f"run {run_dir}: {result['status']}, best epoch {best.get('epoch')} "
+            f"val macro-F1 {best.get('val/macro_f1')} worst-group F1 "
+            f"{best.get('val/worst_group_f1')} (synthetic data: {result['synthetic']}; "
+            f"{result['disclaimer']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

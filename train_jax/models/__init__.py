@@ -1,0 +1,70 @@
+"""Model registry: ``create_model(name, *, num_classes=3, rngs, **overrides)``.
+
+Every model takes float32 RGB in [0, 255], NHWC, normalises inside (ImageNet mean/std), and has
+``features(x) -> [B, h, w, C]``, ``head: nnx.Linear(C, num_classes)`` and
+``__call__(x) = head(mean(features(x), axis=(1, 2)))``. Named intermediates:
+``features(x, return_intermediates=True) -> (feat, {stage: map})``, ``model.stage_names`` and
+``model.logits_from(stage, a)`` (see ``train_jax.models.base``).
+
+Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
+stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
+``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT). Model
+specific: ``width`` (small_cnn), ``drop_rate``/``drop_path_rate`` (EfficientNet),
+``drop_path_rate`` (ViT).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from flax import nnx
+
+from train_jax.models.base import StagedClassifier
+from train_jax.models.layers import DEPTHWISE_IMPLS, set_depthwise_impl
+
+__all__ = [
+    "DEPTHWISE_IMPLS",
+    "MODEL_NAMES",
+    "StagedClassifier",
+    "create_model",
+    "set_depthwise_impl",
+]
+
+
+def _small_cnn(num_classes: int, *, rngs: nnx.Rngs, **kw: Any) -> StagedClassifier:
+    from train_jax.models.small_cnn import SmallCNN
+
+    return SmallCNN(num_classes, rngs=rngs, **kw)
+
+
+def _efficientnet(variant: str, num_classes: int, *, rngs: nnx.Rngs, **kw: Any):
+    from train_jax.models.efficientnet import EfficientNet
+
+    return EfficientNet(num_classes, variant=variant, rngs=rngs, **kw)
+
+
+def _vit(variant: str, num_classes: int, *, rngs: nnx.Rngs, **kw: Any):
+    from train_jax.models.vit import ViT
+
+    kw.pop("depthwise_impl", None)  # no depthwise convolutions in a ViT
+    return ViT(num_classes, variant=variant, rngs=rngs, **kw)
+
+
+_REGISTRY: dict[str, Callable[..., StagedClassifier]] = {
+    "small_cnn": _small_cnn,
+    **{f"efficientnet_{v}": functools.partial(_efficientnet, v) for v in ("b0", "b1", "b2", "b3")},
+    "vit_tiny": functools.partial(_vit, "tiny"),
+    "vit_small": functools.partial(_vit, "small"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+
+
+def create_model(
+    name: str, *, num_classes: int = 3, rngs: nnx.Rngs, **overrides: Any
+) -> StagedClassifier:
+    """Build model ``name`` (one of ``MODEL_NAMES``) in training mode."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name](num_classes, rngs=rngs, **overrides)

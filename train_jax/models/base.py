@@ -1,0 +1,68 @@
+"""The interface every classifier here shares: staged features, named intermediates, GAP + head.
+
+A model is a sequence of named stages (``model.stage_names``). ``features(x)`` runs them all on
+the normalised input and returns the last feature map ``[B, h, w, C]``;
+``features(x, return_intermediates=True)`` also returns ``{stage_name: feature map}``.
+``logits_from(name, a)`` continues the forward pass from the output ``a`` of stage ``name`` to the
+logits, so Grad-CAM at any stage is ``jax.grad`` of ``logits_from`` with respect to ``a``.
+``__call__(x) = head(mean(features(x), axis=(1, 2)))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from train_jax.models.layers import normalize_image
+
+Stage = tuple[str, Callable[[jax.Array], jax.Array]]
+
+
+class StagedClassifier(nnx.Module):
+    """Base class: subclasses set ``self.head`` and ``self.dtype`` and implement ``stages()``."""
+
+    head: nnx.Linear
+    dtype: jnp.dtype | None
+
+    def stages(self) -> Sequence[Stage]:
+        """Return the ``(name, fn)`` pairs applied in order to the normalised image."""
+        raise NotImplementedError
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Names of the stages, in forward order (keys of the intermediates dict)."""
+        return tuple(name for name, _ in self.stages())
+
+    def features(
+        self, x: jax.Array, return_intermediates: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
+        """Last feature map ``[B, h, w, C]`` of float RGB ``x`` in [0, 255] (NHWC)."""
+        h = normalize_image(x, self.dtype)
+        intermediates: dict[str, jax.Array] = {}
+        for name, fn in self.stages():
+            h = fn(h)
+            if return_intermediates:
+                intermediates[name] = h
+        return (h, intermediates) if return_intermediates else h
+
+    def logits_from(self, name: str, a: jax.Array) -> jax.Array:
+        """Logits computed from ``a``, the output of stage ``name``."""
+        stages = list(self.stages())
+        names = [n for n, _ in stages]
+        if name not in names:
+            raise ValueError(f"unknown stage {name!r}; stages are {names}")
+        for _, fn in stages[names.index(name) + 1 :]:
+            a = fn(a)
+        return self.pool_and_classify(a)
+
+    def pool_and_classify(self, feat: jax.Array) -> jax.Array:
+        """Global average pooling over (h, w), then the linear head, in float32."""
+        pooled = jnp.mean(feat.astype(jnp.float32), axis=(1, 2))
+        return self.head(pooled)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits ``[B, num_classes]``."""
+        return self.pool_and_classify(self.features(x))

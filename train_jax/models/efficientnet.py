@@ -1,0 +1,207 @@
+"""EfficientNet-B0..B3 (Tan & Le, 2019) in Flax NNX, with the published layout.
+
+Stages for named intermediates (``features(x, return_intermediates=True)``): ``stem`` (3x3 conv,
+stride 2), ``blocks.0`` ... ``blocks.{N-1}`` (every MBConv block in order; N = 16 for B0, 23 for
+B1/B2, 26 for B3) and ``top`` (1x1 conv to 1280 * width channels + BN + swish, the CAM layer).
+
+B1-B3 use the compound-scaling coefficients of ``VARIANTS``: channels are multiplied by ``width``
+and rounded to multiples of 8 (``round_filters``), repeats by ``depth`` and rounded up
+(``round_repeats``). Depthwise convs use ``layers.DepthwiseConv`` (shifted slices to train,
+``depthwise_impl="conv"`` to export); padding is symmetric ``k // 2`` as in timm's PyTorch
+variants.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, dense_init, swish
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Compound-scaling coefficients of one EfficientNet variant."""
+
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+
+
+VARIANTS: dict[str, Variant] = {
+    "b0": Variant(1.0, 1.0, 224, 0.2),
+    "b1": Variant(1.0, 1.1, 240, 0.2),
+    "b2": Variant(1.1, 1.2, 260, 0.3),
+    "b3": Variant(1.2, 1.4, 300, 0.3),
+}
+
+# B0 stages: (expansion, output channels, repeats, kernel, stride).
+B0_STAGES = (
+    (1, 16, 1, 3, 1),
+    (6, 24, 2, 3, 2),
+    (6, 40, 2, 5, 2),
+    (6, 80, 3, 3, 2),
+    (6, 112, 3, 5, 1),
+    (6, 192, 4, 5, 2),
+    (6, 320, 1, 3, 1),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+SE_RATIO = 0.25  # of the block's input channels
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Scale ``channels`` by ``width`` and round to a multiple of ``divisor`` (not below 90%)."""
+    scaled = channels * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    if new < 0.9 * scaled:
+        new += divisor
+    return int(new)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Scale a stage's block count by ``depth``, rounding up."""
+    return int(math.ceil(depth * repeats))
+
+
+def _bn(c: int) -> BatchNorm:
+    return BatchNorm(c, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+
+
+class SqueezeExcite(nnx.Module):
+    """Channel gating: GAP -> Linear(C, r) -> swish -> Linear(r, C) -> sigmoid -> scale."""
+
+    def __init__(self, channels: int, reduced: int, *, rngs: nnx.Rngs):
+        self.reduce = nnx.Linear(channels, reduced, rngs=rngs)
+        self.expand = nnx.Linear(reduced, channels, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        s = jax.nn.sigmoid(self.expand(swish(self.reduce(s))))
+        return x * s[:, None, None, :].astype(x.dtype)
+
+
+class MBConv(nnx.Module):
+    """Inverted residual: [1x1 expand] -> depthwise kxk -> SE -> 1x1 project (+ skip)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        *,
+        expansion: int,
+        kernel: int,
+        stride: int,
+        drop_path: float,
+        depthwise_impl: str,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
+        mid = cin * expansion
+        if expansion != 1:
+            self.expand = Conv(cin, mid, 1, dtype=dtype, rngs=rngs)
+            self.expand_bn = _bn(mid)
+        else:
+            self.expand = None
+            self.expand_bn = None
+        self.dw = DepthwiseConv(mid, kernel, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs)
+        self.dw_bn = _bn(mid)
+        self.se = SqueezeExcite(mid, max(1, int(cin * SE_RATIO)), rngs=rngs)
+        self.project = Conv(mid, cout, 1, dtype=dtype, rngs=rngs)
+        self.project_bn = _bn(cout)
+        self.skip = stride == 1 and cin == cout
+        self.drop_path = DropPath(drop_path, rngs=rngs) if self.skip else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        if self.expand is not None:
+            h = swish(self.expand_bn(self.expand(h)))
+        h = swish(self.dw_bn(self.dw(h)))
+        h = self.se(h)
+        h = self.project_bn(self.project(h))
+        if self.skip:
+            h = self.drop_path(h) + x
+        return h
+
+
+class EfficientNet(StagedClassifier):
+    """EfficientNet ``variant`` ("b0".."b3") with a ``num_classes`` linear head."""
+
+    def __init__(
+        self,
+        num_classes: int = 3,
+        *,
+        variant: str | Variant = "b0",
+        drop_rate: float | None = None,
+        drop_path_rate: float = 0.2,
+        depthwise_impl: str = "slices",
+        dtype=None,
+        image_size: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if isinstance(variant, str) and variant not in VARIANTS:
+            raise ValueError(
+                f"unknown EfficientNet variant {variant!r}; choose one of {sorted(VARIANTS)}"
+            )
+        del image_size  # fully convolutional; VARIANTS[variant].resolution is the published size
+        # a Variant instance gives a custom scaling (tests use a tiny one)
+        v = VARIANTS[variant] if isinstance(variant, str) else variant
+        self.dtype = dtype
+        c = round_filters(STEM_CHANNELS, v.width)
+        self.stem = Conv(3, c, 3, stride=2, dtype=dtype, rngs=rngs)
+        self.stem_bn = _bn(c)
+        specs = []
+        for expansion, cout, repeats, kernel, stride in B0_STAGES:
+            cout = round_filters(cout, v.width)
+            for i in range(round_repeats(repeats, v.depth)):
+                specs.append((c, cout, expansion, kernel, stride if i == 0 else 1))
+                c = cout
+        blocks = []
+        for idx, (cin, cout, expansion, kernel, stride) in enumerate(specs):
+            blocks.append(
+                MBConv(
+                    cin,
+                    cout,
+                    expansion=expansion,
+                    kernel=kernel,
+                    stride=stride,
+                    # stochastic depth grows linearly with depth, as in the reference code
+                    drop_path=drop_path_rate * idx / len(specs),
+                    depthwise_impl=depthwise_impl,
+                    dtype=dtype,
+                    rngs=rngs,
+                )
+            )
+        self.blocks = nnx.List(blocks)
+        head_c = round_filters(HEAD_CHANNELS, v.width)
+        self.top = Conv(c, head_c, 1, dtype=dtype, rngs=rngs)
+        self.top_bn = _bn(head_c)
+        self.num_features = head_c
+        rate = v.dropout if drop_rate is None else drop_rate
+        self.dropout = nnx.Dropout(rate, rngs=rngs)
+        self.head = nnx.Linear(head_c, num_classes, kernel_init=dense_init, rngs=rngs)
+
+    def _stem(self, x: jax.Array) -> jax.Array:
+        return swish(self.stem_bn(self.stem(x)))
+
+    def _top(self, x: jax.Array) -> jax.Array:
+        return swish(self.top_bn(self.top(x)))
+
+    def stages(self) -> Sequence[Stage]:
+        """``stem``, ``blocks.i`` for every MBConv block, ``top``."""
+        blocks = [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]
+        return [("stem", self._stem), *blocks, ("top", self._top)]
+
+    def pool_and_classify(self, feat: jax.Array) -> jax.Array:
+        """GAP -> dropout (identity in eval mode) -> linear head."""
+        pooled = jnp.mean(feat.astype(jnp.float32), axis=(1, 2))
+        return self.head(self.dropout(pooled))

@@ -1,0 +1,75 @@
+"""A small, fast depthwise-separable CNN (~135k parameters) for tests and the CPU demo.
+
+Stages: ``stem`` (3x3 conv, stride 2) then ``blocks.0`` ... ``blocks.4`` (depthwise 3x3 +
+pointwise, BatchNorm + swish; same-shape blocks are residual). Total stride 16, so a 128 x 128
+input gives an 8 x 8 x 256 feature map for CAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+
+from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, dense_init, swish
+
+# (output channels, stride) per depthwise-separable block; the stem has 32 channels.
+SMALL_CNN_BLOCKS = ((64, 2), (128, 2), (128, 1), (256, 2), (256, 1))
+STEM_CHANNELS = 32
+
+
+class SeparableBlock(nnx.Module):
+    """Depthwise 3x3 -> BN -> swish -> pointwise -> BN (-> + input) -> swish."""
+
+    def __init__(self, cin: int, cout: int, stride: int, *, depthwise_impl: str, dtype, rngs):
+        self.dw = DepthwiseConv(cin, 3, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(cin)
+        self.pw = Conv(cin, cout, 1, dtype=dtype, rngs=rngs)
+        self.bn2 = BatchNorm(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = swish(self.bn1(self.dw(x)))
+        h = self.bn2(self.pw(h))
+        if self.residual:
+            h = h + x
+        return swish(h)
+
+
+class SmallCNN(StagedClassifier):
+    """Depthwise-separable CNN; ``width`` scales every channel count."""
+
+    def __init__(
+        self,
+        num_classes: int = 3,
+        *,
+        width: float = 1.0,
+        depthwise_impl: str = "slices",
+        dtype=None,
+        image_size: int | None = None,
+        rngs: nnx.Rngs,
+    ):
+        del image_size  # fully convolutional: any input size works
+        self.dtype = dtype
+        c = max(8, int(STEM_CHANNELS * width))
+        self.stem = Conv(3, c, 3, stride=2, dtype=dtype, rngs=rngs)
+        self.stem_bn = BatchNorm(c)
+        blocks = []
+        for cout, stride in SMALL_CNN_BLOCKS:
+            cout = max(8, int(cout * width))
+            blocks.append(
+                SeparableBlock(c, cout, stride, depthwise_impl=depthwise_impl, dtype=dtype, rngs=rngs)
+            )
+            c = cout
+        self.blocks = nnx.List(blocks)
+        self.num_features = c
+        self.head = nnx.Linear(c, num_classes, kernel_init=dense_init, rngs=rngs)
+
+    def _stem(self, x: jax.Array) -> jax.Array:
+        return swish(self.stem_bn(self.stem(x)))
+
+    def stages(self) -> Sequence[Stage]:
+        """``stem``, then ``blocks.i``."""
+        return [("stem", self._stem)] + [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]

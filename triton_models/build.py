@@ -1,0 +1,142 @@
+"""Fill the Triton model repository from an exported model or a training run.
+
+    python -m triton_models.build                        # from models/default (the shipped model)
+    python -m triton_models.build --run outputs/RUN      # export the run first (needs JAX)
+    python -m triton_models.build --model-dir DIR --repo /tmp/repo
+
+Writes classify/1/model.onnx (+ model_card.json), group_threshold/1/thresholds.json and
+face_detect/1/model.onnx (BlazeFace), and sets the input size in the classify and preprocess
+configs and the model name/version in the skin_analysis config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from triton_models.local_repo import read_config_text
+
+TEMPLATE = Path(__file__).resolve().parent
+REPO_ROOT = TEMPLATE.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+BLAZEFACE = REPO_ROOT / "preprocessing" / "assets" / "blazeface_short_range.onnx"
+MODELS = ("decode", "face_detect", "preprocess", "classify", "group_threshold", "skin_analysis")
+
+
+class BuildError(ValueError):
+    """The model folder or run cannot fill the repository."""
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy through a temp file + os.replace, so a reader never sees half a file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _sub(text: str, pattern: str, replacement: str, what: str) -> str:
+    new, count = re.subn(pattern, replacement, text)
+    if count == 0:
+        raise BuildError(f"config: {what} not found")
+    return new
+
+
+def _rewrite(path: Path, edit) -> None:
+    """Edit a config.pbtxt as text (keeps its layout and comments), then check it parses."""
+    text = edit(path.read_text())
+    read_config_text(text)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def copy_template(repo: Path) -> None:
+    """Copy the configs and python models of the template repository into `repo`."""
+    for name in MODELS:
+        src = TEMPLATE / name
+        for path in src.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".onnx":
+                _copy(path, repo / path.relative_to(TEMPLATE))
+
+
+def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
+    """Fill `repo` from a folder with model.onnx, model_card.json and thresholds.json."""
+    model_dir, repo = Path(model_dir), Path(repo)
+    missing = [n for n in ("model.onnx", "model_card.json", "thresholds.json")
+               if not (model_dir / n).is_file()]
+    if missing:
+        raise BuildError(f"{model_dir}: missing {', '.join(missing)}")
+    card = json.loads((model_dir / "model_card.json").read_text())
+    size = int(card["input_size"])
+    if repo.resolve() != TEMPLATE:
+        copy_template(repo)
+    for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
+        _copy(extra, repo / "classify" / "1" / extra.name)
+    _copy(model_dir / "model_card.json", repo / "classify" / "1" / "model_card.json")
+    _copy(model_dir / "thresholds.json", repo / "group_threshold" / "1" / "thresholds.json")
+    _copy(BLAZEFACE, repo / "face_detect" / "1" / "model.onnx")
+    (repo / "skin_analysis" / "1").mkdir(parents=True, exist_ok=True)
+
+    def classify(text: str) -> str:
+        hw3 = f"dims: [ {size}, {size}, 3 ]"
+        text = _sub(text, r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]', rf"\1 {hw3}",
+                    "classify input image")
+        text = _sub(text, r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+                    rf"\1 dims: [ 3, {size}, {size} ]", "classify output cam")
+        return _sub(text, r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
+                    rf"\1 {hw3}\2", "classify warmup")
+
+    def preprocess(text: str) -> str:
+        text = _sub(text, r'(key: "crop_size" value \{ string_value:) "\d+"', rf'\1 "{size}"',
+                    "preprocess crop_size")
+        return _sub(text, r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+                    rf"\1 dims: [ -1, {size}, {size}, 3 ]", "preprocess output CROPS")
+
+    def ensemble(text: str) -> str:
+        for key in ("name", "version"):
+            value = json.dumps(str(card[key]))
+            text = _sub(text, rf'(key: "model_{key}" value {{ string_value:) "[^"]*"',
+                        lambda m, v=value: f"{m.group(1)} {v}", f"skin_analysis model_{key}")
+        return text
+
+    _rewrite(repo / "classify" / "config.pbtxt", classify)
+    _rewrite(repo / "preprocess" / "config.pbtxt", preprocess)
+    _rewrite(repo / "skin_analysis" / "config.pbtxt", ensemble)
+    return {"repo": str(repo), "model": card["name"], "version": card["version"],
+            "input_size": size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; exit 0 ok, 2 bad input."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, help="training run folder (exported first)")
+    source.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
+                        help="folder with model.onnx, model_card.json, thresholds.json")
+    parser.add_argument("--repo", type=Path, default=TEMPLATE, help="repository to fill")
+    args = parser.parse_args(argv)
+    try:
+        if args.run is not None:
+            from train_jax.export import export_run
+
+            with tempfile.TemporaryDirectory() as tmp:
+                export_run(args.run, Path(tmp))
+                summary = build_repository(Path(tmp), args.repo)
+        else:
+            summary = build_repository(args.model_dir, args.repo)
+    except (BuildError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

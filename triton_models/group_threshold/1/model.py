@@ -1,0 +1,51 @@
+"""group_threshold: per-group thresholds on the classifier output (client.steps.threshold_step)."""
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from client.steps import threshold_step
+from fairness.thresholds import load_thresholds
+
+
+def _strings(values):
+    return np.array([(v or "").encode() for v in values], dtype=np.object_)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = json.loads(args["model_config"]).get("parameters", {})
+        name = params.get("thresholds_file", {}).get("string_value", "thresholds.json")
+        path = os.path.join(args["model_repository"], args["model_version"], name)
+        self.thresholds = load_thresholds(path)
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            def get(name, request=request):
+                tensor = pb_utils.get_input_tensor_by_name(request, name)
+                return None if tensor is None else tensor.as_numpy()
+
+            num_faces = get("SCORES").shape[0]
+            fitz = get("FITZPATRICK")
+            tone_groups = [g.decode() or None for g in get("TONE_GROUP").reshape(-1)]
+            probs = get("probs")[:num_faces]
+            try:
+                out = threshold_step(probs, tone_groups,
+                                     None if fitz is None else int(fitz.reshape(-1)[0]),
+                                     self.thresholds)
+            except ValueError as exc:
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    str(exc), pb_utils.TritonError.INVALID_ARG)))
+                continue
+            responses.append(pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor("PROBS", np.ascontiguousarray(probs, np.float32)),
+                pb_utils.Tensor("CAM", np.ascontiguousarray(get("cam")[:num_faces], np.float32)),
+                pb_utils.Tensor("GROUP", _strings(out.groups)),
+                pb_utils.Tensor("GROUP_SOURCE", _strings(out.sources)),
+                pb_utils.Tensor("THRESHOLDS", out.thresholds),
+                pb_utils.Tensor("DECISIONS", out.decisions),
+            ]))
+        return responses
