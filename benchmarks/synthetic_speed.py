@@ -33,8 +33,13 @@ def measure(n: int, size: int) -> dict[str, float]:
     for i in range(n):
         make_record(config, i)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"n": n, "size": size, "images_per_s": n / wall, "images_per_cpu_s": n / cpu,
-            "ms_per_image": 1000 * wall / n}
+    return {
+        "n": n,
+        "size": size,
+        "images_per_s": n / wall,
+        "images_per_cpu_s": n / cpu,
+        "ms_per_image": 1000 * wall / n,
+    }
 
 
 def main() -> int:
@@ -48,8 +53,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['images_per_s']:.1f} img/s wall, {result['images_per_cpu_s']:.1f} img/s CPU "
-              f"({result['ms_per_image']:.1f} ms/img) at {args.size}x{args.size}, n={args.n}")
+        print(
+            f"{result['images_per_s']:.1f} img/s wall, {result['images_per_cpu_s']:.1f} img/s CPU "
+            f"({result['ms_per_image']:.1f} ms/img) at {args.size}x{args.size}, n={args.n}"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The serving pipeline as three pure steps shared by the Triton python models and the embedded runner.
+"""The serving pipeline as three pure steps, shared by the Triton python models and the embedded
+runner.
 
 JAX-free and numpy-1.26 compatible: the local Triton server imports this module from its own
 environment. Each step only composes `preprocessing/` and `fairness/` functions, so both serving
@@ -18,13 +19,14 @@ from preprocessing.face_detect import decode_detections, make_detector_input
 from preprocessing.image_io import load_image
 from preprocessing.tone import estimate_skin_tone
 
+INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
 FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone from the crop
 BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, got {value!r}"
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """Output of the decode step: the RGB image, BlazeFace tiles and their metadata [T, 10]."""
+    """Output of the decode step: RGB image, BlazeFace tiles, their metadata float64 [T, 10]."""
 
     image: np.ndarray
     detector_input: np.ndarray
@@ -63,7 +65,8 @@ def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
     image = load_image(bytes(data), max_pixels=max_pixels)
     tiles, meta = make_detector_input(image)
     # Both paths pass the metadata as the float32 array Triton carries between models.
-    return DecodedImage(image, np.ascontiguousarray(tiles, np.float32), meta.to_array())
+    return DecodedImage(image, np.ascontiguousarray(tiles, np.float32),
+                        np.asarray(meta.to_array(), np.float64))
 
 
 def crop_step(

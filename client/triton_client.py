@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from client.result import ModelInfo, RawAnalysis
+from client.steps import INVALID_IMAGE_PREFIX
 from data.schema import CONDITIONS
 
 ENSEMBLE = "skin_analysis"
@@ -59,8 +60,6 @@ class TritonRunner:
             self._check_ready()
 
     def _check_ready(self) -> None:
-        from tritonclient.utils import InferenceServerException
-
         try:
             ready = self.client.is_server_ready() and self.client.is_model_ready(ENSEMBLE)
             if self.scheme == "grpc":
@@ -100,7 +99,8 @@ class TritonRunner:
             if "UNAVAILABLE" in status or "unavailable" in message.lower():
                 raise ServerUnreachableError(f"Triton server at {self.url} is unreachable: "
                                              f"{message}") from None
-            invalid = "INVALID_ARG" in status or "400" in status or "invalid" in message.lower()
+            # Only the decode step's own rejection (or a bad FITZPATRICK) is the input's fault.
+            invalid = INVALID_IMAGE_PREFIX in message or "FITZPATRICK must be" in message
             raise ServerRequestError(message, invalid_input=invalid) from None
         except (OSError, ConnectionError) as exc:
             raise ServerUnreachableError(f"Triton server at {self.url} is unreachable: {exc}") \

@@ -61,7 +61,9 @@ def strata_keys(df: pd.DataFrame) -> list[str]:
         if "fitzpatrick_group" in df
         else pd.Series([None] * len(df), index=df.index)
     )
-    label_cols = [df[c] if c in df else pd.Series([None] * len(df), index=df.index) for c in CONDITIONS]
+    label_cols = [
+        df[c] if c in df else pd.Series([None] * len(df), index=df.index) for c in CONDITIONS
+    ]
     keys = []
     for i in range(len(df)):
         group = row_group(fitz.iloc[i], fgroup.iloc[i]) or UNKNOWN
@@ -127,6 +129,10 @@ def assign_splits(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
 ) -> pd.DataFrame:
     """Return a copy of `df` with `split` set to train/val/test (stratified, subject-grouped).
+
+    Uses the columns ``fitzpatrick`` (or ``fitzpatrick_group``), the three conditions and
+    ``subject_id`` when present (missing ones count as unknown); an existing ``split`` column
+    is overwritten. Row order and index are kept.
 
     `fractions` are for ``("train", "val", "test")``; a zero fraction leaves that split empty
     (e.g. ``(0.85, 0.15, 0.0)`` to carve val out of a dataset's own train portion).

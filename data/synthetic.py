@@ -1,6 +1,6 @@
 """Synthetic face-skin benchmark generator (canonical dataset format, see data/README.md).
 
-    python -m data.synthetic --preset synthskin-v1            # the frozen benchmark -> data/synthskin-v1
+    python -m data.synthetic --preset synthskin-v1       # the frozen benchmark -> data/synthskin-v1
     python -m data.synthetic --out DIR --n 200 --seed 7 [--size 256] [--workers 2] [--json]
 
 Each image is drawn from its own generator ``np.random.default_rng([seed, index])``, so the
@@ -136,7 +136,11 @@ def make_record(config: SynthConfig, index: int) -> tuple[dict[str, object], byt
     )
     for name, value in zip(CONDITIONS, clean, strict=True):
         row[f"{name}_true"] = int(value)
-    return row, camera.encode_jpeg(sample.rgb, sample.jpeg_quality), camera.encode_mask_png(sample.masks)
+    return (
+        row,
+        camera.encode_jpeg(sample.rgb, sample.jpeg_quality),
+        camera.encode_mask_png(sample.masks),
+    )
 
 
 def _init_worker() -> None:
@@ -233,8 +237,16 @@ def generate_dataset(
             bar.update(1)
         bar.close()
         df = assign_splits(pd.DataFrame(rows), seed=config.seed, fractions=SPLIT_FRACTIONS)
-        first = ["image", *CONDITIONS, "acne_severity", "fitzpatrick", "split", "source",
-                 "subject_id", "mask"]
+        first = [
+            "image",
+            *CONDITIONS,
+            "acne_severity",
+            "fitzpatrick",
+            "split",
+            "source",
+            "subject_id",
+            "mask",
+        ]
         df = df[first + [c for c in df.columns if c not in first]]
         df.to_csv(tmp / METADATA_NAME, index=False, lineterminator="\n")
         summary = summarize(df, config, preset)
@@ -260,7 +272,9 @@ def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -275,11 +289,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--size", type=int, help="image side in pixels (default 256)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a frozen configuration")
-    p.add_argument("--group-mix", type=_floats, help="fractions of I-II,III-IV,V-VI (default 0.45,0.40,0.15)")
+    p.add_argument(
+        "--group-mix", type=_floats, help="fractions of I-II,III-IV,V-VI (default 0.45,0.40,0.15)"
+    )
     p.add_argument("--contrast", type=_floats, help="lesion contrast per group (default 1,1,0.7)")
-    p.add_argument("--prevalence", type=_floats, help="acne,hyperpigmentation,wrinkles (default 0.4,0.4,0.35)")
+    p.add_argument(
+        "--prevalence", type=_floats, help="acne,hyperpigmentation,wrinkles (default 0.4,0.4,0.35)"
+    )
     p.add_argument("--label-noise", type=float, help="label flip probability (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes (output does not depend on it)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
@@ -293,13 +313,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[SynthConfig, Path, str |
     if args.preset:
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
-            raise SynthError(f"preset {args.preset} fixes {flags}; drop them or drop --preset")
+            raise SynthError(
+                f"preset {args.preset} fixes {flags}; drop those flags or drop --preset"
+            )
         out = args.out or PRESET_DEFAULT_OUT[args.preset]
         return PRESETS[args.preset], out, args.preset
     missing = [f"--{k}" for k in ("out", "n", "seed") if getattr(args, k) is None]
     if missing:
         raise SynthError(f"missing {', '.join(missing)} (or use --preset {sorted(PRESETS)[0]})")
-    config = replace(SynthConfig(), **{k: tuple(v) if isinstance(v, tuple) else v for k, v in given.items()})
+    config = replace(
+        SynthConfig(), **{k: tuple(v) if isinstance(v, tuple) else v for k, v in given.items()}
+    )
     return config, args.out, None
 
 

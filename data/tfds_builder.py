@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,10 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
         return {s: self._generate_examples(df[df["split"] == s]) for s in present}
 
     def _generate_examples(self, df: pd.DataFrame) -> Iterator[tuple[str, dict]]:
-        for row_index, row in df.iterrows():
+        from tqdm.auto import tqdm
+
+        split = str(df["split"].iloc[0]) if len(df) else ""
+        for row_index, row in tqdm(df.iterrows(), total=len(df), desc=f"face crops ({split})"):
             rel = str(row["image"])
             image = _load_rgb(self._source_dir / rel)
             mask = _load_mask(self._source_dir, row, image.shape[:2])
@@ -87,17 +91,20 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
             self.face_stats["found" if found else "fallback"] += 1
             fitz = _int_or_none(row.get("fitzpatrick"))
             group = fitzpatrick_to_group(fitz)
-            yield rel, {
-                "id": rel,
-                "row": int(row_index),
-                "image": encode_png(crop),
-                "mask": encode_png(mask_crop),
-                "labels": np.array([_label(row.get(c)) for c in CONDITIONS], np.float32),
-                "fitzpatrick": fitz or 0,
-                "group": GROUPS.index(group) if group else -1,
-                "split": str(row["split"]),
-                "face_found": int(found),
-            }
+            yield (
+                rel,
+                {
+                    "id": rel,
+                    "row": int(row_index),
+                    "image": encode_png(crop),
+                    "mask": encode_png(mask_crop),
+                    "labels": np.array([_label(row.get(c)) for c in CONDITIONS], np.float32),
+                    "fitzpatrick": fitz or 0,
+                    "group": GROUPS.index(group) if group else -1,
+                    "split": str(row["split"]),
+                    "face_found": int(found),
+                },
+            )
 
 
 def read_metadata(csv_path: Path) -> pd.DataFrame:
@@ -196,17 +203,24 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def build_dataset(source_dir: str | Path, *, crop_size: int) -> CanonicalFaces:
-    """Build the TFDS dataset for `source_dir` at `crop_size` once (cached in DIR/tfds/) and return it."""
+    """Build the face crops of `source_dir` once (cached in DIR/tfds/); return the builder."""
     source_dir = Path(source_dir).resolve()
     if not (source_dir / "metadata.csv").is_file():
         raise FileNotFoundError(f"{source_dir}: no metadata.csv (not a canonical dataset)")
-    builder = CanonicalFaces(
-        source_dir=source_dir, crop_size=crop_size, data_dir=str(source_dir / CACHE_DIRNAME)
-    )
-    if not builder.is_prepared():
-        builder.download_and_prepare()
-        stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
-        stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # TFDS's "custom configuration" / "no dataset_info" chatter
+    try:
+        builder = CanonicalFaces(
+            source_dir=source_dir, crop_size=crop_size, data_dir=str(source_dir / CACHE_DIRNAME)
+        )
+        if not builder.is_prepared():
+            tfds.display_progress_bar(False)  # our own bar counts the face crops
+            builder.download_and_prepare()
+            stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
+            stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")
+    finally:
+        absl.setLevel(level)
     return builder
 
 

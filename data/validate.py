@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -36,8 +37,11 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("path", metavar="DIR", help="dataset folder with metadata.csv, or the CSV")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
-    parser.add_argument("--no-images", action="store_true",
-                        help="skip opening image and mask files (table checks only)")
+    parser.add_argument(
+        "--no-images",
+        action="store_true",
+        help="skip opening image and mask files (table checks only)",
+    )
     return parser
 
 
@@ -57,12 +61,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     # libjpeg warnings would interleave with our report; every problem is reported by us.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    problems = validate_dataset(path, check_images=not args.no_images,
-                                progress=not args.json and sys.stderr.isatty())
+    problems = validate_dataset(
+        path, check_images=not args.no_images, progress=not args.json and sys.stderr.isatty()
+    )
     if problems:
         if args.json:
-            print(json.dumps({"valid": False, "path": str(path),
-                              "problems": [p.to_dict() for p in problems]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "valid": False,
+                        "path": str(path),
+                        "problems": [p.to_dict() for p in problems],
+                    },
+                    indent=2,
+                )
+            )
         else:
             for problem in problems:
                 print(problem)
@@ -75,9 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PROBLEMS
     coverage, splits = coverage_table(df), split_table(df)
     if args.json:
-        print(json.dumps({"valid": True, "path": str(path), "num_rows": len(df),
-                          "coverage": _frame_to_dict(coverage),
-                          "splits": _frame_to_dict(splits)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "path": str(path),
+                    "num_rows": len(df),
+                    "coverage": _frame_to_dict(coverage),
+                    "splits": _frame_to_dict(splits),
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{path}: valid, {len(df)} images")
         print("\nCoverage (images, positives '+' and labelled counts per Fitzpatrick type/group):")
@@ -88,4 +110,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # output piped into e.g. `head`: exit like a command killed by SIGPIPE
+        sys.stdout = open(os.devnull, "w")  # the interpreter flushes stdout again at exit
+        sys.exit(128 + 13)

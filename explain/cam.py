@@ -18,9 +18,12 @@ tokens) is turned into the patch grid by dropping the leading class/register tok
 (`model.num_prefix_tokens` if the model has it, else a class token is inferred from the count) and
 reshaping to [B, g, g, D]: gradient-weighted token maps.
 
-Maps are upsampled to the input size with constant bilinear matrices (`bilinear_matrix`, the
-same numbers as `jax.image.resize(..., "bilinear")`, which itself does not export with a symbolic
-batch) and then normalised per image and class by their maximum: `cam / max(max(cam), EPS)`.
+Maps are upsampled to the input size with constant bilinear matrices (`bilinear_matrix`;
+`jax.image.resize` itself does not export with a symbolic batch), with each cell placed where it
+sits in the input (`cell_alignment`: "corner" for the CNNs, whose k // 2 padding centres cell j
+of a stride-s map on pixel s * j; "center", the half-pixel convention of `jax.image.resize`, for
+ViT patches), and then normalised per image and class by their maximum:
+`cam / max(max(cam), EPS)`.
 A map whose maximum is below `EPS` (in particular an all-zero map: no positive evidence for the
 class anywhere) is not blown up from rounding noise; it stays (near) zero.
 
@@ -42,6 +45,7 @@ from flax import nnx
 
 EPS = 1e-8
 METHODS = ("cam", "gradcam", "gradcam++")
+ALIGNS = ("center", "corner")
 
 CamFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -49,17 +53,35 @@ CamFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 # --------------------------------------------------------------------------- upsampling
 
 
-def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """Interpolation matrix R [out, in] with `R @ v` == `jax.image.resize(v, (out,), "bilinear")`.
+def bilinear_matrix(in_size: int, out_size: int, align: str = "center") -> np.ndarray:
+    """Bilinear interpolation matrix R [out, in] (float32); `align` says where cell j sits.
 
-    Half-pixel centres, triangle kernel (widened by the scale when shrinking, as jax's antialias
-    does), weights renormalised over valid input pixels, so edges clamp. float32.
+    * "center": cell j covers output pixels [j*s, (j+1)*s) and sits at its centre
+      (`(j + 0.5) * s - 0.5`, s = out / in): `R @ v == jax.image.resize(v, (out,), "bilinear")`
+      (triangle kernel, widened when shrinking as jax's antialias does, edges clamped). Right for
+      ViT patch tokens.
+    * "corner": cell j sits at output pixel `j * s`: the receptive-field centre of a CNN whose
+      convolutions pad symmetrically by k // 2 (each stride-2 layer maps output j to input 2j).
+      Beyond the last cell the map is clamped.
 
     >>> bilinear_matrix(2, 4).tolist()
     [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]]
+    >>> bilinear_matrix(2, 4, "corner").tolist()
+    [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0], [0.0, 1.0]]
     """
     if in_size < 1 or out_size < 1:
         raise ValueError(f"sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; choose one of {sorted(ALIGNS)}")
+    if align == "corner":
+        u = np.clip(np.arange(out_size, dtype=np.float64) * in_size / out_size, 0, in_size - 1)
+        lo = np.floor(u).astype(int)
+        hi = np.minimum(lo + 1, in_size - 1)
+        frac = u - lo
+        r = np.zeros((out_size, in_size), np.float64)
+        r[np.arange(out_size), lo] += 1.0 - frac
+        r[np.arange(out_size), hi] += frac
+        return r.astype(np.float32)
     f32 = np.float32
     inv_scale = f32(1.0 / (out_size / in_size))
     kernel_scale = max(inv_scale, f32(1.0))
@@ -74,14 +96,14 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
     return np.ascontiguousarray(weights.T, dtype=f32)
 
 
-def upsample_maps(maps: jax.Array, size: Sequence[int]) -> jax.Array:
+def upsample_maps(maps: jax.Array, size: Sequence[int], align: str = "center") -> jax.Array:
     """Bilinear-resize maps [B, C, h, w] to [B, C, H, W] with constant matrices (exportable)."""
     h, w = int(maps.shape[-2]), int(maps.shape[-1])
     out_h, out_w = int(size[0]), int(size[1])
     if (h, w) == (out_h, out_w):
         return maps
-    ry = jnp.asarray(bilinear_matrix(h, out_h))
-    rx = jnp.asarray(bilinear_matrix(w, out_w))
+    ry = jnp.asarray(bilinear_matrix(h, out_h, align))
+    rx = jnp.asarray(bilinear_matrix(w, out_w, align))
     return jnp.einsum("yh,bchw,xw->bcyx", ry, maps, rx, precision=jax.lax.Precision.HIGHEST)
 
 
@@ -130,10 +152,16 @@ _WEIGHT_FNS = {"gradcam": gradcam_weights, "gradcam++": gradcampp_weights}
 # --------------------------------------------------------------------------- in-graph CAM
 
 
+def cell_alignment(model: nnx.Module) -> str:
+    """Where a feature cell sits in the input: "center" for patch models (a `patch_embed`
+    stage, ViT), else "corner" (CNNs here pad every convolution symmetrically by k // 2)."""
+    return "center" if "patch_embed" in getattr(model, "stage_names", ()) else "corner"
+
+
 class CamModel(nnx.Module):
     """A model plus its CAM: `__call__(x) -> (probs [B,C] sigmoid, cam [B,C,H,W] in [0,1])`."""
 
-    def __init__(self, model: nnx.Module):
+    def __init__(self, model: nnx.Module, align: str | None = None):
         if not hasattr(model, "features") or not isinstance(
             getattr(model, "head", None), nnx.Linear
         ):
@@ -142,18 +170,24 @@ class CamModel(nnx.Module):
                 "(a GAP + linear head)"
             )
         self.model = model
+        self.align = align or cell_alignment(model)
+        if self.align not in ALIGNS:
+            raise ValueError(f"unknown align {self.align!r}; choose one of {sorted(ALIGNS)}")
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         feats = self.model.features(x).astype(jnp.float32)
         logits = self.model.head(jnp.mean(feats, axis=(1, 2)))
         cam = class_activation_map(feats, self.model.head.kernel[...].astype(jnp.float32))
-        cam = upsample_maps(cam, x.shape[1:3])
+        cam = upsample_maps(cam, x.shape[1:3], self.align)
         return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
 
 
-def with_cam(model: nnx.Module) -> CamModel:
-    """Wrap a GAP + linear-head model so it returns `(probs, cam)`; shares the model's state."""
-    return CamModel(model)
+def with_cam(model: nnx.Module, *, align: str | None = None) -> CamModel:
+    """Wrap a GAP + linear-head model so it returns `(probs, cam)`; shares the model's state.
+
+    `align` ("center" or "corner", see `bilinear_matrix`) defaults to `cell_alignment(model)`.
+    """
+    return CamModel(model, align)
 
 
 # --------------------------------------------------------------------------- gradient maps
@@ -248,12 +282,13 @@ def make_cam_fn(
     method: str = "gradcam",
     layer: str | None = None,
     upsample: bool = True,
+    align: str | None = None,
 ) -> CamFn:
     """Jitted `fn(x [B,H,W,3]) -> (probs [B,C], cam [B,C,H,W] in [0,1])` for every class.
 
     `method` is one of METHODS; `layer` is a stage name or sub-module path ("blocks.5",
     "blocks.3.dw"; None = the last feature map `model.features`). With `upsample=False` maps
-    stay at the layer's resolution.
+    stay at the layer's resolution; `align` as in `with_cam`.
     Gradients are of the logits (pre-sigmoid). Each call uses the model's current parameters;
     its structure and train/eval mode are fixed when `make_cam_fn` is called.
     """
@@ -263,6 +298,9 @@ def make_cam_fn(
         raise ValueError("method 'cam' uses the last feature map only; pass layer=None")
     if layer is not None:
         _split_path(layer)
+    align = align or cell_alignment(model)
+    if align not in ALIGNS:
+        raise ValueError(f"unknown align {align!r}; choose one of {sorted(ALIGNS)}")
     graphdef = nnx.graphdef(model)
 
     @jax.jit
@@ -273,7 +311,7 @@ def make_cam_fn(
             logits = m.head(jnp.mean(feats, axis=(1, 2)))
             cam = class_activation_map(feats, m.head.kernel[...].astype(jnp.float32))
             if upsample:
-                cam = upsample_maps(cam, x.shape[1:3])
+                cam = upsample_maps(cam, x.shape[1:3], align)
             return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
         if layer is None:
             act = m.features(x)
@@ -315,7 +353,7 @@ def make_cam_fn(
             maps.append(weighted_map(acts_g, weight_fn(acts_g, g)))
         cam = jnp.stack(maps, axis=1)  # [B, C, h, w]
         if upsample:
-            cam = upsample_maps(cam, x.shape[1:3])
+            cam = upsample_maps(cam, x.shape[1:3], align)
         return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
 
     def run(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -66,6 +66,51 @@ def pointing_game(saliency: np.ndarray, mask: np.ndarray, *, tolerance_px: float
     return False
 
 
+def peak_candidates(in_size: int, out_size: int, align: str = "center") -> np.ndarray:
+    """Output pixels where a bilinear upsampling from `in_size` to `out_size` can peak.
+
+    A bilinearly interpolated map takes its maximum at a grid node: with `align="center"` the
+    node of cell j is at `(j + 0.5) * out / in - 0.5` (the two pixels nearest it count), with
+    "corner" at `j * out / in` (see `explain.cam.bilinear_matrix`). Edges are clamped, so a peak
+    at a border node is a plateau reaching the image border.
+
+    >>> peak_candidates(4, 64).tolist()
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 23, 24, 39, 40, 55, 56, 57, 58, 59, 60, 61, 62, 63]
+    >>> peak_candidates(4, 32, "corner").tolist()
+    [0, 8, 16, 24, 25, 26, 27, 28, 29, 30, 31]
+    """
+    stride = out_size / in_size
+    if align == "corner":
+        centres = np.arange(in_size) * stride
+    elif align == "center":
+        centres = (np.arange(in_size) + 0.5) * stride - 0.5
+    else:
+        raise ValueError(f"unknown align {align!r}; choose one of ['center', 'corner']")
+    pix = [np.floor(centres), np.ceil(centres)]
+    pix.append(np.arange(0, np.ceil(centres[0]) + 1))
+    pix.append(np.arange(np.floor(centres[-1]), out_size))
+    pix_all = np.concatenate(pix).astype(int)
+    return np.unique(np.clip(pix_all, 0, out_size - 1))
+
+
+def pointing_ceiling(mask: np.ndarray, grid: tuple[int, int], align: str = "center") -> bool:
+    """Could any map on an h x w `grid`, bilinearly upsampled to the mask's size, point inside?
+
+    The best pointing game a CAM of that resolution can reach, whatever the model: the
+    resolution limit of the metric (a lesion that covers no peak candidate cannot be hit).
+
+    >>> m = np.zeros((64, 64), bool); m[34:38, 34:38] = True  # between the nodes of a 4x4 grid
+    >>> pointing_ceiling(m, (4, 4)), pointing_ceiling(m, (8, 8))
+    (False, True)
+    """
+    m = np.asarray(mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    rows = peak_candidates(int(grid[0]), m.shape[0], align)
+    cols = peak_candidates(int(grid[1]), m.shape[1], align)
+    return bool(m[np.ix_(rows, cols)].any())
+
+
 def energy_in_mask(saliency: np.ndarray, mask: np.ndarray) -> float:
     """Share of the (non-negative) map's mass inside `mask`; NaN for an all-zero map.
 

@@ -1,0 +1,7 @@
+"""Fairness evaluation: per-group metrics with bootstrap CIs, gaps, calibration, thresholds.
+
+numpy, scikit-learn and fairlearn only (never JAX), so Triton's python models can import it.
+Modules: `metrics` (pure metric functions, `epoch_metrics`), `bootstrap`, `gaps`, `evaluate`
+(`evaluate_predictions`), `calibration`, `thresholds` (numpy-only: fit/save/load/apply),
+`coverage`, `io` (predictions CSVs), `plots`, `render`, `model_card`, `report` (the CLI).
+"""

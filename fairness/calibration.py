@@ -188,7 +188,11 @@ def apply_group_temperatures(probs, groups: Sequence[str | None], temperatures: 
 
 
 def calibration_by_group(
-    y_true, probs, groups: Sequence[str | None], *, n_bins: int = DEFAULT_BINS,
+    y_true,
+    probs,
+    groups: Sequence[str | None],
+    *,
+    n_bins: int = DEFAULT_BINS,
     min_count: int = 20,
 ) -> dict:
     """ECE, Brier and reliability curve per condition for the overall set and each group.
@@ -201,21 +205,31 @@ def calibration_by_group(
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
     g = np.asarray([x or "" for x in groups], dtype=object)
-    out: dict = {"n_bins": n_bins, "binning": "equal-width on [0, 1]", "min_count": min_count,
-                 "conditions": {}}
+    out: dict = {
+        "n_bins": n_bins,
+        "binning": "equal-width on [0, 1]",
+        "min_count": min_count,
+        "conditions": {},
+    }
     for c, cond in enumerate(CONDITIONS):
         known = np.isfinite(y[:, c])
         entry = {}
         for name, mask in [("overall", known), *[(x, known & (g == x)) for x in GROUPS]]:
             n = int(mask.sum())
             if n < min_count:
-                entry[name] = {"n": n, "status": INSUFFICIENT,
-                               "reason": f"{n} labelled images < {min_count}",
-                               "ece": None, "brier": None, "reliability": None}
+                entry[name] = {
+                    "n": n,
+                    "status": INSUFFICIENT,
+                    "reason": f"{n} labelled images < {min_count}",
+                    "ece": None,
+                    "brier": None,
+                    "reliability": None,
+                }
                 continue
             yc, pc = y[mask, c], p[mask, c]
             entry[name] = {
-                "n": n, "status": "ok",
+                "n": n,
+                "status": "ok",
                 "ece": expected_calibration_error(yc, pc, n_bins=n_bins),
                 "brier": brier_score(yc, pc),
                 "reliability": reliability_curve(yc, pc, n_bins=n_bins),

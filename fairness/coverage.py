@@ -44,5 +44,10 @@ def coverage_counts(y_true, fitzpatrick, *, split: str = "test") -> dict:
             rows = known & masks[t]
             labelled[cond][t] = int(rows.sum())
             positives[cond][t] = int(y[rows, i].sum())
-    return {"split": split, "types": types, "labelled": labelled, "positives": positives,
-            "images_per_type": {t: int(masks[t].sum()) for t in types}}
+    return {
+        "split": split,
+        "types": types,
+        "labelled": labelled,
+        "positives": positives,
+        "images_per_type": {t: int(masks[t].sum()) for t in types},
+    }

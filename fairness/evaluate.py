@@ -36,8 +36,10 @@ INSUFFICIENT = "insufficient evidence"
 MIN_POSITIVES = 10
 MIN_NEGATIVES = 10
 METRICS: tuple[str, ...] = (*THRESHOLD_METRICS, *SCORE_METRICS)
-CI_METHOD = ("percentile bootstrap, resampling images with replacement within strata of "
-             "Fitzpatrick type (group when the type is unknown) x label pattern")
+CI_METHOD = (
+    "percentile bootstrap, resampling images with replacement within strata of "
+    "Fitzpatrick type (group when the type is unknown) x label pattern"
+)
 
 
 @dataclass
@@ -64,30 +66,45 @@ def coerce_arrays(data) -> PredictionArrays:
         y, p, g = data[:3]
         f = data[3] if len(data) == 4 else None
     else:
-        raise TypeError("predictions must be a DataFrame, PredictionArrays, a mapping with "
-                        "y_true/probs/groups[/fitzpatrick] or a tuple "
-                        "(y_true, probs, groups[, fitzpatrick])")
+        raise TypeError(
+            "predictions must be a DataFrame, PredictionArrays, a mapping with "
+            "y_true/probs/groups[/fitzpatrick] or a tuple "
+            "(y_true, probs, groups[, fitzpatrick])"
+        )
     y = np.asarray(y, dtype=np.float64)
     groups = [x if isinstance(x, str) and x else None for x in g]
     fitz = np.zeros(len(groups), dtype=np.int64) if f is None else np.asarray(f, dtype=np.int64)
-    return PredictionArrays(y_true=y, probs=np.asarray(p, dtype=np.float64), groups=groups,
-                            fitzpatrick=fitz)
+    return PredictionArrays(
+        y_true=y, probs=np.asarray(p, dtype=np.float64), groups=groups, fitzpatrick=fitz
+    )
 
 
 def _estimate(point: float, replicates: np.ndarray | None, level: float) -> dict:
     if not np.isfinite(point):
-        return {"value": None, "ci_low": None, "ci_high": None, "status": INSUFFICIENT,
-                "reason": "metric undefined on this data"}
+        return {
+            "value": None,
+            "ci_low": None,
+            "ci_high": None,
+            "status": INSUFFICIENT,
+            "reason": "metric undefined on this data",
+        }
     low, high = percentile_ci(replicates, level) if replicates is not None else (np.nan, np.nan)
-    return {"value": float(point),
-            "ci_low": float(low) if np.isfinite(low) else None,
-            "ci_high": float(high) if np.isfinite(high) else None,
-            "status": "ok"}
+    return {
+        "value": float(point),
+        "ci_low": float(low) if np.isfinite(low) else None,
+        "ci_high": float(high) if np.isfinite(high) else None,
+        "status": "ok",
+    }
 
 
 def _insufficient(reason: str) -> dict:
-    return {"value": None, "ci_low": None, "ci_high": None, "status": INSUFFICIENT,
-            "reason": reason}
+    return {
+        "value": None,
+        "ci_low": None,
+        "ci_high": None,
+        "status": INSUFFICIENT,
+        "reason": reason,
+    }
 
 
 def evaluate_predictions(
@@ -133,8 +150,10 @@ def evaluate_predictions(
     y, p = arr.y_true, arr.probs
     n_rows = y.shape[0]
     if y.shape != (n_rows, len(CONDITIONS)) or p.shape != y.shape:
-        raise ValueError(f"y_true and probs must both have shape [N, {len(CONDITIONS)}], "
-                         f"got {y.shape} and {p.shape}")
+        raise ValueError(
+            f"y_true and probs must both have shape [N, {len(CONDITIONS)}], "
+            f"got {y.shape} and {p.shape}"
+        )
     if len(arr.groups) != n_rows or arr.fitzpatrick.shape[0] != n_rows:
         raise ValueError("groups and fitzpatrick must have one entry per row")
     if thresholds is None:
@@ -164,8 +183,10 @@ def evaluate_predictions(
                 neg = int(rows.size - pos)
                 reason = None
                 if pos < min_positives or neg < min_negatives:
-                    reason = (f"{pos} positives and {neg} negatives; need at least "
-                              f"{min_positives} and {min_negatives}")
+                    reason = (
+                        f"{pos} positives and {neg} negatives; need at least "
+                        f"{min_positives} and {min_negatives}"
+                    )
                 cells[(cond, kind, name)] = _Cell(rows, pos, neg, reason)
 
     # Point estimates: the same batched code with unit weights.
@@ -207,8 +228,12 @@ def evaluate_predictions(
     def cell_dict(key) -> dict:
         cell = cells[key]
         n = int(cell.rows.size)
-        out = {"n": n, "positives": cell.positives, "negatives": cell.negatives,
-               "prevalence": (cell.positives / n) if n else None}
+        out = {
+            "n": n,
+            "positives": cell.positives,
+            "negatives": cell.negatives,
+            "prevalence": (cell.positives / n) if n else None,
+        }
         for metric in METRICS:
             if cell.ok:
                 out[metric] = _estimate(points[key][metric], replicates[key][metric], ci_level)
@@ -226,7 +251,8 @@ def evaluate_predictions(
         }
         group_values = {
             g: (points[(cond, "by_group", g)], replicates[(cond, "by_group", g)])
-            for g in GROUPS if cells[(cond, "by_group", g)].ok
+            for g in GROUPS
+            if cells[(cond, "by_group", g)].ok
         }
         entry.update(_between_groups(group_values, ci_level))
         result_conditions[cond] = entry
@@ -257,8 +283,11 @@ def evaluate_predictions(
 
 def _between_groups(group_values: dict, level: float) -> dict:
     """`difference`, `group_min` and the named gaps from {group: (points, replicates)}."""
-    reason = (f"only {len(group_values)} group(s) with enough evidence; need 2"
-              if len(group_values) < 2 else None)
+    reason = (
+        f"only {len(group_values)} group(s) with enough evidence; need 2"
+        if len(group_values) < 2
+        else None
+    )
 
     def combine(fn, *metrics) -> dict:
         if reason is not None:
@@ -320,8 +349,10 @@ def _macro(conditions, groups, cells, points, replicates, level) -> dict:
         values, reason = macro_of(kind, name)
         if values is None:
             return {**{m: _insufficient(reason) for m in METRICS}, "status": INSUFFICIENT}
-        return {**{m: _estimate(values[0][m], values[1][m], level) for m in METRICS},
-                "status": "ok"}
+        return {
+            **{m: _estimate(values[0][m], values[1][m], level) for m in METRICS},
+            "status": "ok",
+        }
 
     group_values = {}
     for g in groups:

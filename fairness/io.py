@@ -99,26 +99,33 @@ def read_predictions(path: str | os.PathLike):
         prob = pd.to_numeric(raw_p, errors="coerce")
         bad_p = ~prob.between(0.0, 1.0)  # NaN is not between, so it is flagged too
         if bad_p.any():
-            problems.append(f"column {cond + '_prob'!r}, {_lines(bad_p.to_numpy())}: "
-                            "probability must be a number in [0, 1] (NaN or empty is not allowed)")
+            problems.append(
+                f"column {cond + '_prob'!r}, {_lines(bad_p.to_numpy())}: "
+                "probability must be a number in [0, 1] (NaN or empty is not allowed)"
+            )
         out[f"{cond}_prob"] = prob.astype(np.float64)
     raw_f = df["fitzpatrick"].str.strip()
     fitz = pd.to_numeric(raw_f.where(raw_f != ""), errors="coerce")
     bad_f = (raw_f != "") & ~fitz.isin(FITZPATRICK_TYPES)
     if bad_f.any():
-        problems.append(f"column 'fitzpatrick', {_lines(bad_f.to_numpy())}: "
-                        f"must be one of {list(FITZPATRICK_TYPES)} or empty")
+        problems.append(
+            f"column 'fitzpatrick', {_lines(bad_f.to_numpy())}: "
+            f"must be one of {list(FITZPATRICK_TYPES)} or empty"
+        )
     out["fitzpatrick"] = fitz.where(~bad_f).fillna(0).astype(np.int64)
     group = df["group"].str.strip()
     bad_g = (group != "") & ~group.isin(GROUPS)
     if bad_g.any():
-        problems.append(f"column 'group', {_lines(bad_g.to_numpy())}: "
-                        f"must be one of {sorted(GROUPS)} or empty")
+        problems.append(
+            f"column 'group', {_lines(bad_g.to_numpy())}: must be one of {sorted(GROUPS)} or empty"
+        )
     expected = out["fitzpatrick"].map(lambda f: GROUPS[(f - 1) // 2] if f > 0 else "")
     clash = (group != "") & (expected != "") & (group != expected) & ~bad_g
     if clash.any():
-        problems.append(f"columns 'group'/'fitzpatrick', {_lines(clash.to_numpy())}: "
-                        "group does not match the Fitzpatrick type")
+        problems.append(
+            f"columns 'group'/'fitzpatrick', {_lines(clash.to_numpy())}: "
+            "group does not match the Fitzpatrick type"
+        )
     # A known type with an empty group still belongs to that type's group.
     out["group"] = group.where(group != "", expected)
     for extra in ("source",):
@@ -157,6 +164,11 @@ def resolve_prediction_files(inputs: Sequence[str | os.PathLike]) -> tuple[Path,
         if missing:
             raise PredictionsError(f"{paths[0]}: missing {missing}")
         return val, test
+    if len(paths) == 1:
+        state = "not a folder" if paths[0].exists() else "not found"
+        raise PredictionsError(
+            f"{paths[0]}: {state}; --predictions takes a run folder or two CSV files (val, test)"
+        )
     if len(paths) != 2:
         raise PredictionsError(
             "--predictions takes a run folder or two CSV files (val, test); "
@@ -194,7 +206,8 @@ def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
                 info = json.loads(candidate.read_text(encoding="utf-8"))
                 if isinstance(info, dict):
                     kind = _kind(info)
-                    return {**info, "file": str(candidate), "kind": kind}
+                    name = info.get("name") or info.get("preset") or candidate.parent.name
+                    return {**info, "file": str(candidate), "kind": kind, "name": str(name)}
         except (OSError, json.JSONDecodeError, ValueError):
             continue
     sources: set[str] = set()
@@ -203,8 +216,11 @@ def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
             sources |= {s for s in df["source"].astype(str) if s}
     if sources:
         synthetic = all("synth" in s.lower() for s in sources)
-        return {"kind": "synthetic" if synthetic else "real", "sources": sorted(sources),
-                "name": ", ".join(sorted(sources))}
+        return {
+            "kind": "synthetic" if synthetic else "real",
+            "sources": sorted(sources),
+            "name": ", ".join(sorted(sources)),
+        }
     return {"kind": "unknown", "sources": [], "name": "unknown (no dataset.json or source column)"}
 
 

@@ -318,9 +318,7 @@ def group_labels(groups: Sequence[str | None]) -> np.ndarray:
     return np.asarray(out, dtype=object)
 
 
-def make_metric_frame(
-    y_true, y_pred, groups: Sequence[str | None], metrics: Mapping | None = None
-):
+def make_metric_frame(y_true, y_pred, groups: Sequence[str | None], metrics: Mapping | None = None):
     """A fairlearn `MetricFrame` over our pure metrics (`by_group`, `difference`, `group_min`).
 
     `metrics` maps names to functions ``f(y_true, y_pred)``; default: precision, recall,
@@ -351,9 +349,7 @@ def _check_matrix(values, name: str, num_conditions: int) -> np.ndarray:
     return array
 
 
-def epoch_metrics(
-    y_true, probs, groups: Sequence[str | None], thresholds=None
-) -> dict[str, float]:
+def epoch_metrics(y_true, probs, groups: Sequence[str | None], thresholds=None) -> dict[str, float]:
     """Fast per-epoch validation metrics (no bootstrap), for the training loop.
 
     Parameters
@@ -386,8 +382,9 @@ def epoch_metrics(
     p = _check_matrix(probs, "probs", len(CONDITIONS))
     labels = group_labels(groups)
     if labels.shape[0] != y.shape[0] or p.shape[0] != y.shape[0]:
-        raise ValueError(f"y_true, probs and groups differ in length: {len(y)}, {len(p)}, "
-                         f"{labels.shape[0]}")
+        raise ValueError(
+            f"y_true, probs and groups differ in length: {len(y)}, {len(p)}, {labels.shape[0]}"
+        )
     if thresholds is None:
         decisions = p >= 0.5
     else:
@@ -424,8 +421,9 @@ def _nanmin(values: Sequence[float]) -> float:
     return float(np.min(finite)) if finite else float("nan")
 
 
-def evaluate_predictions(data, thresholds=None, *, n_boot: int = 1000, seed: int = 0,
-                         **kwargs) -> dict:
+def evaluate_predictions(
+    data, thresholds=None, *, n_boot: int = 1000, seed: int = 0, **kwargs
+) -> dict:
     """Per condition x group metrics with bootstrap CIs and gaps; see `fairness.evaluate`."""
     from fairness.evaluate import evaluate_predictions as _evaluate
 

@@ -32,13 +32,12 @@ def _data_section(dataset: dict) -> dict:
     kind = dataset.get("kind", "unknown")
     note = {
         "synthetic": "All metrics are measured on synthetic images; they show that the pipeline "
-                     "works and how it behaves, not how it performs on real faces.",
+        "works and how it behaves, not how it performs on real faces.",
         "real": "Metrics are measured on the held-out test split of the named data.",
         "unknown": "The data source is unknown (no dataset.json or source column was found); "
-                   "treat the metrics as unverified.",
+        "treat the metrics as unverified.",
     }.get(kind, "")
-    return {"kind": kind, "name": dataset.get("name", "unknown"), "details": dataset,
-            "note": note}
+    return {"kind": kind, "name": dataset.get("name", "unknown"), "details": dataset, "note": note}
 
 
 def _limitations(metrics: dict, dataset: dict) -> list[str]:
@@ -53,9 +52,11 @@ def _limitations(metrics: dict, dataset: dict) -> list[str]:
         entry = metrics["conditions"][cond]
         short = [g for g in GROUPS if entry["by_group"][g]["status"] != "ok"]
         if short:
-            items.append(f"{cond}: insufficient evidence for group(s) {', '.join(short)} "
-                         f"(fewer than {metrics['min_positives']} positives or "
-                         f"{metrics['min_negatives']} negatives in the test split).")
+            items.append(
+                f"{cond}: insufficient evidence for group(s) {', '.join(short)} "
+                f"(fewer than {metrics['min_positives']} positives or "
+                f"{metrics['min_negatives']} negatives in the test split)."
+            )
         types = [t for t in map(str, FITZPATRICK_TYPES) if entry["by_type"][t]["status"] != "ok"]
         if types:
             items.append(f"{cond}: per-type metrics unavailable for type(s) {', '.join(types)}.")
@@ -63,8 +64,10 @@ def _limitations(metrics: dict, dataset: dict) -> list[str]:
     if gap.get("value") is not None:
         high = gap.get("ci_high")
         if gap["value"] > GAP_TARGET or (high is not None and high > GAP_TARGET):
-            items.append(f"The macro-F1 gap between V-VI and III-IV is {fmt_estimate(gap)}, "
-                         f"above or not clearly below the {GAP_TARGET} target.")
+            items.append(
+                f"The macro-F1 gap between V-VI and III-IV is {fmt_estimate(gap)}, "
+                f"above or not clearly below the {GAP_TARGET} target."
+            )
     items += [
         "Skin tone, when not given, is estimated from the image (ITA) and can be wrong, "
         "especially under unusual lighting.",
@@ -103,10 +106,14 @@ def make_model_card(
 
     per_group = {
         cond: {
-            g: {m: metrics["conditions"][cond]["by_group"][g][m]
-                for m in ("f1", "precision", "recall", "specificity", "auroc", "ap")}
-            | {"n": metrics["conditions"][cond]["by_group"][g]["n"],
-               "positives": metrics["conditions"][cond]["by_group"][g]["positives"]}
+            g: {
+                m: metrics["conditions"][cond]["by_group"][g][m]
+                for m in ("f1", "precision", "recall", "specificity", "auroc", "ap")
+            }
+            | {
+                "n": metrics["conditions"][cond]["by_group"][g]["n"],
+                "positives": metrics["conditions"][cond]["by_group"][g]["positives"],
+            }
             for g in GROUPS
         }
         for cond in CONDITIONS
@@ -127,9 +134,11 @@ def make_model_card(
             "n": metrics["n"],
             "thresholds": metrics["thresholds"],
             "ci": f"{int(metrics['ci_level'] * 100)}% {metrics['ci_method']}, "
-                  f"{metrics['n_boot']} replicates, seed {metrics['seed']}",
-            "minimum_counts": {"positives": metrics["min_positives"],
-                               "negatives": metrics["min_negatives"]},
+            f"{metrics['n_boot']} replicates, seed {metrics['seed']}",
+            "minimum_counts": {
+                "positives": metrics["min_positives"],
+                "negatives": metrics["min_negatives"],
+            },
             "summary": metrics["summary"],
             "per_group": per_group,
             "gaps": {c: metrics["conditions"][c]["gaps"] for c in CONDITIONS}
@@ -139,14 +148,18 @@ def make_model_card(
     }
     if thresholds is not None:
         card["thresholds"] = {
-            c: {"global": thresholds["thresholds"][c]["global"]["threshold"],
-                **{g: thresholds["thresholds"][c]["groups"][g]["threshold"] for g in GROUPS}}
+            c: {
+                "global": thresholds["thresholds"][c]["global"]["threshold"],
+                **{g: thresholds["thresholds"][c]["groups"][g]["threshold"] for g in GROUPS},
+            }
             for c in CONDITIONS
         } | {"method": thresholds.get("method"), "unknown_group": "global"}
     if calibration is not None:
         card["calibration"] = {
-            c: {g: {"ece": v.get("ece"), "brier": v.get("brier"), "n": v.get("n")}
-                for g, v in calibration["conditions"][c].items()}
+            c: {
+                g: {"ece": v.get("ece"), "brier": v.get("brier"), "n": v.get("n")}
+                for g, v in calibration["conditions"][c].items()
+            }
             for c in CONDITIONS
         }
     return card
@@ -169,38 +182,82 @@ def render_model_card(card: dict) -> str:
         ("h2", "Data"),
         ("p", f"{card['data']['kind']}: {card['data']['name']}. {card['data']['note']}"),
         ("h2", "Evaluation"),
-        ("p", f"Split: {ev['split']} (n = {ev['n']}). Thresholds: {ev['thresholds']}. "
-              f"Intervals: {ev['ci']}. A cell needs at least {ev['minimum_counts']['positives']} "
-              f"positives and {ev['minimum_counts']['negatives']} negatives, otherwise it reads "
-              "'insufficient evidence'."),
-        ("table", ["summary", "value [95% CI]"],
-         [[k, fmt_estimate(v)] for k, v in ev["summary"].items()]),
+        (
+            "p",
+            f"Split: {ev['split']} (n = {ev['n']}). Thresholds: {ev['thresholds']}. "
+            f"Intervals: {ev['ci']}. A cell needs at least {ev['minimum_counts']['positives']} "
+            f"positives and {ev['minimum_counts']['negatives']} negatives, otherwise it reads "
+            "'insufficient evidence'.",
+        ),
+        (
+            "table",
+            ["summary", "value [95% CI]"],
+            [[k, fmt_estimate(v)] for k, v in ev["summary"].items()],
+        ),
     ]
     rows = []
     for cond in CONDITIONS:
         for g in GROUPS:
             cell = ev["per_group"][cond][g]
-            rows.append([cond, g, cell["n"], cell["positives"], fmt_estimate(cell["f1"]),
-                         fmt_estimate(cell["recall"]), fmt_estimate(cell["precision"]),
-                         fmt_estimate(cell["auroc"])])
-    blocks.append(("table", ["condition", "group", "n", "positives", "F1", "recall",
-                             "precision", "AUROC"], rows))
-    gap_rows = [[cond, fmt_estimate(ev["gaps"][cond]["f1_dark_vs_medium"]),
-                 fmt_estimate(ev["gaps"][cond]["f1_worst_best"]),
-                 fmt_estimate(ev["gaps"][cond]["equalized_odds"])]
-                for cond in (*CONDITIONS, "macro")]
-    blocks.append(("table", ["condition", "|F1 V-VI - F1 III-IV|", "F1 best - worst",
-                             "equalized odds diff."], gap_rows))
+            rows.append(
+                [
+                    cond,
+                    g,
+                    cell["n"],
+                    cell["positives"],
+                    fmt_estimate(cell["f1"]),
+                    fmt_estimate(cell["recall"]),
+                    fmt_estimate(cell["precision"]),
+                    fmt_estimate(cell["auroc"]),
+                ]
+            )
+    blocks.append(
+        (
+            "table",
+            ["condition", "group", "n", "positives", "F1", "recall", "precision", "AUROC"],
+            rows,
+        )
+    )
+    gap_rows = [
+        [
+            cond,
+            fmt_estimate(ev["gaps"][cond]["f1_dark_vs_medium"]),
+            fmt_estimate(ev["gaps"][cond]["f1_worst_best"]),
+            fmt_estimate(ev["gaps"][cond]["equalized_odds"]),
+        ]
+        for cond in (*CONDITIONS, "macro")
+    ]
+    blocks.append(
+        (
+            "table",
+            ["condition", "|F1 V-VI - F1 III-IV|", "F1 best - worst", "equalized odds diff."],
+            gap_rows,
+        )
+    )
     if "thresholds" in card:
         blocks.append(("h2", "Decision thresholds"))
-        blocks.append(("table", ["condition", "global", *GROUPS],
-                       [[c, *(f"{card['thresholds'][c][k]:.3f}" for k in ("global", *GROUPS))]
-                        for c in CONDITIONS]))
+        blocks.append(
+            (
+                "table",
+                ["condition", "global", *GROUPS],
+                [
+                    [c, *(f"{card['thresholds'][c][k]:.3f}" for k in ("global", *GROUPS))]
+                    for c in CONDITIONS
+                ],
+            )
+        )
     if "calibration" in card:
         blocks.append(("h2", "Calibration (ECE, test)"))
-        blocks.append(("table", ["condition", "overall", *GROUPS],
-                       [[c, *(_fmt(card["calibration"][c][g]["ece"])
-                              for g in ("overall", *GROUPS))] for c in CONDITIONS]))
+        blocks.append(
+            (
+                "table",
+                ["condition", "overall", *GROUPS],
+                [
+                    [c, *(_fmt(card["calibration"][c][g]["ece"]) for g in ("overall", *GROUPS))]
+                    for c in CONDITIONS
+                ],
+            )
+        )
     blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
     return to_markdown(blocks)
 
@@ -215,6 +272,7 @@ def write_model_card(card: dict, out_dir: str | Path) -> tuple[Path, Path]:
 
     out_dir = Path(out_dir)
     md = atomic_write_text(out_dir / "model_card.md", render_model_card(card))
-    js = atomic_write_text(out_dir / "model_card.json",
-                           json.dumps(card, indent=2, allow_nan=False) + "\n")
+    js = atomic_write_text(
+        out_dir / "model_card.json", json.dumps(card, indent=2, allow_nan=False) + "\n"
+    )
     return md, js

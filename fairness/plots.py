@@ -36,8 +36,9 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_group_bars(metrics: dict, path: Path, *, names: Sequence[str] = ("f1", "recall", "auroc"),
-                    title: str = "") -> Path:
+def plot_group_bars(
+    metrics: dict, path: Path, *, names: Sequence[str] = ("f1", "recall", "auroc"), title: str = ""
+) -> Path:
     """Per condition and group, one bar per metric value with its 95% CI as a whisker."""
     from data.schema import CONDITIONS, GROUPS
 
@@ -57,20 +58,38 @@ def plot_group_bars(metrics: dict, path: Path, *, names: Sequence[str] = ("f1", 
                 err = None
                 if low is not None and high is not None:
                     err = [[est["value"] - low], [high - est["value"]]]
-                ax.bar(xpos, est["value"], width, color=GROUP_COLORS[group], edgecolor="black",
-                       linewidth=0.5, yerr=err, capsize=3, label=group if i == 0 else None)
+                ax.bar(
+                    xpos,
+                    est["value"],
+                    width,
+                    color=GROUP_COLORS[group],
+                    edgecolor="black",
+                    linewidth=0.5,
+                    yerr=err,
+                    capsize=3,
+                    label=group if i == 0 else None,
+                )
         ax.set_xticks(x, CONDITIONS, fontsize=8)
         ax.set_ylim(0, 1.05)
         ax.set_title(name.upper() if name == "auroc" else name)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(title="Fitzpatrick", fontsize=8)
-    fig.suptitle(title or "Per-group metrics with 95% bootstrap CIs (n/a = insufficient evidence)",
-                 fontsize=10)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(title="Fitzpatrick", fontsize=8)
+    fig.suptitle(
+        title or "Per-group metrics with 95% bootstrap CIs (n/a = insufficient evidence)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
-def plot_roc(y_true: np.ndarray, probs: np.ndarray, groups: Sequence[str | None], path: Path,
-             *, min_positives: int = 1) -> Path:
+def plot_roc(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    groups: Sequence[str | None],
+    path: Path,
+    *,
+    min_positives: int = 1,
+) -> Path:
     """ROC curve per group for each condition (groups with both classes only)."""
     from sklearn.metrics import roc_curve
 
@@ -78,8 +97,9 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, groups: Sequence[str | None]
 
     plt = _pyplot()
     g = np.asarray([x or "" for x in groups], dtype=object)
-    fig, axes = plt.subplots(1, len(CONDITIONS), figsize=(4.2 * len(CONDITIONS), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(CONDITIONS), figsize=(4.2 * len(CONDITIONS), 3.8), squeeze=False
+    )
     for c, (ax, cond) in enumerate(zip(axes[0], CONDITIONS, strict=True)):
         known = np.isfinite(y_true[:, c])
         for name in ("overall", *GROUPS):
@@ -94,7 +114,8 @@ def plot_roc(y_true: np.ndarray, probs: np.ndarray, groups: Sequence[str | None]
         ax.set_title(cond)
         ax.set_xlabel("false-positive rate")
         ax.set_ylabel("true-positive rate")
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
     fig.suptitle("ROC per skin-tone group (test split)", fontsize=10)
     return _save(fig, path)
 
@@ -104,31 +125,41 @@ def plot_reliability(calibration: dict, path: Path) -> Path:
     from data.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(CONDITIONS), figsize=(4.2 * len(CONDITIONS), 3.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(CONDITIONS), figsize=(4.2 * len(CONDITIONS), 3.8), squeeze=False
+    )
     for ax, cond in zip(axes[0], CONDITIONS, strict=True):
         for name in ("overall", *GROUPS):
             entry = calibration["conditions"][cond][name]
             if entry["status"] != "ok":
                 continue
             curve = entry["reliability"]
-            pts = [(m, f) for m, f in zip(curve["mean_predicted"], curve["fraction_positive"],
-                                          strict=True) if m is not None]
+            pts = [
+                (m, f)
+                for m, f in zip(curve["mean_predicted"], curve["fraction_positive"], strict=True)
+                if m is not None
+            ]
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
             style = "--o" if name == "overall" else "-o"
-            ax.plot(xs, ys, style, markersize=3, color=GROUP_COLORS[name],
-                    label=f"{name} (ECE {entry['ece']:.3f})")
+            ax.plot(
+                xs,
+                ys,
+                style,
+                markersize=3,
+                color=GROUP_COLORS[name],
+                label=f"{name} (ECE {entry['ece']:.3f})",
+            )
         ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(cond)
         ax.set_xlabel("mean predicted probability")
         ax.set_ylabel("observed frequency")
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Reliability ({calibration['n_bins']} equal-width bins, test split)",
-                 fontsize=10)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"Reliability ({calibration['n_bins']} equal-width bins, test split)", fontsize=10)
     return _save(fig, path)
 
 
@@ -145,10 +176,18 @@ def plot_coverage(coverage: dict, path: Path) -> Path:
     for i in range(len(CONDITIONS)):
         for j in range(len(types)):
             colour = "white" if pos[i, j] > pos.max() / 2 else "black"
-            ax.text(j, i, f"{int(pos[i, j])}/{int(tot[i, j])}", ha="center", va="center",
-                    fontsize=8, color=colour)
-    ax.set_xticks(range(len(types)), [f"type {t}" if t != "unknown" else t for t in types],
-                  fontsize=8)
+            ax.text(
+                j,
+                i,
+                f"{int(pos[i, j])}/{int(tot[i, j])}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
+    ax.set_xticks(
+        range(len(types)), [f"type {t}" if t != "unknown" else t for t in types], fontsize=8
+    )
     ax.set_yticks(range(len(CONDITIONS)), CONDITIONS, fontsize=8)
     ax.set_title(f"Coverage ({coverage['split']}): positives / labelled images", fontsize=10)
     return _save(fig, path)

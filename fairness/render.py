@@ -63,8 +63,11 @@ padding:3px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}img{max-wid
 
 def to_html(blocks: list[tuple], *, title: str) -> str:
     """Render blocks to one self-contained HTML page (PNG images inlined as base64)."""
-    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-           f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+    ]
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
@@ -84,8 +87,9 @@ def to_html(blocks: list[tuple], *, title: str) -> str:
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif kind == "img":
             data = base64.b64encode(Path(block[2]).read_bytes()).decode("ascii")
-            out.append(f'<p><img alt="{html.escape(block[1])}" '
-                       f'src="data:image/png;base64,{data}"></p>')
+            out.append(
+                f'<p><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}"></p>'
+            )
         else:
             raise ValueError(f"unknown block kind {kind!r}")
     out.append("</body></html>")

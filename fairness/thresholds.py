@@ -90,8 +90,10 @@ class Thresholds:
             "groups": list(self.groups),
             "unknown_group": "global",
             "thresholds": {
-                c: {"global": dict(self.global_[c]),
-                    "groups": {g: dict(self.by_group[c][g]) for g in self.groups}}
+                c: {
+                    "global": dict(self.global_[c]),
+                    "groups": {g: dict(self.by_group[c][g]) for g in self.groups},
+                }
                 for c in self.conditions
             },
             **({"extra": self.extra} if self.extra else {}),
@@ -219,8 +221,11 @@ class GroupThresholdFitter:
         self.groups = groups
 
     def _validated(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        if isinstance(self.min_positives, bool) or not isinstance(self.min_positives, int) \
-                or self.min_positives < 1:
+        if (
+            isinstance(self.min_positives, bool)
+            or not isinstance(self.min_positives, int)
+            or self.min_positives < 1
+        ):
             raise ValueError(f"min_positives must be an integer >= 1, got {self.min_positives!r}")
         if not (isinstance(self.shrinkage_k, int | float) and self.shrinkage_k >= 0):
             raise ValueError(f"shrinkage_k must be a number >= 0, got {self.shrinkage_k!r}")
@@ -255,17 +260,31 @@ class GroupThresholdFitter:
                 rows = known & (g == name)
                 yg, pg = y[rows, c], p[rows, c]
                 n, n_pos = int(rows.sum()), int(yg.sum())
-                entry = {"threshold": t_global, "raw_threshold": None, "weight": 0.0,
-                         "n": n, "positives": n_pos, "f1_at_raw": None}
+                entry = {
+                    "threshold": t_global,
+                    "raw_threshold": None,
+                    "weight": 0.0,
+                    "n": n,
+                    "positives": n_pos,
+                    "f1_at_raw": None,
+                }
                 if n_pos >= self.min_positives and n_pos < n:
                     t_raw, f1_raw = f1_optimal_threshold(yg, pg)
                     w = n_pos / (n_pos + k)
-                    entry.update(threshold=w * t_raw + (1 - w) * t_global,
-                                 raw_threshold=t_raw, weight=w, f1_at_raw=f1_raw)
+                    entry.update(
+                        threshold=w * t_raw + (1 - w) * t_global,
+                        raw_threshold=t_raw,
+                        weight=w,
+                        f1_at_raw=f1_raw,
+                    )
                 by_group[cond][name] = entry
         self.thresholds_ = Thresholds(
-            conditions=conditions, groups=group_names, global_=global_, by_group=by_group,
-            min_positives=self.min_positives, shrinkage_k=k,
+            conditions=conditions,
+            groups=group_names,
+            global_=global_,
+            by_group=by_group,
+            min_positives=self.min_positives,
+            shrinkage_k=k,
         )
         self.global_thresholds_ = {c: global_[c]["threshold"] for c in conditions}
         self.group_thresholds_ = {
@@ -276,8 +295,13 @@ class GroupThresholdFitter:
     def _fit_one(self, y: np.ndarray, p: np.ndarray) -> dict:
         n, n_pos = int(y.size), int(y.sum())
         if n_pos == 0 or n_pos == n:
-            return {"threshold": float(self.default_threshold), "n": n, "positives": n_pos,
-                    "f1_at_threshold": None, "fallback": "default (one class only)"}
+            return {
+                "threshold": float(self.default_threshold),
+                "n": n,
+                "positives": n_pos,
+                "f1_at_threshold": None,
+                "fallback": "default (one class only)",
+            }
         t, best = f1_optimal_threshold(y, p)
         return {"threshold": t, "n": n, "positives": n_pos, "f1_at_threshold": best}
 
@@ -323,8 +347,11 @@ def fit_thresholds(
     (0.35, 0.35)
     """
     fitter = GroupThresholdFitter(
-        min_positives=min_positives, shrinkage_k=shrinkage_k,
-        default_threshold=default_threshold, conditions=conditions, groups=group_names,
+        min_positives=min_positives,
+        shrinkage_k=shrinkage_k,
+        default_threshold=default_threshold,
+        conditions=conditions,
+        groups=group_names,
     )
     return fitter.fit(y_true, probs, groups).thresholds_
 
@@ -339,13 +366,14 @@ def _check_probs(probs, num_conditions: int) -> np.ndarray:
     bad = ~np.isfinite(p) | (p < 0) | (p > 1)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"probs[{row}, {col}] = {p[row, col]!r} is not a probability in [0, 1]")
+        raise ValueError(
+            f"probs[{row}, {col}] = {float(p[row, col])!r} is not a probability in [0, 1]"
+        )
     return p
 
 
 def _group_array(groups: Sequence[str | None], n: int) -> np.ndarray:
-    g = np.asarray(["" if x is None or not isinstance(x, str) else x for x in groups],
-                   dtype=object)
+    g = np.asarray(["" if x is None or not isinstance(x, str) else x for x in groups], dtype=object)
     if g.shape[0] != n:
         raise ValueError(f"groups has {g.shape[0]} entries, expected {n}")
     return g

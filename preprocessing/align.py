@@ -21,7 +21,7 @@ def crop_affine(box, keypoints: np.ndarray, *, size: int, margin: float = DEFAUL
     """The 2x3 affine (original pixels -> crop pixels) for a face box and its keypoints.
 
     >>> a = crop_affine((0, 0, 100, 100), np.array([[30, 40], [70, 40.]]), size=150, margin=0.25)
-    >>> a.round(3).tolist()
+    >>> (a.round(3) + 0.0).tolist()
     [[1.0, 0.0, 25.0], [0.0, 1.0, 25.0]]
     """
     x, y, w, h = (float(v) for v in box)
@@ -58,8 +58,12 @@ def warp_to_crop(
         src = src.astype(np.uint8)
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     out = cv2.warpAffine(
-        src, np.asarray(affine, np.float64), (size, size), flags=flags,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        src,
+        np.asarray(affine, np.float64),
+        (size, size),
+        flags=flags,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
     if out.ndim == 2 and src.ndim == 3:
         out = out[:, :, None]

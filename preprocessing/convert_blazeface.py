@@ -4,16 +4,17 @@ One-off tool (not run in CI). It needs `tflite2onnx` and `onnx`, kept out of the
 environment in their own virtual environment::
 
     python3 -m venv .venv-convert
-    .venv-convert/bin/pip install tflite2onnx==0.4.1 onnx onnxruntime
+    .venv-convert/bin/pip install tflite2onnx==0.4.1 onnx onnxruntime ai-edge-litert
     .venv-convert/bin/python -m preprocessing.convert_blazeface \
         --out preprocessing/assets/blazeface_short_range.onnx
 
 Steps: `pip download --no-deps mediapipe==0.10.21` (or `--wheel PATH`), extract
 `face_detection_short_range.tflite`, convert with `tflite2onnx`, then edit the graph with
 `onnx`: NHWC input (a Transpose in front), batch dimension symbolic (`batch`), and the
-Reshape shape constants `[1, -1, C]` -> `[0, -1, C]` so each image keeps its own rows.
-Finally check the graph, run batch 1 vs batch 3 on onnxruntime, and print the sha256
-values for PROVENANCE.md.
+Reshape shape constants `[1, -1, C]` -> `[0, -1, C]` so each image keeps its own rows;
+initializers are sorted by name so the output is byte-for-byte reproducible.
+Finally check the graph, run batch 1 vs batch 3 on onnxruntime, compare with the TFLite
+interpreter (`ai-edge-litert`, if installed), and print the sha256 values for PROVENANCE.md.
 """
 
 from __future__ import annotations
@@ -39,9 +40,21 @@ def sha256_of(path: Path) -> str:
 
 def download_wheel(dest: Path) -> Path:
     """`pip download` the mediapipe wheel (no dependencies) into dest."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64",
-           f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        f"mediapipe=={MEDIAPIPE_VERSION}",
+        "-d",
+        str(dest),
+    ]
     subprocess.run(cmd, check=True)
     return next(dest.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
 
@@ -65,10 +78,12 @@ def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
     nchw_name = "input_nchw"
     for node in graph.node:
         node.input[:] = [nchw_name if name == old_input.name else name for name in node.input]
-    new_input = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT,
-                                              ["batch", 128, 128, 3])
-    transpose = helper.make_node("Transpose", [INPUT_NAME], [nchw_name], perm=[0, 3, 1, 2],
-                                 name="nhwc_to_nchw")
+    new_input = helper.make_tensor_value_info(
+        INPUT_NAME, onnx.TensorProto.FLOAT, ["batch", 128, 128, 3]
+    )
+    transpose = helper.make_node(
+        "Transpose", [INPUT_NAME], [nchw_name], perm=[0, 3, 1, 2], name="nhwc_to_nchw"
+    )
     graph.input.remove(old_input)
     graph.input.append(new_input)
     graph.node.insert(0, transpose)
@@ -89,6 +104,14 @@ def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
     for name in [n for n, t in inits.items() if not any(n in nd.input for nd in graph.node)]:
         graph.initializer.remove(inits[name])
 
+    # tflite2onnx emits initializers in hash order; sort them so the file is reproducible.
+    ordered = sorted(graph.initializer, key=lambda t: t.name)
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)
+    values = sorted(graph.value_info, key=lambda v: v.name)
+    del graph.value_info[:]
+    graph.value_info.extend(values)
+
     for value in list(graph.output) + list(graph.value_info):
         dims = value.type.tensor_type.shape.dim
         if len(dims) > 0:
@@ -98,8 +121,33 @@ def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
     return model
 
 
-def verify(onnx_path: Path) -> None:
-    """Batch 3 must equal three batch-1 runs; prints the max difference."""
+def compare_with_tflite(tflite_path: Path, x, reg, cls) -> float | None:
+    """Max |ONNX - TFLite| over the batch, or None when no TFLite interpreter is installed."""
+    import numpy as np
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        print("ai-edge-litert not installed: skipping the TFLite comparison")
+        return None
+    interp = Interpreter(model_path=str(tflite_path))
+    interp.allocate_tensors()
+    (inp,) = interp.get_input_details()
+    outs = {d["name"]: d["index"] for d in interp.get_output_details()}
+    diff = 0.0
+    for i in range(len(x)):
+        interp.set_tensor(inp["index"], x[i : i + 1])
+        interp.invoke()
+        diff = max(
+            diff,
+            float(np.abs(interp.get_tensor(outs["regressors"]) - reg[i]).max()),
+            float(np.abs(interp.get_tensor(outs["classificators"]) - cls[i]).max()),
+        )
+    return diff
+
+
+def verify(onnx_path: Path, tflite_path: Path | None = None) -> None:
+    """Batch 3 must equal three batch-1 runs (and match TFLite when available)."""
     import numpy as np
     import onnxruntime as ort
 
@@ -107,11 +155,19 @@ def verify(onnx_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(3, 128, 128, 3)).astype(np.float32)
     reg3, cls3 = sess.run(["regressors", "classificators"], {INPUT_NAME: x})
+    if tflite_path is not None:
+        tflite_diff = compare_with_tflite(tflite_path, x, reg3, cls3)
+        if tflite_diff is not None:
+            assert tflite_diff < 1e-3, tflite_diff
+            print(f"verified: ONNX vs TFLite interpreter, max |diff| = {tflite_diff:.2e}")
     diff = 0.0
     for i in range(3):
         reg1, cls1 = sess.run(["regressors", "classificators"], {INPUT_NAME: x[i : i + 1]})
-        diff = max(diff, float(np.abs(reg1 - reg3[i : i + 1]).max()),
-                   float(np.abs(cls1 - cls3[i : i + 1]).max()))
+        diff = max(
+            diff,
+            float(np.abs(reg1 - reg3[i : i + 1]).max()),
+            float(np.abs(cls1 - cls3[i : i + 1]).max()),
+        )
     assert reg3.shape == (3, 896, 16) and cls3.shape == (3, 896, 1), (reg3.shape, cls3.shape)
     assert diff < 1e-4, diff
     print(f"verified: batch 3 vs 3x batch 1, max |diff| = {diff:.2e}")
@@ -132,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         wheel = args.wheel or download_wheel(tmp)
         tflite = extract(wheel, TFLITE_MEMBER, tmp)
         raw = tmp / "raw.onnx"
-        subprocess.run([str(Path(sys.executable).with_name("tflite2onnx")), str(tflite), str(raw)],
-                       check=True)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("tflite2onnx")), str(tflite), str(raw)], check=True
+        )
         model = make_variable_batch_nhwc(onnx.load(str(raw)))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = args.out.with_suffix(".onnx.tmp")
@@ -141,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp_out.replace(args.out)
         if args.license_out:
             args.license_out.write_bytes(extract(wheel, LICENSE_MEMBER, tmp).read_bytes())
-        verify(args.out)
+        verify(args.out, tflite)
         print(f"wheel  {wheel.name} sha256 {sha256_of(wheel)}")
         print(f"tflite {Path(TFLITE_MEMBER).name} sha256 {sha256_of(tflite)}")
         print(f"onnx   {args.out} sha256 {sha256_of(args.out)}")

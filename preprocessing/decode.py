@@ -122,8 +122,9 @@ def weighted_nms(
     return np.stack(out_boxes), np.stack(out_kps), np.asarray(out_scores)
 
 
-def touches_inner_edge(box: np.ndarray, region: np.ndarray, image_size: tuple[int, int],
-                       *, tolerance: float = 0.05) -> bool:
+def touches_inner_edge(
+    box: np.ndarray, region: np.ndarray, image_size: tuple[int, int], *, tolerance: float = 0.05
+) -> bool:
     """True when a box reaches a tile edge that is not also an image edge (a cut face)."""
     x, y, w, h = box
     rx, ry, rw, rh = region

@@ -35,8 +35,9 @@ def save_png_atomic(path: Path, rgb) -> None:
     os.replace(tmp, path)
 
 
-def run(image_path: str, *, size: int, max_pixels: int, save_crops: Path | None,
-        illumination: str) -> dict:
+def run(
+    image_path: str, *, size: int, max_pixels: int, save_crops: Path | None, illumination: str
+) -> dict:
     """Analyse one image; the result dict {"image", "status", "faces"[, "error"]}."""
     try:
         image = load_image(image_path, max_pixels=max_pixels)
@@ -82,8 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument("--illumination", choices=["none", "shades_of_gray"], default="none")
     args = parser.parse_args(argv)
-    result = run(args.image, size=args.size, max_pixels=args.max_pixels,
-                 save_crops=args.save_crops, illumination=args.illumination)
+    result = run(
+        args.image,
+        size=args.size,
+        max_pixels=args.max_pixels,
+        save_crops=args.save_crops,
+        illumination=args.illumination,
+    )
     print(json.dumps(result, indent=2) if args.json else format_text(result))
     if result["status"] == "invalid_image":
         print(f"error: {result['error']}", file=sys.stderr)

@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"detection on {args.data}: rate {out['detection_rate']} over {out['images']} "
-              f"images, missed by group {missed}, false-positive faces "
-              f"{out['false_positive_faces']}")
+        print(
+            f"detection on {args.data}: rate {out['detection_rate']} over {out['images']} "
+            f"images, missed by group {missed}, false-positive faces "
+            f"{out['false_positive_faces']}"
+        )
     return 0
 
 

@@ -55,7 +55,9 @@ class EvalResult:
             sel = true == g
             per_group[g] = {
                 "n": int(sel.sum()),
-                "accuracy_answered": _ratio((pred[sel & answered] == g).sum(), (sel & answered).sum()),
+                "accuracy_answered": _ratio(
+                    (pred[sel & answered] == g).sum(), (sel & answered).sum()
+                ),
                 "accuracy_all": _ratio((pred[sel] == g).sum(), sel.sum()),
             }
         return {
@@ -99,6 +101,7 @@ def evaluate(
     limit: int | None = None,
     detector: FaceDetector | None = None,
     progress: bool = False,
+    reject_lesions: bool = True,
 ) -> list[EvalResult]:
     """Detect and estimate the tone of every image; one EvalResult per illumination option."""
     detector = detector or FaceDetector()
@@ -126,7 +129,13 @@ def evaluate(
             if not matched:
                 res.predicted.append(NO_FACE)
                 continue
-            tone = crop_face(image, matched[0], size=size, illumination=res.illumination).skin_tone
+            tone = crop_face(
+                image,
+                matched[0],
+                size=size,
+                illumination=res.illumination,
+                reject_lesions=reject_lesions,
+            ).skin_tone
             res.predicted.append(tone.fitzpatrick_group or ABSTAIN)
             if tone.ita is not None and row.get("ita_true"):
                 res.ita_errors.append(abs(tone.ita - float(row["ita_true"])))
@@ -139,13 +148,15 @@ def format_confusion(summary: dict) -> str:
     lines = [
         f"illumination={summary['illumination']}  images={summary['images']}  "
         f"detection_rate={summary['detection_rate']}  coverage={summary['coverage']}  "
-        f"accuracy(answered)={summary['accuracy_answered']}  accuracy(all)={summary['accuracy_all']}"
-        f"  ITA MAE={summary['ita_mae']}",
+        f"accuracy(answered)={summary['accuracy_answered']}  "
+        f"accuracy(all)={summary['accuracy_all']}  ITA MAE={summary['ita_mae']}",
         "true \\ predicted".ljust(18) + "".join(c.rjust(width) for c in COLUMNS),
     ]
     for g, row in summary["confusion"].items():
         lines.append(g.ljust(18) + "".join(str(row[c]).rjust(width) for c in COLUMNS))
     for g, stats in summary["per_group"].items():
-        lines.append(f"  {g}: n={stats['n']} accuracy(answered)={stats['accuracy_answered']} "
-                     f"accuracy(all)={stats['accuracy_all']}")
+        lines.append(
+            f"  {g}: n={stats['n']} accuracy(answered)={stats['accuracy_answered']} "
+            f"accuracy(all)={stats['accuracy_all']}"
+        )
     return "\n".join(lines)

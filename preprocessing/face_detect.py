@@ -21,7 +21,7 @@ from preprocessing.anchors import INPUT_SIZE, make_anchors
 ASSETS = Path(__file__).resolve().parent / "assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.onnx"
 # sha256 of the committed model (PROVENANCE.md); checked every time the model is loaded.
-MODEL_SHA256 = "87922eb4e885c5a8f9fee538d9e5439a0075a2ced8be0316c5e896a1899b8053"
+MODEL_SHA256 = "7c6b3dfa32f8233c5cba853618b543131638cc6a0a5f519a81bc09ecc56a4da3"
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("regressors", "classificators")
 
@@ -37,7 +37,7 @@ CONTAINMENT = 0.6  # a face mostly inside a better-scoring face is a duplicate
 MIN_EYE_DISTANCE = 0.15
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class Face:
     """One detected face: box (x, y, w, h) in original pixels, score, keypoints (6, 2).
 
@@ -50,7 +50,7 @@ class Face:
     keypoints: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class DetectorMeta:
     """How each input row maps back to the image.
 
@@ -63,9 +63,9 @@ class DetectorMeta:
     image_size: tuple[int, int]
 
     def to_array(self) -> np.ndarray:
-        """Flatten to float32 [T, 10] (to pass between Triton models)."""
+        """Flatten to float64 [T, 10] (to pass between Triton models; float32 loses pixels)."""
         size = np.tile(np.asarray(self.image_size, np.float64), (len(self.transforms), 1))
-        return np.concatenate([self.transforms, self.regions, size], axis=1).astype(np.float32)
+        return np.concatenate([self.transforms, self.regions, size], axis=1)
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> DetectorMeta:
@@ -89,16 +89,34 @@ def tile_positions(length: int, tile: int) -> list[int]:
     return starts
 
 
-def plan_regions(height: int, width: int) -> np.ndarray:
-    """Regions (x, y, w, h) to run the detector on: the whole image first, then tiles."""
-    regions = [(0, 0, width, height)]
+def tile_side(height: int, width: int) -> int | None:
+    """Side in pixels of the square tiles for an image, or None when it is only seen whole."""
     long_side = max(height, width)
-    if long_side > NO_TILE_MAX_PX:
-        tile = max(TILE_MIN_PX, int(round(TILE_FRACTION * long_side)))
-        for y in tile_positions(height, tile):
-            for x in tile_positions(width, tile):
-                regions.append((x, y, min(tile, width), min(tile, height)))
+    if long_side <= NO_TILE_MAX_PX:
+        return None
+    return max(TILE_MIN_PX, int(round(TILE_FRACTION * long_side)))
+
+
+def plan_regions(height: int, width: int) -> np.ndarray:
+    """Regions (x, y, w, h) in image pixels: the whole image first, then the tiles.
+
+    Tiles are laid out on the image shrunk so that a tile is 128 px (steps of 64 px there),
+    so one area resize serves every tile.
+    """
+    regions = [(0.0, 0.0, float(width), float(height))]
+    tile = tile_side(height, width)
+    if tile is not None:
+        (sw, sh), (sx, sy) = _shrunk_size(height, width, tile)
+        for y in tile_positions(sh, INPUT_SIZE):
+            for x in tile_positions(sw, INPUT_SIZE):
+                regions.append((x / sx, y / sy, min(INPUT_SIZE, sw) / sx, min(INPUT_SIZE, sh) / sy))
     return np.asarray(regions, dtype=np.float64)
+
+
+def _shrunk_size(height: int, width: int, tile: int) -> tuple[tuple[int, int], tuple[float, float]]:
+    scale = INPUT_SIZE / tile
+    sw, sh = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    return (sw, sh), (sw / width, sh / height)
 
 
 def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -109,8 +127,11 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, np
     h, w = image.shape[:2]
     scale = size / max(h, w)
     new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    if (new_w, new_h) == (w, h):
+        resized = image
+    else:
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     canvas = np.zeros((size, size, 3), dtype=np.uint8)
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
@@ -119,20 +140,29 @@ def letterbox(image: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, np
 
 
 def make_detector_input(image: np.ndarray) -> tuple[np.ndarray, DetectorMeta]:
-    """Build the detector tensor float32 [T, 128, 128, 3] in [-1, 1] and its metadata."""
+    """Build the detector tensor float32 [T, 128, 128, 3] in [-1, 1] and its metadata.
+
+    Row 0 is the whole image letterboxed; rows 1.. are the tiles (see `plan_regions`).
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     regions = plan_regions(height, width)
-    batch = np.empty((len(regions), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.float32)
+    batch = np.empty((len(regions), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     transforms = np.empty((len(regions), 4), dtype=np.float64)
-    for i, (x, y, w, h) in enumerate(regions.astype(int)):
-        canvas, transform = letterbox(image[y : y + h, x : x + w])
-        batch[i] = canvas
-        transforms[i] = transform + np.array([x, y, 0.0, 0.0])
-    batch *= 1.0 / 127.5
-    batch -= 1.0
-    return batch, DetectorMeta(transforms, regions, (width, height))
+    batch[0], transforms[0] = letterbox(image)
+    if len(regions) > 1:
+        (sw, sh), (sx, sy) = _shrunk_size(height, width, tile_side(height, width))
+        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        for i, (x, y, _, _) in enumerate(regions[1:], start=1):
+            xs, ys = int(round(x * sx)), int(round(y * sy))
+            canvas, (ox, oy, kx, ky) = letterbox(small[ys : ys + INPUT_SIZE, xs : xs + INPUT_SIZE])
+            batch[i] = canvas
+            transforms[i] = ((ox + xs) / sx, (oy + ys) / sy, kx / sx, ky / sy)
+    tensor = batch.astype(np.float32)
+    tensor *= 1.0 / 127.5
+    tensor -= 1.0
+    return tensor, DetectorMeta(transforms, regions, (width, height))
 
 
 _ANCHORS = make_anchors()
@@ -204,14 +234,18 @@ def verify_checksum(path: Path, expected: str = MODEL_SHA256) -> None:
 
 
 class FaceDetector:
-    """Runs the committed BlazeFace ONNX model with onnxruntime (CPU)."""
+    """Runs the committed BlazeFace ONNX model with onnxruntime (CPU).
+
+    num_threads=1 by default: the model is small, and on a shared machine one intra-op thread
+    was 2x faster than onnxruntime's default (0 = all cores); see benchmarks/detect_speed.py.
+    """
 
     def __init__(
         self,
         model_path: str | Path | None = None,
         *,
         min_score: float = decode.MIN_SCORE,
-        num_threads: int = 0,
+        num_threads: int = 1,
         expected_sha256: str | None = MODEL_SHA256,
     ) -> None:
         import onnxruntime as ort

@@ -14,7 +14,7 @@ from preprocessing.skin_mask import skin_mask
 from preprocessing.tone import SkinTone, estimate_skin_tone
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class FaceCrop:
     """A face: detection (box x, y, w, h in original pixels, score, keypoints (6, 2)), the
     aligned crop [size, size, 3] uint8 with its affine (original -> crop), and the skin tone."""
@@ -39,14 +39,19 @@ def default_detector() -> FaceDetector:
 
 
 def crop_face(
-    image_rgb: np.ndarray, face: Face, *, size: int, margin: float = DEFAULT_MARGIN,
+    image_rgb: np.ndarray,
+    face: Face,
+    *,
+    size: int,
+    margin: float = DEFAULT_MARGIN,
     illumination: str = "none",
+    reject_lesions: bool = True,
 ) -> FaceCrop:
     """Align, crop and estimate the skin tone of one detected face."""
     crop, affine = align_and_crop(image_rgb, face, size=size, margin=margin)
     kps_crop = transform_points(face.keypoints, affine)
     mask = skin_mask(kps_crop, (size, size))
-    tone = estimate_skin_tone(crop, mask, illumination=illumination)
+    tone = estimate_skin_tone(crop, mask, illumination=illumination, reject_lesions=reject_lesions)
     return FaceCrop(face.box, face.score, face.keypoints, crop, affine, tone)
 
 
@@ -66,8 +71,7 @@ def analyze_image(
     if faces is None:
         faces = (detector or default_detector()).detect(image_rgb)
     return [
-        crop_face(image_rgb, f, size=size, margin=margin, illumination=illumination)
-        for f in faces
+        crop_face(image_rgb, f, size=size, margin=margin, illumination=illumination) for f in faces
     ]
 
 

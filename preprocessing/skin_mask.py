@@ -16,8 +16,8 @@ RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
 
 # (centre along the eye axis in d, centre down the face in m (forehead: in d, upward),
 #  semi-axis along the eye axis in d, semi-axis down the face in m (forehead: in d))
-CHEEK = (0.55, 0.55, 0.22, 0.18)
-FOREHEAD = (0.0, 0.62, 0.42, 0.14)
+CHEEK = (0.58, 0.58, 0.30, 0.26)
+FOREHEAD = (0.0, 0.62, 0.50, 0.17)
 
 
 def _ellipse(xx, yy, centre, axis_u, axis_v, semi_u, semi_v):

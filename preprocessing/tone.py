@@ -31,9 +31,19 @@ ITA_CUTS = (41.0, 10.0)  # I-II above the first, V-VI at or below the second
 TRIM_PERCENTILES = (10.0, 90.0)
 MIN_SKIN_PIXELS = 150
 MIN_CHROMA = 5.0  # median sqrt(a*^2 + b*^2); real skin is ~10-30, grayscale ~0
-MAX_CLIPPED_FRACTION = 0.3  # any channel >= 250
+MAX_CLIPPED_FRACTION = 0.3  # two or more channels >= 250 (very light skin clips red alone)
 MAX_DARK_FRACTION = 0.3  # all channels <= 15
 SHADES_OF_GRAY_P = 6
+# Local outlier rejection: lesions (acne, spots, melasma), wrinkle lines and cast shadows are
+# darker or redder than the skin around them, so pixels more than LOCAL_DELTA below the local
+# median L* (or above the local median a*) are dropped before the statistics. The local
+# median uses a window of LOCAL_WINDOW x the crop side (31 px in a 224 px crop). The margin
+# grows with the image's own texture noise (NOISE_FACTOR x the robust SD of L* around its
+# local median over the skin) so that noisy photos do not lose their darker half of pixels
+# (a one-sided cut inside the noise would bias ITA upwards).
+LOCAL_WINDOW = 0.14
+LOCAL_DELTA = 2.0
+NOISE_FACTOR = 2.0
 CONFIDENCE_SCALE_DEG = 5.0
 FULL_CONFIDENCE_PIXELS = 600
 
@@ -62,8 +72,9 @@ def ita_degrees(lightness, b_star):
     >>> round(float(ita_degrees(60.0, 10.0)), 2)
     45.0
     """
-    return np.degrees(np.arctan2(np.asarray(lightness, np.float64) - 50.0,
-                                 np.asarray(b_star, np.float64)))
+    return np.degrees(
+        np.arctan2(np.asarray(lightness, np.float64) - 50.0, np.asarray(b_star, np.float64))
+    )
 
 
 def ita_to_group(ita: float) -> str:
@@ -114,8 +125,10 @@ def tone_confidence(ita: float, num_pixels: int) -> float:
     0.955
     """
     margin = min(abs(ita - cut) for cut in ITA_CUTS)
-    return float((1.0 - np.exp(-margin / CONFIDENCE_SCALE_DEG))
-                 * min(1.0, num_pixels / FULL_CONFIDENCE_PIXELS))
+    return float(
+        (1.0 - np.exp(-margin / CONFIDENCE_SCALE_DEG))
+        * min(1.0, num_pixels / FULL_CONFIDENCE_PIXELS)
+    )
 
 
 def _abstain(reason: str) -> SkinTone:
@@ -134,7 +147,7 @@ def tone_from_pixels(pixels: np.ndarray) -> SkinTone:
     if len(kept) < MIN_SKIN_PIXELS // 2:
         kept = lab
     lightness, a_star, b_star = np.median(kept, axis=0)
-    if np.mean(px.max(axis=1) >= 250) > MAX_CLIPPED_FRACTION:
+    if np.mean(np.sort(px, axis=1)[:, 1] >= 250) > MAX_CLIPPED_FRACTION:
         return _abstain(REASON_OVER)
     if np.mean(px.max(axis=1) <= 15) > MAX_DARK_FRACTION:
         return _abstain(REASON_UNDER)
@@ -157,14 +170,45 @@ def default_skin_mask(shape: tuple[int, int]) -> np.ndarray:
     return skin_mask(kps, (h, w))
 
 
+def local_outliers(
+    crop: np.ndarray,
+    mask: np.ndarray,
+    *,
+    window: float = LOCAL_WINDOW,
+    delta: float = LOCAL_DELTA,
+    noise_factor: float = NOISE_FACTOR,
+) -> np.ndarray:
+    """Bool [H, W]: pixels darker (L*) or redder (a*) than their local median by more than
+    max(delta, noise_factor x the robust SD of that channel's residual over `mask`)."""
+    lab = rgb_to_lab(crop)
+    ksize = max(3, int(round(window * max(crop.shape[:2]))) | 1)
+    lightness = np.clip(np.rint(lab[..., 0] * 2.55), 0, 255).astype(np.uint8)
+    redness = np.clip(np.rint(lab[..., 1] + 128.0), 0, 255).astype(np.uint8)
+    res_l = lab[..., 0] - cv2.medianBlur(lightness, ksize).astype(np.float64) / 2.55
+    res_a = lab[..., 1] - (cv2.medianBlur(redness, ksize).astype(np.float64) - 128.0)
+
+    def margin(residual: np.ndarray) -> float:
+        values = residual[mask]
+        if values.size == 0:
+            return delta
+        sigma = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+        return max(delta, noise_factor * sigma)
+
+    return (res_l < -margin(res_l)) | (res_a > margin(res_a))
+
+
 def estimate_skin_tone(
-    crop: np.ndarray, skin_mask: np.ndarray | None = None, *, illumination: str = "none"
+    crop: np.ndarray,
+    skin_mask: np.ndarray | None = None,
+    *,
+    illumination: str = "none",
+    reject_lesions: bool = True,
 ) -> SkinTone:
     """Estimate the skin tone of an aligned face crop (RGB uint8).
 
     skin_mask: bool [H, W] of skin pixels (None: the default cheeks/forehead layout of an
     aligned crop). illumination: "none" or "shades_of_gray" (gains estimated on the non-skin
-    part of the crop).
+    part of the crop). reject_lesions: drop local outliers first (`local_outliers`).
     """
     if crop.ndim != 3 or crop.shape[2] != 3:
         raise ValueError(f"expected an RGB crop [H, W, 3], got shape {crop.shape}")
@@ -172,5 +216,11 @@ def estimate_skin_tone(
     if illumination == "shades_of_gray":
         crop = normalize_illumination(crop, ~mask)
     elif illumination != "none":
-        raise ValueError(f"illumination must be one of ['none', 'shades_of_gray'], got {illumination!r}")
+        raise ValueError(
+            f"illumination must be one of ['none', 'shades_of_gray'], got {illumination!r}"
+        )
+    if reject_lesions:
+        kept = mask & ~local_outliers(crop, mask)
+        if kept.sum() >= MIN_SKIN_PIXELS:
+            mask = kept
     return tone_from_pixels(crop[mask])

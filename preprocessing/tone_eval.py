@@ -21,18 +21,30 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, evaluate, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder with metadata.csv")
-    parser.add_argument("--illumination", choices=["none", "shades_of_gray", "both"],
-                        default="none")
+    parser.add_argument(
+        "--illumination", choices=["none", "shades_of_gray", "both"], default="none"
+    )
     parser.add_argument("--size", type=int, default=224, help="crop size")
     parser.add_argument("--limit", type=int, help="only the first N rows")
+    parser.add_argument(
+        "--no-lesion-rejection",
+        action="store_true",
+        help="ablation: keep locally darker/redder pixels",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not (args.data / "metadata.csv").is_file():
         print(f"error: {args.data / 'metadata.csv'} not found", file=sys.stderr)
         return 2
     options = ("none", "shades_of_gray") if args.illumination == "both" else (args.illumination,)
-    results = evaluate(args.data, illuminations=options, size=args.size, limit=args.limit,
-                       progress=not args.json)
+    results = evaluate(
+        args.data,
+        illuminations=options,
+        size=args.size,
+        limit=args.limit,
+        progress=not args.json,
+        reject_lesions=not args.no_lesion_rejection,
+    )
     summaries = [r.summary() for r in results]
     if args.json:
         print(json.dumps({"data": str(args.data), "results": summaries}, indent=2))

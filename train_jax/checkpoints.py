@@ -65,6 +65,14 @@ def _manager(directory: Path, items: tuple[str, ...], *, read_only: bool = False
     return ocp.CheckpointManager(directory, options=options, item_names=items)
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """True if `run_dir` holds a complete `latest` checkpoint (read-only check)."""
+    latest = Path(run_dir) / "checkpoints" / "latest"
+    return latest.is_dir() and any(
+        p.name.isdigit() and (p / "_CHECKPOINT_METADATA").is_file() for p in latest.iterdir()
+    )
+
+
 class RunCheckpoints:
     """The `latest` and `best` checkpoint managers of one run directory."""
 

@@ -37,7 +37,9 @@ class DataConfig:
     """Where the canonical dataset lives and how it is sampled and augmented."""
 
     data_dir: str = "data/synthskin-v1"
-    generate_preset: str = "synthskin-v1"  # generate the data with this preset if missing; "" = never
+    generate_preset: str = (
+        "synthskin-v1"  # generate the data with this preset if missing; "" = never
+    )
     balance: str = "none"  # none | group (inverse group frequency) | group_label (group x labels)
     augment: bool = True
     num_threads: int = 1  # grain read threads; extra processes only slow a 2-core CPU down
@@ -150,6 +152,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         "select": (config.select, SELECT_METRICS),
         "model.dtype": (config.model.dtype, DTYPES),
     }
+    from train_jax.models import MODEL_NAMES
+
+    choices["model.name"] = (config.model.name, MODEL_NAMES)
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key {key!r} must be one of {sorted(allowed)}, got {value!r}")
@@ -164,9 +169,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         if value <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
     if config.max_steps == 0 or config.max_steps < -1:
-        raise ConfigError(f"config key 'max_steps' must be -1 (no limit) or > 0, got {config.max_steps}")
+        raise ConfigError(
+            f"config key 'max_steps' must be -1 (no limit) or > 0, got {config.max_steps}"
+        )
     if not 0.0 <= config.optim.ema_decay < 1.0:
-        raise ConfigError(f"config key 'optim.ema_decay' must be in [0, 1), got {config.optim.ema_decay}")
+        raise ConfigError(
+            f"config key 'optim.ema_decay' must be in [0, 1), got {config.optim.ema_decay}"
+        )
     if config.optim.learning_rate <= 0:
         raise ConfigError(
             f"config key 'optim.learning_rate' must be > 0, got {config.optim.learning_rate}"

@@ -107,6 +107,11 @@ def _as_dict(config: Any) -> dict:
     return dict(config) if isinstance(config, dict) else {}
 
 
+def load_run_config(run_dir: Path) -> dict:
+    """The run's config.json as a dict."""
+    return json.loads((Path(run_dir) / "config.json").read_text())
+
+
 def find_value(tree: Any, key: str) -> Any:
     """First value under ``key`` in a nested dict (depth first), else None."""
     if isinstance(tree, dict):
@@ -144,7 +149,8 @@ def make_model_card(
             "normalisation": "in the graph: (x / 255 - ImageNet mean) / ImageNet std",
         },
         "outputs": {
-            "probs": {"shape": ["B", len(CONDITIONS)], "meaning": "sigmoid probability per condition"},
+            "probs": {"shape": ["B", len(CONDITIONS)],
+                      "meaning": "sigmoid probability per condition"},
             "cam": {"shape": ["B", len(CONDITIONS), input_size, input_size],
                     "meaning": "class activation map per condition, normalised to [0, 1]"},
         },
@@ -169,13 +175,32 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_metrics(run_dir: Path) -> dict | None:
-    """Per-group metrics of a run: its fairness report if it has one, else metrics.json."""
-    for name in ("fairness_report.json", "fairness/report.json", "metrics.json"):
-        found = _read_json(run_dir / name)
-        if found is not None:
-            return {"source": name, **found}
-    return None
+def _value(cell: dict, metric: str) -> float | None:
+    est = cell.get(metric)
+    return est.get("value") if isinstance(est, dict) else est
+
+
+def compact_metrics(report: dict) -> dict:
+    """Per condition and group: n, F1, AUROC on test from a fairness metrics.json; plus summary."""
+    report = report.get("test", report)
+    per_group: dict = {}
+    for cond, block in (report.get("conditions") or {}).items():
+        cells = {"overall": block.get("overall", {}), **block.get("by_group", {})}
+        per_group[cond] = {
+            name: {"n": cell.get("n"), "f1": _value(cell, "f1"), "auroc": _value(cell, "auroc")}
+            for name, cell in cells.items()
+        }
+    return {"split": "test", "per_group": per_group, "summary": report.get("summary")}
+
+
+def find_report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """(thresholds.json, fairness metrics.json) from the report folder, RUN/fairness or RUN."""
+    candidates = [d for d in (report_dir, run_dir / "fairness", run_dir) if d is not None]
+    thresholds = next((d / "thresholds.json" for d in candidates
+                       if (d / "thresholds.json").is_file()), None)
+    metrics = next((d / "metrics.json" for d in candidates
+                    if "test" in (_read_json(d / "metrics.json") or {})), None)
+    return thresholds, metrics
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -230,9 +255,18 @@ def export_model(
 
 
 def export_run(
-    run_dir: Path, out_dir: Path, *, opset: int = DEFAULT_OPSET, optimize: str | None = None
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    report_dir: Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    optimize: str | None = None,
 ) -> ExportResult:
-    """Export the best checkpoint of a training run; copies its thresholds.json when present."""
+    """Export the best checkpoint of a run; copies thresholds.json from its fairness report.
+
+    The report is `python -m fairness.report --predictions RUN --out REPORT` (default
+    RUN/fairness); its test metrics per group go into the model card.
+    """
     from train_jax.checkpoints import load_model
 
     run_dir = Path(run_dir)
@@ -247,17 +281,123 @@ def export_run(
         or find_value(cfg, "model_name") or type(model).__name__
     )
     dataset = find_value(cfg, "data_dir") or find_value(cfg, "dataset") or find_value(cfg, "preset")
+    thresholds, metrics_path = find_report_files(run_dir, report_dir)
+    metrics = compact_metrics(_read_json(metrics_path)) if metrics_path else None
     result = export_model(
         model, out_dir, architecture=architecture, input_size=input_size, opset=opset,
-        dataset=None if dataset is None else str(dataset), metrics=run_metrics(run_dir),
+        dataset=None if dataset is None else str(dataset), metrics=metrics,
         run=str(run_dir), optimize=optimize,
     )
-    thresholds = run_dir / "thresholds.json"
-    if thresholds.is_file():
+    if thresholds is not None:
         tmp = Path(out_dir) / ".thresholds.json.tmp"
         tmp.write_bytes(thresholds.read_bytes())
         os.replace(tmp, Path(out_dir) / "thresholds.json")
+    else:
+        print(f"warning: no thresholds.json for {run_dir}; run python -m fairness.report "
+              f"--predictions {run_dir} --out {run_dir / 'fairness'}", file=sys.stderr)
     return result
+
+
+def _split_crops(data_dir: Path, split: str, size: int, limit: int):
+    """Serving-path crops (client.steps) of one split: (crops [N,S,S,3], labels [N,3], groups)."""
+    import pandas as pd
+
+    from client.steps import crop_step, decode_step
+    from data.schema import fitzpatrick_to_group
+    from preprocessing.face_detect import FaceDetector
+
+    df = pd.read_csv(data_dir / "metadata.csv")
+    df = df[df["split"] == split].head(limit)
+    detector = FaceDetector()
+    crops, labels, groups = [], [], []
+    for row in df.itertuples():
+        decoded = decode_step((data_dir / row.image).read_bytes())
+        faces = crop_step(decoded.image, *detector.run(decoded.detector_input),
+                          decoded.detector_meta, size=size)
+        if faces.num_faces:
+            crops.append(faces.crops[0])
+            labels.append([getattr(row, c) for c in CONDITIONS])
+            fitz = None if pd.isna(row.fitzpatrick) else int(row.fitzpatrick)
+            groups.append(fitzpatrick_to_group(fitz))
+    return np.stack(crops).astype(np.float32), np.asarray(labels, np.float64), groups
+
+
+def per_group_f1(labels, probs, groups, thresholds) -> dict:
+    """F1 per condition and group (and overall) with the per-group thresholds applied."""
+    from fairness.metrics import f1
+    from fairness.thresholds import apply_thresholds
+
+    decisions, _ = apply_thresholds(probs, groups, thresholds)
+    g = np.asarray([x or "" for x in groups])
+    out: dict = {}
+    for c, cond in enumerate(CONDITIONS):
+        out[cond] = {"overall": f1(labels[:, c], decisions[:, c])}
+        for name in sorted(set(g) - {""}):
+            out[cond][name] = f1(labels[g == name, c], decisions[g == name, c])
+    return out
+
+
+def quantize_int8(
+    model_dir: Path, data_dir: Path, *, num_calibration: int = 128, num_eval: int = 450
+) -> dict:
+    """Static QDQ INT8 (per channel) calibrated on validation crops; compare per-group F1.
+
+    Writes model.int8.onnx beside model.onnx. It replaces model.onnx only if no per-group F1
+    (any condition) drops by more than 0.01 on the test split; returns the numbers either way.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from fairness.thresholds import load_thresholds
+
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    size = int(json.loads((model_dir / "model_card.json").read_text())["input_size"])
+    calib, _, _ = _split_crops(data_dir, "val", size, num_calibration)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calib[i : i + 1] for i in range(len(calib)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    int8_path = model_dir / "model.int8.onnx"
+    quantize_static(str(model_dir / "model.onnx"), str(int8_path), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    crops, labels, groups = _split_crops(data_dir, "test", size, num_eval)
+    thresholds = load_thresholds(model_dir / "thresholds.json")
+    scores = {}
+    for name, path in (("float32", model_dir / "model.onnx"), ("int8", int8_path)):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        probs = np.concatenate([sess.run(["probs"], {INPUT_NAME: crops[i : i + 32]})[0]
+                                for i in range(0, len(crops), 32)])
+        scores[name] = per_group_f1(labels, probs, groups, thresholds)
+    drops = [scores["float32"][c][g] - scores["int8"][c][g]
+             for c in CONDITIONS for g in scores["float32"][c]
+             if not (np.isnan(scores["float32"][c][g]) or np.isnan(scores["int8"][c][g]))]
+    max_drop = float(max(drops)) if drops else float("nan")
+    adopted = bool(drops) and max_drop <= 0.01
+    return {"int8_model": str(int8_path), "num_test_faces": len(crops), "f1": scores,
+            "max_f1_drop": max_drop, "adopted_as_default": adopted}
+
+
+def record_quantization(model_dir: Path, numbers: dict) -> None:
+    """Put the INT8 comparison in the card; swap the INT8 model in only if it was adopted."""
+    model_dir = Path(model_dir)
+    if numbers["adopted_as_default"]:
+        os.replace(model_dir / "model.onnx", model_dir / "model.float32.onnx")
+        os.replace(model_dir / "model.int8.onnx", model_dir / "model.onnx")
+    card = json.loads((model_dir / "model_card.json").read_text())
+    card["quantization"] = {k: v for k, v in numbers.items() if k != "int8_model"}
+    card["version"] = file_digest(model_dir / "model.onnx")
+    write_json_atomic(card, model_dir / "model_card.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="training run folder outputs/RUN")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx + card")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="fairness report folder with thresholds.json + metrics.json "
+                             "(default RUN/fairness, then RUN)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--optimize", choices=["basic", "extended"], default=None,
                         help="run onnxruntime graph optimisations offline")
@@ -273,13 +416,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     try:
-        result = export_run(args.run, args.out, opset=args.opset, optimize=args.optimize)
+        result = export_run(args.run, args.out, report_dir=args.report, opset=args.opset,
+                            optimize=args.optimize)
         summary = {"model": str(result.model_path), "card": str(result.card_path),
                    "parity_max_abs_diff": result.parity}
         if args.int8:
-            from train_jax.quantize import quantize_run
-
-            summary["int8"] = quantize_run(args.run, args.out)
+            data_dir = Path(str(find_value(load_run_config(args.run), "data_dir")))
+            summary["int8"] = quantize_int8(args.out, data_dir)
+            record_quantization(args.out, summary["int8"])
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

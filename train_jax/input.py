@@ -95,7 +95,7 @@ def sample_epoch(
     epoch: int,
     num_samples: int | None = None,
 ) -> np.ndarray:
-    """Indices of one training epoch (length `num_samples`, default N), deterministic per seed/epoch.
+    """Indices of one training epoch (`num_samples`, default N); deterministic per seed and epoch.
 
     `none` is a plain shuffle. `group` and `group_label` give every known stratum the same
     number of draws (inverse-frequency sampling, like a WeightedRandomSampler, but with exact

@@ -111,7 +111,9 @@ def compute_loss(
     if name == "bce":
         loss = aux["bce"]
     elif name == "focal":
-        loss = weighted_mean(per_example(focal_elementwise(logits, labels, focal_gamma), mask), row_w)
+        loss = weighted_mean(
+            per_example(focal_elementwise(logits, labels, focal_gamma), mask), row_w
+        )
     elif name == "reweight":
         assert group_weights is not None, "reweight needs group_weights"
         loss = weighted_mean(bce_rows, reweighted_weights(batch["group"], row_w, group_weights))
@@ -121,5 +123,7 @@ def compute_loss(
         loss = (q * group_loss).sum()
         aux["dro_q"] = q
     else:
-        raise ValueError(f"loss must be one of ['bce', 'focal', 'groupdro', 'reweight'], got {name!r}")
+        raise ValueError(
+            f"loss must be one of ['bce', 'focal', 'groupdro', 'reweight'], got {name!r}"
+        )
     return loss, aux

@@ -4,6 +4,13 @@
     python train_jax/main.py --config train_jax/configs/demo.py:quick --data DIR --epochs 1
     python train_jax/main.py --resume --run NAME  # continue a stopped or killed run exactly
 
+Several processes (one per host or GPU), e.g. two CPU processes on one machine:
+
+    JAX_COORDINATOR_ADDRESS=127.0.0.1:12355 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo python train_jax/main.py --run two ...   # and ID=1
+
+(SLURM and Open MPI are detected without these variables.)
+
 Outputs go to `<out>/<run>/` (default `outputs/<config>-<model>-<time>/`); MLflow to
 `<out>/mlflow.db` unless `--mlflow-uri` or `--no-mlflow`.
 

@@ -29,11 +29,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+from fairness.metrics import epoch_metrics
 from train_jax import checkpoints as ckpt_lib
 from train_jax import config as config_lib
 from train_jax import input as input_lib
 from train_jax import losses, predict, tracking
-from fairness.metrics import epoch_metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ class RunExistsError(RuntimeError):
 
 
 def maybe_initialize_distributed() -> bool:
-    """Call `jax.distributed.initialize()` once if a multi-process cluster is configured."""
+    """Call `jax.distributed.initialize()` once if a multi-process cluster is configured.
+
+    Cluster managers (SLURM, Open MPI, ...) are auto-detected by JAX; a hand-made cluster sets
+    JAX_COORDINATOR_ADDRESS (host:port), JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+    """
     global _distributed_ready
     if _distributed_ready:
         return True
@@ -58,7 +62,13 @@ def maybe_initialize_distributed() -> bool:
         int(env.get(k, "1") or 1) > 1 for k in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
     )
     if multi:
-        jax.distributed.initialize()
+        kwargs = {}
+        if "JAX_NUM_PROCESSES" in env and "JAX_PROCESS_ID" in env:
+            kwargs = {
+                "num_processes": int(env["JAX_NUM_PROCESSES"]),
+                "process_id": int(env["JAX_PROCESS_ID"]),
+            }
+        jax.distributed.initialize(**kwargs)
         _distributed_ready = True
     return multi
 
@@ -72,10 +82,16 @@ def prepare_dataset(config: config_lib.TrainConfig) -> Any:
         if not config.data.generate_preset:
             raise FileNotFoundError(f"{data_dir}: no metadata.csv (dataset missing)")
         if jax.process_index() == 0:
-            from data.synthetic import generate_dataset
+            from data.synthetic import PRESETS, generate_dataset
 
-            log.info("generating %s into %s", config.data.generate_preset, data_dir)
-            generate_dataset(data_dir, preset=config.data.generate_preset)
+            preset = config.data.generate_preset
+            if preset not in PRESETS:
+                raise ValueError(
+                    f"unknown synthetic preset {preset!r}; choose from {sorted(PRESETS)}"
+                )
+            log.warning("%s missing: generating the %s benchmark (once)", data_dir, preset)
+            generate_dataset(data_dir, PRESETS[preset], preset=preset, workers=os.cpu_count() or 1)
+    _sync("generate")
     if jax.process_index() == 0:
         builder = build_dataset(data_dir, crop_size=config.model.image_size)
     _sync("dataset")
@@ -105,6 +121,18 @@ def _global_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
     }
+
+
+def replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """Copy a host-identical pytree onto every device of the mesh (works across processes,
+    where `jax.device_put` of a local array would need a cross-host transfer)."""
+    from train_jax.checkpoints import decode_keys, encode_keys
+
+    def put(x: Any) -> jax.Array:
+        value = np.asarray(x)
+        return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
+
+    return decode_keys(jax.tree.map(put, encode_keys(tree)), tree)
 
 
 def make_optimizer(config: config_lib.TrainConfig, total_steps: int) -> tuple[Any, Callable]:
@@ -150,7 +178,39 @@ class Plan:
         return self.epoch_end(step) or self.stop(step) or (every > 0 and step % every == 0)
 
 
+class Throughput:
+    """Training images per second over the step loop only (no compilation, no evaluation)."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self.compiled = False
+        self.mark()
+
+    def mark(self) -> None:
+        """Start timing the next step (call before waiting for its batch)."""
+        self._t = time.perf_counter()
+
+    def add(self, num_images: int) -> None:
+        """Count a finished step; the first one of the run compiles and is not counted."""
+        now = time.perf_counter()
+        if self.compiled:
+            self.images += num_images
+            self.seconds += now - self._t
+        self.compiled = True
+        self._t = now
+
+    def rate(self) -> float:
+        """Images per second so far (0 before the second step)."""
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
 # --- jitted steps ---------------------------------------------------------------------------
+
+
+def ema_update(ema: Any, params: Any, decay: float) -> Any:
+    """Exponential moving average of the weights: decay * ema + (1 - decay) * params."""
+    return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, params)
 
 
 def make_train_step(
@@ -190,13 +250,11 @@ def make_train_step(
         if "dro_q" in aux:
             new["dro_q"] = aux["dro_q"]
         if ema_decay > 0:
-            new["ema"] = jax.tree.map(
-                lambda e, p: ema_decay * e + (1 - ema_decay) * p, state["ema"], params
-            )
+            new["ema"] = ema_update(state["ema"], params, ema_decay)
         metrics = {
             "loss": loss,
             "bce": aux["bce"],
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": schedule(state["step"]),
         }
         return new, metrics
@@ -206,9 +264,7 @@ def make_train_step(
     )
 
 
-def make_predict_fn(
-    graphdef: nnx.GraphDef, repl: NamedSharding, data: NamedSharding
-) -> Callable:
+def make_predict_fn(graphdef: nnx.GraphDef, repl: NamedSharding, data: NamedSharding) -> Callable:
     """`predict(params, rest, images) -> probs`, jitted over the mesh (eval-mode graphdef)."""
 
     def fn(params, rest, images):
@@ -302,18 +358,19 @@ def train_and_evaluate(
     config = config_lib.validate(config)
     maybe_initialize_distributed()
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    if ckpts.latest_step() is not None and not resume:
+    has_checkpoint = ckpt_lib.has_checkpoint(workdir)
+    if has_checkpoint and not resume:
         raise RunExistsError(f"{workdir} already holds checkpoints; resume it or choose a new run")
-    if resume and ckpts.latest_step() is None:
+    if resume and not has_checkpoint:
         log.warning("%s has no checkpoint to resume from: starting from scratch", workdir)
     is_main = jax.process_index() == 0
+
+    # Data (before the run folder exists, so a bad dataset leaves nothing behind).
+    builder = prepare_dataset(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpts = ckpt_lib.RunCheckpoints(workdir)
     if is_main:
         config_lib.save(config, workdir / "config.json")
-
-    # Data.
-    builder = prepare_dataset(config)
     train_meta = input_lib.split_metadata(builder, "train")
     val_meta = input_lib.split_metadata(builder, "val")
     train_source = builder.as_data_source(split="train")
@@ -350,10 +407,13 @@ def train_and_evaluate(
         "rest": model_state["rest"],
         "opt": tx.init(model_state["params"]),
         "dro_q": jnp.full((len(GROUPS),), 1.0 / len(GROUPS), jnp.float32),
-        "ema": model_state["params"] if config.optim.ema_decay > 0 else None,
+        # A copy, not an alias: the step donates the state's buffers.
+        "ema": jax.tree.map(jnp.copy, model_state["params"])
+        if config.optim.ema_decay > 0
+        else None,
         "step": jnp.zeros((), jnp.int32),
     }
-    state = jax.device_put(state, repl)
+    state = replicate(state, repl)
 
     # Restore.
     meta: dict[str, Any] = {
@@ -365,9 +425,8 @@ def train_and_evaluate(
         "epoch_steps": 0,
         "mlflow_run_id": None,
         "train_time_s": 0.0,
-        "train_images": 0,
     }
-    if resume and ckpts.latest_step() is not None:
+    if resume and has_checkpoint:
         state, saved = ckpts.restore_latest(state)
         meta.update(saved)
     step = int(state["step"])
@@ -398,6 +457,7 @@ def train_and_evaluate(
 
     # The loop.
     stopped = False
+    speed = Throughput()
     bar = _progress(total_steps, step, progress and is_main)
     try:
         while step < total_steps and not stopped:
@@ -423,7 +483,7 @@ def train_and_evaluate(
                 prefetch=config.data.prefetch,
             )
             t_epoch = time.perf_counter()
-            images_epoch = 0
+            speed.mark()
             for batch in batches:
                 state, metrics = train_step(state, _global_batch(batch, data_sharding))
                 step += 1
@@ -432,12 +492,9 @@ def train_and_evaluate(
                     raise RuntimeError(f"non-finite loss {loss} at step {step} (epoch {epoch + 1})")
                 meta["epoch_loss_sum"] += loss
                 meta["epoch_steps"] += 1
-                images_epoch += config.batch_size
-                elapsed = time.perf_counter() - t_epoch
+                speed.add(config.batch_size)
                 bar.update(1)
-                bar.set_postfix(
-                    epoch=epoch + 1, loss=f"{loss:.4f}", img_s=f"{images_epoch / elapsed:.1f}"
-                )
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", img_s=f"{speed.rate():.1f}")
                 if plan.epoch_end(step):
                     break
                 if plan.stop(step):
@@ -445,8 +502,8 @@ def train_and_evaluate(
                     break
                 if plan.checkpoint(step):
                     ckpts.save_latest(step, state, model_item(state), _clean(meta))
+                    speed.mark()
             meta["train_time_s"] += time.perf_counter() - t_epoch
-            meta["train_images"] += images_epoch
             if stopped:
                 ckpts.save_latest(step, state, model_item(state), _clean(meta))
                 break
@@ -503,6 +560,7 @@ def train_and_evaluate(
         builder=builder,
         ckpts=ckpts,
         state_params=eval_params(state),
+        img_per_s=speed.rate(),
         state_rest=state["rest"],
         predict_fn=predict_fn,
         eval_batch=eval_batch,
@@ -546,6 +604,7 @@ def finish_run(
     augment_name: str,
     counts: np.ndarray,
     t_start: float,
+    img_per_s: float,
 ) -> dict[str, Any]:
     """Write predictions_{val,test}.csv and metrics.json; return the metrics."""
     params, rest = state_params, state_rest
@@ -553,7 +612,7 @@ def finish_run(
     if meta["best_step"] is not None:
         model, _ = ckpt_lib.load_model(workdir, "best")
         _, best_state = ckpt_lib.split_model(model)
-        params, rest = jax.device_put((best_state["params"], best_state["rest"]), repl)
+        params, rest = replicate((best_state["params"], best_state["rest"]), repl)
         source_of_weights = f"best (epoch {meta['best_epoch']}, by {config.select})"
     splits = [s for s in ("val", "test") if s in builder.info.splits]
     result_splits: dict[str, dict[str, float]] = {}
@@ -600,7 +659,7 @@ def finish_run(
         },
         "timing": {
             "train_s": round(train_s, 2),
-            "train_img_per_s": round(meta["train_images"] / train_s, 1) if train_s else None,
+            "train_img_per_s": round(img_per_s, 1),  # this session, without compilation
             "total_s": round(time.time() - t_start, 2),
             "devices": jax.device_count(),
             "processes": jax.process_count(),

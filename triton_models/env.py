@@ -1,9 +1,10 @@
-"""The server's own Python environment: numpy<2 for the python-backend stubs (notes/triton-local.md).
+"""The server's own Python environment: numpy<2 for the python-backend stubs.
 
-JAX needs numpy>=2, while the stubs of the `nvidia-pytriton` wheel silently return empty tensors under
-numpy 2, so the local tritonserver runs from a separate venv that holds only what the python models
-import. Our JAX-free packages (preprocessing, fairness, data.schema) reach it through a `.pth` file
-that points at the repository root, so edits are picked up without reinstalling.
+JAX needs numpy>=2, while the stubs of the `nvidia-pytriton` wheel silently return empty tensors
+under numpy 2 (notes/triton-local.md), so the local tritonserver runs from a separate venv that
+holds only what the python models import. Our JAX-free packages (preprocessing, fairness,
+data.schema, client.steps) reach it through a `.pth` file that points at the repository root, so
+edits are picked up without reinstalling.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 

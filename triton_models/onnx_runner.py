@@ -42,13 +42,14 @@ class TritonPythonModel:
             joined = {n: np.concatenate([f[n] for f in feeds]) for n in self.inputs}
             results = self.session.run(self.outputs, joined)
             bounds = np.cumsum(sizes)[:-1]
-            per_request = [list(parts) for parts in zip(*(np.split(r, bounds) for r in results))]
+            split = [np.split(r, bounds) for r in results]
+            per_request = [list(parts) for parts in zip(*split, strict=True)]
         else:
             per_request = [self.session.run(self.outputs, f) for f in feeds]
         return [
             pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(a))
-                                for n, a in zip(self.outputs, arrays)]
+                                for n, a in zip(self.outputs, arrays, strict=True)]
             )
             for arrays in per_request
         ]

@@ -79,12 +79,17 @@ def read_records(src: Path, images: Path | None, summary: Summary, *, fold: int)
             severity = severity_from_count(count)
             if severity != grade:
                 summary.warn("grade_differs_from_count")
-            records.append(Record(
-                row_id=row_id, image_src=images / name, image_name=Path(name).name,
-                labels={"acne": 1.0, "hyperpigmentation": math.nan, "wrinkles": math.nan},
-                acne_severity=severity, split=split,
-                extra={"acne04_grade": grade, "lesion_count": count},
-            ))
+            records.append(
+                Record(
+                    row_id=row_id,
+                    image_src=images / name,
+                    image_name=Path(name).name,
+                    labels={"acne": 1.0, "hyperpigmentation": math.nan, "wrinkles": math.nan},
+                    acne_severity=severity,
+                    split=split,
+                    extra={"acne04_grade": grade, "lesion_count": count},
+                )
+            )
     summary.notes.append(f"fold {fold}; Fitzpatrick type unknown for every ACNE04 image")
     return records
 
@@ -93,21 +98,40 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, fold=args.fold)
-    write_dataset(records, args.out, summary, source=SOURCE, link=args.link, seed=args.seed,
-                  val_fraction=args.val_fraction, force=args.force, progress=progress)
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=SOURCE,
+        link=args.link,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        force=args.force,
+        progress=progress,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = make_parser("python -m data.adapters.acne04",
-                         "Convert ACNE04 to the canonical dataset format.",
-                         images_help="folder of the listed images (default SRC/JPEGImages, "
-                                     "else SRC)")
-    parser.add_argument("--fold", type=int, default=0, choices=range(NUM_FOLDS),
-                        help="which NNEW_*_K.txt split to use (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.15,
-                        help="fraction of the trainval list that becomes val (default 0.15)")
+    parser = make_parser(
+        "python -m data.adapters.acne04",
+        "Convert ACNE04 to the canonical dataset format.",
+        images_help="folder of the listed images (default SRC/JPEGImages, else SRC)",
+    )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        default=0,
+        choices=range(NUM_FOLDS),
+        help="which NNEW_*_K.txt split to use (default 0)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="fraction of the trainval list that becomes val (default 0.15)",
+    )
     args = parser.parse_args(argv)
     if not 0.0 < args.val_fraction < 1.0:
         parser.error(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")

@@ -35,32 +35,92 @@ TRAINVAL = "trainval"  # a dataset's own train portion, to be split into train/v
 # ---------------------------------------------------------------------------------------------
 # Label mapping: diagnosis names -> conditions. Names are compared after `normalize_name`.
 
-ACNE_NAMES = frozenset({
-    "acne", "acne vulgaris", "acne cystic", "cystic acne", "nodulocystic acne",
-    "comedonal acne", "acne comedonal", "acne conglobata", "acne fulminans", "acne excoriee",
-    "hormonal acne", "inflammatory acne", "acne papulopustular", "papulopustular acne",
-    "neonatal acne", "infantile acne", "steroid acne", "acne mechanica", "comedone", "comedones",
-})
+ACNE_NAMES = frozenset(
+    {
+        "acne",
+        "acne vulgaris",
+        "acne cystic",
+        "cystic acne",
+        "nodulocystic acne",
+        "comedonal acne",
+        "acne comedonal",
+        "acne conglobata",
+        "acne fulminans",
+        "acne excoriee",
+        "hormonal acne",
+        "inflammatory acne",
+        "acne papulopustular",
+        "papulopustular acne",
+        "neonatal acne",
+        "infantile acne",
+        "steroid acne",
+        "acne mechanica",
+        "comedone",
+        "comedones",
+    }
+)
 # Conditions with "acne" in the name that are not acne vulgaris or its variants.
-ACNE_EXCLUDED = frozenset({
-    "acne keloidalis", "acne keloidalis nuchae", "acne rosacea", "acne inversa", "acneiform eruption",
-    "acne necrotica", "acne urticata",
-})
-HYPERPIGMENTATION_NAMES = frozenset({
-    "hyperpigmentation", "post inflammatory hyperpigmentation", "postinflammatory hyperpigmentation",
-    "pih", "melasma", "chloasma", "solar lentigo", "lentigo", "lentigines", "lentigo simplex",
-    "senile lentigo", "actinic lentigo", "ephelides", "ephelis", "freckles", "freckle",
-    "cafe au lait macule", "cafe au lait macules", "acanthosis nigricans",
-    "erythema dyschromicum perstans", "ashy dermatosis", "drug induced pigmentation",
-    "drug induced hyperpigmentation", "fixed drug eruption", "riehl melanosis",
-    "periorbital hyperpigmentation", "lichen planus pigmentosus", "becker nevus",
-    "nevus of ota", "hori nevus", "pigmentary demarcation lines",
-})
-WRINKLES_NAMES = frozenset({
-    "wrinkles", "wrinkle", "rhytides", "rhytids", "photoaging", "photoageing", "photodamage",
-    "photodamaged skin", "solar elastosis", "actinic elastosis", "cutis rhomboidalis nuchae",
-    "dermatoheliosis",
-})
+ACNE_EXCLUDED = frozenset(
+    {
+        "acne keloidalis",
+        "acne keloidalis nuchae",
+        "acne rosacea",
+        "acne inversa",
+        "acneiform eruption",
+        "acne necrotica",
+        "acne urticata",
+    }
+)
+HYPERPIGMENTATION_NAMES = frozenset(
+    {
+        "hyperpigmentation",
+        "post inflammatory hyperpigmentation",
+        "postinflammatory hyperpigmentation",
+        "pih",
+        "melasma",
+        "chloasma",
+        "solar lentigo",
+        "lentigo",
+        "lentigines",
+        "lentigo simplex",
+        "senile lentigo",
+        "actinic lentigo",
+        "ephelides",
+        "ephelis",
+        "freckles",
+        "freckle",
+        "cafe au lait macule",
+        "cafe au lait macules",
+        "acanthosis nigricans",
+        "erythema dyschromicum perstans",
+        "ashy dermatosis",
+        "drug induced pigmentation",
+        "drug induced hyperpigmentation",
+        "riehl melanosis",
+        "periorbital hyperpigmentation",
+        "lichen planus pigmentosus",
+        "becker nevus",
+        "nevus of ota",
+        "hori nevus",
+        "pigmentary demarcation lines",
+    }
+)
+WRINKLES_NAMES = frozenset(
+    {
+        "wrinkles",
+        "wrinkle",
+        "rhytides",
+        "rhytids",
+        "photoaging",
+        "photoageing",
+        "photodamage",
+        "photodamaged skin",
+        "solar elastosis",
+        "actinic elastosis",
+        "cutis rhomboidalis nuchae",
+        "dermatoheliosis",
+    }
+)
 # Conditions for which `--assume-negative` may write 0: visible on any skin photo. Wrinkles
 # are not in it: most images of these datasets are not faces, and age is unknown.
 ASSUMABLE_NEGATIVE = ("acne", "hyperpigmentation")
@@ -179,17 +239,24 @@ class Summary:
         """Plain dict for JSON output."""
         reasons = Counter(s["reason"].split(":")[0] for s in self.skipped)
         return {
-            "dataset": self.dataset, "out": self.out, "rows_in": self.rows_in,
-            "rows_out": self.rows_out, "skipped_count": len(self.skipped),
-            "skipped_by_reason": dict(sorted(reasons.items())), "skipped": self.skipped,
-            "warnings": dict(sorted(self.warnings.items())), "notes": self.notes,
+            "dataset": self.dataset,
+            "out": self.out,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "skipped_count": len(self.skipped),
+            "skipped_by_reason": dict(sorted(reasons.items())),
+            "skipped": self.skipped,
+            "warnings": dict(sorted(self.warnings.items())),
+            "notes": self.notes,
         }
 
     def format(self, max_skipped: int = 20) -> str:
         """Human-readable summary."""
         d = self.to_dict()
-        lines = [f"{self.dataset}: rows_in={self.rows_in} rows_out={self.rows_out} "
-                 f"skipped={len(self.skipped)} -> {self.out}"]
+        lines = [
+            f"{self.dataset}: rows_in={self.rows_in} rows_out={self.rows_out} "
+            f"skipped={len(self.skipped)} -> {self.out}"
+        ]
         for reason, n in d["skipped_by_reason"].items():
             lines.append(f"  skipped ({reason}): {n}")
         for s in self.skipped[:max_skipped]:
@@ -210,9 +277,8 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str], file: Path) -> Non
     """Raise `AdapterError` naming the file and every missing column."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise AdapterError(
-            f"{file}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}"
-        )
+        found = ", ".join(map(str, df.columns))
+        raise AdapterError(f"{file}: missing column(s) {', '.join(missing)}; found {found}")
 
 
 def read_source_csv(path: Path) -> pd.DataFrame:
@@ -270,8 +336,10 @@ def _accept_images(records: list[Record], summary: Summary, progress: bool) -> l
             continue
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if digest in first_by_hash:
-            summary.skip(rec.row_id, f"duplicate image: {src} has the same content as "
-                                     f"{first_by_hash[digest]}")
+            summary.skip(
+                rec.row_id,
+                f"duplicate image: {src} has the same content as {first_by_hash[digest]}",
+            )
             continue
         first_by_hash[digest] = f"{src} ({rec.row_id})"
         kept.append(rec)
@@ -287,8 +355,10 @@ def _inherit_subject_splits(records: list[Record], df: pd.DataFrame) -> None:
             continue
         first = given.setdefault(rec.subject_id, (rec.split, rec.row_id))
         if first[0] != rec.split:
-            conflicts.append(f"{rec.row_id}: subject {rec.subject_id!r} is in {rec.split!r} but "
-                             f"in {first[0]!r} at {first[1]}")
+            conflicts.append(
+                f"{rec.row_id}: subject {rec.subject_id!r} is in {rec.split!r} but "
+                f"in {first[0]!r} at {first[1]}"
+            )
     if conflicts:
         raise AdapterError("one subject in several splits:\n" + "\n".join(conflicts))
     for i, rec in enumerate(records):
@@ -306,21 +376,37 @@ def _to_frame(records: list[Record], source: str, seed: int, val_fraction: float
         name = _unique_name(rec.image_name, used)
         used.add(name)
         rec.image_name = name
-        row = {"image": f"images/{name}", **{c: rec.labels[c] for c in CONDITIONS},
-               "acne_severity": rec.acne_severity, "fitzpatrick": rec.fitzpatrick,
-               "fitzpatrick_group": rec.fitzpatrick_group, "split": rec.split,
-               "source": source, "subject_id": rec.subject_id}
+        row = {
+            "image": f"images/{name}",
+            **{c: rec.labels[c] for c in CONDITIONS},
+            "acne_severity": rec.acne_severity,
+            "fitzpatrick": rec.fitzpatrick,
+            "fitzpatrick_group": rec.fitzpatrick_group,
+            "split": rec.split,
+            "source": source,
+            "subject_id": rec.subject_id,
+        }
         row.update({k: rec.extra.get(k) for k in extra_cols})
         rows.append(row)
-    columns = ["image", *CONDITIONS, "acne_severity", "fitzpatrick", "fitzpatrick_group",
-               "split", "source", "subject_id", *extra_cols]
+    columns = [
+        "image",
+        *CONDITIONS,
+        "acne_severity",
+        "fitzpatrick",
+        "fitzpatrick_group",
+        "split",
+        "source",
+        "subject_id",
+        *extra_cols,
+    ]
     df = pd.DataFrame(rows, columns=columns)
     _inherit_subject_splits(records, df)
     # A dataset's own trainval portion is split into train/val; rows without a split get all three.
     trainval = (df["split"] == TRAINVAL).to_numpy()
     if trainval.any():
-        part = assign_splits(df[trainval], seed=seed,
-                             fractions=(1.0 - val_fraction, val_fraction, 0.0))
+        part = assign_splits(
+            df[trainval], seed=seed, fractions=(1.0 - val_fraction, val_fraction, 0.0)
+        )
         df.loc[trainval, "split"] = part["split"].to_numpy()
     unset = df["split"].isna().to_numpy()
     if unset.any():
@@ -360,6 +446,8 @@ def write_dataset(
     from data.canonical import validate_dataset
 
     out = Path(out).absolute()
+    if out.exists() and not out.is_dir():
+        raise AdapterError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(out)
     records = _accept_images(records, summary, progress)
@@ -371,8 +459,9 @@ def write_dataset(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        for rec in tqdm(records, desc="writing images", unit="img", disable=not progress,
-                        leave=False):
+        for rec in tqdm(
+            records, desc="writing images", unit="img", disable=not progress, leave=False
+        ):
             target = tmp / "images" / rec.image_name
             target.parent.mkdir(parents=True, exist_ok=True)
             assert rec.image_src is not None
@@ -400,12 +489,14 @@ def write_dataset(
 def make_parser(prog: str, description: str, *, images_help: str) -> argparse.ArgumentParser:
     """The flags every adapter shares."""
     parser = argparse.ArgumentParser(
-        prog=prog, description=description + " Exit 0 = written, 1 = bad source data, 2 = usage.")
+        prog=prog, description=description + " Exit 0 = written, 1 = bad source data, 2 = usage."
+    )
     parser.add_argument("--src", required=True, type=Path, help="folder with the dataset's files")
     parser.add_argument("--out", required=True, type=Path, help="output canonical dataset folder")
     parser.add_argument("--images", type=Path, default=None, help=images_help)
-    parser.add_argument("--link", action="store_true",
-                        help="symlink the images instead of copying them")
+    parser.add_argument(
+        "--link", action="store_true", help="symlink the images instead of copying them"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split assignment")
     parser.add_argument("--force", action="store_true", help="replace an existing --out folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -415,9 +506,11 @@ def make_parser(prog: str, description: str, *, images_help: str) -> argparse.Ar
 def add_assume_negative(parser: argparse.ArgumentParser) -> None:
     """The opt-in flag that writes 0 instead of unknown for acne/hyperpigmentation."""
     parser.add_argument(
-        "--assume-negative", action="store_true",
+        "--assume-negative",
+        action="store_true",
         help="write 0 (not unknown) for acne/hyperpigmentation when the image's diagnosis is "
-             "another condition (an assumption; see data/ADAPTERS.md)")
+        "another condition (an assumption; see data/ADAPTERS.md)",
+    )
 
 
 def run_cli(
@@ -435,12 +528,13 @@ def run_cli(
     try:
         summary = convert_fn(args, progress)
     except FileExistsError as exc:
-        print(f"error: {exc} already exists and is not empty (use --force to replace it)",
-              file=sys.stderr)
+        print(
+            f"error: {exc} already exists and is not empty (use --force to replace it)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except DatasetError as exc:
-        print(f"error: the converted dataset is invalid (nothing written): {exc}",
-              file=sys.stderr)
+        print(f"error: the converted dataset is invalid (nothing written): {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
     except AdapterError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -461,7 +555,12 @@ def parse_int(value: object) -> int | None:
 def valid_split(value: object) -> str | None:
     """train/val/test from common spellings, else None."""
     key = normalize_name(str(value))
-    aliases = {"training": "train", "validation": "val", "valid": "val", "dev": "val",
-               "testing": "test"}
+    aliases = {
+        "training": "train",
+        "validation": "val",
+        "valid": "val",
+        "dev": "val",
+        "testing": "test",
+    }
     key = aliases.get(key, key)
     return key if key in SPLITS else None

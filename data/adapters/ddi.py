@@ -59,12 +59,20 @@ def read_records(
         if not mapped:
             summary.warn("unmapped_label")
             unmapped[row["disease"].strip()] += 1
-        records.append(Record(
-            row_id=row_id, image_src=images / name, image_name=Path(name).name, labels=labels,
-            fitzpatrick=None, fitzpatrick_group=group,
-            extra={"diagnosis": row["disease"].strip(),
-                   "malignant": row.get("malignant", "").strip()},
-        ))
+        records.append(
+            Record(
+                row_id=row_id,
+                image_src=images / name,
+                image_name=Path(name).name,
+                labels=labels,
+                fitzpatrick=None,
+                fitzpatrick_group=group,
+                extra={
+                    "diagnosis": row["disease"].strip(),
+                    "malignant": row.get("malignant", "").strip(),
+                },
+            )
+        )
     if unmapped:
         summary.notes.append(unmapped_note(unmapped))
     return records
@@ -74,16 +82,26 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, assume_negative=args.assume_negative)
-    write_dataset(records, args.out, summary, source=SOURCE, link=args.link, seed=args.seed,
-                  force=args.force, progress=progress)
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=SOURCE,
+        link=args.link,
+        seed=args.seed,
+        force=args.force,
+        progress=progress,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = make_parser("python -m data.adapters.ddi",
-                         "Convert DDI to the canonical dataset format.",
-                         images_help="folder of the DDI_file images (default SRC)")
+    parser = make_parser(
+        "python -m data.adapters.ddi",
+        "Convert DDI to the canonical dataset format.",
+        images_help="folder of the DDI_file images (default SRC)",
+    )
     add_assume_negative(parser)
     return run_cli(parser.parse_args(argv), convert)
 

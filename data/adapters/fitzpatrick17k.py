@@ -71,11 +71,16 @@ def read_records(
         if not mapped:
             summary.warn("unmapped_label")
             unmapped[row["label"].strip()] += 1
-        records.append(Record(
-            row_id=row_id, image_src=images / f"{md5}.jpg", image_name=f"{md5}.jpg",
-            labels=labels, fitzpatrick=fitz,
-            extra={"diagnosis": row["label"].strip(), "fitzpatrick_source": fitz_source or ""},
-        ))
+        records.append(
+            Record(
+                row_id=row_id,
+                image_src=images / f"{md5}.jpg",
+                image_name=f"{md5}.jpg",
+                labels=labels,
+                fitzpatrick=fitz,
+                extra={"diagnosis": row["label"].strip(), "fitzpatrick_source": fitz_source or ""},
+            )
+        )
     if unmapped:
         summary.notes.append(unmapped_note(unmapped))
     return records
@@ -85,16 +90,26 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, assume_negative=args.assume_negative)
-    write_dataset(records, args.out, summary, source=SOURCE, link=args.link, seed=args.seed,
-                  force=args.force, progress=progress)
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=SOURCE,
+        link=args.link,
+        seed=args.seed,
+        force=args.force,
+        progress=progress,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = make_parser("python -m data.adapters.fitzpatrick17k",
-                         "Convert Fitzpatrick17k to the canonical dataset format.",
-                         images_help="folder of <md5hash>.jpg (default SRC/images, else SRC)")
+    parser = make_parser(
+        "python -m data.adapters.fitzpatrick17k",
+        "Convert Fitzpatrick17k to the canonical dataset format.",
+        images_help="folder of <md5hash>.jpg (default SRC/images, else SRC)",
+    )
     add_assume_negative(parser)
     return run_cli(parser.parse_args(argv), convert)
 

@@ -37,17 +37,26 @@ TRUE_VALUES = frozenset({"1", "1.0", "true", "yes", "y", "positive", "present"})
 FALSE_VALUES = frozenset({"0", "0.0", "false", "no", "n", "negative", "absent"})
 UNKNOWN_VALUES = frozenset({"", "na", "n/a", "nan", "unknown", "?", "none"})
 ROMAN = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5, "vi": 6}
-# field -> (flag, canonical column name)
+# field -> canonical CSV column name (used when its --*-col flag is not given)
 FIELDS = {
-    "image": "image", **{c: c for c in CONDITIONS}, "acne_severity": "acne_severity",
-    "fitzpatrick": "fitzpatrick", "fitzpatrick_group": "fitzpatrick_group",
-    "subject_id": "subject_id", "split": "split",
+    "image": "image",
+    **{c: c for c in CONDITIONS},
+    "acne_severity": "acne_severity",
+    "fitzpatrick": "fitzpatrick",
+    "fitzpatrick_group": "fitzpatrick_group",
+    "subject_id": "subject_id",
+    "split": "split",
 }
 FLAGS = {
-    "image": "--image-col", "acne": "--acne-col", "hyperpigmentation": "--hyperpigmentation-col",
-    "wrinkles": "--wrinkles-col", "acne_severity": "--severity-col",
-    "fitzpatrick": "--fitzpatrick-col", "fitzpatrick_group": "--group-col",
-    "subject_id": "--subject-col", "split": "--split-col",
+    "image": "--image-col",
+    "acne": "--acne-col",
+    "hyperpigmentation": "--hyperpigmentation-col",
+    "wrinkles": "--wrinkles-col",
+    "acne_severity": "--severity-col",
+    "fitzpatrick": "--fitzpatrick-col",
+    "fitzpatrick_group": "--group-col",
+    "subject_id": "--subject-col",
+    "split": "--split-col",
 }
 
 
@@ -131,12 +140,19 @@ def read_records(
         split = valid_split(cell("split")) if cell("split") else None
         if cell("split") and split is None:
             summary.warn("unreadable_split")
-        records.append(Record(
-            row_id=row_id, image_src=images / rel, image_name=rel,
-            labels=labels, fitzpatrick=fitz if isinstance(fitz, int) else None,
-            fitzpatrick_group=group if fitz is None else None, acne_severity=severity,
-            subject_id=cell("subject_id") or None, split=split,
-        ))
+        records.append(
+            Record(
+                row_id=row_id,
+                image_src=images / rel,
+                image_name=rel,
+                labels=labels,
+                fitzpatrick=fitz if isinstance(fitz, int) else None,
+                fitzpatrick_group=group if fitz is None else None,
+                acne_severity=severity,
+                subject_id=cell("subject_id") or None,
+                split=split,
+            )
+        )
     return records
 
 
@@ -146,23 +162,41 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     csv_path = args.csv or args.src / "labels.csv"
     header = list(read_source_csv(csv_path).columns)
     records = read_records(csv_path, args.images or args.src, summary, _columns(args, header))
-    write_dataset(records, args.out, summary, source=summary.dataset, link=args.link,
-                  seed=args.seed, force=args.force, progress=progress)
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=summary.dataset,
+        link=args.link,
+        seed=args.seed,
+        force=args.force,
+        progress=progress,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = make_parser("python -m data.adapters.folder",
-                         "Convert a folder of images plus your CSV to the canonical format.",
-                         images_help="folder the image column is relative to (default SRC)")
-    parser.add_argument("--csv", type=Path, default=None,
-                        help="your labels CSV (default SRC/labels.csv)")
-    parser.add_argument("--source-name", default=None,
-                        help="value of the 'source' column (default: the SRC folder name)")
+    parser = make_parser(
+        "python -m data.adapters.folder",
+        "Convert a folder of images plus your CSV to the canonical format.",
+        images_help="folder the image column is relative to (default SRC)",
+    )
+    parser.add_argument(
+        "--csv", type=Path, default=None, help="your labels CSV (default SRC/labels.csv)"
+    )
+    parser.add_argument(
+        "--source-name",
+        default=None,
+        help="value of the 'source' column (default: the SRC folder name)",
+    )
     for name, flag in FLAGS.items():
-        parser.add_argument(flag, default=None, metavar="COL",
-                            help=f"CSV column holding {name} (default '{FIELDS[name]}' if present)")
+        parser.add_argument(
+            flag,
+            default=None,
+            metavar="COL",
+            help=f"CSV column holding {name} (default '{FIELDS[name]}' if present)",
+        )
     return run_cli(parser.parse_args(argv), convert)
 
 

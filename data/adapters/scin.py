@@ -128,8 +128,9 @@ def read_records(
         case = row["case_id"].strip()
         if case in labels_by_case:
             summary.warn("duplicate_label_row")
-            summary.notes.append(f"{LABELS_NAME}:{i + 2}: second label row for case {case!r}; "
-                                 "the first is used")
+            summary.notes.append(
+                f"{LABELS_NAME}:{i + 2}: second label row for case {case!r}; the first is used"
+            )
             continue
         labels_by_case[case] = row
     unmapped: Counter = Counter()
@@ -159,15 +160,22 @@ def read_records(
         for column, rel in paths:
             if fitz is None:
                 summary.warn("unknown_tone")
-            records.append(Record(
-                row_id=f"{row_id}:{column}", image_src=_find_image(root, rel),
-                image_name=Path(rel).name, labels=dict(labels), fitzpatrick=fitz,
-                subject_id=case,
-                extra={"fitzpatrick_source": fitz_source or "",
-                       "monk_skin_tone": "" if monk is None else monk,
-                       "label_source": label_source,
-                       "related_category": row.get("related_category", "").strip()},
-            ))
+            records.append(
+                Record(
+                    row_id=f"{row_id}:{column}",
+                    image_src=_find_image(root, rel),
+                    image_name=Path(rel).name,
+                    labels=dict(labels),
+                    fitzpatrick=fitz,
+                    subject_id=case,
+                    extra={
+                        "fitzpatrick_source": fitz_source or "",
+                        "monk_skin_tone": "" if monk is None else monk,
+                        "label_source": label_source,
+                        "related_category": row.get("related_category", "").strip(),
+                    },
+                )
+            )
     if unmapped:
         summary.notes.append(unmapped_note(unmapped))
     return records
@@ -177,17 +185,26 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, assume_negative=args.assume_negative)
-    write_dataset(records, args.out, summary, source=SOURCE, link=args.link, seed=args.seed,
-                  force=args.force, progress=progress)
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=SOURCE,
+        link=args.link,
+        seed=args.seed,
+        force=args.force,
+        progress=progress,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = make_parser("python -m data.adapters.scin",
-                         "Convert SCIN to the canonical dataset format.",
-                         images_help="root the image_N_path columns are relative to "
-                                     "(default SRC)")
+    parser = make_parser(
+        "python -m data.adapters.scin",
+        "Convert SCIN to the canonical dataset format.",
+        images_help="root the image_N_path columns are relative to (default SRC)",
+    )
     add_assume_negative(parser)
     return run_cli(parser.parse_args(argv), convert)
 

@@ -81,21 +81,25 @@ def photograph(
     """Warp the canonical portrait into a photo over a background -> (RGB uint8, masks uint8)."""
     s = g.size
     m = pose.matrix(g)
-    fg = cv2.warpAffine(portrait, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fg = cv2.warpAffine(
+        portrait, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     al = cv2.warpAffine(alpha, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mk = cv2.warpAffine(masks, m, (s, s), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     bg = make_background(rng, s)
     # Soft shadow of the person on the wall, away from the light.
     q = 4  # the shadow is blurry: compute it at 1/4 resolution
     small = cv2.resize(al, (s // q, s // q), interpolation=cv2.INTER_AREA)
-    shift = np.float32([[1, 0, -light_dir[0] * 0.06 * s / q],
-                        [0, 1, (-light_dir[1] * 0.06 + 0.02) * s / q]])
+    shift = np.float32(
+        [[1, 0, -light_dir[0] * 0.06 * s / q], [0, 1, (-light_dir[1] * 0.06 + 0.02) * s / q]]
+    )
     shadow = cv2.warpAffine(small, shift, (s // q, s // q), borderMode=cv2.BORDER_REPLICATE)
     shadow = cv2.GaussianBlur(shadow, (0, 0), 0.03 * s / q)
     shadow = cv2.resize(shadow, (s, s), interpolation=cv2.INTER_LINEAR)
     bg *= (1 - rng.uniform(0.1, 0.3) * shadow)[..., None]
-    img = cv2.blendLinear(fg.astype(np.float32, copy=False), bg.astype(np.float32, copy=False),
-                          al, 1.0 - al)
+    img = cv2.blendLinear(
+        fg.astype(np.float32, copy=False), bg.astype(np.float32, copy=False), al, 1.0 - al
+    )
     # Light colour temperature and exposure (moderate, so skin ITA stays in its bin).
     temp = rng.uniform(-0.03, 0.03)
     gains = np.float32([1 + temp, 1 + 0.1 * temp, 1 - temp]) * rng.uniform(0.97, 1.03)
@@ -111,7 +115,9 @@ def photograph(
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     """JPEG bytes of an RGB uint8 image at an explicit quality."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()

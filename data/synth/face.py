@@ -1,4 +1,4 @@
-"""A frontal face in a canonical frame: geometry, albedo (skin, hair, eyes, brows, lips) and shading.
+"""A frontal face in a canonical frame: geometry, albedo (skin, hair, eyes, lips) and shading.
 
 Everything is drawn at the output size with the head centred and upright; `camera` later moves,
 scales and rotates the result. Proportions follow real faces: the eyes sit at mid-height of the
@@ -17,13 +17,23 @@ import numpy as np
 
 from data.synth import skin as skin_mod
 
-HAIR_COLOURS_LIGHT = ((0.78, 0.64, 0.42), (0.45, 0.30, 0.18), (0.55, 0.27, 0.13), (0.10, 0.07, 0.05))
+HAIR_COLOURS_LIGHT = (
+    (0.78, 0.64, 0.42),
+    (0.45, 0.30, 0.18),
+    (0.55, 0.27, 0.13),
+    (0.10, 0.07, 0.05),
+)
 HAIR_COLOURS_DARK = ((0.09, 0.07, 0.06), (0.16, 0.11, 0.08), (0.05, 0.05, 0.05))
 IRIS_LIGHT = ((0.30, 0.45, 0.62), (0.35, 0.48, 0.30), (0.40, 0.26, 0.14), (0.25, 0.16, 0.09))
 IRIS_DARK = ((0.22, 0.13, 0.07), (0.14, 0.09, 0.05))
 CLOTHES = (
-    (0.15, 0.2, 0.35), (0.55, 0.1, 0.12), (0.85, 0.85, 0.82), (0.2, 0.2, 0.22),
-    (0.3, 0.45, 0.3), (0.6, 0.5, 0.35), (0.4, 0.3, 0.5),
+    (0.15, 0.2, 0.35),
+    (0.55, 0.1, 0.12),
+    (0.85, 0.85, 0.82),
+    (0.2, 0.2, 0.22),
+    (0.3, 0.45, 0.3),
+    (0.6, 0.5, 0.35),
+    (0.4, 0.3, 0.5),
 )
 
 
@@ -186,7 +196,9 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
     if g.hair_style != 1:
         for side in (-1, 1):
             ex = g.cx + side * (ear_x - g.cx)
-            e = (((xs - ex) / (0.13 * g.a)) ** 2 + ((ys - (g.cy + 0.1 * g.b)) / (0.24 * g.b)) ** 2) < 1
+            e = (
+                ((xs - ex) / (0.13 * g.a)) ** 2 + ((ys - (g.cy + 0.1 * g.b)) / (0.24 * g.b)) ** 2
+            ) < 1
             ears = np.maximum(ears, _soft(e))
 
     hairline = g.hairline + 0.38 * xn**2 + 0.04 * skin_mod.window(bank["mid"], s, rng)
@@ -195,7 +207,9 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
         hair_front = _soft(cap & (yn < g.hairline - 0.12 + 0.3 * xn**2) & (yn < -0.35), 1.5) * 0.35
     else:
         side_limit = 0.05 if g.hair_style == 0 else 0.25
-        hair_front = _soft(cap & ((yn < hairline) | ((np.abs(xn) > width) & (yn < side_limit))), 1.0)
+        hair_front = _soft(
+            cap & ((yn < hairline) | ((np.abs(xn) > width) & (yn < side_limit))), 1.0
+        )
     hair_back = np.zeros((s, s), np.float32)
     if g.hair_style == 1:
         length = rng.uniform(1.1, 1.6)
@@ -207,7 +221,11 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
     # Painter's order: body, long hair, neck, ears, face, hair in front.
     skin_rgb = np.array(g.skin_rgb, np.float32)
     hair_rgb = np.array(g.hair_rgb, np.float32)
-    tone = 1.0 + 0.035 * skin_mod.window(bank["low"], s, rng) + 0.02 * skin_mod.window(bank["mid"], s, rng)
+    tone = (
+        1.0
+        + 0.035 * skin_mod.window(bank["low"], s, rng)
+        + 0.02 * skin_mod.window(bank["mid"], s, rng)
+    )
     pores = skin_mod.window(bank["pore"], s, rng)
     skin_tex = skin_rgb[None, None, :] * (tone * (1.0 - 0.07 * pores))[..., None]
     strands = 1.0 + 0.18 * skin_mod.window(bank["strand"], s, rng)
@@ -222,7 +240,10 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
         albedo[:] = cv2.blendLinear(colour, albedo, layer_alpha, 1.0 - layer_alpha)
         np.maximum(alpha, layer_alpha, out=alpha)
 
-    clothes = np.array(g.clothes_rgb, np.float32) * (1 + 0.05 * skin_mod.window(bank["mid"], s, rng))[..., None]
+    clothes = (
+        np.array(g.clothes_rgb, np.float32)
+        * (1 + 0.05 * skin_mod.window(bank["mid"], s, rng))[..., None]
+    )
     over(body, clothes)
     over(hair_back, hair_tex)
     over(neck * (1 - body), skin_tex * 0.97)
@@ -235,13 +256,20 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
     face_skin = np.clip(face - hair_front, 0, 1)
     # Cheeks are a little redder than the rest of the face.
     for side in (-1, 1):
-        add_gauss(albedo, g.cx + side * 0.5 * g.a, g.cy + 0.28 * g.b, 0.18 * g.a, 0.16 * g.b,
-                  skin_rgb * np.float32([0.0, -0.05, -0.04]), weight=face)
+        add_gauss(
+            albedo,
+            g.cx + side * 0.5 * g.a,
+            g.cy + 0.28 * g.b,
+            0.18 * g.a,
+            0.16 * g.b,
+            skin_rgb * np.float32([0.0, -0.05, -0.04]),
+            weight=face,
+        )
 
     height = _height_field(g, xn, yn, width, face, neck, body)
     hair_all = np.maximum(hair_front, hair_back * (1 - np.maximum(face, neck)))
     height += hair_all * (8.0 + 2.0 * strands)
-    gloss = face_skin * rng.uniform(0.03, 0.1)
+    gloss = face_skin * rng.uniform(0.02, 0.07)
     return Layers(albedo, alpha, height, skin, face_skin, hair_all, gloss)
 
 
@@ -289,15 +317,21 @@ def paint_features(layers: Layers, g: Geometry, rng: np.random.Generator) -> Non
         # Nostril.
         nx, ny = g.cx + side * g.nose_w * 0.45, g.nose_y + 0.05 * g.b
         x1, x2, y1, y2 = _box(nx, ny, g.nose_w * 0.5, g.b * 0.05, s)
-        d = ((xs[y1:y2, x1:x2] - nx) / (g.nose_w * 0.28)) ** 2 + ((ys[y1:y2, x1:x2] - ny) / (g.b * 0.025)) ** 2
+        d = ((xs[y1:y2, x1:x2] - nx) / (g.nose_w * 0.28)) ** 2 + (
+            (ys[y1:y2, x1:x2] - ny) / (g.b * 0.025)
+        ) ** 2
         m = _soft(d < 1, 0.7)[..., None]
         albedo[y1:y2, x1:x2] = albedo[y1:y2, x1:x2] * (1 - 0.65 * m)
     _paint_lips(albedo, layers.gloss, g, xs, ys)
 
 
 def _box(x0, y0, rx, ry, s):
-    return (max(int(x0 - rx) - 2, 0), min(int(x0 + rx) + 3, s), max(int(y0 - ry) - 2, 0),
-            min(int(y0 + ry) + 3, s))
+    return (
+        max(int(x0 - rx) - 2, 0),
+        min(int(x0 + rx) + 3, s),
+        max(int(y0 - ry) - 2, 0),
+        min(int(y0 + ry) + 3, s),
+    )
 
 
 def _paint_eye(albedo, gloss, g, ex, side, rng, xs, ys) -> None:
@@ -326,7 +360,9 @@ def _paint_eye(albedo, gloss, g, ex, side, rng, xs, ys) -> None:
     iris_a = _soft(r < ir, 0.6)
     eye_col = sclera * (1 - iris_a[..., None]) + iris * iris_a[..., None]
     # Shadow of the upper lid on the eyeball.
-    eye_col = eye_col * (1 - 0.35 * np.clip(1 - (y - top) / (0.45 * g.eye_up + 1e-3), 0, 1))[..., None]
+    eye_col = (
+        eye_col * (1 - 0.35 * np.clip(1 - (y - top) / (0.45 * g.eye_up + 1e-3), 0, 1))[..., None]
+    )
     patch[:] = patch * (1 - almond_f[..., None]) + eye_col * almond_f[..., None]
     # Lash line along the upper lid, thin lower lid line, lid crease.
     lash = np.exp(-0.5 * ((y - top + 0.6) / (0.09 * g.eye_up + 0.5)) ** 2) * (np.abs(dx) < 1.05)
@@ -364,7 +400,9 @@ def _paint_lips(albedo, gloss, g, xs, ys) -> None:
     x, y = xs[y1:y2, x1:x2], ys[y1:y2, x1:x2]
     dx = (x - g.cx) / g.mouth_w
     t = np.clip(1 - dx**2, 0, 1)
-    bow = 1.0 - 0.3 * np.exp(-((dx / 0.1) ** 2)) + 0.1 * np.exp(-(((np.abs(dx) - 0.22) / 0.12) ** 2))
+    bow = (
+        1.0 - 0.3 * np.exp(-((dx / 0.1) ** 2)) + 0.1 * np.exp(-(((np.abs(dx) - 0.22) / 0.12) ** 2))
+    )
     line = g.mouth_y - 0.08 * g.lip_up * (1 - t)  # corners turn very slightly up
     top = line - g.lip_up * t**0.5 * bow
     bottom = line + g.lip_lo * t**0.7
@@ -400,8 +438,15 @@ def light_portrait(
     add_gauss(ao, g.cx, g.cy + 1.02 * g.b, 0.5 * g.a, 0.12 * g.b, -0.35)
     add_gauss(ao, g.cx, g.nose_y + 0.08 * g.b, 0.22 * g.a, 0.04 * g.b, -0.15)
     shade = shade * ao
-    cheeks = layers.face_skin > 0.9
-    ref = float(np.median(shade[cheeks])) if cheeks.any() else 1.0
+    # Normalise on the central face (cheeks, forehead, nose): where skin tone is measured, so
+    # the skin there shows its albedo colour on average whatever the light direction.
+    s = g.size
+    x0, x1 = int(g.cx - 0.6 * g.a), int(g.cx + 0.6 * g.a) + 1
+    y0, y1 = int(g.cy - 0.5 * g.b), int(g.cy + 0.45 * g.b) + 1
+    region = layers.face_skin[max(y0, 0) : y1, max(x0, 0) : x1] > 0.9
+    vals = shade[max(y0, 0) : y1, max(x0, 0) : x1][region]
+    ref = float(np.median(vals)) if vals.size else 1.0
+    del s
     shade = shade / max(ref, 1e-3)
     refl = 2 * ndotl * (1 / norm) - lz / ln  # reflected light toward the viewer (0, 0, 1)
     spec = layers.gloss * np.clip(refl, 0, 1) ** 12

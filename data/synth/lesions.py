@@ -94,7 +94,9 @@ def paint_acne(
                 cv2.circle(white, c, int(r * 0.45 * _ONE), 1.0, -1, cv2.LINE_AA, _SHIFT)
         else:
             r = rng.uniform(1.1, 1.7) * unit
-            cv2.circle(black if kind == 2 else white, c, int(r * _ONE), 1.0, -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(
+                black if kind == 2 else white, c, int(r * _ONE), 1.0, -1, cv2.LINE_AA, _SHIFT
+            )
             cv2.circle(bump, c, int(r * _ONE), r * 0.3, -1, cv2.LINE_AA, _SHIFT)
         cv2.circle(mask, c, int((r + 1.5 * unit) * _ONE), 255, -1, cv2.LINE_8, _SHIFT)
     sig = 0.9 * unit
@@ -135,17 +137,26 @@ def paint_hyperpigmentation(
     if melasma:
         region = np.zeros((s, s), np.float32)
         for side in (-1, 1):
-            add_gauss(region, g.cx + side * 0.48 * g.a, g.cy + 0.22 * g.b, 0.2 * g.a, 0.16 * g.b, 1.0)
-        if rng.random() < 0.6:
-            add_gauss(region, g.cx, g.cy - 0.38 * g.b, 0.32 * g.a, 0.08 * g.b, 0.9)
+            cx = g.cx + side * g.a * rng.uniform(0.42, 0.55)
+            cy = g.cy + g.b * rng.uniform(0.15, 0.3)
+            add_gauss(region, cx, cy, 0.13 * g.a, 0.1 * g.b, 1.0)
+        if rng.random() < 0.5:
+            add_gauss(
+                region,
+                g.cx + rng.uniform(-0.2, 0.2) * g.a,
+                g.cy - 0.4 * g.b,
+                0.18 * g.a,
+                0.06 * g.b,
+                0.9,
+            )
         if rng.random() < 0.3:
-            add_gauss(region, g.cx, g.mouth_y - 0.07 * g.b, 0.22 * g.a, 0.03 * g.b, 0.8)
+            add_gauss(region, g.cx, g.mouth_y - 0.07 * g.b, 0.2 * g.a, 0.03 * g.b, 0.8)
         blotch = skin_mod.window(skin_mod.noise_bank(s)["mid"], s, rng)
-        m = np.clip((region - 0.42 + 0.22 * blotch) / 0.18, 0, 1) * rng.uniform(0.7, 1.0)
+        m = np.clip((region - 0.55 + 0.25 * blotch) / 0.15, 0, 1) * rng.uniform(0.75, 1.0)
         pig = np.maximum(pig, m * layers.face_skin)
         mask[(pig > 0.3)] = 255
     if spots:
-        n = int(rng.integers(4, 11))
+        n = int(rng.integers(5, 13))
         if has_acne:
             idx = rng.integers(0, len(acne_points), size=n)
             pts = acne_points[idx] + rng.normal(0, 6 * unit, size=(n, 2)).astype(np.float32)
@@ -157,7 +168,9 @@ def paint_hyperpigmentation(
             if not (0 <= xi < s and 0 <= yi < s and layers.face_skin[yi, xi] > 0.95):
                 continue
             r = rng.uniform(2.5, 5.0) * unit
-            cv2.circle(layer, _pt(x, y), int(r * _ONE), rng.uniform(0.75, 1.0), -1, cv2.LINE_AA, _SHIFT)
+            cv2.circle(
+                layer, _pt(x, y), int(r * _ONE), rng.uniform(0.75, 1.0), -1, cv2.LINE_AA, _SHIFT
+            )
             cv2.circle(mask, _pt(x, y), int((r + 1.0 * unit) * _ONE), 255, -1, cv2.LINE_8, _SHIFT)
         pig = np.maximum(pig, cv2.GaussianBlur(layer, (0, 0), 1.2 * unit) * layers.face_skin)
     if not mask.any():  # every positive image shows at least one spot
@@ -167,12 +180,17 @@ def paint_hyperpigmentation(
         cv2.circle(tmp, _pt(x, y), int(r * _ONE), 1.0, -1, cv2.LINE_AA, _SHIFT)
         cv2.circle(mask, _pt(x, y), int((r + unit) * _ONE), 255, -1, cv2.LINE_8, _SHIFT)
         pig = np.maximum(pig, cv2.GaussianBlur(tmp, (0, 0), 1.2 * unit))
-    k = contrast * PIGMENT_VISIBILITY[fitzpatrick] * np.float32([0.24, 0.32, 0.42])
+    k = contrast * PIGMENT_VISIBILITY[fitzpatrick] * np.float32([0.27, 0.36, 0.47])
     layers.albedo *= 1.0 - pig[..., None] * k
 
 
 def paint_wrinkles(
-    layers: Layers, g: Geometry, mask: np.ndarray, *, age: int, contrast: float,
+    layers: Layers,
+    g: Geometry,
+    mask: np.ndarray,
+    *,
+    age: int,
+    contrast: float,
     rng: np.random.Generator,
 ) -> None:
     """Forehead lines, crow's feet and nasolabial folds; deeper and more of them with age."""

@@ -37,20 +37,23 @@ def render_sample(
     chans = [np.zeros((size, size), np.uint8) for _ in range(3)]
     acne_pts = np.zeros((0, 2), np.float32)
     if subject.acne:
-        acne_pts = lesions.paint_acne(
-            layers, g, chans[0], subject.acne_lesions, contrast, rng
-        )
+        acne_pts = lesions.paint_acne(layers, g, chans[0], subject.acne_lesions, contrast, rng)
     if subject.hyperpigmentation:
         lesions.paint_hyperpigmentation(
-            layers, g, chans[1], fitzpatrick=fitzpatrick, contrast=contrast,
-            acne_points=acne_pts, rng=rng,
+            layers,
+            g,
+            chans[1],
+            fitzpatrick=fitzpatrick,
+            contrast=contrast,
+            acne_points=acne_pts,
+            rng=rng,
         )
     if subject.wrinkles:
         lesions.paint_wrinkles(layers, g, chans[2], age=subject.age, contrast=contrast, rng=rng)
     face.paint_features(layers, g, rng)
     masks = np.ascontiguousarray(np.stack(chans, axis=-1))
-    light_dir = (rng.uniform(-0.6, 0.6), rng.uniform(-0.5, 0.05), 1.0)
-    portrait = face.light_portrait(layers, g, light_dir, ambient=rng.uniform(0.35, 0.5))
+    light_dir = (rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.05), 1.0)
+    portrait = face.light_portrait(layers, g, light_dir, ambient=rng.uniform(0.45, 0.6))
     pose = camera.sample_pose(rng, g)
     rgb, warped = camera.photograph(portrait, layers.alpha, masks, g, pose, light_dir, rng)
     quality = int(rng.integers(camera.JPEG_QUALITY_RANGE[0], camera.JPEG_QUALITY_RANGE[1] + 1))

@@ -31,17 +31,17 @@ ITA_BINS: dict[int, tuple[float, float]] = {
 }
 # Where the generator samples the ITA of a subject: the bin minus a safety margin.
 ITA_SAMPLE_RANGES: dict[int, tuple[float, float]] = {
-    1: (59.0, 68.0),
-    2: (44.5, 51.5),
-    3: (31.5, 37.5),
-    4: (14.5, 23.5),
-    5: (-18.0, 3.0),
-    6: (-52.0, -38.0),
+    1: (58.5, 68.0),
+    2: (49.5, 54.8),
+    3: (29.0, 35.5),
+    4: (21.5, 27.8),
+    5: (-22.0, 1.0),
+    6: (-52.0, -37.0),
 }
 # b* (yellowness) range per type; L* follows from ITA and b*.
 B_STAR_RANGES: dict[int, tuple[float, float]] = {
-    1: (12.0, 16.0),
-    2: (14.0, 18.0),
+    1: (8.5, 12.0),
+    2: (13.0, 17.0),
     3: (16.0, 20.0),
     4: (17.0, 22.0),
     5: (17.0, 22.0),
@@ -79,9 +79,11 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
     xyz = np.stack([0.95047 * finv(fx), finv(fy), 1.08883 * finv(fz)], axis=-1)
     m = np.array(
-        [[3.2404542, -1.5371385, -0.4985314],
-         [-0.9692660, 1.8760108, 0.0415560],
-         [0.0556434, -0.2040259, 1.0572252]]
+        [
+            [3.2404542, -1.5371385, -0.4985314],
+            [-0.9692660, 1.8760108, 0.0415560],
+            [0.0556434, -0.2040259, 1.0572252],
+        ]
     )
     lin = np.clip(xyz @ m.T, 0.0, 1.0)
     srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)

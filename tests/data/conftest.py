@@ -12,8 +12,18 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-HEADER = ["image", "acne", "hyperpigmentation", "wrinkles", "acne_severity", "fitzpatrick",
-          "split", "source", "subject_id", "mask"]
+HEADER = [
+    "image",
+    "acne",
+    "hyperpigmentation",
+    "wrinkles",
+    "acne_severity",
+    "fitzpatrick",
+    "split",
+    "source",
+    "subject_id",
+    "mask",
+]
 
 
 def write_image(path: Path, seed: int, size: int = 16) -> Path:
@@ -61,11 +71,20 @@ def good_dataset(tmp_path: Path) -> Path:
     for i in range(24):
         image = write_image(root / "images" / f"img{i:02d}.jpg", seed=i)
         mask = write_mask(root / "masks" / f"img{i:02d}.png")
-        rows.append([
-            image.relative_to(root).as_posix(), i % 2, (i // 2) % 2, "" if i % 5 == 0 else i % 3 % 2,
-            i % 4, "" if i % 7 == 0 else i % 6 + 1, ("train", "val", "test")[i % 3], "unit",
-            f"subj{i}", mask.relative_to(root).as_posix(),
-        ])
+        rows.append(
+            [
+                image.relative_to(root).as_posix(),
+                i % 2,
+                (i // 2) % 2,
+                "" if i % 5 == 0 else i % 3 % 2,
+                i % 4,
+                "" if i % 7 == 0 else i % 6 + 1,
+                ("train", "val", "test")[i % 3],
+                "unit",
+                f"subj{i}",
+                mask.relative_to(root).as_posix(),
+            ]
+        )
     with open(root / "metadata.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(HEADER)

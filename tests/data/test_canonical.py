@@ -106,8 +106,14 @@ def test_broken_csv_lists_every_problem(tmp_path: Path) -> None:
 def test_table_checks_without_images(tmp_path: Path) -> None:
     root = make_broken(tmp_path)
     found = {(p.row, p.column) for p in validate_dataset(root, check_images=False)}
-    file_checks = {(7, "image"), (8, "image"), (9, "image"), (11, "mask"), (12, "mask"),
-                   (16, "image")}
+    file_checks = {
+        (7, "image"),
+        (8, "image"),
+        (9, "image"),
+        (11, "mask"),
+        (12, "mask"),
+        (16, "image"),
+    }
     assert found == BROKEN_EXPECTED - file_checks
 
 
@@ -121,7 +127,11 @@ def test_load_metadata_raises_with_all_problems(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", MSG_EMPTY_FILE), ("\n\n", MSG_EMPTY_FILE), (",".join(REQUIRED_COLUMNS) + "\n", MSG_NO_ROWS)],
+    [
+        ("", MSG_EMPTY_FILE),
+        ("\n\n", MSG_EMPTY_FILE),
+        (",".join(REQUIRED_COLUMNS) + "\n", MSG_NO_ROWS),
+    ],
 )
 def test_empty_csv(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "metadata.csv"
@@ -158,14 +168,30 @@ def test_fitzpatrick_group_column_is_accepted(tmp_path: Path) -> None:
 
 
 def test_coverage_table_counts() -> None:
-    df = pd.DataFrame({
-        "acne": [1, 0, np.nan, 1], "hyperpigmentation": [np.nan, np.nan, 1, 0],
-        "wrinkles": [0, 0, 0, 1], "fitzpatrick": [1, 1, np.nan, 6], "split": ["train"] * 4,
-    })
+    df = pd.DataFrame(
+        {
+            "acne": [1, 0, np.nan, 1],
+            "hyperpigmentation": [np.nan, np.nan, 1, 0],
+            "wrinkles": [0, 0, 0, 1],
+            "fitzpatrick": [1, 1, np.nan, 6],
+            "split": ["train"] * 4,
+        }
+    )
     table = coverage_table(df)
     assert table.loc["images"].to_dict() == {
-        "FST1": 2, "FST2": 0, "FST3": 0, "FST4": 0, "FST5": 0, "FST6": 1, "FST?": 1,
-        "I-II": 2, "III-IV": 0, "V-VI": 1, "group?": 1, "total": 4}
+        "FST1": 2,
+        "FST2": 0,
+        "FST3": 0,
+        "FST4": 0,
+        "FST5": 0,
+        "FST6": 1,
+        "FST?": 1,
+        "I-II": 2,
+        "III-IV": 0,
+        "V-VI": 1,
+        "group?": 1,
+        "total": 4,
+    }
     assert table.loc["acne +", "FST1"] == 1 and table.loc["acne labelled", "FST1"] == 2
     assert table.loc["acne labelled", "total"] == 3
     assert table.loc["hyperpigmentation +", "FST?"] == 1
@@ -179,14 +205,16 @@ def test_coverage_table_counts() -> None:
 
 def random_frame(n: int, seed: int, subject_size: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "image": [f"{i}.jpg" for i in range(n)],
-        "acne": rng.integers(0, 2, n).astype(float),
-        "hyperpigmentation": rng.integers(0, 2, n).astype(float),
-        "wrinkles": rng.integers(0, 2, n).astype(float),
-        "fitzpatrick": rng.choice([1, 2, 3, 4, 5, 6, np.nan], n),
-        "subject_id": [f"s{i // subject_size}" if i % 4 else "" for i in range(n)],
-    })
+    df = pd.DataFrame(
+        {
+            "image": [f"{i}.jpg" for i in range(n)],
+            "acne": rng.integers(0, 2, n).astype(float),
+            "hyperpigmentation": rng.integers(0, 2, n).astype(float),
+            "wrinkles": rng.integers(0, 2, n).astype(float),
+            "fitzpatrick": rng.choice([1, 2, 3, 4, 5, 6, np.nan], n),
+            "subject_id": [f"s{i // subject_size}" if i % 4 else "" for i in range(n)],
+        }
+    )
     df.loc[rng.random(n) < 0.2, "wrinkles"] = np.nan
     return df
 
@@ -223,10 +251,14 @@ def test_assign_splits_is_deterministic() -> None:
 
 def test_assign_splits_small_strata_spread() -> None:
     # 20 rows, each its own stratum: naive per-stratum rounding would put all in train.
-    df = pd.DataFrame({"acne": [i % 2 for i in range(20)],
-                       "hyperpigmentation": [(i // 2) % 2 for i in range(20)],
-                       "wrinkles": [(i // 4) % 2 for i in range(20)],
-                       "fitzpatrick": [i % 6 + 1 for i in range(20)]})
+    df = pd.DataFrame(
+        {
+            "acne": [i % 2 for i in range(20)],
+            "hyperpigmentation": [(i // 2) % 2 for i in range(20)],
+            "wrinkles": [(i // 4) % 2 for i in range(20)],
+            "fitzpatrick": [i % 6 + 1 for i in range(20)],
+        }
+    )
     counts = Counter(assign_splits(df, seed=0)["split"])
     assert counts == {"train": 14, "val": 3, "test": 3}
 
@@ -242,9 +274,15 @@ def test_assign_splits_zero_fraction_and_bad_fractions() -> None:
 
 
 def test_assign_splits_uses_fitzpatrick_group_when_type_unknown() -> None:
-    df = pd.DataFrame({"acne": [1.0] * 4, "hyperpigmentation": [np.nan] * 4,
-                       "wrinkles": [np.nan] * 4, "fitzpatrick": [np.nan] * 4,
-                       "fitzpatrick_group": ["V-VI", "V-VI", "I-II", None]})
+    df = pd.DataFrame(
+        {
+            "acne": [1.0] * 4,
+            "hyperpigmentation": [np.nan] * 4,
+            "wrinkles": [np.nan] * 4,
+            "fitzpatrick": [np.nan] * 4,
+            "fitzpatrick_group": ["V-VI", "V-VI", "I-II", None],
+        }
+    )
     assert [k.split("|")[0] for k in strata_keys(df)] == ["V-VI", "V-VI", "I-II", "?"]
 
 
@@ -259,3 +297,26 @@ def test_assigned_splits_pass_validation(tmp_path: Path) -> None:
     out["fitzpatrick"] = out["fitzpatrick"].astype("Int64")
     out.to_csv(root / "metadata.csv", index=False, quoting=csv.QUOTE_MINIMAL)
     assert validate_dataset(root) == []
+
+
+def test_mask_file_checks(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    good = write_mask(root / "masks" / "good.png").read_bytes()
+    (root / "masks" / "truncated.png").write_bytes(good[: len(good) - 20])
+    corrupt = bytearray(good)
+    corrupt[60] ^= 0xFF  # inside the image data chunk: its checksum no longer matches
+    (root / "masks" / "corrupt.png").write_bytes(bytes(corrupt))
+    write_image(root / "masks" / "photo.jpg", seed=9)
+    write_mask(root / "masks" / "rgba.png", channels=4)
+    names = ["good.png", "truncated.png", "corrupt.png", "photo.jpg", "rgba.png"]
+    lines = ["image,acne,hyperpigmentation,wrinkles,fitzpatrick,split,source,mask"]
+    for i, name in enumerate(names):
+        write_image(root / "images" / f"{i}.jpg", seed=20 + i)
+        lines.append(f"images/{i}.jpg,1,0,0,3,train,x,masks/{name}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    problems = {p.row: p.message for p in validate_dataset(root)}
+    assert sorted(problems) == [3, 4, 5, 6]
+    assert "truncated PNG" in problems[3]
+    assert "checksum" in problems[4]
+    assert "must be a PNG" in problems[5]
+    assert "got 4" in problems[6]

@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_validate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "data.validate", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "data.validate", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_valid_dataset_prints_coverage(good_dataset: Path) -> None:
@@ -25,8 +30,20 @@ def test_valid_dataset_prints_coverage(good_dataset: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "valid, 24 images" in result.stdout
     header = next(line for line in result.stdout.splitlines() if "FST1" in line)
-    assert header.split() == ["FST1", "FST2", "FST3", "FST4", "FST5", "FST6", "FST?", "I-II",
-                              "III-IV", "V-VI", "group?", "total"]
+    assert header.split() == [
+        "FST1",
+        "FST2",
+        "FST3",
+        "FST4",
+        "FST5",
+        "FST6",
+        "FST?",
+        "I-II",
+        "III-IV",
+        "V-VI",
+        "group?",
+        "total",
+    ]
     images_line = next(line for line in result.stdout.splitlines() if line.startswith("images"))
     assert images_line.split()[-1] == "24"
     assert "acne +" in result.stdout and "wrinkles labelled" in result.stdout

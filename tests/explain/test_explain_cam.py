@@ -160,3 +160,48 @@ def test_bad_arguments_are_named(tiny_cnn: nnx.Module, images: np.ndarray) -> No
         make_cam_fn(tiny_cnn, method="scorecam")
     with pytest.raises(ValueError, match="has no child 'nope'"):
         make_cam_fn(tiny_cnn, layer="blocks.nope")(images)
+
+
+@pytest.mark.parametrize("align", ["center", "corner"])
+@pytest.mark.parametrize(("grid", "size"), [(4, 64), (8, 64), (7, 32)])
+def test_upsampled_peak_is_a_pointing_ceiling_candidate(grid: int, size: int, align: str) -> None:
+    from explain.metrics import peak_candidates
+
+    rng = np.random.default_rng(grid)
+    r = bilinear_matrix(grid, size, align)
+    cand = set(peak_candidates(grid, size, align).tolist())
+    for _ in range(50):
+        up = r @ rng.random((grid, grid)) @ r.T
+        for y, x in np.argwhere(up == up.max()):  # every maximal pixel, plateaus included
+            assert y in cand and x in cand
+
+
+def test_corner_alignment_puts_cells_at_their_receptive_field_centres(tiny_cnn: nnx.Module) -> None:
+    # The CNNs pad every convolution by k // 2, so cell j of a stride-s map is centred on input
+    # pixel s * j: the input-gradient support of a cell is symmetric about that pixel.
+    from explain.cam import cell_alignment
+
+    assert cell_alignment(tiny_cnn) == "corner"
+    size = 192  # large enough that the centre cell's receptive field is not clipped
+    x = jnp.full((1, size, size, 3), 128.0)
+    h = tiny_cnn.features(x).shape[1]
+    stride, i = size // h, h // 2
+    g = jax.grad(lambda a: tiny_cnn.features(a)[0, i, i, :].sum())(x)
+    support = np.argwhere(np.abs(np.asarray(g[0])).sum(-1) > 0)
+    centre = (support.min(0) + support.max(0)) / 2
+    np.testing.assert_allclose(centre, [stride * i, stride * i])
+    # ... and the corner-aligned upsampling reproduces the grid value exactly at that pixel
+    r = bilinear_matrix(h, size, "corner")
+    grid = np.random.default_rng(0).random((h, h)).astype(np.float32)
+    up = r @ grid @ r.T
+    np.testing.assert_allclose(up[::stride, ::stride], grid, atol=1e-6)
+
+
+def test_patch_models_use_center_alignment(toy_vit: nnx.Module) -> None:
+    from explain.cam import cell_alignment
+
+    class _Patchy(nnx.Module):
+        stage_names = ("patch_embed", "blocks.0")
+
+    assert cell_alignment(_Patchy()) == "center"
+    assert cell_alignment(toy_vit) == "corner"  # no stage names: treated as a CNN

@@ -10,6 +10,7 @@ from explain.metrics import (
     curve_auc,
     energy_in_mask,
     perturbation_curve,
+    pointing_ceiling,
     pointing_game,
     random_order,
     saliency_order,
@@ -118,3 +119,12 @@ def test_bootstrap_ci_bernoulli_width() -> None:
 def test_spread() -> None:
     assert spread({"I-II": 0.9, "III-IV": 0.8, "V-VI": 0.85}) == pytest.approx(0.1)
     assert np.isnan(spread({"I-II": 0.9, "III-IV": float("nan")}))
+
+
+def test_pointing_ceiling() -> None:
+    mask = np.zeros((64, 64), bool)
+    mask[34:38, 34:38] = True  # between the nodes of a 4x4 grid (pixels 39/40), on an 8x8 node
+    assert not pointing_ceiling(mask, (4, 4))
+    assert pointing_ceiling(mask, (8, 8))
+    mask[40, 40] = True
+    assert pointing_ceiling(mask, (4, 4))

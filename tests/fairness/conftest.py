@@ -13,8 +13,9 @@ from data.schema import CONDITIONS, PREDICTION_COLUMNS, fitzpatrick_to_group
 PREVALENCE = (0.35, 0.25, 0.3)
 
 
-def simulate_predictions(n: int, seed: int, *, split: str, dark_noise: float = 1.5,
-                         unknown_fraction: float = 0.05) -> pd.DataFrame:
+def simulate_predictions(
+    n: int, seed: int, *, split: str, dark_noise: float = 1.5, unknown_fraction: float = 0.05
+) -> pd.DataFrame:
     """Labels ~ Bernoulli(prevalence); logit = +-1.5 + noise, noisier for types V-VI."""
     rng = np.random.default_rng(seed)
     fitz = rng.integers(1, 7, size=n)
@@ -27,9 +28,13 @@ def simulate_predictions(n: int, seed: int, *, split: str, dark_noise: float = 1
     unknown_type = rng.random(n) < unknown_fraction
     for i in range(n):
         f = None if unknown_type[i] else int(fitz[i])
-        row = {"image": f"img_{split}_{i:05d}.jpg", "fitzpatrick": "" if f is None else f,
-               "group": fitzpatrick_to_group(f) or "", "split": split,
-               "source": "synthskin-v1"}
+        row = {
+            "image": f"img_{split}_{i:05d}.jpg",
+            "fitzpatrick": "" if f is None else f,
+            "group": fitzpatrick_to_group(f) or "",
+            "split": split,
+            "source": "synthskin-v1",
+        }
         for c, cond in enumerate(CONDITIONS):
             row[cond] = "" if unknown_label[i, c] else int(labels[i, c])
             row[f"{cond}_prob"] = float(probs[i, c])
@@ -44,6 +49,5 @@ def run_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "run"
     folder.mkdir()
     simulate_predictions(600, 1, split="val").to_csv(folder / "predictions_val.csv", index=False)
-    simulate_predictions(600, 2, split="test").to_csv(folder / "predictions_test.csv",
-                                                      index=False)
+    simulate_predictions(600, 2, split="test").to_csv(folder / "predictions_test.csv", index=False)
     return folder

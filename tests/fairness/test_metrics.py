@@ -69,10 +69,12 @@ def test_agrees_with_sklearn(seed, convert):
         assert fm.recall(yy, pp, **kw) == pytest.approx(skm.recall_score(y, pred, **skw))
         assert fm.f1(yy, pp, **kw) == pytest.approx(skm.f1_score(y, pred, **skw))
         assert fm.specificity(yy, pp, **kw) == pytest.approx(
-            skm.recall_score(1 - y, 1 - pred, **skw))
+            skm.recall_score(1 - y, 1 - pred, **skw)
+        )
         assert fm.auroc(yy, ss, **kw) == pytest.approx(skm.roc_auc_score(y, score, **skw))
         assert fm.average_precision(yy, ss, **kw) == pytest.approx(
-            skm.average_precision_score(y, score, **skw))
+            skm.average_precision_score(y, score, **skw)
+        )
 
 
 def test_undefined_cases_follow_the_documented_rule():
@@ -105,7 +107,8 @@ def test_batched_rows_equal_single_weighted_calls():
         assert batched["f1"][b] == pytest.approx(fm.f1(y, d, sample_weight=weights[b]))
         assert batched["auroc"][b] == pytest.approx(fm.auroc(y, s, sample_weight=weights[b]))
         assert batched["ap"][b] == pytest.approx(
-            fm.average_precision(y, s, sample_weight=weights[b]))
+            fm.average_precision(y, s, sample_weight=weights[b])
+        )
 
 
 def test_metric_frame_matches_sklearn_per_group():
@@ -145,4 +148,5 @@ def test_epoch_metrics_against_direct_computation():
     assert out["macro_f1"] == pytest.approx(np.mean(cond_f1))
     assert out["worst_group_f1"] == pytest.approx(min(per_group.values()))
     assert out["gap_dark_vs_medium_f1"] == pytest.approx(
-        abs(per_group["V-VI"] - per_group["III-IV"]))
+        abs(per_group["V-VI"] - per_group["III-IV"])
+    )

@@ -16,10 +16,16 @@ def tilted_face(angle_deg: float, centre=(200.0, 150.0), eye_distance=40.0) -> F
     u = np.array([np.cos(t), np.sin(t)])
     v = np.array([-u[1], u[0]])
     c = np.array(centre)
-    kps = np.array([c - u * eye_distance / 2 - 0.3 * eye_distance * v,
-                    c + u * eye_distance / 2 - 0.3 * eye_distance * v,
-                    c + 0.2 * eye_distance * v, c + 0.7 * eye_distance * v,
-                    c - u * eye_distance, c + u * eye_distance])
+    kps = np.array(
+        [
+            c - u * eye_distance / 2 - 0.3 * eye_distance * v,
+            c + u * eye_distance / 2 - 0.3 * eye_distance * v,
+            c + 0.2 * eye_distance * v,
+            c + 0.7 * eye_distance * v,
+            c - u * eye_distance,
+            c + u * eye_distance,
+        ]
+    )
     box = (c[0] - eye_distance, c[1] - eye_distance, 2 * eye_distance, 2 * eye_distance)
     return Face(box, 0.9, kps)
 
@@ -58,7 +64,8 @@ def test_large_downscale_is_antialiased():
     image = np.zeros((2000, 2000, 3), np.uint8)
     image[::2, ::2] = 255
     image[1::2, 1::2] = 255
-    face = Face((600.0, 600.0, 800.0, 800.0), 0.9, np.array([[800, 900], [1200, 900]] + [[1000, 1000]] * 4, float))
+    kps = np.array([[800, 900], [1200, 900]] + [[1000, 1000]] * 4, float)
+    face = Face((600.0, 600.0, 800.0, 800.0), 0.9, kps)
     crop, affine = align_and_crop(image, face, size=64)
     assert np.hypot(*affine[0, :2]) < 0.1
     assert abs(float(crop.mean()) - 127.5) < 10 and float(crop.std()) < 20

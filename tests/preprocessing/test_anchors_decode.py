@@ -119,8 +119,9 @@ def test_meta_round_trips_through_an_array():
 
 def test_decode_detections_with_synthetic_outputs():
     """One confident anchor on a whole-image row gives one face in image pixels."""
-    meta = DetectorMeta(np.array([[0.0, 0.0, 256.0, 256.0]]), np.array([[0, 0, 256, 256.0]]),
-                        (256, 256))
+    meta = DetectorMeta(
+        np.array([[0.0, 0.0, 256.0, 256.0]]), np.array([[0, 0, 256, 256.0]]), (256, 256)
+    )
     reg = np.zeros((1, NUM_ANCHORS, 16), np.float32)
     logits = np.full((1, NUM_ANCHORS, 1), -10.0, np.float32)
     i = 512  # first anchor of the 8x8 map: centre (1/16, 1/16)

@@ -33,8 +33,9 @@ ORIENTATIONS = {
 
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_exif_orientation_is_applied(orientation):
-    jpeg = jpeg_with_orientation(encode(marked_image(), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]),
-                                 orientation)
+    jpeg = jpeg_with_orientation(
+        encode(marked_image(), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), orientation
+    )
     img = load_image(jpeg)
     shape, corner = ORIENTATIONS[orientation]
     assert img.shape == (*shape, 3)
@@ -42,8 +43,12 @@ def test_exif_orientation_is_applied(orientation):
     h, w = shape
     top, left = y0 < 3, x0 < 3
     bottom, right = y1 > h - 4, x1 > w - 4
-    assert {"top-left": top and left, "bottom-right": bottom and right,
-            "top-right": top and right, "bottom-left": bottom and left}[corner]
+    assert {
+        "top-left": top and left,
+        "bottom-right": bottom and right,
+        "top-right": top and right,
+        "bottom-left": bottom and left,
+    }[corner]
 
 
 @pytest.mark.parametrize("ext", [".png", ".webp", ".bmp", ".jpg"])

@@ -36,8 +36,15 @@ def test_ita_formula_by_hand():
 
 @pytest.mark.parametrize(
     ("ita", "group"),
-    [(70, "I-II"), (41.01, "I-II"), (41.0, "III-IV"), (28, "III-IV"), (10.01, "III-IV"),
-     (10.0, "V-VI"), (-50, "V-VI")],
+    [
+        (70, "I-II"),
+        (41.01, "I-II"),
+        (41.0, "III-IV"),
+        (28, "III-IV"),
+        (10.01, "III-IV"),
+        (10.0, "V-VI"),
+        (-50, "V-VI"),
+    ],
 )
 def test_group_cut_points(ita, group):
     assert ita_to_group(ita) == group
@@ -106,3 +113,28 @@ def test_bad_arguments():
         estimate_skin_tone(crop, disc, illumination="retinex")
     with pytest.raises(ValueError, match="RGB crop"):
         estimate_skin_tone(crop[..., 0], disc)
+
+
+def test_lesion_rejection_ignores_dark_spots():
+    lab = (50.0 + 16 * np.tan(np.radians(48.0)), 10.0, 16.0)
+    crop, disc = skin_crop(lab, size=160, noise=1.5)
+    spotted = crop.copy()
+    yy, xx = np.mgrid[:160, :160]
+    spots = np.zeros_like(disc)
+    for y, x in np.random.default_rng(1).integers(20, 140, size=(3000, 2)):
+        spots |= (yy - y) ** 2 + (xx - x) ** 2 <= 4  # spots of radius 2
+        if (spots & disc).sum() >= 0.4 * disc.sum():
+            break
+    spotted[spots] = lab_to_rgb_uint8((lab[0] - 6.0, lab[1] + 1.0, lab[2] + 4.0))  # mild melasma
+    plain = estimate_skin_tone(spotted, disc, reject_lesions=False)
+    robust = estimate_skin_tone(spotted, disc)
+    assert abs(robust.ita - 48.0) < 1.0 < 2.0 < abs(plain.ita - 48.0)
+    assert robust.fitzpatrick_group == "I-II"
+
+
+def test_lesion_rejection_does_not_bias_noisy_skin():
+    lab = (50.0 + 16 * np.tan(np.radians(33.0)), 10.0, 16.0)
+    crop, disc = skin_crop(lab, size=160, noise=10.0)
+    with_rejection = estimate_skin_tone(crop, disc).ita
+    without = estimate_skin_tone(crop, disc, reject_lesions=False).ita
+    assert abs(with_rejection - without) < 1.0

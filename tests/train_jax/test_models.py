@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from train_jax.models import MODEL_NAMES, create_model, set_depthwise_impl
+from train_jax.models import MODEL_NAMES, create_model, set_conv_impl, set_depthwise_impl
 from train_jax.models.efficientnet import (
     EfficientNet,
     MBConv,
@@ -58,7 +58,9 @@ def test_registry_names_and_unknown_name():
         create_model("resnet", rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+# B1, B2 and ViT-S are left out to keep the suite fast (abstract construction of each costs
+# seconds); B3 exercises the most channel rounding.
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b3", "vit_tiny"])
 def test_published_parameter_counts(name):
     abstract = nnx.eval_shape(lambda: create_model(name, num_classes=3, rngs=nnx.Rngs(0)))
     assert _num_params(abstract) == EXPECTED_PARAMS[name]
@@ -79,23 +81,29 @@ def test_normalize_image_uses_imagenet_statistics():
 
 
 @pytest.mark.parametrize(
-    ("size", "kernel", "stride"), [((9, 10), 3, 1), ((9, 9), 3, 2), ((10, 7), 5, 2), ((8, 8), 5, 1)]
+    ("size", "kernel", "stride"), [((9, 10), 5, 1), ((9, 9), 3, 2), ((10, 7), 5, 2)]
 )
 def test_depthwise_slices_matches_grouped_conv(size, kernel, stride):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(2, *size, 4)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(kernel, kernel, 1, 4)), jnp.float32)
     ref = jax.lax.conv_general_dilated(
-        x, w, (stride, stride), [(kernel // 2, kernel // 2)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=4,
+        x,
+        w,
+        (stride, stride),
+        [(kernel // 2, kernel // 2)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=4,
     )
     out = depthwise_conv(x, w, stride=stride, impl="slices")
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     g = jnp.asarray(rng.normal(size=ref.shape), jnp.float32)
     grads = {
-        impl: jax.grad(lambda a, b, i=impl: jnp.sum(depthwise_conv(a, b, stride=stride, impl=i) * g),
-                       argnums=(0, 1))(x, w)
+        impl: jax.grad(
+            lambda a, b, i=impl: jnp.sum(depthwise_conv(a, b, stride=stride, impl=i) * g),
+            argnums=(0, 1),
+        )(x, w)
         for impl in ("slices", "conv")
     }
     for got, want in zip(grads["slices"], grads["conv"], strict=True):
@@ -105,8 +113,9 @@ def test_depthwise_slices_matches_grouped_conv(size, kernel, stride):
 def test_fused_batchnorm_matches_nnx_batchnorm():
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(2.0, 3.0, size=(4, 5, 5, 6)), jnp.float32)
-    ours, ref = BatchNorm(6, momentum=0.9, epsilon=1e-3), nnx.BatchNorm(
-        6, momentum=0.9, epsilon=1e-3, rngs=nnx.Rngs(0)
+    ours, ref = (
+        BatchNorm(6, momentum=0.9, epsilon=1e-3),
+        nnx.BatchNorm(6, momentum=0.9, epsilon=1e-3, rngs=nnx.Rngs(0)),
     )
     for m in (ours, ref):
         m.scale[...] = jnp.linspace(0.5, 1.5, 6)
@@ -134,16 +143,26 @@ def test_small_cnn_interface_and_intermediates():
     model = create_model("small_cnn", rngs=nnx.Rngs(0))
     assert 100_000 <= _num_params(model) <= 300_000
     x = _images(0, (2, 64, 64, 3))
-    model.train()
-    train_logits = model(x)  # updates BatchNorm statistics
-    model.eval()
-    feat, inter = model.features(x, return_intermediates=True)
+    stats_before = np.asarray(model.blocks[0].bn1.mean[...])
+
+    @nnx.jit
+    def run(m, x):
+        m.train()
+        train_logits = m(x)  # updates BatchNorm statistics
+        m.eval()
+        feat, inter = m.features(x, return_intermediates=True)
+        return train_logits, feat, inter, m(x), m.logits_from("blocks.1", inter["blocks.1"])
+
+    train_logits, feat, inter, logits, resumed = run(model, x)
+    assert not np.allclose(model.blocks[0].bn1.mean[...], stats_before)
+    assert model.blocks[0].bn1.use_running_average  # eval mode set inside jit persists
     assert feat.shape == (2, 4, 4, model.head.in_features)
-    assert list(inter) == list(model.stage_names) and model.stage_names[0] == "stem"
-    logits = model(x)
+    assert sorted(inter) == sorted(model.stage_names) and model.stage_names[0] == "stem"
     assert logits.shape == train_logits.shape == (2, 3)
-    np.testing.assert_allclose(logits, model.head(feat.mean(axis=(1, 2))), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.logits_from("blocks.1", inter["blocks.1"]), logits, atol=1e-5)
+    pooled = np.asarray(feat).mean(axis=(1, 2))
+    expected = pooled @ np.asarray(model.head.kernel[...]) + np.asarray(model.head.bias[...])
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(resumed, logits, atol=1e-5)
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
         model.logits_from("nope", feat)
 
@@ -157,7 +176,12 @@ def test_depthwise_switch_keeps_output_and_parameters():
     set_depthwise_impl(model, "conv")
     assert model.blocks[0].dw.depthwise_impl == "conv"
     np.testing.assert_allclose(model(x), before, rtol=1e-4, atol=1e-5)
-    assert all(a is b for a, b in zip(params, jax.tree.leaves(nnx.state(model, nnx.Param))))
+    assert all(
+        a is b for a, b in zip(params, jax.tree.leaves(nnx.state(model, nnx.Param)), strict=True)
+    )
+    set_conv_impl(model, "conv")
+    assert model.blocks[0].pw.pointwise_impl == "conv"
+    np.testing.assert_allclose(model(x), before, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="depthwise impl"):
         set_depthwise_impl(model, "fft")
 
@@ -170,8 +194,17 @@ def test_bf16_compute_keeps_float32_params():
 
 
 def test_mbconv_block_with_skip_and_stochastic_depth():
-    block = MBConv(8, 8, expansion=6, kernel=5, stride=1, drop_path=0.5,
-                   depthwise_impl="slices", dtype=None, rngs=nnx.Rngs(0))
+    block = MBConv(
+        8,
+        8,
+        expansion=6,
+        kernel=5,
+        stride=1,
+        drop_path=0.5,
+        depthwise_impl="slices",
+        dtype=None,
+        rngs=nnx.Rngs(0),
+    )
     x = jnp.asarray(np.random.default_rng(3).normal(size=(16, 6, 6, 8)), jnp.float32)
     y = block(x)
     assert y.shape == x.shape
@@ -192,15 +225,18 @@ def test_tiny_efficientnet_forward_and_intermediates():
     tiny = Variant(width=0.25, depth=0.25, resolution=32, dropout=0.2)
     model = EfficientNet(3, variant=tiny, rngs=nnx.Rngs(0))
     model.eval()
-    x = _images(4, (2, 32, 32, 3))
-    feat, inter = nnx.jit(lambda m, x: m.features(x, return_intermediates=True))(model, x)
     assert model.stage_names == ("stem", *(f"blocks.{i}" for i in range(7)), "top")
+
+    @nnx.jit
+    def run(m, x):
+        feat, inter = m.features(x, return_intermediates=True)
+        return feat, inter, m.logits_from("blocks.3", inter["blocks.3"]), m.pool_and_classify(feat)
+
+    feat, inter, resumed, logits = run(model, _images(4, (2, 32, 32, 3)))
     assert feat.shape == (2, 1, 1, 320)
     assert inter["stem"].shape == (2, 16, 16, 8) and inter["blocks.6"].shape == (2, 1, 1, 80)
-    np.testing.assert_allclose(
-        nnx.jit(lambda m, a: m.logits_from("blocks.3", a))(model, inter["blocks.3"]),
-        nnx.jit(lambda m, x: m(x))(model, x), atol=1e-5,
-    )
+    assert logits.shape == (2, 3)
+    np.testing.assert_allclose(resumed, logits, atol=1e-5)
 
 
 def test_vit_tiny_forward_token_grid():
@@ -210,6 +246,8 @@ def test_vit_tiny_forward_token_grid():
     feat, inter = model.features(x, return_intermediates=True)
     assert feat.shape == (2, 2, 2, 192)
     assert model.stage_names[0] == "patch_embed" and model.stage_names[-1] == "norm"
-    np.testing.assert_allclose(model.logits_from("blocks.5", inter["blocks.5"]), model(x), atol=1e-5)
+    np.testing.assert_allclose(
+        model.logits_from("blocks.5", inter["blocks.5"]), model(x), atol=1e-5
+    )
     with pytest.raises(ValueError, match="built for 32x32"):
         model(_images(5, (1, 48, 48, 3)))

@@ -18,7 +18,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
     """The demo config, optionally shrunk (`quick`) or rebalanced (`group`, `group_label`)."""
     config = TrainConfig(
         name="demo",
-        model=ModelConfig(name="small_cnn", image_size=64, overrides={"width": 0.5}),
+        model=ModelConfig(name="small_cnn", image_size=96, overrides={"width": 0.5}),
         data=DataConfig(data_dir="data/synthskin-v1", generate_preset="synthskin-v1"),
         optim=OptimConfig(learning_rate=3e-3, weight_decay=1e-4, warmup_steps=30),
         batch_size=32,
@@ -37,7 +37,11 @@ def get_config(variant: str | None = None) -> TrainConfig:
                 epochs=2,
             )
         elif part in ("group", "group_label"):
-            config = dataclasses.replace(config, data=dataclasses.replace(config.data, balance=part))
+            config = dataclasses.replace(
+                config, data=dataclasses.replace(config.data, balance=part)
+            )
         else:
-            raise ValueError(f"unknown demo variant {part!r}; choose from ['group', 'group_label', 'quick']")
+            raise ValueError(
+                f"unknown demo variant {part!r}; choose from ['group', 'group_label', 'quick']"
+            )
     return validate(config)

@@ -8,7 +8,10 @@ Every model takes float32 RGB in [0, 255], NHWC, normalises inside (ImageNet mea
 
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
-``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT). Model
+``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT).
+After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
+``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
+ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
 specific: ``width`` (small_cnn), ``drop_rate``/``drop_path_rate`` (EfficientNet),
 ``drop_path_rate`` (ViT).
 """
@@ -22,13 +25,15 @@ from typing import Any
 from flax import nnx
 
 from train_jax.models.base import StagedClassifier
-from train_jax.models.layers import DEPTHWISE_IMPLS, set_depthwise_impl
+from train_jax.models.layers import CONV_IMPLS, DEPTHWISE_IMPLS, set_conv_impl, set_depthwise_impl
 
 __all__ = [
+    "CONV_IMPLS",
     "DEPTHWISE_IMPLS",
     "MODEL_NAMES",
     "StagedClassifier",
     "create_model",
+    "set_conv_impl",
     "set_depthwise_impl",
 ]
 

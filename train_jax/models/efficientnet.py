@@ -113,7 +113,9 @@ class MBConv(nnx.Module):
         else:
             self.expand = None
             self.expand_bn = None
-        self.dw = DepthwiseConv(mid, kernel, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs)
+        self.dw = DepthwiseConv(
+            mid, kernel, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs
+        )
         self.dw_bn = _bn(mid)
         self.se = SqueezeExcite(mid, max(1, int(cin * SE_RATIO)), rngs=rngs)
         self.project = Conv(mid, cout, 1, dtype=dtype, rngs=rngs)

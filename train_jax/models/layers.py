@@ -9,7 +9,8 @@ same parameters and the same output:
 * ``impl="slices"`` (default, for training): shifted slices, with a hand-written backward pass.
 * ``impl="conv"``: ``lax.conv_general_dilated(feature_group_count=C)``; use it for ONNX export
   so the graph holds a standard depthwise ``Conv``. Switch a whole model with
-  ``set_depthwise_impl(model, "conv")``.
+  ``set_depthwise_impl(model, "conv")``, or use ``set_conv_impl(model, "conv")`` to also run
+  1x1 convs as ``Conv`` (instead of a matmul) for export.
 
 ``BatchNorm`` has the parameters and statistics of ``nnx.BatchNorm`` (``scale``, ``bias``,
 ``mean``, ``var``) and computes the batch mean and mean of squares in one pass, with a custom
@@ -30,6 +31,7 @@ from jax import lax
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTHWISE_IMPLS = ("conv", "slices")
+CONV_IMPLS = ("conv", "fast")
 
 Dtype = Any
 
@@ -101,6 +103,44 @@ def _depthwise_slices(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array
     return _slices_forward(xp, kernel, stride, out_hw)
 
 
+def _depthwise_input_grad(
+    g: jax.Array, kernel: jax.Array, stride: int, in_hw: tuple[int, int]
+) -> jax.Array:
+    """Input gradient of a strided depthwise conv, one output phase at a time (polyphase).
+
+    Input row ``y = stride * m + r`` receives ``g[m + d] * w[i]`` for the taps ``i`` with
+    ``r + p - i = stride * d``; computing each of the ``stride**2`` phases on its own grid and
+    interleaving them does the forward's amount of work, where dilating ``g`` with zeros
+    would do ``stride**2`` times more.
+    """
+    k = kernel.shape[0]
+    p = k // 2
+    h, w = in_hw
+    b, _, _, c = g.shape
+    rows, cols = -(-h // stride), -(-w // stride)
+    gp = jnp.pad(g, ((0, 0), (k, k + rows), (k, k + cols), (0, 0)))
+    phases = []
+    for ry in range(stride):
+        row = []
+        for rx in range(stride):
+            acc = jnp.zeros((b, rows, cols, c), g.dtype)
+            for i in range(k):
+                if (ry + p - i) % stride:
+                    continue
+                di = k + (ry + p - i) // stride
+                for j in range(k):
+                    if (rx + p - j) % stride:
+                        continue
+                    dj = k + (rx + p - j) // stride
+                    tap = lax.slice(gp, (0, di, dj, 0), (b, di + rows, dj + cols, c))
+                    acc = acc + tap * kernel[i, j, 0]
+            row.append(acc)
+        phases.append(jnp.stack(row, axis=3))  # [B, rows, cols, s, C]
+    dx = jnp.stack(phases, axis=2)  # [B, rows, s, cols, s, C]
+    dx = dx.reshape(b, rows * stride, cols * stride, c)
+    return dx[:, :h, :w, :]
+
+
 def _depthwise_slices_fwd(x, kernel, stride):
     return _depthwise_slices(x, kernel, stride), (x, kernel)
 
@@ -111,36 +151,41 @@ def _depthwise_slices_bwd(stride, res, g):
     p = k // 2
     b, h, w, c = x.shape
     ho, wo = g.shape[1], g.shape[2]
-    # Input gradient: a "full" correlation of the (dilated) output gradient with the flipped
-    # kernel, again as shifted slices. The padded-input extent that the taps touch is
-    # stride * (ho - 1) + k; rows of the padded input beyond it get no gradient.
-    span_h, span_w = stride * (ho - 1) + k, stride * (wo - 1) + k
-    gp = lax.pad(
-        g,
-        jnp.zeros((), g.dtype),
-        ((0, 0, 0), (k - 1, k - 1, stride - 1), (k - 1, k - 1, stride - 1), (0, 0, 0)),
-    )
-    flipped = kernel[::-1, ::-1]
-    dxp = _slices_forward(gp, flipped, 1, (span_h, span_w))
-    # Crop the padding away (and pad back any rows the taps never reached).
-    hp, wp = h + 2 * p, w + 2 * p
-    dxp = lax.pad(
-        dxp, jnp.zeros((), dxp.dtype), ((0, 0, 0), (0, hp - span_h, 0), (0, wp - span_w, 0), (0, 0, 0))
-    )
-    dx = dxp[:, p : p + h, p : p + w, :]
+    if stride > 1:
+        dx = _depthwise_input_grad(g, kernel, stride, (h, w))
+    else:
+        # Stride 1: a "full" correlation of the output gradient with the flipped kernel,
+        # again as shifted slices, then crop the padding away.
+        gp = jnp.pad(g, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+        dxp = _slices_forward(gp, kernel[::-1, ::-1], 1, (h + 2 * p, w + 2 * p))
+        dx = dxp[:, p : p + h, p : p + w, :]
     # Kernel gradient: per tap, the sum over batch and space of input slice times gradient.
+    # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass,
+    # then a small sum over rows finishes them. Separate per-tap reductions made XLA:CPU
+    # materialise every slice, and reducing over (batch, height, width) at once vectorised
+    # badly: both were 2-6x slower on B0's layers.
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    taps = []
-    for i in range(k):
-        for j in range(k):
-            tap = lax.slice(
+    products = tuple(
+        (
+            lax.slice(
                 xp,
                 (0, i, j, 0),
                 (b, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
                 (1, stride, stride, 1),
             )
-            taps.append(jnp.sum((tap * g).astype(jnp.float32), axis=(0, 1, 2)))
-    dk = jnp.stack(taps).reshape(k, k, 1, c).astype(kernel.dtype)
+            * g
+        ).astype(jnp.float32)
+        for i in range(k)
+        for j in range(k)
+    )
+    zeros = tuple(jnp.zeros((), jnp.float32) for _ in products)
+    row_sums = lax.reduce(
+        products,
+        zeros,
+        lambda acc, new: tuple(u + v for u, v in zip(acc, new, strict=True)),
+        (0, 2),
+    )
+    dk = jnp.stack(row_sums).sum(axis=1).reshape(k, k, 1, c).astype(kernel.dtype)
     return dx, dk
 
 
@@ -175,7 +220,9 @@ class DepthwiseConv(nnx.Module):
             raise ValueError(
                 f"depthwise impl must be one of {sorted(DEPTHWISE_IMPLS)}, got {impl!r}"
             )
-        self.kernel = nnx.Param(depthwise_init(rngs.params(), (kernel_size, kernel_size, 1, channels)))
+        self.kernel = nnx.Param(
+            depthwise_init(rngs.params(), (kernel_size, kernel_size, 1, channels))
+        )
         self.stride = stride
         self.depthwise_impl = impl
         self.dtype = dtype
@@ -192,6 +239,21 @@ def set_depthwise_impl(model: nnx.Module, impl: str) -> None:
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"depthwise impl must be one of {sorted(DEPTHWISE_IMPLS)}, got {impl!r}")
     model.set_attributes(depthwise_impl=impl, raise_if_not_found=False)
+
+
+def set_conv_impl(model: nnx.Module, impl: str) -> None:
+    """Pick how all convs run: "fast" (training) or "conv" (export: ONNX ``Conv`` nodes).
+
+    "fast" = depthwise as shifted slices and 1x1 convs as matmuls; "conv" = every conv as
+    ``lax.conv_general_dilated``, so onnxruntime sees standard (depthwise) ``Conv`` nodes it
+    can fuse with the following BatchNorm. Parameters and outputs are the same either way.
+    """
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv impl must be one of {sorted(CONV_IMPLS)}, got {impl!r}")
+    set_depthwise_impl(model, "slices" if impl == "fast" else "conv")
+    model.set_attributes(
+        pointwise_impl="dot" if impl == "fast" else "conv", raise_if_not_found=False
+    )
 
 
 # --------------------------------------------------------------------------- pointwise conv
@@ -216,13 +278,15 @@ class Conv(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
         self.stride = stride
         self.dtype = dtype
+        # 1x1 convs run as a matmul ("dot", fast in XLA); "conv" keeps an ONNX Conv node
+        self.pointwise_impl = "dot"
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.kernel[...]
         if self.dtype is not None:
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         k = kernel.shape[0]
-        if k == 1 and self.stride == 1:
+        if k == 1 and self.stride == 1 and self.pointwise_impl == "dot":
             y = jnp.dot(x, kernel[0, 0])
         else:
             p = k // 2

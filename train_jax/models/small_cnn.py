@@ -60,7 +60,9 @@ class SmallCNN(StagedClassifier):
         for cout, stride in SMALL_CNN_BLOCKS:
             cout = max(8, int(cout * width))
             blocks.append(
-                SeparableBlock(c, cout, stride, depthwise_impl=depthwise_impl, dtype=dtype, rngs=rngs)
+                SeparableBlock(
+                    c, cout, stride, depthwise_impl=depthwise_impl, dtype=dtype, rngs=rngs
+                )
             )
             c = cout
         self.blocks = nnx.List(blocks)

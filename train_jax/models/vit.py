@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
@@ -82,14 +81,22 @@ class ViT(StagedClassifier):
         self.dtype = dtype
         self.grid = image_size // PATCH
         self.patch_embed = nnx.Conv(
-            3, v.dim, (PATCH, PATCH), strides=(PATCH, PATCH), padding="VALID", dtype=dtype, rngs=rngs
+            3,
+            v.dim,
+            (PATCH, PATCH),
+            strides=(PATCH, PATCH),
+            padding="VALID",
+            dtype=dtype,
+            rngs=rngs,
         )
         self.pos_embed = nnx.Param(
             0.02 * jax.random.normal(rngs.params(), (1, self.grid, self.grid, v.dim))
         )
         self.blocks = nnx.List(
             [
-                EncoderBlock(v, drop_path=drop_path_rate * i / max(1, v.depth - 1), dtype=dtype, rngs=rngs)
+                EncoderBlock(
+                    v, drop_path=drop_path_rate * i / max(1, v.depth - 1), dtype=dtype, rngs=rngs
+                )
                 for i in range(v.depth)
             ]
         )

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from client.steps import decode_step
+from client.steps import INVALID_IMAGE_PREFIX, decode_step
 from preprocessing.image_io import InvalidImageError
 
 
@@ -29,7 +29,7 @@ class TritonPythonModel:
             try:
                 decoded = decode_step(raw[0], max_pixels=self.max_pixels)
             except (InvalidImageError, ValueError) as exc:
-                responses.append(_error(f"invalid image: {exc}"))
+                responses.append(_error(f"{INVALID_IMAGE_PREFIX}{exc}"))
                 continue
             except Exception as exc:  # one bad request must never fail the batch
                 responses.append(_error(f"decode failed: {exc}", pb_utils.TritonError.INTERNAL))

@@ -1,0 +1,170 @@
+"""Training throughput (images/s) of our JAX models, optionally against timm, interleaved.
+
+One training step = forward, BCE loss on 3 logits, backward, AdamW update, on random images.
+With ``--compare-torch`` the same step runs with timm's model (same architecture, 3 classes) in
+the same process, alternating rounds of JAX and PyTorch steps so both see the same machine load;
+the reported numbers are medians over the rounds and the ratio is JAX / timm.
+
+torch and timm are not project dependencies; run the comparison from the benchmark venv::
+
+    python -m venv .venv-bench
+    .venv-bench/bin/pip install -e . torch==2.14.1 torchvision==0.29.1 timm
+    .venv-bench/bin/python benchmarks/train_throughput.py --model efficientnet_b0 \\
+        --image-size 128 --batch-size 32 --compare-torch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from train_jax.models import MODEL_NAMES, create_model
+
+# our name -> (timm name, extra timm kwargs); ViT uses GAP and no class token, like ours
+TIMM_MODELS: dict[str, tuple[str, dict]] = {
+    **{f"efficientnet_b{i}": (f"efficientnet_b{i}", {}) for i in range(4)},
+    "vit_tiny": ("vit_tiny_patch16_224", {"class_token": False, "global_pool": "avg"}),
+    "vit_small": ("vit_small_patch16_224", {"class_token": False, "global_pool": "avg"}),
+}
+
+
+def make_jax_step(name: str, image_size: int, batch_size: int, seed: int) -> Callable[[], float]:
+    """Return a function running one JAX training step (blocking) on a fixed random batch."""
+    model = create_model(name, num_classes=3, rngs=nnx.Rngs(seed), image_size=image_size)
+    model.train()
+    optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 2, (batch_size, 3)), jnp.float32)
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def train_step(model, optimizer, x, y):
+        def loss_fn(model):
+            return optax.sigmoid_binary_cross_entropy(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    def step() -> float:
+        return float(train_step(model, optimizer, x, y))
+
+    return step
+
+
+def make_torch_step(name: str, image_size: int, batch_size: int, seed: int) -> Callable[[], float]:
+    """Return a function running one timm training step on a fixed random batch."""
+    try:
+        import timm
+        import torch
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise SystemExit(
+            f"--compare-torch needs torch and timm ({err}); use the .venv-bench venv (see --help)"
+        ) from err
+    if name not in TIMM_MODELS:
+        raise SystemExit(f"no timm counterpart for {name!r}; choose one of {sorted(TIMM_MODELS)}")
+    timm_name, kwargs = TIMM_MODELS[name]
+    if timm_name.startswith("vit"):
+        kwargs = {**kwargs, "img_size": image_size}
+    # match the CPUs this process may use (e.g. under `taskset -c 0`), like XLA does
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.manual_seed(seed)
+    model = timm.create_model(timm_name, num_classes=3, **kwargs)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    x = torch.rand(batch_size, 3, image_size, image_size) * 255.0
+    y = torch.randint(0, 2, (batch_size, 3)).float()
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step
+
+
+def time_steps(step: Callable[[], float], num_steps: int, batch_size: int) -> float:
+    """Images per second over ``num_steps`` steps."""
+    start = time.perf_counter()
+    for _ in range(num_steps):
+        step()
+    return num_steps * batch_size / (time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Warm up, then alternate rounds of JAX (and timm) steps; return the medians."""
+    steps = {"jax": make_jax_step(args.model, args.image_size, args.batch_size, args.seed)}
+    if args.compare_torch:
+        steps["timm"] = make_torch_step(args.model, args.image_size, args.batch_size, args.seed)
+    compile_s = {}
+    for key, step in steps.items():
+        start = time.perf_counter()
+        for _ in range(args.warmup):
+            step()
+        compile_s[key] = time.perf_counter() - start
+    rounds: dict[str, list[float]] = {key: [] for key in steps}
+    for _ in range(args.rounds):
+        for key, step in steps.items():
+            rounds[key].append(time_steps(step, args.steps, args.batch_size))
+    result = {
+        "model": args.model,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps_per_round": args.steps,
+        "rounds": args.rounds,
+        "jax_backend": jax.default_backend(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "warmup_s": {k: round(v, 2) for k, v in compile_s.items()},
+        "img_per_s": {k: round(statistics.median(v), 2) for k, v in rounds.items()},
+        "img_per_s_rounds": {k: [round(x, 2) for x in v] for k, v in rounds.items()},
+    }
+    if args.compare_torch:
+        ratios = [j / t for j, t in zip(rounds["jax"], rounds["timm"], strict=True)]
+        result["ratio_jax_over_timm"] = round(statistics.median(ratios), 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--model", default="efficientnet_b0", choices=MODEL_NAMES)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (includes compile)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare-torch", action="store_true", help="also time timm, interleaved")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    result = run(args)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{args.model} {args.image_size}px batch {args.batch_size} ({result['jax_backend']})")
+    for key, value in result["img_per_s"].items():
+        print(f"  {key:5s} {value:8.2f} img/s   rounds {result['img_per_s_rounds'][key]}")
+    if args.compare_torch:
+        print(f"  ratio jax/timm {result['ratio_jax_over_timm']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

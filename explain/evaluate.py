@@ -1,0 +1,698 @@
+"""Do the heatmaps point at the lesions, equally for every skin tone? Measured on lesion masks.
+
+    python -m explain.evaluate --run outputs/RUN --data data/synthskin-v1 [--split test]
+        [--out DIR] [--json] [--limit N] [--method cam|gradcam|gradcam++] [--layer NAME]
+
+Loads the run's best checkpoint and reads the face crops and lesion-mask crops of the split from
+the same TFDS build the trainer reads (`data.tfds_builder.build_dataset(DIR, crop_size=<the
+run's image size>)`: `preprocessing.pipeline.analyze_image` crop, mask carried by the same
+affine). For each condition, on the images where it is present (label 1 and a non-empty mask):
+
+* pointing game and energy in mask, overall and per Fitzpatrick group, with bootstrap 95% CIs,
+  the spread across groups (max - min) and the mask area fraction (chance level of energy);
+* deletion / insertion AUC of the condition's probability, salient pixels first versus a
+  random order (pixels replaced by / taken from a blurred copy of the crop); ratio < 1 for
+  deletion and > 1 for insertion mean the map is faithful to the model;
+* lesion reliance: the mean probability once the lesion itself is inpainted away, against a
+  control with the same mask shifted elsewhere (does the model use the lesion at all?);
+* the pointing-game ceiling of the map's resolution (`metrics.pointing_ceiling`).
+
+Writes `<out>/explain_<split>.json` and `<out>/cam_examples_<group>.png` (default out:
+`<run>/explain/`). Exit codes: 0 ok, 2 bad arguments, 3 dataset problem, 4 run problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+from explain import metrics
+from explain.cam import cell_alignment
+from explain.overlay import overlay_on_crop, write_image
+
+EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
+GOAL_POINTING = 0.85
+GOAL_SPREAD = 0.05
+UNKNOWN_GROUP = "unknown"
+
+
+class EvaluationError(Exception):
+    """A problem with the run or the dataset; `exit_code` says which (one line for the CLI)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Face crops of one split with what the evaluation needs, in data-source order."""
+
+    ids: list[str]
+    images: np.ndarray  # uint8 [N, S, S, 3]
+    masks: np.ndarray  # bool [N, S, S, 3], channel i = CONDITIONS[i]
+    labels: np.ndarray  # float32 [N, 3], NaN = unknown
+    groups: list[str]  # GROUPS name or UNKNOWN_GROUP
+
+
+# --------------------------------------------------------------------------- pure summaries
+
+
+def _ci_summary(values: Sequence[float], *, num_boot: int, seed: int) -> dict[str, Any]:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"value": None, "ci95": [None, None], "n": 0}
+    lo, hi = metrics.bootstrap_ci(v, num_boot=num_boot, seed=seed)
+    return {"value": float(v.mean()), "ci95": [lo, hi], "n": int(v.size)}
+
+
+def localisation_summary(
+    cams: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    groups: Sequence[str],
+    *,
+    tolerance_px: float = 0.0,
+    grid: Sequence[int] | None = None,
+    align: str = "center",
+    num_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pointing game and energy in mask per condition, overall and by group, with CIs.
+
+    `cams` [N,3,H,W], `masks` bool [N,H,W,3], `labels` [N,3] (NaN unknown), `groups` [N].
+    Only images with the condition present (label 1) and a non-empty mask count. With `grid`
+    (the maps' resolution before upsampling) the pointing-game ceiling of that resolution is
+    reported too (`metrics.pointing_ceiling`; strict pointing game only).
+    """
+    out: dict[str, Any] = {}
+    names = [*GROUPS, UNKNOWN_GROUP]
+    for c, cond in enumerate(CONDITIONS):
+        present = labels[:, c] == 1
+        has_mask = masks[..., c].reshape(len(masks), -1).any(axis=1)
+        use = np.flatnonzero(present & has_mask)
+        hits = np.array(
+            [
+                metrics.pointing_game(cams[i, c], masks[i, ..., c], tolerance_px=tolerance_px)
+                for i in use
+            ],
+            float,
+        )
+        energy = np.array([metrics.energy_in_mask(cams[i, c], masks[i, ..., c]) for i in use])
+        scores = [("pointing_game", hits), ("energy_in_mask", energy)]
+        if grid is not None:
+            ceiling = [metrics.pointing_ceiling(masks[i, ..., c], tuple(grid), align) for i in use]
+            scores.append(("pointing_ceiling", np.array(ceiling, float)))
+        area = np.array([masks[i, ..., c].mean() for i in use])
+        g = np.array([groups[i] for i in use])
+        entry: dict[str, Any] = {
+            "n_present": int(present.sum()),
+            "n_present_without_mask": int((present & ~has_mask).sum()),
+        }
+        for name, values in scores:
+            by_group = {
+                k: _ci_summary(values[g == k], num_boot=num_boot, seed=seed)
+                for k in names
+                if (g == k).any()
+            }
+            entry[name] = {
+                "overall": _ci_summary(values, num_boot=num_boot, seed=seed),
+                "by_group": by_group,
+                "spread": _nan_to_none(
+                    metrics.spread(
+                        {k: v["value"] for k, v in by_group.items() if k != UNKNOWN_GROUP}
+                    )
+                ),
+            }
+        entry["mask_area_fraction"] = float(area.mean()) if area.size else None
+        out[cond] = entry
+    return out
+
+
+def _nan_to_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def faithfulness_summary(
+    images: np.ndarray,
+    cams: np.ndarray,
+    labels: np.ndarray,
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    *,
+    max_images: int = 100,
+    num_steps: int = 20,
+    blur_sigma_frac: float = 0.125,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Deletion / insertion AUC per condition, salient-first vs random order, and their ratios.
+
+    `predict_fn(images float32 [n,H,W,3]) -> probs [n,3]`; up to `max_images` images with the
+    condition present are used per condition. The baseline is the crop blurred with sigma =
+    `blur_sigma_frac` * side (<= 0: the crop's mean colour).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for c, cond in enumerate(CONDITIONS):
+        use = np.flatnonzero(labels[:, c] == 1)[:max_images]
+        aucs: dict[str, list[float]] = {
+            k: [] for k in ("deletion", "deletion_random", "insertion", "insertion_random")
+        }
+
+        def score(batch: np.ndarray, c: int = c) -> np.ndarray:
+            return np.asarray(predict_fn(batch.astype(np.float32)))[:, c]
+
+        for i in use:
+            image = images[i].astype(np.float32)
+            base = _baseline(image, blur_sigma_frac)
+            salient = metrics.saliency_order(cams[i, c])
+            shuffled = metrics.random_order(salient.size, rng)
+            for mode in ("deletion", "insertion"):
+                for key, order in ((mode, salient), (f"{mode}_random", shuffled)):
+                    curve = metrics.perturbation_curve(
+                        image, order, score, baseline=base, mode=mode, num_steps=num_steps
+                    )
+                    aucs[key].append(metrics.curve_auc(curve))
+            if progress is not None:
+                progress(1)
+        entry: dict[str, Any] = {"n": int(use.size)}
+        for key, values in aucs.items():
+            entry[f"{key}_auc"] = float(np.mean(values)) if values else None
+        for mode in ("deletion", "insertion"):
+            a, r = entry[f"{mode}_auc"], entry[f"{mode}_random_auc"]
+            entry[f"{mode}_ratio"] = (a / r) if a is not None and r else None
+        out[cond] = entry
+    return out
+
+
+def _baseline(image: np.ndarray, blur_sigma_frac: float) -> np.ndarray:
+    if blur_sigma_frac > 0:
+        return cv2.GaussianBlur(image, (0, 0), blur_sigma_frac * image.shape[0])
+    return np.broadcast_to(image.mean(axis=(0, 1)), image.shape).copy()
+
+
+def lesion_reliance(
+    images: np.ndarray,
+    masks: np.ndarray,
+    labels: np.ndarray,
+    predict_fn: Callable[[np.ndarray], np.ndarray],
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Does the model use the lesion at all? Mean probability before and after removing it.
+
+    The lesion mask (dilated by 1 px) is inpainted from the surrounding skin (OpenCV Telea); as
+    a control the same mask shifted by a random offset (up to a third of the side) is inpainted
+    instead. A map can only be faithful *and* point at the lesion if removing the lesion lowers
+    the probability.
+    """
+    rng = np.random.default_rng(seed)
+    side = images.shape[1]
+    kernel = np.ones((3, 3), np.uint8)
+    out: dict[str, Any] = {}
+    for c, cond in enumerate(CONDITIONS):
+        use = np.flatnonzero((labels[:, c] == 1) & masks[..., c].reshape(len(masks), -1).any(1))
+        if use.size == 0:
+            out[cond] = {"n": 0, "prob": None, "prob_lesion_removed": None, "prob_control": None}
+            continue
+        removed, control = [], []
+        for i in use:
+            img = np.ascontiguousarray(images[i], dtype=np.uint8)
+            m = cv2.dilate(masks[i, ..., c].astype(np.uint8), kernel)
+            shift = rng.integers(-side // 3, side // 3 + 1, size=2)
+            shifted = np.roll(m, tuple(int(v) for v in shift), axis=(0, 1))
+            removed.append(cv2.inpaint(img, m, 3, cv2.INPAINT_TELEA))
+            control.append(cv2.inpaint(img, shifted, 3, cv2.INPAINT_TELEA))
+
+        def mean_prob(batch: list[np.ndarray] | np.ndarray, c: int = c) -> float:
+            x = np.asarray(batch, dtype=np.float32)
+            return float(np.asarray(predict_fn(x))[:, c].mean())
+
+        out[cond] = {
+            "n": int(use.size),
+            "prob": mean_prob(images[use]),
+            "prob_lesion_removed": mean_prob(removed),
+            "prob_control": mean_prob(control),
+        }
+    return out
+
+
+def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random."""
+    out: dict[str, Any] = {}
+    for cond in CONDITIONS:
+        pg = localisation[cond]["pointing_game"]
+        value, spread = pg["overall"]["value"], pg["spread"]
+        worst = min(
+            (v["value"] for k, v in pg["by_group"].items() if k != UNKNOWN_GROUP), default=None
+        )
+        ratio = faithfulness.get(cond, {}).get("deletion_ratio")
+        out[cond] = {
+            "pointing_game": value,
+            "pointing_game_worst_group": worst,
+            "pointing_ok": worst is not None and worst >= GOAL_POINTING,
+            "spread": spread,
+            "spread_ok": spread is not None and spread <= GOAL_SPREAD,
+            "deletion_ratio": ratio,
+            "deletion_ok": ratio is not None and ratio < 1.0,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- data and model
+
+
+def load_examples(
+    data_dir: str | Path, *, crop_size: int, split: str, limit: int | None
+) -> Examples:
+    """Face crops and lesion-mask crops of `split` from the trainer's TFDS build."""
+    from data.tfds_builder import build_dataset
+
+    data_dir = Path(data_dir)
+    if not (data_dir / "metadata.csv").is_file():
+        raise EvaluationError(f"{data_dir}: no metadata.csv (not a canonical dataset)", EXIT_DATA)
+    builder = build_dataset(data_dir, crop_size=crop_size)
+    if split not in builder.info.splits:
+        raise EvaluationError(
+            f"{data_dir}: no {split!r} split; has {sorted(builder.info.splits)}", EXIT_DATA
+        )
+    source = builder.as_data_source(split=split)
+    n = len(source) if limit is None else min(limit, len(source))
+    if n == 0:
+        raise EvaluationError(f"{data_dir}: the {split!r} split is empty", EXIT_DATA)
+    ids, images, masks, labels, groups = [], [], [], [], []
+    for i in range(n):
+        r = source[i]
+        ids.append(r["id"].decode() if isinstance(r["id"], bytes) else str(r["id"]))
+        images.append(np.asarray(r["image"], np.uint8))
+        masks.append(np.asarray(r["mask"]) > 127)
+        labels.append(np.asarray(r["labels"], np.float32))
+        g = int(r["group"])
+        groups.append(GROUPS[g] if g >= 0 else UNKNOWN_GROUP)
+    return Examples(ids, np.stack(images), np.stack(masks), np.stack(labels), groups)
+
+
+def compute_cams(
+    model: Any,
+    images: np.ndarray,
+    *,
+    method: str,
+    layer: str | None,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probs [N,3], cams [N,3,H,W]) of `images` in batches (last batch padded, one compile)."""
+    from explain.cam import make_cam_fn
+
+    cam_fn = make_cam_fn(model, method=method, layer=layer)
+    probs, cams = [], []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size].astype(np.float32)
+        n = len(chunk)
+        if n < batch_size:
+            chunk = np.concatenate(
+                [chunk, np.zeros((batch_size - n, *chunk.shape[1:]), np.float32)]
+            )
+        p, m = cam_fn(chunk)
+        probs.append(np.asarray(p)[:n])
+        cams.append(np.asarray(m)[:n])
+        if progress is not None:
+            progress(n)
+    return np.concatenate(probs), np.concatenate(cams)
+
+
+def cam_grid(model: Any, size: int, layer: str | None) -> list[int] | None:
+    """Resolution [h, w] of the maps before upsampling (None if it cannot be worked out)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    try:
+        if layer is None:
+            shape = jax.eval_shape(model.features, x).shape
+        else:
+            _, inter = jax.eval_shape(lambda a: model.features(a, return_intermediates=True), x)
+            shape = inter[layer].shape
+    except Exception:  # noqa: BLE001 - only a descriptive field of the report
+        return None
+    return [int(shape[1]), int(shape[2])] if len(shape) == 4 else None
+
+
+def make_predict_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Jitted `images float32 [n,H,W,3] -> sigmoid probs [n,3]` of an eval-mode model."""
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward(state: Any, x: Any) -> Any:
+        return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
+
+    return lambda x: np.asarray(forward(state, x))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def example_grid(
+    ex: Examples,
+    cams: np.ndarray,
+    probs: np.ndarray,
+    indices: Sequence[int],
+    *,
+    min_side: int = 160,
+) -> np.ndarray:
+    """Rows of: crop | CAM overlay per condition (lesion mask outlined in white, label, prob)."""
+    rows = []
+    for i in indices:
+        crop = ex.images[i]
+        side = crop.shape[0] * max(1, math.ceil(min_side / crop.shape[0]))
+        big = cv2.resize(crop, (side, side), interpolation=cv2.INTER_NEAREST)
+        tiles = [_caption(big, ex.groups[i])]
+        for c, cond in enumerate(CONDITIONS):
+            tile = overlay_on_crop(
+                big, cv2.resize(cams[i, c], (side, side), interpolation=cv2.INTER_LINEAR)
+            )
+            mask = cv2.resize(
+                ex.masks[i, ..., c].astype(np.uint8), (side, side), interpolation=cv2.INTER_NEAREST
+            )
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(tile, contours, -1, (255, 255, 255), 1)
+            label = ex.labels[i, c]
+            tag = "?" if np.isnan(label) else str(int(label))
+            tiles.append(_caption(tile, f"{cond[:5]} y={tag} p={probs[i, c]:.2f}"))
+        rows.append(np.concatenate(tiles, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    bar = np.zeros((14, tile.shape[1], 3), np.uint8)
+    cv2.putText(bar, text, (2, 11), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([bar, tile], axis=0)
+
+
+def pick_examples(ex: Examples, group: str, k: int) -> list[int]:
+    """Up to `k` images of `group` with some condition present (data-source order)."""
+    present = np.nan_to_num(ex.labels, nan=0.0).max(axis=1) > 0
+    return [i for i, g in enumerate(ex.groups) if g == group and present[i]][:k]
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    limit: int | None = None,
+    method: str = "cam",
+    layer: str | None = None,
+    tolerance_px: float = 0.0,
+    num_steps: int = 20,
+    curve_images: int = 100,
+    num_boot: int = 1000,
+    num_examples: int = 6,
+    batch_size: int = 32,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Run the whole evaluation, write the JSON and PNG grids, return the report dict."""
+    from tqdm import tqdm
+
+    from train_jax.checkpoints import load_model
+
+    run_dir = Path(run_dir)
+    try:
+        model, config = load_model(run_dir, which="best")
+    except (FileNotFoundError, ValueError) as err:
+        raise EvaluationError(f"{run_dir}: {err}", EXIT_RUN) from None
+    size = int(config.model.image_size)
+    ex = load_examples(data_dir, crop_size=size, split=split, limit=limit)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
+
+    try:
+        with tqdm(
+            total=len(ex.images), desc="CAM", disable=not show_progress, file=sys.stderr
+        ) as bar:
+            probs, cams = compute_cams(
+                model,
+                ex.images,
+                method=method,
+                layer=layer,
+                batch_size=batch_size,
+                progress=bar.update,
+            )
+    except ValueError as err:  # unknown layer or method for this model
+        raise EvaluationError(str(err), EXIT_ARGS) from None
+    grid = cam_grid(model, size, layer)
+    align = cell_alignment(model)
+    localisation = localisation_summary(
+        cams,
+        ex.masks,
+        ex.labels,
+        ex.groups,
+        tolerance_px=tolerance_px,
+        grid=grid if tolerance_px == 0 else None,
+        align=align,
+        num_boot=num_boot,
+        seed=seed,
+    )
+    total_curves = sum(
+        min(curve_images, int((ex.labels[:, c] == 1).sum())) for c in range(len(CONDITIONS))
+    )
+    with tqdm(
+        total=total_curves,
+        desc="deletion/insertion",
+        disable=not show_progress,
+        file=sys.stderr,
+    ) as bar:
+        predict = make_predict_fn(model)
+        faithfulness = faithfulness_summary(
+            ex.images,
+            cams,
+            ex.labels,
+            predict,
+            max_images=curve_images,
+            num_steps=num_steps,
+            seed=seed,
+            progress=bar.update,
+        )
+    reliance = lesion_reliance(ex.images, ex.masks, ex.labels, predict, seed=seed)
+
+    figures = {}
+    for group in GROUPS:
+        idx = pick_examples(ex, group, num_examples)
+        if idx:
+            path = write_image(
+                out_dir / f"cam_examples_{group}.png", example_grid(ex, cams, probs, idx)
+            )
+            figures[group] = str(path)
+
+    report = {
+        "run": str(run_dir),
+        "data": str(data_dir),
+        "split": split,
+        "model": config.model.name,
+        "image_size": size,
+        "method": method,
+        "layer": layer or "features (last feature map)",
+        "cam_grid": grid,
+        "cam_align": align,
+        "n_images": int(len(ex.images)),
+        "n_by_group": {
+            g: int(sum(1 for x in ex.groups if x == g)) for g in [*GROUPS, UNKNOWN_GROUP]
+        },
+        "settings": {
+            "tolerance_px": tolerance_px,
+            "num_steps": num_steps,
+            "curve_images": curve_images,
+            "num_boot": num_boot,
+            "seed": seed,
+            "baseline": "gaussian blur, sigma = side / 8",
+        },
+        "localisation": localisation,
+        "faithfulness": faithfulness,
+        "lesion_reliance": reliance,
+        "goal": goal_check(localisation, faithfulness),
+        "figures": figures,
+        "note": (
+            f"Synthetic data: these numbers describe the benchmark, not real skin. {DISCLAIMER}."
+        ),
+    }
+    json_path = out_dir / f"explain_{split}.json"
+    report["report_path"] = str(json_path)
+    _write_json(json_path, report)
+    return report
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Markdown table of the headline numbers of a report."""
+
+    def fmt(s: dict[str, Any]) -> str:
+        if s is None or s.get("value") is None:
+            return "-"
+        lo, hi = s["ci95"]
+        return f"{s['value']:.2f} [{lo:.2f}, {hi:.2f}] (n={s['n']})"
+
+    head = (
+        "| condition | pointing game | "
+        + " | ".join(f"PG {g}" for g in GROUPS)
+        + " | PG spread | PG ceiling | energy in mask (area) | deletion AUC / random"
+        " | insertion AUC / random |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for cond in CONDITIONS:
+        loc, fai = report["localisation"][cond], report["faithfulness"][cond]
+        pg = loc["pointing_game"]
+        spread = "-" if pg["spread"] is None else f"{pg['spread']:.2f}"
+        en = loc["energy_in_mask"]["overall"]
+        area = loc["mask_area_fraction"]
+        energy = "-" if en["value"] is None else f"{en['value']:.2f} ({area:.2f})"
+        ceiling = (loc.get("pointing_ceiling") or {}).get("overall", {}).get("value")
+        ceiling = "-" if ceiling is None else f"{ceiling:.2f}"
+
+        ratios = []
+        for mode in ("deletion", "insertion"):
+            a, r, q = fai[f"{mode}_auc"], fai[f"{mode}_random_auc"], fai[f"{mode}_ratio"]
+            ratios.append("-" if q is None else f"{a:.3f} / {r:.3f} = {q:.2f}")
+
+        groups = " | ".join(fmt(pg["by_group"].get(g)) for g in GROUPS)
+        lines.append(
+            f"| {cond} | {fmt(pg['overall'])} | {groups} | {spread} | {ceiling} | {energy} | "
+            f"{ratios[0]} | {ratios[1]} |"
+        )
+    reliance = report.get("lesion_reliance")
+    if reliance:
+        lines += [
+            "",
+            "| condition | n | mean prob | lesion removed | control (shifted mask removed) |",
+            "|---|---|---|---|---|",
+        ]
+        for cond in CONDITIONS:
+            r = reliance[cond]
+            if r["n"]:
+                lines.append(
+                    f"| {cond} | {r['n']} | {r['prob']:.2f} | {r['prob_lesion_removed']:.2f} | "
+                    f"{r['prob_control']:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    p = argparse.ArgumentParser(
+        prog="python -m explain.evaluate",
+        description="Measure CAM heatmaps against lesion masks, per condition and skin-tone "
+        "group (research aid, not a diagnosis).",
+    )
+    p.add_argument("--run", required=True, help="training run folder (outputs/RUN)")
+    p.add_argument("--data", required=True, help="canonical dataset folder with lesion masks")
+    p.add_argument(
+        "--split", default="test", choices=["val", "test"], help="split to evaluate (default test)"
+    )
+    p.add_argument("--out", help="output folder (default RUN/explain)")
+    p.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead of a table"
+    )
+    p.add_argument("--limit", type=int, help="use only the first N images of the split")
+    p.add_argument(
+        "--method",
+        default="cam",
+        choices=["cam", "gradcam", "gradcam++"],
+        help="map to evaluate (default cam: the served one)",
+    )
+    p.add_argument(
+        "--layer", help="stage or sub-module for gradcam/gradcam++ (default: last feature map)"
+    )
+    p.add_argument(
+        "--tolerance-px",
+        type=float,
+        default=0.0,
+        help="pointing-game tolerance in crop pixels (default 0: strict)",
+    )
+    p.add_argument(
+        "--num-steps", type=int, default=20, help="points of each deletion/insertion curve - 1"
+    )
+    p.add_argument(
+        "--curve-images",
+        type=int,
+        default=100,
+        help="images per condition for deletion/insertion (default 100)",
+    )
+    p.add_argument("--num-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--examples", type=int, default=6, help="example rows per group figure")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for name in ("limit", "num_steps", "curve_images", "num_boot"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code."""
+    args = parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only checkpoint chatter
+    try:
+        report = evaluate_run(
+            args.run,
+            args.data,
+            split=args.split,
+            out_dir=args.out,
+            limit=args.limit,
+            method=args.method,
+            layer=args.layer,
+            tolerance_px=args.tolerance_px,
+            num_steps=args.num_steps,
+            curve_images=args.curve_images,
+            num_boot=args.num_boot,
+            num_examples=args.examples,
+            seed=args.seed,
+            show_progress=not args.json,
+        )
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        grid = report.get("cam_grid") or ["?", "?"]
+        print(
+            f"{report['model']} at {report['image_size']} px, {report['method']} on "
+            f"{report['layer']} ({grid[0]}x{grid[1]} map), split {report['split']}, "
+            f"{report['n_images']} images\n"
+        )
+        print(format_table(report))
+        print(f"\n{report['note']}\nreport: {report['report_path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""client/analyze.py: output, exit codes, and nothing written without --overlay."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from client.analyze import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE, main
+from triton_models.server import free_port
+
+RESULT_KEYS = {"image", "status", "faces", "model", "disclaimer"}
+FACE_KEYS = {"box", "score", "skin_tone", "conditions", "heatmaps"}
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_photo_gives_contract_json(astronaut_path, capsys):
+    assert main(["--image", str(astronaut_path), "--json"]) == EXIT_OK
+    (result,) = _json_lines(capsys.readouterr().out)
+    assert set(result) == RESULT_KEYS and result["status"] == "ok"
+    face = result["faces"][0]
+    assert set(face) == FACE_KEYS
+    assert set(face["conditions"]) == {"acne", "hyperpigmentation", "wrinkles"}
+    for cond in face["conditions"].values():
+        assert 0.0 <= cond["probability"] <= 1.0
+        assert cond["present"] == (cond["probability"] >= cond["threshold"])
+    assert face["skin_tone"]["source"] == "estimated"
+    assert face["heatmaps"] == {"acne": None, "hyperpigmentation": None, "wrinkles": None}
+    assert result["model"]["backend"] == "embedded"
+    assert result["disclaimer"] == "research aid, not a diagnosis"
+
+
+def test_fitzpatrick_override_is_recorded_as_given(astronaut_path, capsys):
+    assert main(["--image", str(astronaut_path), "--json", "--fitzpatrick", "2"]) == EXIT_OK
+    (result,) = _json_lines(capsys.readouterr().out)
+    tone = result["faces"][0]["skin_tone"]
+    assert (tone["fitzpatrick_group"], tone["source"]) == ("I-II", "given")
+
+
+def test_folder_gives_one_line_per_image_and_no_face(tmp_path, astronaut_path, capsys):
+    (tmp_path / "a.png").write_bytes(astronaut_path.read_bytes())
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((120, 160, 3), 200, np.uint8))
+    before = sorted(os.listdir(tmp_path))
+    assert main(["--image", str(tmp_path), "--json"]) == EXIT_OK
+    results = _json_lines(capsys.readouterr().out)
+    assert [r["status"] for r in results] == ["ok", "no_face"]
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written without --overlay
+
+
+def test_overlay_writes_one_png_per_condition(tmp_path, astronaut_path, capsys):
+    out = tmp_path / "overlays"
+    assert main(["--image", str(astronaut_path), "--json", "--overlay", str(out)]) == EXIT_OK
+    (result,) = _json_lines(capsys.readouterr().out)
+    paths = result["faces"][0]["heatmaps"]
+    assert all(cv2.imread(p) is not None for p in paths.values())
+    assert len(list(out.iterdir())) == 3
+
+
+def test_readable_summary_by_default(astronaut_path, capsys):
+    assert main(["--image", str(astronaut_path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "acne" in out and "research aid, not a diagnosis" in out
+
+
+def test_corrupt_file_exits_2_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert main(["--image", str(bad), "--json"]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert str(bad) in captured.err
+    assert _json_lines(captured.out)[0]["status"] == "invalid_image"
+
+
+def test_missing_file_exits_2_naming_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.jpg"
+    assert main(["--image", str(missing)]) == EXIT_BAD_INPUT
+    assert str(missing) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_unreachable_server_exits_3_naming_the_url(scheme, astronaut_path, capsys):
+    url = f"{scheme}://127.0.0.1:{free_port()}"
+    assert main(["--image", str(astronaut_path), "--url", url]) == EXIT_UNREACHABLE
+    assert url in capsys.readouterr().err
+
+
+def test_bad_url_exits_2(astronaut_path, capsys):
+    assert main(["--image", str(astronaut_path), "--url", "ftp://x"]) == EXIT_BAD_INPUT
+    assert "ftp://x" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""Losses: masked labels, focal vs BCE, group reweighting and GroupDRO weights."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train_jax import losses
+
+
+def _batch(labels, mask, groups, weight=None):
+    n = len(groups)
+    return {
+        "labels": jnp.asarray(labels, jnp.float32),
+        "label_mask": jnp.asarray(mask, jnp.float32),
+        "group": jnp.asarray(groups, jnp.int32),
+        "weight": jnp.ones(n, jnp.float32) if weight is None else jnp.asarray(weight, jnp.float32),
+    }
+
+
+def test_bce_matches_the_formula() -> None:
+    logits = jnp.array([[2.0, -1.0, 0.0]])
+    labels = jnp.array([[1.0, 1.0, 0.0]])
+    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.0])))
+    expected = -np.array([np.log(p[0]), np.log(p[1]), np.log(1 - p[2])])
+    np.testing.assert_allclose(losses.bce_elementwise(logits, labels)[0], expected, rtol=1e-6)
+
+
+def test_masked_labels_do_not_count() -> None:
+    logits = jnp.array([[2.0, -1.0, 0.5], [0.3, 0.1, -2.0]])
+    mask = [[1, 0, 1], [1, 1, 0]]
+    a, _ = losses.compute_loss(
+        "bce", logits, _batch([[1, 0, 0], [0, 1, 0]], mask, [0, 1]), num_groups=3
+    )
+    b, _ = losses.compute_loss(
+        "bce", logits, _batch([[1, 1, 0], [0, 1, 1]], mask, [0, 1]), num_groups=3
+    )
+    assert float(a) == pytest.approx(float(b))
+    # By hand: mean over known labels per example, then over examples.
+    e = np.asarray(losses.bce_elementwise(logits, jnp.array([[1.0, 0, 0], [0, 1, 0]])))
+    expected = ((e[0, 0] + e[0, 2]) / 2 + (e[1, 0] + e[1, 1]) / 2) / 2
+    assert float(a) == pytest.approx(expected, rel=1e-6)
+
+
+def test_padding_and_all_unknown_rows_are_ignored() -> None:
+    logits = jnp.array([[1.0, 1.0, 1.0], [-5.0, 5.0, -5.0], [3.0, 3.0, 3.0]])
+    labels = [[1, 0, 1], [1, 0, 1], [0, 0, 0]]
+    full, _ = losses.compute_loss(
+        "bce", logits[:1], _batch(labels[:1], [[1, 1, 1]], [0]), num_groups=3
+    )
+    padded, _ = losses.compute_loss(
+        "bce",
+        logits,
+        _batch(labels, [[1, 1, 1], [0, 0, 0], [1, 1, 1]], [0, 1, 2], [1, 1, 0]),
+        num_groups=3,
+    )
+    assert float(padded) == pytest.approx(float(full))
+
+
+@pytest.mark.parametrize("logit", [-3.0, -0.2, 0.0, 1.5, 4.0])
+def test_focal_reduces_to_bce_at_gamma_zero_and_downweights_easy(logit: float) -> None:
+    logits = jnp.full((1, 3), logit)
+    labels = jnp.array([[1.0, 0.0, 1.0]])
+    bce = losses.bce_elementwise(logits, labels)
+    np.testing.assert_allclose(losses.focal_elementwise(logits, labels, 0.0), bce, rtol=1e-6)
+    assert np.all(np.asarray(losses.focal_elementwise(logits, labels, 2.0)) <= np.asarray(bce))
+
+
+def test_inverse_frequency_weights_by_hand() -> None:
+    # N = 100 over 3 present groups: w_g = 100 / (3 n_g).
+    np.testing.assert_allclose(
+        losses.inverse_frequency_weights(np.array([60.0, 30.0, 10.0])),
+        [100 / 180, 100 / 90, 100 / 30],
+    )
+    np.testing.assert_allclose(
+        losses.inverse_frequency_weights(np.array([50.0, 0.0, 50.0])), [1.0, 0.0, 1.0]
+    )
+
+
+def test_reweight_emphasises_the_rare_group() -> None:
+    logits = jnp.array([[3.0, 3.0, 3.0], [3.0, 3.0, 3.0]])
+    batch = _batch([[1, 1, 1], [0, 0, 0]], np.ones((2, 3)), [0, 2])  # group 2 is badly wrong
+    plain, _ = losses.compute_loss("bce", logits, batch, num_groups=3)
+    rew, _ = losses.compute_loss(
+        "reweight", logits, batch, num_groups=3, group_weights=jnp.array([0.5, 1.0, 3.0])
+    )
+    bad = float(losses.bce_elementwise(jnp.array(3.0), jnp.array(0.0)))
+    good = float(losses.bce_elementwise(jnp.array(3.0), jnp.array(1.0)))
+    assert float(rew) == pytest.approx((0.5 * good + 3.0 * bad) / 3.5, rel=1e-6)
+    assert float(rew) > float(plain)
+
+
+def test_groupdro_weights_move_toward_the_worst_group() -> None:
+    logits = jnp.array([[3.0] * 3, [3.0] * 3, [-3.0] * 3, [0.0] * 3])
+    batch = _batch([[1] * 3, [1] * 3, [1] * 3, [1] * 3], np.ones((4, 3)), [0, 0, 1, 2])
+    q = jnp.full(3, 1 / 3)
+    for _ in range(5):
+        loss, aux = losses.compute_loss(
+            "groupdro", logits, batch, num_groups=3, dro_q=q, groupdro_eta=0.5
+        )
+        q_new = aux["dro_q"]
+        assert float(q_new.sum()) == pytest.approx(1.0, abs=1e-6)
+        assert float(q_new[1]) > float(q[1])  # group 1 has the largest loss
+        assert float(q_new[0]) < float(q[0])
+        q = q_new
+    np.testing.assert_allclose(float(loss), float((q * aux["group_loss"]).sum()), rtol=1e-6)
+
+
+def test_groupdro_keeps_absent_groups_relative_weight() -> None:
+    logits = jnp.zeros((2, 3))
+    batch = _batch(np.ones((2, 3)), np.ones((2, 3)), [0, 0])  # only group 0 present
+    q = jnp.array([0.2, 0.3, 0.5])
+    _, aux = losses.compute_loss("groupdro", logits, batch, num_groups=3, dro_q=q, groupdro_eta=1.0)
+    new = np.asarray(aux["dro_q"])
+    assert new[2] / new[1] == pytest.approx(0.5 / 0.3, rel=1e-5)
+    assert new[0] > 0.2
+
+
+def test_unknown_loss_name() -> None:
+    with pytest.raises(ValueError, match="loss must be one of"):
+        losses.compute_loss(
+            "hinge", jnp.zeros((1, 3)), _batch([[0, 0, 0]], [[1, 1, 1]], [0]), num_groups=3
+        )

@@ -1,0 +1,211 @@
+"""End to end: the CLI on a tiny synthetic set writes every output; resume is exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS
+from tests.train_jax.conftest import quick_args
+from train_jax import main as main_lib
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Output root holding the uninterrupted quick run `full` (MLflow on)."""
+    out = tmp_path_factory.mktemp("outputs")
+    # EMA on, so the resume tests also cover the averaged weights in the checkpoint.
+    assert main_lib.main(quick_args(tiny_dataset, out, "full", "--ema", "0.5")) == 0
+    return out
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_run_folder_holds_every_output(runs: Path, tiny_dataset: Path) -> None:
+    run = runs / "full"
+    for name in ("config.json", "metrics.json", "predictions_val.csv", "predictions_test.csv"):
+        assert (run / name).is_file(), name
+    assert any((run / "checkpoints" / "best").iterdir())
+    assert any((run / "checkpoints" / "latest").iterdir())
+    meta = pd.read_csv(tiny_dataset / "metadata.csv")
+    for split in ("val", "test"):
+        pred = pd.read_csv(run / f"predictions_{split}.csv")
+        assert tuple(pred.columns) == PREDICTION_COLUMNS
+        expected = meta[meta["split"] == split]
+        assert list(pred["image"]) == list(expected["image"])  # metadata.csv order
+        for cond in CONDITIONS:
+            np.testing.assert_array_equal(
+                pred[cond].to_numpy(float), expected[cond].to_numpy(float)
+            )
+            assert pred[f"{cond}_prob"].between(0, 1).all()
+        assert set(pred["group"].dropna()) <= set(GROUPS)
+        assert (pred["split"] == split).all()
+
+
+def test_metrics_json(runs: Path) -> None:
+    m = _metrics(runs / "full")
+    assert m["status"] == "completed" and m["epochs_completed"] == 2
+    assert m["synthetic"] is True and "not a diagnosis" in m["disclaimer"]
+    assert [e["epoch"] for e in m["history"]] == [1, 2]
+    for key in ("val/macro_f1", "val/worst_group_f1", "val/f1/V-VI", "val/f1/acne", "train/loss"):
+        assert key in m["history"][0], key
+    best = max(
+        m["history"], key=lambda e: e["val/macro_f1"] if e["val/macro_f1"] is not None else -1
+    )
+    assert m["best"]["val/macro_f1"] == best["val/macro_f1"]
+    assert "test/macro_f1" in m["test"] and m["timing"]["train_img_per_s"] > 0
+
+
+def test_mlflow_run_has_params_metrics_tags_artifacts(runs: Path, tiny_dataset: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("face-skin-analysis")
+    (run,) = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'full'")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model_arch"] == "small_cnn"
+    assert run.data.tags["balance_skin_tones"] == "none"
+    assert run.data.tags["loss"] == "bce"
+    assert run.data.tags["dataset"] == tiny_dataset.name
+    assert run.data.params["model.name"] == "small_cnn"
+    assert run.data.params["batch_size"] == "8"
+    history = client.get_metric_history(run.info.run_id, "val/macro_f1")
+    m = _metrics(runs / "full")
+    assert [h.step for h in history] == [e["step"] for e in m["history"]]
+    assert [h.value for h in history] == pytest.approx([e["val/macro_f1"] for e in m["history"]])
+    assert len(client.get_metric_history(run.info.run_id, "val/f1/V-VI")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "metrics.json"} <= artifacts
+
+
+def test_load_model_reproduces_the_predictions(runs: Path) -> None:
+    from data.tfds_builder import build_dataset
+    from train_jax.checkpoints import load_model
+    from train_jax.input import split_metadata
+    from train_jax.predict import predict_probs
+
+    model, config = load_model(runs / "full", which="best")
+    assert config.model.name == "small_cnn" and config.name == "demo-quick"
+    builder = build_dataset(config.data.data_dir, crop_size=config.model.image_size)
+    meta = split_metadata(builder, "val")
+    probs = predict_probs(model, builder.as_data_source(split="val"), batch_size=16)
+    pred = pd.read_csv(runs / "full" / "predictions_val.csv").set_index("image")
+    csv_probs = pred.loc[meta.ids, [f"{c}_prob" for c in CONDITIONS]].to_numpy()
+    np.testing.assert_allclose(probs, csv_probs, atol=2e-6)
+    with pytest.raises(ValueError, match="which must be one of"):
+        load_model(runs / "full", which="worst")
+
+
+def _assert_same_results(a: dict, b: dict) -> None:
+    assert len(a["history"]) == len(b["history"])
+    for ea, eb in zip(a["history"], b["history"], strict=True):
+        for key in ea:
+            if key.startswith(("val/", "train/")) or key in ("epoch", "step"):
+                assert eb[key] == pytest.approx(ea[key], abs=1e-6, nan_ok=True), key
+    assert b["test"] == pytest.approx(a["test"], abs=1e-6, nan_ok=True)
+    assert b["best"]["step"] == a["best"]["step"]
+
+
+def test_stop_and_resume_matches_uninterrupted(runs: Path, tiny_dataset: Path) -> None:
+    assert (
+        main_lib.main(quick_args(tiny_dataset, runs, "cut", "--ema", "0.5", "--max-steps", "3"))
+        == 0
+    )
+    assert _metrics(runs / "cut")["status"] == "stopped_at_max_steps"
+    assert main_lib.main(["--resume", "--run", "cut", "--out", str(runs), "--no-progress"]) == 0
+    _assert_same_results(_metrics(runs / "full"), _metrics(runs / "cut"))
+    a = pd.read_csv(runs / "full" / "predictions_test.csv")
+    b = pd.read_csv(runs / "cut" / "predictions_test.csv")
+    pd.testing.assert_frame_equal(a, b, atol=1e-6)
+
+
+def test_sigkill_and_resume_matches_uninterrupted(runs: Path, tiny_dataset: Path) -> None:
+    """A real `kill -9` mid-training, then `--resume`: same metrics as the uninterrupted run."""
+    args = quick_args(
+        tiny_dataset,
+        runs,
+        "killed",
+        "--no-mlflow",
+        "--ema",
+        "0.5",
+        "--set",
+        "checkpoint_every_steps=1",
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(
+        [sys.executable, "train_jax/main.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    steps_per_epoch = _metrics(runs / "full")["history"][0]["step"]
+    latest = runs / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        steps = [int(p.name) for p in latest.glob("*") if p.name.isdigit()]
+        if steps and max(steps) > steps_per_epoch:  # inside the second (last) epoch
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (runs / "killed" / "metrics.json").exists()
+    resume = ["--resume", "--run", "killed", "--out", str(runs), "--no-progress", "--no-mlflow"]
+    assert main_lib.main(resume) == 0
+    _assert_same_results(_metrics(runs / "full"), _metrics(runs / "killed"))
+
+
+def test_existing_run_needs_resume_and_resume_cannot_change_the_recipe(
+    runs: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main_lib.main(quick_args(tiny_dataset, runs, "full")) == main_lib.EXIT_EXISTS
+    assert "resume it or choose a new run" in capsys.readouterr().err
+    code = main_lib.main(["--resume", "--run", "full", "--out", str(runs), "--lr", "0.5"])
+    assert code == main_lib.EXIT_CONFIG
+    assert "cannot change 'optim.learning_rate' when resuming" in capsys.readouterr().err
+
+
+def test_non_finite_loss_names_the_step(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    import jax.numpy as jnp
+
+    from train_jax import config as C
+    from train_jax import losses, train
+    from train_jax.configs.demo import get_config
+
+    real = losses.compute_loss
+
+    def patched(name, logits, batch, **kw):  # a loss that overflows to NaN
+        loss, aux = real(name, logits, batch, **kw)
+        return loss * jnp.nan, aux
+
+    monkeypatch.setattr(losses, "compute_loss", patched)
+    config = C.override(
+        get_config("quick"), **{"data.data_dir": str(tiny_dataset), "mlflow": False}
+    )
+    with pytest.raises(RuntimeError, match=r"non-finite loss nan at step 1 \(epoch 1\)"):
+        train.train_and_evaluate(config, tmp_path / "nan", progress=False)
+
+
+def test_ema_update_by_hand() -> None:
+    from train_jax.train import ema_update
+
+    ema = {"w": np.array([1.0, 2.0]), "b": np.array(4.0)}
+    params = {"w": np.array([3.0, 0.0]), "b": np.array(0.0)}
+    out = ema_update(ema, params, 0.75)
+    np.testing.assert_allclose(out["w"], [1.5, 1.5])
+    np.testing.assert_allclose(out["b"], 3.0)
