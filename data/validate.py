@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {path} has no metadata.csv", file=sys.stderr)
         return EXIT_USAGE
     # libjpeg warnings would interleave with our report; every problem is reported by us.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    if hasattr(cv2, "setLogLevel"):  # OpenCV 4.11 has no cv2.utils.logging
+        cv2.setLogLevel(2)  # 2 = errors only
     problems = validate_dataset(
         path, check_images=not args.no_images, progress=not args.json and sys.stderr.isatty()
     )

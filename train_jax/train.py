@@ -392,7 +392,8 @@ def train_and_evaluate(
     augment_name = input_lib.make_augment_fn()[1] if config.data.augment else "none"
 
     # Mesh.
-    mesh = jax.make_mesh((num_devices,), ("data",))
+    # Auto axis: the compiler propagates the batch sharding through reshapes in the model.
+    mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     repl, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
     # Model and optimiser.

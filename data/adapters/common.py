@@ -523,7 +523,8 @@ def run_cli(
     if args.images is not None and not args.images.is_dir():
         print(f"error: --images {args.images} is not a folder", file=sys.stderr)
         return EXIT_USAGE
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    if hasattr(cv2, "setLogLevel"):  # OpenCV 4.11 has no cv2.utils.logging
+        cv2.setLogLevel(2)  # 2 = errors only
     progress = not args.json and sys.stderr.isatty()
     try:
         summary = convert_fn(args, progress)

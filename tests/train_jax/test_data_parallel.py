@@ -21,7 +21,7 @@ from train_jax import checkpoints as K, config as C, train as T
 from train_jax.configs.demo import get_config
 
 config = C.override(get_config("quick"), loss=sys.argv[1])
-mesh = jax.make_mesh((jax.device_count(),), ("data",))
+mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 model = K.build_model(config)
 model.train()
