@@ -38,5 +38,6 @@ def fitzpatrick_to_group(fitzpatrick: int | None) -> str | None:
         return None
     f = int(fitzpatrick)
     if f not in FITZPATRICK_TYPES:
-        raise ValueError(f"Fitzpatrick type must be one of {list(FITZPATRICK_TYPES)}, got {fitzpatrick!r}")
+        allowed = list(FITZPATRICK_TYPES)
+        raise ValueError(f"Fitzpatrick type must be one of {allowed}, got {fitzpatrick!r}")
     return GROUPS[(f - 1) // 2]

@@ -26,7 +26,9 @@ def photo_path(name: str) -> Path:
         root = _package_dir("insightface")
         path = root / "data" / "images" / name if root else None
     if path is None or not path.is_file():
-        raise FileNotFoundError(f"test photo {name!r} not found; install it with: {_INSIGHTFACE_HINT}")
+        raise FileNotFoundError(
+            f"test photo {name!r} not found; install it with: {_INSIGHTFACE_HINT}"
+        )
     return path
 
 
