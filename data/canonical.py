@@ -285,6 +285,12 @@ def _check_subject_splits(
 # Image checks.
 
 
+def silence_decoder_warnings() -> None:
+    """Keep libjpeg/libpng warnings off stderr: the validator reports every problem itself."""
+    if hasattr(cv2, "setLogLevel"):  # OpenCV 4.11 has no cv2.utils.logging
+        cv2.setLogLevel(2)  # 2 = errors only
+
+
 def check_image_bytes(data: bytes) -> str | None:
     """Return why encoded image bytes are unreadable, or None when OpenCV decodes them.
 

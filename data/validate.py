@@ -15,12 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-import cv2
-
 from data.canonical import (
     DatasetError,
     coverage_table,
     load_metadata,
+    silence_decoder_warnings,
     split_table,
     validate_dataset,
 )
@@ -60,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {path} has no metadata.csv", file=sys.stderr)
         return EXIT_USAGE
     # libjpeg warnings would interleave with our report; every problem is reported by us.
-    if hasattr(cv2, "setLogLevel"):  # OpenCV 4.11 has no cv2.utils.logging
-        cv2.setLogLevel(2)  # 2 = errors only
+    silence_decoder_warnings()
     problems = validate_dataset(
         path, check_images=not args.no_images, progress=not args.json and sys.stderr.isatty()
     )

@@ -23,10 +23,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import pandas as pd
 
-from data.canonical import METADATA_NAME, DatasetError, assign_splits, check_image_bytes
+from data.canonical import (
+    METADATA_NAME,
+    DatasetError,
+    assign_splits,
+    check_image_bytes,
+    silence_decoder_warnings,
+)
 from data.schema import CONDITIONS, SPLITS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -523,8 +528,7 @@ def run_cli(
     if args.images is not None and not args.images.is_dir():
         print(f"error: --images {args.images} is not a folder", file=sys.stderr)
         return EXIT_USAGE
-    if hasattr(cv2, "setLogLevel"):  # OpenCV 4.11 has no cv2.utils.logging
-        cv2.setLogLevel(2)  # 2 = errors only
+    silence_decoder_warnings()
     progress = not args.json and sys.stderr.isatty()
     try:
         summary = convert_fn(args, progress)
