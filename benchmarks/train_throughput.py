@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from train_jax.models import MODEL_NAMES, create_model
+from train_jax.models import CONV_IMPLS, MODEL_NAMES, create_model, set_conv_impl
 
 # our name -> (timm name, extra timm kwargs); ViT uses GAP and no class token, like ours
 TIMM_MODELS: dict[str, tuple[str, dict]] = {
@@ -39,9 +39,21 @@ TIMM_MODELS: dict[str, tuple[str, dict]] = {
 }
 
 
-def make_jax_step(name: str, image_size: int, batch_size: int, seed: int) -> Callable[[], float]:
+def make_jax_step(
+    name: str,
+    image_size: int,
+    batch_size: int,
+    seed: int,
+    *,
+    dtype: str = "float32",
+    conv_impl: str = "fast",
+) -> Callable[[], float]:
     """Return a function running one JAX training step (blocking) on a fixed random batch."""
-    model = create_model(name, num_classes=3, rngs=nnx.Rngs(seed), image_size=image_size)
+    model = create_model(
+        name, num_classes=3, rngs=nnx.Rngs(seed), image_size=image_size, dtype=jnp.dtype(dtype)
+    )
+    if conv_impl != "fast":
+        set_conv_impl(model, conv_impl)
     model.train()
     optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
     rng = np.random.default_rng(seed)
@@ -63,8 +75,14 @@ def make_jax_step(name: str, image_size: int, batch_size: int, seed: int) -> Cal
     return step
 
 
-def make_torch_step(name: str, image_size: int, batch_size: int, seed: int) -> Callable[[], float]:
-    """Return a function running one timm training step on a fixed random batch."""
+def make_torch_step(
+    name: str, image_size: int, batch_size: int, seed: int, *, dtype: str = "float32"
+) -> Callable[[], float]:
+    """Return a function running one timm training step on a fixed random batch.
+
+    On a CUDA device the model runs channels-last (timm's recommended GPU layout) and
+    ``dtype="bfloat16"`` uses autocast, the usual mixed-precision recipe.
+    """
     try:
         import timm
         import torch
@@ -80,16 +98,22 @@ def make_torch_step(name: str, image_size: int, batch_size: int, seed: int) -> C
     # match the CPUs this process may use (e.g. under `taskset -c 0`), like XLA does
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     torch.manual_seed(seed)
-    model = timm.create_model(timm_name, num_classes=3, **kwargs)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = timm.create_model(timm_name, num_classes=3, **kwargs).to(device)
+    x = torch.rand(batch_size, 3, image_size, image_size, device=device) * 255.0
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x = torch.rand(batch_size, 3, image_size, image_size) * 255.0
-    y = torch.randint(0, 2, (batch_size, 3)).float()
+    y = torch.randint(0, 2, (batch_size, 3), device=device).float()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with autocast:
+            loss = loss_fn(model(x).float(), y)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
@@ -107,9 +131,20 @@ def time_steps(step: Callable[[], float], num_steps: int, batch_size: int) -> fl
 
 def run(args: argparse.Namespace) -> dict:
     """Warm up, then alternate rounds of JAX (and timm) steps; return the medians."""
-    steps = {"jax": make_jax_step(args.model, args.image_size, args.batch_size, args.seed)}
+    steps = {
+        "jax": make_jax_step(
+            args.model,
+            args.image_size,
+            args.batch_size,
+            args.seed,
+            dtype=args.dtype,
+            conv_impl=args.conv_impl,
+        )
+    }
     if args.compare_torch:
-        steps["timm"] = make_torch_step(args.model, args.image_size, args.batch_size, args.seed)
+        steps["timm"] = make_torch_step(
+            args.model, args.image_size, args.batch_size, args.seed, dtype=args.dtype
+        )
     compile_s = {}
     for key, step in steps.items():
         start = time.perf_counter()
@@ -126,7 +161,10 @@ def run(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "steps_per_round": args.steps,
         "rounds": args.rounds,
+        "dtype": args.dtype,
+        "conv_impl": args.conv_impl,
         "jax_backend": jax.default_backend(),
+        "jax_device": str(jax.devices()[0].device_kind),
         "cpus": len(os.sched_getaffinity(0)),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "warmup_s": {k: round(v, 2) for k, v in compile_s.items()},
@@ -151,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (includes compile)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="compute dtype (JAX model dtype; timm autocast)",
+    )
+    parser.add_argument(
+        "--conv-impl",
+        default="fast",
+        choices=CONV_IMPLS,
+        help="fast: depthwise as slices, 1x1 as matmul (CPU); conv: XLA convolutions (GPU)",
+    )
     parser.add_argument("--compare-torch", action="store_true", help="also time timm, interleaved")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

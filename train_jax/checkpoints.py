@@ -142,18 +142,25 @@ def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict[str, nnx.State]]:
 
 
 def build_model(config: config_lib.TrainConfig, *, seed: int | None = None) -> nnx.Module:
-    """The network of `config`, freshly initialised, in training mode."""
-    from train_jax.models import create_model
+    """The network of `config`, freshly initialised, in training mode.
+
+    On CPU the convolutions run as shifted slices and matmuls (fast under XLA:CPU); on GPU/TPU as
+    XLA convolutions (cuDNN). Both give the same outputs from the same parameters.
+    """
+    from train_jax.models import create_model, set_conv_impl
 
     overrides = dict(config.model.overrides)
     if config.model.dtype == "bfloat16":
         overrides.setdefault("dtype", jnp.bfloat16)
-    return create_model(
+    model = create_model(
         config.model.name,
         rngs=nnx.Rngs(config.seed if seed is None else seed),
         image_size=config.model.image_size,
         **overrides,
     )
+    if jax.default_backend() != "cpu":
+        set_conv_impl(model, "conv")
+    return model
 
 
 def restore_model_state(model: nnx.Module, state: dict[str, nnx.State]) -> nnx.Module:

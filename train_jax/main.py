@@ -21,6 +21,7 @@ loss), 5 the run folder already holds checkpoints (use `--resume` or another `--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -136,6 +137,9 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
         max_steps = updates.get("max_steps", -1)
         return config_lib.override(changed, max_steps=max_steps), run_dir
     config = config_lib.load(args.config or Path(__file__).resolve().parent / "configs/demo.py")
+    if args.model and args.model != config.model.name and "model.overrides" not in updates:
+        # the config's model overrides (e.g. small_cnn's width) belong to its own model
+        config = config_lib.override(config, **{"model.overrides": {}})
     config = config_lib.override(config, **updates)
     run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, out / run
@@ -151,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     from train_jax import train
 
+    # Libraries (TFDS's "Downloading and preparing dataset ...") print to stdout; with --json,
+    # stdout must hold the JSON document alone, so their chatter goes to stderr.
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
-        result = train.train_and_evaluate(
-            config, run_dir, resume=args.resume, progress=not args.no_progress
-        )
+        with quiet:
+            result = train.train_and_evaluate(
+                config, run_dir, resume=args.resume, progress=not args.no_progress
+            )
     except train.RunExistsError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_EXISTS

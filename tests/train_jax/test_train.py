@@ -209,3 +209,24 @@ def test_ema_update_by_hand() -> None:
     out = ema_update(ema, params, 0.75)
     np.testing.assert_allclose(out["w"], [1.5, 1.5])
     np.testing.assert_allclose(out["b"], 3.0)
+
+
+def test_json_stdout_is_one_document_even_when_the_cache_is_built(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A crop size no other test uses, so the TFDS cache is prepared here (TFDS prints to stdout).
+    args = quick_args(tiny_dataset, tmp_path, "json", "--image-size", "24", "--epochs", "1")
+    assert main_lib.main([*args, "--max-steps", "1", "--no-mlflow", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["run"] == "json"
+
+
+def test_model_flag_drops_the_config_models_overrides() -> None:
+    from train_jax.checkpoints import build_model
+
+    args = main_lib.parse_args(["--model", "efficientnet_b0", "--image-size", "32", "--run", "x"])
+    config, _ = main_lib.resolve(args)
+    assert config.model.overrides == {}  # the demo's small_cnn `width` does not reach B0
+    assert type(build_model(config)).__name__ == "EfficientNet"
+    kept = main_lib.parse_args(["--model", "small_cnn", "--run", "x"])
+    assert main_lib.resolve(kept)[0].model.overrides == {"width": 0.5}
