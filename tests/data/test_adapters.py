@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import write_image
 
 from data.adapters import acne04, ddi, fitzpatrick17k, folder, scin
 from data.adapters.common import conditions_of, labels_from_names, severity_from_count
 from data.canonical import load_metadata, validate_dataset
+from tests.data.conftest import write_image
 
 F17K_MD5 = {i: f"a{i:031d}" for i in range(1, 13)}
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, write_image, write_mask
 
 from data.canonical import (
     MSG_EMPTY_FILE,
@@ -25,6 +24,7 @@ from data.canonical import (
 )
 from data.schema import CONDITIONS, REQUIRED_COLUMNS
 from data.splits import assign_splits, strata_keys
+from tests.data.conftest import FIXTURES, write_image, write_mask
 
 # (CSV line, column) of every problem planted in fixtures/canonical_broken/metadata.csv.
 BROKEN_EXPECTED = {
