@@ -310,14 +310,20 @@ _KNOBS = ("n", "seed", "size", "group_mix", "contrast", "prevalence", "label_noi
 def config_from_args(args: argparse.Namespace) -> tuple[SynthConfig, Path, str | None]:
     """Turn parsed arguments into (config, output folder, preset name)."""
     given = {k: getattr(args, k) for k in _KNOBS if getattr(args, k) is not None}
+    given = {k: tuple(v) if isinstance(v, (tuple, list)) else v for k, v in given.items()}
     if args.preset:
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
-            raise SynthError(
-                f"preset {args.preset} fixes {flags}; drop those flags or drop --preset"
-            )
+        preset = PRESETS[args.preset]
         out = args.out or PRESET_DEFAULT_OUT[args.preset]
-        return PRESETS[args.preset], out, args.preset
+        changed = {k: v for k, v in given.items() if v != getattr(preset, k)}
+        if not changed:  # flags that repeat the preset's values keep it the frozen benchmark
+            return preset, out, args.preset
+        if args.out is None:
+            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(changed))
+            raise SynthError(
+                f"{flags} change preset {args.preset}; give --out for the modified set "
+                f"({PRESET_DEFAULT_OUT[args.preset]} holds the frozen benchmark only)"
+            )
+        return replace(preset, **changed), out, None  # a custom set, labelled "synthetic"
     missing = [f"--{k}" for k in ("out", "n", "seed") if getattr(args, k) is None]
     if missing:
         raise SynthError(f"missing {', '.join(missing)} (or use --preset {sorted(PRESETS)[0]})")

@@ -8,13 +8,24 @@ are marked `face_found=0`. No TensorFlow is needed (../shared/notes/data-and-tra
     from data.tfds_builder import build_dataset
     builder = build_dataset("data/synthskin-v1", crop_size=64)   # built once, cached in DIR/tfds/
     train = builder.as_data_source(split="train")
+
+The cache may live outside the dataset folder (`cache_dir`; the DVC pipeline keeps it in
+`outputs/pipeline/tfds`, so regenerating the data does not delete it mid-run):
+
+    python -m data.tfds_builder --data data/synthskin-v1 --out outputs/pipeline/tfds \
+        --image-size 96 [--json]
+
+Exit codes: 0 built (or already built), 2 bad arguments, 3 dataset problem.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +38,13 @@ import tensorflow_datasets as tfds
 from data.schema import CONDITIONS, GROUPS, SPLITS, fitzpatrick_to_group
 
 FILE_FORMAT = "array_record"
-CACHE_DIRNAME = "tfds"
+CACHE_DIRNAME = "tfds"  # default cache: DIR/tfds beside the dataset
 BUILD_STATS_FILE = "build_stats.json"
+EXIT_ARGS, EXIT_DATA = 2, 3
+
+
+class NotBuiltError(FileNotFoundError):
+    """The face crops are not in the cache and building them was not allowed."""
 
 
 class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
@@ -51,6 +67,11 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
         digest = hashlib.sha1((self._source_dir / "metadata.csv").read_bytes()).hexdigest()[:10]
         config = tfds.core.BuilderConfig(name=f"crop{self._crop_size}_{mode}_{digest}")
         super().__init__(config=config, file_format=FILE_FORMAT, **kwargs)
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the square face crops in pixels."""
+        return self._crop_size
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self._crop_size
@@ -202,21 +223,43 @@ def _int_or_none(value: Any) -> int | None:
     return None if _missing(value) else int(value)
 
 
-def build_dataset(source_dir: str | Path, *, crop_size: int) -> CanonicalFaces:
-    """Build the face crops of `source_dir` once (cached in DIR/tfds/); return the builder."""
+def default_cache_dir(source_dir: str | Path) -> Path:
+    """Where the crops of `source_dir` are cached when no cache folder is given: DIR/tfds."""
+    return Path(source_dir).resolve() / CACHE_DIRNAME
+
+
+def build_dataset(
+    source_dir: str | Path,
+    *,
+    crop_size: int,
+    cache_dir: str | Path | None = None,
+    build: bool = True,
+) -> CanonicalFaces:
+    """Build the face crops of `source_dir` once and return the builder.
+
+    The array_record shards go to `cache_dir` (default DIR/tfds). With `build=False` a missing
+    build raises `NotBuiltError` instead (a reader that must not write, e.g. the DVC train stage).
+    """
     source_dir = Path(source_dir).resolve()
     if not (source_dir / "metadata.csv").is_file():
         raise FileNotFoundError(f"{source_dir}: no metadata.csv (not a canonical dataset)")
+    cache = Path(cache_dir).resolve() if cache_dir else default_cache_dir(source_dir)
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)  # TFDS's "custom configuration" / "no dataset_info" chatter
     try:
-        builder = CanonicalFaces(
-            source_dir=source_dir, crop_size=crop_size, data_dir=str(source_dir / CACHE_DIRNAME)
-        )
+        builder = CanonicalFaces(source_dir=source_dir, crop_size=crop_size, data_dir=str(cache))
         if not builder.is_prepared():
+            if not build:
+                raise NotBuiltError(
+                    f"{cache}: no face crops of {source_dir} at {crop_size} px; build them with "
+                    f"python -m data.tfds_builder --data {source_dir} --out {cache} "
+                    f"--image-size {crop_size}"
+                )
             tfds.display_progress_bar(False)  # our own bar counts the face crops
-            builder.download_and_prepare()
+            # TFDS prints "Downloading and preparing..." on stdout: keep stdout for --json.
+            with contextlib.redirect_stdout(sys.stderr):
+                builder.download_and_prepare()
             stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
             stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")
     finally:
@@ -228,3 +271,58 @@ def build_stats(builder: CanonicalFaces) -> dict[str, int]:
     """Face-detection counts recorded when the dataset was built ({} if unknown)."""
     path = Path(builder.data_dir) / BUILD_STATS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_summary(builder: CanonicalFaces) -> dict[str, Any]:
+    """What a build holds: its folder, crop size, examples per split and face-detection counts."""
+    splits = {name: int(info.num_examples) for name, info in sorted(builder.info.splits.items())}
+    return {
+        "data_dir": str(builder.data_dir),
+        "config": builder.builder_config.name,
+        "image_size": builder.crop_size,
+        "num_examples": sum(splits.values()),
+        "splits": splits,
+        "face_detection": build_stats(builder),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    p = argparse.ArgumentParser(
+        prog="python -m data.tfds_builder",
+        description="Build the face crops of a canonical dataset into TFDS array_record shards "
+        "(what training reads). Exit codes: 0 ok, 2 bad arguments, 3 dataset problem.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="canonical dataset folder")
+    p.add_argument(
+        "--out", type=Path, help="cache folder for the shards (default DATA/tfds, beside the data)"
+    )
+    p.add_argument("--image-size", type=int, default=96, help="crop side in pixels (default 96)")
+    p.add_argument("--json", action="store_true", help="print the build summary as JSON")
+    args = p.parse_args(argv)
+    if args.image_size < 8:
+        p.error(f"--image-size must be >= 8, got {args.image_size}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        builder = build_dataset(args.data, crop_size=args.image_size, cache_dir=args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_DATA
+    summary = build_summary(builder)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(
+            f"{summary['num_examples']} face crops ({args.image_size} px) in {summary['data_dir']}"
+            f" (splits: {summary['splits']}, face detection: {summary['face_detection']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

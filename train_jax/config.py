@@ -40,6 +40,10 @@ class DataConfig:
     generate_preset: str = (
         "synthskin-v1"  # generate the data with this preset if missing; "" = never
     )
+    # TFDS cache of the face crops; "" = <data_dir>/tfds (beside the data). The DVC pipeline
+    # keeps it outside the dataset folder (outputs/pipeline/tfds), built by its own stage.
+    tfds_dir: str = ""
+    tfds_build: bool = True  # build missing crops; false = fail instead (the cache is read-only)
     balance: str = "none"  # none | group (inverse group frequency) | group_label (group x labels)
     augment: bool = True
     num_threads: int = 1  # grain read threads; extra processes only slow a 2-core CPU down

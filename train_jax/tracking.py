@@ -132,7 +132,7 @@ def make_tracker(
     uri = config.mlflow_uri or default_uri(out_dir)
     artifacts = None
     if uri.startswith("sqlite:///"):
-        db_dir = Path(uri.removeprefix("sqlite:///")).parent
+        db_dir = Path(uri.removeprefix("sqlite:///")).resolve().parent  # relative: to the cwd
         db_dir.mkdir(parents=True, exist_ok=True)
         artifacts = (db_dir / "mlartifacts").as_uri()  # beside the database, not in the cwd
     return MlflowTracker(

@@ -92,11 +92,16 @@ def prepare_dataset(config: config_lib.TrainConfig) -> Any:
             log.warning("%s missing: generating the %s benchmark (once)", data_dir, preset)
             generate_dataset(data_dir, PRESETS[preset], preset=preset, workers=os.cpu_count() or 1)
     _sync("generate")
+    options = dict(
+        crop_size=config.model.image_size,
+        cache_dir=config.data.tfds_dir or None,
+        build=config.data.tfds_build,
+    )
     if jax.process_index() == 0:
-        builder = build_dataset(data_dir, crop_size=config.model.image_size)
+        builder = build_dataset(data_dir, **options)
     _sync("dataset")
     if jax.process_index() != 0:
-        builder = build_dataset(data_dir, crop_size=config.model.image_size)
+        builder = build_dataset(data_dir, **options)
     return builder
 
 

@@ -193,7 +193,7 @@ def test_regenerating_replaces_a_generated_folder_but_never_a_foreign_one(tmp_pa
     [
         (["--out", "X", "--n", "0", "--seed", "1"], "n must be >= 1"),
         (["--out", "X", "--seed", "1"], "missing --n"),
-        (["--preset", "synthskin-v1", "--n", "5"], "preset synthskin-v1 fixes --n"),
+        (["--preset", "synthskin-v1", "--n", "5"], "--n change preset synthskin-v1; give --out"),
         (["--out", "X", "--n", "5", "--seed", "1", "--group-mix", "0.5,0.6,0.1"], "sum to 1"),
         (["--out", "X", "--n", "5", "--seed", "1", "--group-mix", "0.5,0.5"], "needs 3 values"),
         (["--out", "X", "--n", "5", "--seed", "1", "--label-noise", "0.9"], "label_noise"),
@@ -230,3 +230,17 @@ def test_cli_end_to_end_json_and_foreign_folder(tmp_path):
     )
     assert bad.returncode == 1
     assert "busy" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_preset_flags_that_repeat_it_keep_it_and_others_make_a_custom_set() -> None:
+    from data.synthetic import PRESETS, config_from_args, make_parser
+
+    preset = PRESETS["synthskin-v1"]
+    same = make_parser().parse_args(
+        ["--preset", "synthskin-v1", "--n", str(preset.n), "--contrast", "1.0,1.0,0.7"]
+    )
+    assert config_from_args(same)[1:] == (Path("data/synthskin-v1"), "synthskin-v1")
+    custom = make_parser().parse_args(["--preset", "synthskin-v1", "--n", "7", "--out", "X"])
+    config, out, name = config_from_args(custom)
+    assert (config.n, config.seed, config.contrast) == (7, preset.seed, preset.contrast)
+    assert (out, name) == (Path("X"), None)  # not the frozen benchmark any more

@@ -1,0 +1,69 @@
+"""The TFDS build CLI and a crop cache that lives outside the dataset folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from data import tfds_builder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic 64x64 faces in the canonical format."""
+    from data.synthetic import SynthConfig, generate_dataset
+
+    out = tmp_path_factory.mktemp("tfds_cli") / "faces"
+    generate_dataset(out, SynthConfig(n=24, seed=5, size=64), progress=False)
+    return out
+
+
+def test_cli_builds_outside_the_dataset_and_prints_json(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "tfds"
+    code = tfds_builder.main(
+        ["--data", str(dataset), "--out", str(cache), "--image-size", "32", "--json"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads(out)  # stdout is only the JSON (TFDS's chatter goes to stderr)
+    rows = pd.read_csv(dataset / "metadata.csv")
+    assert summary["num_examples"] == len(rows)
+    assert summary["splits"] == rows["split"].value_counts().sort_index().to_dict()
+    assert summary["image_size"] == 32
+    assert sum(summary["face_detection"].values()) == len(rows)
+    assert Path(summary["data_dir"]).is_relative_to(cache.resolve())
+    assert list(cache.rglob("*.array_record*"))
+    assert not (dataset / "tfds").exists()
+
+    # A reader that must not write finds the build; a missing crop size is an error, not a build.
+    again = tfds_builder.build_dataset(dataset, crop_size=32, cache_dir=cache, build=False)
+    assert again.data_dir == summary["data_dir"]
+    with pytest.raises(tfds_builder.NotBuiltError, match="python -m data.tfds_builder"):
+        tfds_builder.build_dataset(dataset, crop_size=40, cache_dir=cache, build=False)
+    assert not any("crop40" in p.name for p in cache.rglob("*"))
+
+
+def test_cli_second_run_reuses_the_build(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "tfds"
+    args = ["--data", str(dataset), "--out", str(cache), "--image-size", "32"]
+    assert tfds_builder.main(args) == 0
+    shards = {p: p.stat().st_mtime_ns for p in cache.rglob("*.array_record*")}
+    assert tfds_builder.main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.array_record*")} == shards
+    assert f"{len(pd.read_csv(dataset / 'metadata.csv'))} face crops" in capsys.readouterr().out
+
+
+def test_cli_missing_dataset_is_one_line_and_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = tfds_builder.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == tfds_builder.EXIT_DATA
+    assert err.startswith("error: ") and "no metadata.csv" in err and err.count("\n") == 1

@@ -1,0 +1,184 @@
+"""The real DVC pipeline end to end on a tiny copy of the repository.
+
+Copies the repository's files (tracked and not ignored) into a temporary git repository, shrinks
+params.yaml (120 images of 64 px, 32 px crops, one epoch of the quick demo config, few bootstrap
+replicates), runs `dvc repro` twice, and checks the outputs of every stage, that the second run
+skips everything, the per-group metrics in `dvc metrics show`, `dvc params diff`, and the MLflow
+registry (model with the alias `champion` and its tags). No mocks: real DVC, real training, real
+MLflow SQLite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data.schema import CONDITIONS, GROUPS
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("generate", "build", "train", "evaluate", "export", "triton_repo")
+TINY = {
+    "generate": {"n": 120, "size": 64, "workers": 1},
+    "build": {"image_size": 32},
+    "train": {"variant": "quick", "batch": 8, "epochs": 1},
+    "evaluate": {
+        "n_boot": 20,
+        "min_positives": 1,
+        "min_negatives": 1,
+        "explain_num_boot": 20,
+        "explain_curve_images": 4,
+    },
+}
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    return [p for p in out.split("\0") if p and (REPO / p).is_file()]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
+    # The stages call `python`: make it this interpreter even when the venv is not activated.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 600) -> str:
+    proc = subprocess.run(
+        args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+def _dvc(*args: str, cwd: Path) -> str:
+    return _run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def _git(*args: str, cwd: Path) -> None:
+    _run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", *args], cwd)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny copy of the repo after two `dvc repro` runs: its path and the second run's log."""
+    root = tmp_path_factory.mktemp("pipeline")
+    for rel in _tracked_files():
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, dst)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in TINY.items():
+        assert set(values) <= set(params[section]), f"params.yaml lost a key of {section}"
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _git("init", "-q", cwd=root)
+    _git("add", "-A", cwd=root)
+    _git("commit", "-q", "-m", "tiny pipeline", cwd=root)
+    first = _dvc("repro", cwd=root)
+    second = _dvc("repro", cwd=root)
+    return {"root": root, "params": params, "first": first, "second": second}
+
+
+def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
+    root = pipeline["root"]
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in pipeline["first"], stage
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(STAGES)
+    for stage, entry in lock.items():
+        for out in entry.get("outs", []):
+            assert (root / out["path"]).exists(), f"{stage}: {out['path']} missing"
+    run = root / "outputs" / "pipeline"
+    for rel in (
+        "predictions_test.csv",
+        "fairness/report.html",
+        "fairness/thresholds.json",
+        "explain/explain_test.json",
+        "model/model.onnx",
+        "model/model_card.json",
+        "triton_repo/classify/1/model.onnx",
+        "triton_repo/group_threshold/1/thresholds.json",
+        "plots/history.csv",
+        "plots/reliability.csv",
+    ):
+        assert (run / rel).is_file(), rel
+    # The dataset folder holds no crop cache: the build stage wrote it outside.
+    data_dir = root / pipeline["params"]["generate"]["out"]
+    assert (data_dir / "metadata.csv").is_file() and not (data_dir / "tfds").exists()
+    assert any((root / pipeline["params"]["build"]["tfds_dir"]).rglob("*.array_record*"))
+
+
+def test_second_repro_skips_every_stage(pipeline: dict) -> None:
+    second = pipeline["second"]
+    assert "Running stage" not in second
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in second
+    status = json.loads(_dvc("status", "--json", cwd=pipeline["root"]).strip() or "{}")
+    assert status == {}
+
+
+def test_metrics_show_lists_per_group_metrics(pipeline: dict) -> None:
+    shown = json.loads(_dvc("metrics", "show", "--json", cwd=pipeline["root"]))
+    files = shown[""]["data"]
+    assert all("error" not in v for v in files.values()), files
+    evaluate = files["outputs/pipeline/metrics/evaluate.json"]["data"]
+    for group in GROUPS:
+        per_group = [k for k in evaluate if k.split("/")[0::2] == ["eval", group]]
+        assert per_group, f"no per-group test metric for {group}"
+    assert {f"explain/pointing_game/overall/{c}" for c in CONDITIONS} <= set(evaluate)
+    train = files["outputs/pipeline/metrics.json"]["data"]
+    assert {f"test/f1/{g}" for g in GROUPS} <= set(train["test"])
+
+
+def test_params_diff_sees_a_changed_knob(pipeline: dict) -> None:
+    root = pipeline["root"]
+    params_file = root / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["evaluate"]["n_boot"] = 21
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        diff = json.loads(_dvc("params", "diff", "--json", cwd=root))
+        status = json.loads(_dvc("status", "--json", cwd=root))
+    finally:
+        params_file.write_text(original)
+    change = diff["params.yaml"]["evaluate.n_boot"]
+    assert (change["old"], change["new"]) == (20, 21)
+    assert set(status) == {"evaluate"}  # only the stage that reads the knob is stale
+
+
+def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: dict) -> None:
+    from mlflow import MlflowClient
+
+    root = pipeline["root"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'outputs' / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("skin-classifier", "champion")
+    assert version.tags["model_arch"] == "small_cnn"
+    assert version.tags["balance_skin_tones"] == "none"
+    assert version.tags["skin_tone_groups"] == ",".join(GROUPS)
+    assert version.tags["dataset"] == Path(pipeline["params"]["generate"]["out"]).name
+    run = client.get_run(version.run_id)
+    assert run.info.run_name == "pipeline"
+    assert any(k.startswith("eval/auroc/V-VI/") for k in run.data.metrics)
+    assert {f"explain/pointing_game/overall/{c}" for c in CONDITIONS} <= set(run.data.metrics)
+
+
+def test_no_image_of_a_face_reaches_mlflow(pipeline: dict) -> None:
+    artifacts = pipeline["root"] / "outputs" / "mlartifacts"
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == "model.onnx" for p in files)
+    images = {p.name for p in files if p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    assert images <= {"group_metrics.png", "roc.png", "reliability.png", "coverage.png"}
