@@ -1,0 +1,208 @@
+"""The ONNX clean-up passes: each rewrites its pattern and leaves the outputs unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from flax import nnx
+from onnx import TensorProto, helper, numpy_helper
+
+from train_jax.export import max_f1_drop, write_onnx
+from train_jax.models import set_conv_impl
+from train_jax.models.efficientnet import EfficientNet, Variant
+from train_jax.onnx_passes import (
+    fold_affine_into_conv,
+    fold_input_normalization,
+    gates_as_unsqueeze,
+    prune,
+    simplify,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def _model(nodes, inits, inp, out) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", [inp], [out], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {model.graph.input[0].name: x})[0]
+
+
+def _ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def _nhwc_input(h=8, c=3):
+    return helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", h, h, c])
+
+
+def test_input_normalization_moves_behind_the_transpose_into_the_stem():
+    w = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Sub", ["image", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "inv_std"], ["normed"]),
+        helper.make_node("Transpose", ["normed"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    inits = [_init("mean", np.float32([[[[120.0, 110.0, 100.0]]]])),
+             _init("inv_std", np.float32([1 / 58.0, 1 / 57.0, 1 / 57.5])), _init("w", w)]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4, 8, 8])
+    model = _model(nodes, inits, _nhwc_input(), out)
+    x = RNG.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    before = _run(model, x)
+    assert fold_input_normalization(model) == 1
+    prune(model)
+    assert _ops(model) == ["Transpose", "Sub", "Conv"]
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-5, atol=1e-4)
+
+
+def test_input_normalization_is_left_alone_when_the_transpose_feeds_more_than_convs():
+    nodes = [
+        helper.make_node("Sub", ["image", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "inv_std"], ["normed"]),
+        helper.make_node("Transpose", ["normed"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["c"]),
+        helper.make_node("ReduceMean", ["nchw"], ["m"], keepdims=1),
+        helper.make_node("Add", ["c", "m"], ["y"]),
+    ]
+    inits = [_init("mean", np.float32([1, 2, 3])), _init("inv_std", np.float32([2, 2, 2])),
+             _init("w", RNG.normal(size=(1, 3, 1, 1)).astype(np.float32))]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 1, 8, 8])
+    model = _model(nodes, inits, _nhwc_input(), out)
+    assert fold_input_normalization(model) == 0
+
+
+def test_gate_broadcast_becomes_one_unsqueeze():
+    # x [B,2,2,C] NCHW-ish activation and a gate [B,C] broadcast the way jax2onnx writes it
+    c = 5
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "axes"], ["pooled"], keepdims=0),
+        helper.make_node("Sigmoid", ["pooled"], ["gate"]),
+        helper.make_node("Shape", ["gate"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["b"]),
+        helper.make_node("Concat", ["b", "one", "one", "cdim"], ["target"], axis=0),
+        helper.make_node("Reshape", ["gate", "target"], ["g4"]),
+        helper.make_node("Expand", ["g4", "target"], ["g4e"]),
+        helper.make_node("Transpose", ["g4e"], ["g_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["x", "g_nchw"], ["y"]),
+    ]
+    inits = [_init("axes", np.int64([2, 3])), _init("zero", np.int64([0])),
+             _init("one", np.int64([1])), _init("cdim", np.int64([c]))]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", c, 4, 4])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", c, 4, 4])
+    model = _model(nodes, inits, inp, out)
+    x = RNG.normal(size=(3, c, 4, 4)).astype(np.float32)
+    before = _run(model, x)
+    assert gates_as_unsqueeze(model) == 1
+    prune(model)
+    assert _ops(model) == ["ReduceMean", "Sigmoid", "Unsqueeze", "Mul"]
+    np.testing.assert_array_equal(_run(model, x), before)
+
+
+def test_gate_reshaped_off_the_channel_axis_is_left_alone():
+    # [B, C] -> [B, C, 1, 1] -> Transpose(0,3,1,2) = [B, 1, C, 1]: not an Unsqueeze(2, 3)
+    c = 4
+    nodes = [
+        helper.make_node("Reshape", ["g", "target"], ["g4"]),
+        helper.make_node("Expand", ["g4", "target"], ["g4e"]),
+        helper.make_node("Transpose", ["g4e"], ["y"], perm=[0, 3, 1, 2]),
+    ]
+    inits = [_init("target", np.int64([2, c, 1, 1]))]
+    inp = helper.make_tensor_value_info("g", TensorProto.FLOAT, [2, c])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, c, 1])
+    assert gates_as_unsqueeze(_model(nodes, inits, inp, out)) == 0
+
+
+def test_affine_behind_a_transpose_folds_into_the_conv():
+    cout = 6
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+        helper.make_node("Mul", ["t", "scale"], ["m"]),
+        helper.make_node("Add", ["m", "shift"], ["y"]),
+    ]
+    inits = [_init("w", RNG.normal(size=(cout, 4, 1, 1)).astype(np.float32)),
+             _init("b", RNG.normal(size=(cout,)).astype(np.float32)),
+             _init("scale", RNG.normal(size=(1, 1, 1, cout)).astype(np.float32)),
+             _init("shift", RNG.normal(size=(cout,)).astype(np.float32))]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 3, 3])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 3, cout])
+    model = _model(nodes, inits, inp, out)
+    x = RNG.normal(size=(2, 4, 3, 3)).astype(np.float32)
+    before = _run(model, x)
+    assert fold_affine_into_conv(model) == 1
+    prune(model)
+    assert _ops(model) == ["Conv", "Transpose"]
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-5, atol=1e-5)
+
+
+def test_affine_with_a_full_tensor_constant_is_not_folded():
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1]),
+        helper.make_node("Mul", ["t", "scale"], ["m"]),
+        helper.make_node("Add", ["m", "shift"], ["y"]),
+    ]
+    inits = [_init("w", RNG.normal(size=(2, 2, 1, 1)).astype(np.float32)),
+             _init("scale", RNG.normal(size=(1, 3, 3, 2)).astype(np.float32)),  # varies in space
+             _init("shift", np.float32([0, 1]))]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 2, 3, 3])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 3, 2])
+    assert fold_affine_into_conv(_model(nodes, inits, inp, out)) == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_efficientnet():
+    variant = Variant(width=0.25, depth=0.25, resolution=32, dropout=0.0)
+    # built under jit: eager initialisation compiles every parameter's init on its own (slow)
+    model = nnx.jit(lambda: EfficientNet(3, variant=variant, rngs=nnx.Rngs(3)))()
+    set_conv_impl(model, "conv")
+    model.eval()
+    return model
+
+
+def test_default_export_of_an_efficientnet_is_clean_and_exact(tiny_efficientnet, tmp_path):
+    size = 64  # at 32 px the last maps are 1 x 1 and onnxruntime keeps some blocks in NHWC
+    path = tmp_path / "clean.onnx"
+    rewrites = write_onnx(tiny_efficientnet, path, input_size=size, output_names=["logits"])
+    assert rewrites["fold_input_normalization"] == 1
+    assert rewrites["gates_as_unsqueeze"] == len(tiny_efficientnet.blocks)  # one SE per block
+    ops = _ops(onnx.load(str(path)))
+    # left: the input transpose and one back to NHWC after the last conv; BatchNorm folded
+    assert ops.count("Transpose") == 2 and "Expand" not in ops and "Sqrt" not in ops
+    assert ops.count("Conv") == sum(3 if b.expand is not None else 2
+                                    for b in tiny_efficientnet.blocks) + 2
+    x = RNG.uniform(0, 255, (3, size, size, 3)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"image": x})[0],
+                               np.asarray(nnx.jit(lambda m, v: m(v))(tiny_efficientnet, x)),
+                               atol=1e-4)
+
+
+def test_simplify_reports_every_pass():
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    counts = simplify(_model(nodes, [], inp, out))
+    assert set(counts) == {"fold_input_normalization", "gates_as_unsqueeze",
+                           "fold_affine_into_conv", "prune"}
+    assert all(v == 0 for v in counts.values())
+
+
+def test_max_f1_drop_finds_the_worst_cell_and_skips_nan():
+    f32 = {"acne": {"I-II": 0.9, "V-VI": 0.8}, "wrinkles": {"I-II": float("nan"), "V-VI": 0.7}}
+    i8 = {"acne": {"I-II": 0.95, "V-VI": 0.75}, "wrinkles": {"I-II": 0.1, "V-VI": 0.69}}
+    drop, cell = max_f1_drop(f32, i8)
+    assert cell == "acne/V-VI" and drop == pytest.approx(0.05)
+    assert max_f1_drop({"a": {"g": float("nan")}}, {"a": {"g": 0.5}})[1] is None

@@ -1,0 +1,240 @@
+"""Small exact rewrites of an exported ONNX graph, run after onnxruntime's offline `basic` level.
+
+jax2onnx writes NHWC JAX code as NCHW ``Conv`` nodes wrapped in ``Transpose`` pairs, broadcasts
+per-channel constants with ``Reshape``/``Expand`` and keeps inference BatchNorm as arithmetic.
+onnxruntime's `basic` level (constant folding, Conv+Mul/Add fusion, the transpose optimiser)
+removes most of that; these passes remove what it leaves, each a pure function
+``ModelProto -> number of rewrites`` that edits the model in place:
+
+* ``fold_input_normalization``: ``image -> Sub(mean) -> Mul(1/std) -> Transpose -> Conv``
+  becomes ``image -> Transpose -> Sub(mean) -> Conv(W / std)``: the subtraction runs on NCHW
+  planes (a broadcast over a last axis of 3 is slow in onnxruntime) and the scale moves into the
+  stem weights (exact: scaling commutes with zero padding).
+* ``gates_as_unsqueeze``: squeeze-excite gates ``[B, C]`` broadcast by
+  ``Shape/Gather/Concat/Reshape/Expand/Transpose`` become one ``Unsqueeze(axes=[2, 3])``.
+* ``fold_affine_into_conv``: ``Conv -> Transpose(0,2,3,1) -> Mul(c) -> Add(d)`` with per-channel
+  constants (a BatchNorm the transpose optimiser left behind a transpose) is folded into the
+  ``Conv`` weights and bias.
+* ``prune``: drops nodes and initializers that no output needs, and opset imports of domains
+  that no node uses (onnxruntime lists all of its own when it saves a model).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+NHWC_TO_NCHW = [0, 3, 1, 2]
+NCHW_TO_NHWC = [0, 2, 3, 1]
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return consts
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    users: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            users[name].append(node)
+    return users
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def _perm(node: onnx.NodeProto) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+
+
+def _is_graph_output(graph: onnx.GraphProto, name: str) -> bool:
+    return any(o.name == name for o in graph.output)
+
+
+def _add_initializer(graph: onnx.GraphProto, array: np.ndarray, name: str) -> str:
+    taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    unique, k = name, 0
+    while unique in taken:
+        k += 1
+        unique = f"{name}_{k}"
+    graph.initializer.append(numpy_helper.from_array(array, unique))
+    return unique
+
+
+def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
+    """``value`` as a [channels] vector if it broadcasts along the last axis only, else None."""
+    if value.ndim and any(d != 1 for d in value.shape[:-1]):
+        return None
+    flat = value.reshape(-1).astype(np.float32)
+    if flat.size == 1:
+        return np.full(channels, flat[0], np.float32)
+    return flat if flat.size == channels else None
+
+
+def fold_input_normalization(model: onnx.ModelProto) -> int:
+    """Move ``(x - mean) * inv_std`` behind the input transpose and the scale into the stem."""
+    graph = model.graph
+    if len(graph.input) != 1:
+        return 0
+    consts, users = _constants(graph), _consumers(graph)
+    image = graph.input[0]
+    dims = image.type.tensor_type.shape.dim
+    if len(dims) != 4 or not dims[3].dim_value:
+        return 0
+    channels = dims[3].dim_value
+    chain = users.get(image.name, [])
+    if len(chain) != 1 or chain[0].op_type != "Sub":
+        return 0
+    sub = chain[0]
+    mul_users = users.get(sub.output[0], [])
+    if len(mul_users) != 1 or mul_users[0].op_type != "Mul":
+        return 0
+    mul = mul_users[0]
+    tr_users = users.get(mul.output[0], [])
+    transpose = tr_users[0] if len(tr_users) == 1 else None
+    if transpose is None or transpose.op_type != "Transpose" or _perm(transpose) != NHWC_TO_NCHW:
+        return 0
+    mean = _per_channel(consts.get(sub.input[1], np.zeros(0)), channels)
+    scale = _per_channel(consts.get(mul.input[1], np.zeros(0)), channels)
+    convs = users.get(transpose.output[0], [])
+    if (mean is None or scale is None or not convs or sub.input[0] != image.name
+            or any(c.op_type != "Conv" or c.input[0] != transpose.output[0]
+                   or c.input[1] not in consts for c in convs)
+            or _is_graph_output(graph, transpose.output[0])):
+        return 0
+    for conv in convs:
+        weight = consts[conv.input[1]] * scale.reshape(1, channels, 1, 1)
+        conv.input[1] = _add_initializer(graph, weight.astype(np.float32), conv.input[1] + "_std")
+    mean_name = _add_initializer(graph, mean.reshape(1, channels, 1, 1), "input_mean_nchw")
+    nchw = transpose.output[0]
+    transpose.input[0] = image.name
+    transpose.output[0] = nchw + "_unnormalised"
+    centred = helper.make_node("Sub", [transpose.output[0], mean_name], [nchw],
+                               name="input_mean_sub_nchw")
+    nodes = list(graph.node)
+    nodes.remove(sub)
+    nodes.remove(mul)
+    nodes.insert(nodes.index(transpose) + 1, centred)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return 1
+
+
+def gates_as_unsqueeze(model: onnx.ModelProto) -> int:
+    """``Transpose(0,3,1,2)(Expand(Reshape(g [B,C] -> [B,1,1,C])))`` -> ``Unsqueeze(g, [2,3])``."""
+    graph = model.graph
+    producers, consts = _producers(graph), _constants(graph)
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
+                       for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+              if v.type.tensor_type.HasField("shape")}
+    ranks = {name: len(dims) for name, dims in shapes.items()}
+    axes: str | None = None
+    count = 0
+    for i, node in enumerate(list(graph.node)):
+        if node.op_type != "Transpose" or _perm(node) != NHWC_TO_NCHW:
+            continue
+        expand = producers.get(node.input[0])
+        if expand is None or expand.op_type != "Expand":
+            continue
+        reshape = producers.get(expand.input[0])
+        if reshape is None or reshape.op_type != "Reshape" or ranks.get(reshape.input[0]) != 2:
+            continue
+        # Expand may only broadcast the singleton axes: its target must be the reshape target
+        # or all ones (a constant [1, 1, 1, 1]).
+        target = consts.get(expand.input[1])
+        if expand.input[1] != reshape.input[1] and (target is None or np.any(target != 1)):
+            continue
+        # the gate must sit on the channel axis: [B, C] -> [B, 1, 1, C] -> [B, C, 1, 1]
+        if ranks.get(node.output[0]) != 4 or shapes.get(reshape.output[0], [])[1:3] != [1, 1]:
+            continue
+        if axes is None:
+            axes = _add_initializer(graph, np.array([2, 3], np.int64), "unsqueeze_axes_2_3")
+        graph.node.remove(node)
+        graph.node.insert(i, helper.make_node("Unsqueeze", [reshape.input[0], axes],
+                                              [node.output[0]], name=node.name + "_unsqueeze"))
+        count += 1
+    return count
+
+
+def fold_affine_into_conv(model: onnx.ModelProto) -> int:
+    """Fold ``Conv -> Transpose(0,2,3,1) -> Mul(c) -> Add(d)`` (c, d per channel) into the Conv."""
+    graph = model.graph
+    consts, users = _constants(graph), _consumers(graph)
+    count = 0
+    for conv in list(graph.node):
+        if conv.op_type != "Conv" or conv.input[1] not in consts:
+            continue
+        weight = consts[conv.input[1]]
+        cout = weight.shape[0]
+        chain = users.get(conv.output[0], [])
+        if len(chain) != 1 or chain[0].op_type != "Transpose" or _perm(chain[0]) != NCHW_TO_NHWC:
+            continue
+        transpose = chain[0]
+        muls = users.get(transpose.output[0], [])
+        if len(muls) != 1 or muls[0].op_type != "Mul":
+            continue
+        mul = muls[0]
+        adds = users.get(mul.output[0], [])
+        if len(adds) != 1 or adds[0].op_type != "Add":
+            continue
+        add = adds[0]
+        c_name = next((x for x in mul.input if x != transpose.output[0]), None)
+        d_name = next((x for x in add.input if x != mul.output[0]), None)
+        c = _per_channel(consts.get(c_name, np.zeros(0)), cout)
+        d = _per_channel(consts.get(d_name, np.zeros(0)), cout)
+        if (c is None or d is None or any(_is_graph_output(graph, n.output[0])
+                                          for n in (conv, transpose, mul))):
+            continue
+        bias = consts[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(cout)
+        new_w = (weight * c.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
+        new_b = (bias.astype(np.float32) * c + d).astype(np.float32)
+        data = conv.input[0]
+        del conv.input[:]
+        conv.input.extend([data, _add_initializer(graph, new_w, "conv_w_affine"),
+                           _add_initializer(graph, new_b, "conv_b_affine")])
+        transpose.output[0] = add.output[0]
+        graph.node.remove(mul)
+        graph.node.remove(add)
+        count += 1
+    return count
+
+
+def prune(model: onnx.ModelProto) -> int:
+    """Drop nodes, initializers and opset imports that no graph output needs; returns nodes cut."""
+    graph = model.graph
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    removed = len(graph.node) - len(kept)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    domains = {n.domain or "" for n in graph.node} | {""}
+    imports = [o for o in model.opset_import if (o.domain or "") in domains
+               or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(imports)
+    return removed
+
+
+PASSES = (fold_input_normalization, gates_as_unsqueeze, fold_affine_into_conv, prune)
+
+
+def simplify(model: onnx.ModelProto) -> dict[str, int]:
+    """Run every pass in order; returns the number of rewrites per pass."""
+    return {p.__name__: p(model) for p in PASSES}
