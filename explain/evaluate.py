@@ -2,14 +2,19 @@
 
     python -m explain.evaluate --run outputs/RUN --data data/synthskin-v1 [--split test]
         [--out DIR] [--json] [--limit N] [--method cam|gradcam|gradcam++] [--layer NAME]
+        [--tfds-dir DIR]
 
 Loads the run's best checkpoint and reads the face crops and lesion-mask crops of the split from
 the same TFDS build the trainer reads (`data.tfds_builder.build_dataset(DIR, crop_size=<the
-run's image size>)`: `preprocessing.pipeline.analyze_image` crop, mask carried by the same
-affine). For each condition, on the images where it is present (label 1 and a non-empty mask):
+run's image size>, cache_dir=<the run's data.tfds_dir>)`: `preprocessing.pipeline.analyze_image`
+crop, mask carried by the same affine). For each condition, on the images where it is present
+(label 1 and a non-empty mask):
 
 * pointing game and energy in mask, overall and per Fitzpatrick group, with bootstrap 95% CIs,
-  the spread across groups (max - min) and the mask area fraction (chance level of energy);
+  the spread across groups (max - min) and the mask area fraction (chance level of energy). The
+  pointing game is always reported strict (the map's maximum inside the mask); beside it, with
+  the tolerance of Zhang et al. 2016 (a hit within 15 px of the annotation at 224 px, scaled to
+  the crop: 15 * side / 224, 6.4 px at 96 px; `--tolerance-px` sets another, 0 turns it off);
 * deletion / insertion AUC of the condition's probability, salient pixels first versus a
   random order (pixels replaced by / taken from a blurred copy of the crop); ratio < 1 for
   deletion and > 1 for insertion mean the map is faithful to the model;
@@ -46,6 +51,7 @@ from explain.overlay import overlay_on_crop, write_image
 EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
 GOAL_POINTING = 0.85
 GOAL_SPREAD = 0.05
+ZHANG_TOLERANCE_PX, ZHANG_SIDE_PX = 15.0, 224.0  # Zhang et al. 2016: 15 px at 224 px
 UNKNOWN_GROUP = "unknown"
 
 
@@ -69,6 +75,15 @@ class Examples:
 
 
 # --------------------------------------------------------------------------- pure summaries
+
+
+def standard_tolerance(side: int) -> float:
+    """The pointing game's usual tolerance (15 px at 224 px, Zhang et al. 2016) for a crop side.
+
+    >>> round(standard_tolerance(96), 2)
+    6.43
+    """
+    return ZHANG_TOLERANCE_PX * side / ZHANG_SIDE_PX
 
 
 def _ci_summary(values: Sequence[float], *, num_boot: int, seed: int) -> dict[str, Any]:
@@ -95,9 +110,11 @@ def localisation_summary(
     """Pointing game and energy in mask per condition, overall and by group, with CIs.
 
     `cams` [N,3,H,W], `masks` bool [N,H,W,3], `labels` [N,3] (NaN unknown), `groups` [N].
-    Only images with the condition present (label 1) and a non-empty mask count. With `grid`
-    (the maps' resolution before upsampling) the pointing-game ceiling of that resolution is
-    reported too (`metrics.pointing_ceiling`; strict pointing game only).
+    Only images with the condition present (label 1) and a non-empty mask count.
+    `pointing_game` is always strict; with `tolerance_px` > 0, `pointing_game_tolerant` counts a
+    maximum within that distance of the mask as a hit too. With `grid` (the maps' resolution
+    before upsampling) the strict pointing-game ceiling of that resolution is reported too
+    (`metrics.pointing_ceiling`).
     """
     out: dict[str, Any] = {}
     names = [*GROUPS, UNKNOWN_GROUP]
@@ -105,15 +122,15 @@ def localisation_summary(
         present = labels[:, c] == 1
         has_mask = masks[..., c].reshape(len(masks), -1).any(axis=1)
         use = np.flatnonzero(present & has_mask)
-        hits = np.array(
-            [
-                metrics.pointing_game(cams[i, c], masks[i, ..., c], tolerance_px=tolerance_px)
-                for i in use
-            ],
-            float,
-        )
+        hits = np.array([metrics.pointing_game(cams[i, c], masks[i, ..., c]) for i in use], float)
         energy = np.array([metrics.energy_in_mask(cams[i, c], masks[i, ..., c]) for i in use])
         scores = [("pointing_game", hits), ("energy_in_mask", energy)]
+        if tolerance_px > 0:
+            near = [
+                metrics.pointing_game(cams[i, c], masks[i, ..., c], tolerance_px=tolerance_px)
+                for i in use
+            ]
+            scores.append(("pointing_game_tolerant", np.array(near, float)))
         if grid is not None:
             ceiling = [metrics.pointing_ceiling(masks[i, ..., c], tuple(grid), align) for i in use]
             scores.append(("pointing_ceiling", np.array(ceiling, float)))
@@ -252,7 +269,10 @@ def lesion_reliance(
 
 
 def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> dict[str, Any]:
-    """The issue's goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random."""
+    """The issue's goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random.
+
+    Judged on the strict pointing game; the tolerant one is reported beside it when present.
+    """
     out: dict[str, Any] = {}
     for cond in CONDITIONS:
         pg = localisation[cond]["pointing_game"]
@@ -270,6 +290,10 @@ def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> di
             "deletion_ratio": ratio,
             "deletion_ok": ratio is not None and ratio < 1.0,
         }
+        tolerant = localisation[cond].get("pointing_game_tolerant")
+        if tolerant is not None:
+            out[cond]["pointing_game_tolerant"] = tolerant["overall"]["value"]
+            out[cond]["spread_tolerant"] = tolerant["spread"]
     return out
 
 
@@ -277,15 +301,23 @@ def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> di
 
 
 def load_examples(
-    data_dir: str | Path, *, crop_size: int, split: str, limit: int | None
+    data_dir: str | Path,
+    *,
+    crop_size: int,
+    split: str,
+    limit: int | None,
+    tfds_dir: str | Path | None = None,
 ) -> Examples:
-    """Face crops and lesion-mask crops of `split` from the trainer's TFDS build."""
+    """Face crops and lesion-mask crops of `split` from the trainer's TFDS build.
+
+    `tfds_dir` is the crop cache (None: DIR/tfds, the builder's default).
+    """
     from data.tfds_builder import build_dataset
 
     data_dir = Path(data_dir)
     if not (data_dir / "metadata.csv").is_file():
         raise EvaluationError(f"{data_dir}: no metadata.csv (not a canonical dataset)", EXIT_DATA)
-    builder = build_dataset(data_dir, crop_size=crop_size)
+    builder = build_dataset(data_dir, crop_size=crop_size, cache_dir=tfds_dir or None)
     if split not in builder.info.splits:
         raise EvaluationError(
             f"{data_dir}: no {split!r} split; has {sorted(builder.info.splits)}", EXIT_DATA
@@ -424,7 +456,7 @@ def evaluate_run(
     limit: int | None = None,
     method: str = "cam",
     layer: str | None = None,
-    tolerance_px: float = 0.0,
+    tolerance_px: float | None = None,
     num_steps: int = 20,
     curve_images: int = 100,
     num_boot: int = 1000,
@@ -432,8 +464,14 @@ def evaluate_run(
     batch_size: int = 32,
     seed: int = 0,
     show_progress: bool = True,
+    tfds_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run the whole evaluation, write the JSON and PNG grids, return the report dict."""
+    """Run the whole evaluation, write the JSON and PNG grids, return the report dict.
+
+    `tolerance_px`: of the tolerant pointing game (None: `standard_tolerance(side)`; 0: none).
+
+    `tfds_dir`: the crop cache; None = the one the run was trained from (`data.tfds_dir`).
+    """
     from tqdm import tqdm
 
     from train_jax.checkpoints import load_model
@@ -444,7 +482,11 @@ def evaluate_run(
     except (FileNotFoundError, ValueError) as err:
         raise EvaluationError(f"{run_dir}: {err}", EXIT_RUN) from None
     size = int(config.model.image_size)
-    ex = load_examples(data_dir, crop_size=size, split=split, limit=limit)
+    if tolerance_px is None:
+        tolerance_px = standard_tolerance(size)
+    if tfds_dir is None:
+        tfds_dir = getattr(config.data, "tfds_dir", "") or None
+    ex = load_examples(data_dir, crop_size=size, split=split, limit=limit, tfds_dir=tfds_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
 
     try:
@@ -469,7 +511,7 @@ def evaluate_run(
         ex.labels,
         ex.groups,
         tolerance_px=tolerance_px,
-        grid=grid if tolerance_px == 0 else None,
+        grid=grid,
         align=align,
         num_boot=num_boot,
         seed=seed,
@@ -521,6 +563,11 @@ def evaluate_run(
         },
         "settings": {
             "tolerance_px": tolerance_px,
+            "tolerance_rule": (
+                "pointing_game is strict; pointing_game_tolerant counts a maximum within "
+                "tolerance_px of the mask (default 15 px at 224 px scaled to the crop, "
+                "Zhang et al. 2016)"
+            ),
             "num_steps": num_steps,
             "curve_images": curve_images,
             "num_boot": num_boot,
@@ -560,11 +607,13 @@ def format_table(report: dict[str, Any]) -> str:
         lo, hi = s["ci95"]
         return f"{s['value']:.2f} [{lo:.2f}, {hi:.2f}] (n={s['n']})"
 
+    tol = report.get("settings", {}).get("tolerance_px") or 0
     head = (
-        "| condition | pointing game | "
+        "| condition | pointing game (strict) | "
         + " | ".join(f"PG {g}" for g in GROUPS)
-        + " | PG spread | PG ceiling | energy in mask (area) | deletion AUC / random"
-        " | insertion AUC / random |"
+        + " | PG spread | PG ceiling | "
+        + (f"PG within {tol:.1f} px (spread) | " if tol else "")
+        + "energy in mask (area) | deletion AUC / random | insertion AUC / random |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for cond in CONDITIONS:
@@ -583,9 +632,14 @@ def format_table(report: dict[str, Any]) -> str:
             ratios.append("-" if q is None else f"{a:.3f} / {r:.3f} = {q:.2f}")
 
         groups = " | ".join(fmt(pg["by_group"].get(g)) for g in GROUPS)
+        near = loc.get("pointing_game_tolerant")
+        tolerant = ""
+        if tol:
+            sp = "-" if near is None or near["spread"] is None else f"{near['spread']:.2f}"
+            tolerant = "- | " if near is None else f"{fmt(near['overall'])} ({sp}) | "
         lines.append(
-            f"| {cond} | {fmt(pg['overall'])} | {groups} | {spread} | {ceiling} | {energy} | "
-            f"{ratios[0]} | {ratios[1]} |"
+            f"| {cond} | {fmt(pg['overall'])} | {groups} | {spread} | {ceiling} | {tolerant}"
+            f"{energy} | {ratios[0]} | {ratios[1]} |"
         )
     reliance = report.get("lesion_reliance")
     if reliance:
@@ -633,8 +687,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tolerance-px",
         type=float,
-        default=0.0,
-        help="pointing-game tolerance in crop pixels (default 0: strict)",
+        default=None,
+        help="tolerance of the second, tolerant pointing game in crop pixels (default: 15 px at "
+        "224 px scaled to the crop; 0: strict only). The strict one is always reported",
     )
     p.add_argument(
         "--num-steps", type=int, default=20, help="points of each deletion/insertion curve - 1"
@@ -647,6 +702,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--num-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--examples", type=int, default=6, help="example rows per group figure")
+    p.add_argument(
+        "--tfds-dir",
+        help="face-crop cache (default: the run's data.tfds_dir, else DATA/tfds)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("limit", "num_steps", "curve_images", "num_boot"):
@@ -676,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
             num_examples=args.examples,
             seed=args.seed,
             show_progress=not args.json,
+            tfds_dir=args.tfds_dir,
         )
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)

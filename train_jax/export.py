@@ -190,8 +190,14 @@ def make_model_card(
     run: str | None,
     parity: dict[str, float] | None,
     quantization: dict | None = None,
+    normalisation: str | None = None,
+    graph_optimisation: str | None = None,
 ) -> dict:
     """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model")."""
+    if normalisation is None:
+        from train_jax.models.input_norm import describe
+
+        normalisation = describe("imagenet")
     synthetic = dataset is None or "synth" in str(dataset).lower()
     return {
         "name": f"{architecture}-{Path(str(dataset or 'unknown')).name}",
@@ -199,15 +205,23 @@ def make_model_card(
         "architecture": architecture,
         "input_size": input_size,
         "input": {
-            "name": INPUT_NAME, "dtype": "float32", "shape": ["B", input_size, input_size, 3],
-            "layout": "NHWC", "range": "RGB 0..255",
-            "normalisation": "in the graph: (x / 255 - ImageNet mean) / ImageNet std",
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": ["B", input_size, input_size, 3],
+            "layout": "NHWC",
+            "range": "RGB 0..255",
+            "normalisation": normalisation,
         },
+        "graph_optimisation": graph_optimisation or "none",
         "outputs": {
-            "probs": {"shape": ["B", len(CONDITIONS)],
-                      "meaning": "sigmoid probability per condition"},
-            "cam": {"shape": ["B", len(CONDITIONS), input_size, input_size],
-                    "meaning": "class activation map per condition, normalised to [0, 1]"},
+            "probs": {
+                "shape": ["B", len(CONDITIONS)],
+                "meaning": "sigmoid probability per condition",
+            },
+            "cam": {
+                "shape": ["B", len(CONDITIONS), input_size, input_size],
+                "meaning": "class activation map per condition, normalised to [0, 1]",
+            },
         },
         "conditions": list(CONDITIONS),
         "onnx_opset": opset,
@@ -251,10 +265,17 @@ def compact_metrics(report: dict) -> dict:
 def find_report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
     """(thresholds.json, fairness metrics.json) from the report folder, RUN/fairness or RUN."""
     candidates = [d for d in (report_dir, run_dir / "fairness", run_dir) if d is not None]
-    thresholds = next((d / "thresholds.json" for d in candidates
-                       if (d / "thresholds.json").is_file()), None)
-    metrics = next((d / "metrics.json" for d in candidates
-                    if "test" in (_read_json(d / "metrics.json") or {})), None)
+    thresholds = next(
+        (d / "thresholds.json" for d in candidates if (d / "thresholds.json").is_file()), None
+    )
+    metrics = next(
+        (
+            d / "metrics.json"
+            for d in candidates
+            if "test" in (_read_json(d / "metrics.json") or {})
+        ),
+        None,
+    )
     return thresholds, metrics
 
 
@@ -291,16 +312,28 @@ def export_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
-        final = export_cam_onnx(model, Path(tmp) / "model.onnx", input_size=input_size,
-                                opset=opset, optimize=optimize)
+        final = export_cam_onnx(
+            model, Path(tmp) / "model.onnx", input_size=input_size, opset=opset, optimize=optimize
+        )
         parity = check_parity(model, final, input_size=input_size)
         for extra in Path(tmp).glob("*.data"):
             os.replace(extra, out_dir / extra.name)
         os.replace(final, out_dir / "model.onnx")
+    from train_jax.models.input_norm import describe
+
     card = make_model_card(
-        architecture=architecture, input_size=input_size, opset=opset,
-        version=file_digest(out_dir / "model.onnx"), dataset=dataset, metrics=metrics, run=run,
+        architecture=architecture,
+        input_size=input_size,
+        opset=opset,
+        version=file_digest(out_dir / "model.onnx"),
+        dataset=dataset,
+        metrics=metrics,
+        run=run,
         parity=parity,
+        normalisation=describe(getattr(model, "input_norm", "imagenet")),
+        graph_optimisation=(
+            f"onnxruntime {optimize} + train_jax/onnx_passes.py" if optimize else None
+        ),
     )
     card_path = out_dir / "model_card.json"
     write_json_atomic(card, card_path)
@@ -331,23 +364,33 @@ def export_run(
     model_cfg = cfg.get("model", {})
     architecture = str(
         (model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg)
-        or find_value(cfg, "model_name") or type(model).__name__
+        or find_value(cfg, "model_name")
+        or type(model).__name__
     )
     dataset = find_value(cfg, "data_dir") or find_value(cfg, "dataset") or find_value(cfg, "preset")
     thresholds, metrics_path = find_report_files(run_dir, report_dir)
     metrics = compact_metrics(_read_json(metrics_path)) if metrics_path else None
     result = export_model(
-        model, out_dir, architecture=architecture, input_size=input_size, opset=opset,
-        dataset=None if dataset is None else str(dataset), metrics=metrics,
-        run=str(run_dir), optimize=optimize,
+        model,
+        out_dir,
+        architecture=architecture,
+        input_size=input_size,
+        opset=opset,
+        dataset=None if dataset is None else str(dataset),
+        metrics=metrics,
+        run=str(run_dir),
+        optimize=optimize,
     )
     if thresholds is not None:
         tmp = Path(out_dir) / ".thresholds.json.tmp"
         tmp.write_bytes(thresholds.read_bytes())
         os.replace(tmp, Path(out_dir) / "thresholds.json")
     else:
-        print(f"warning: no thresholds.json for {run_dir}; run python -m fairness.report "
-              f"--predictions {run_dir} --out {run_dir / 'fairness'}", file=sys.stderr)
+        print(
+            f"warning: no thresholds.json for {run_dir}; run python -m fairness.report "
+            f"--predictions {run_dir} --out {run_dir / 'fairness'}",
+            file=sys.stderr,
+        )
     return result
 
 
@@ -365,8 +408,9 @@ def _split_crops(data_dir: Path, split: str, size: int, limit: int):
     crops, labels, groups = [], [], []
     for row in df.itertuples():
         decoded = decode_step((data_dir / row.image).read_bytes())
-        faces = crop_step(decoded.image, *detector.run(decoded.detector_input),
-                          decoded.detector_meta, size=size)
+        faces = crop_step(
+            decoded.image, *detector.run(decoded.detector_input), decoded.detector_meta, size=size
+        )
         if faces.num_faces:
             crops.append(faces.crops[0])
             labels.append([getattr(row, c) for c in CONDITIONS])
@@ -394,16 +438,24 @@ def per_group_f1(labels, probs, groups, thresholds) -> dict:
 # uint8 activations let onnxruntime fuse every Conv/Sigmoid/Mul/Add into QLinear* kernels (with
 # int8 activations most convs stayed float between Q/DQ pairs); one Q/DQ pair per consumer
 # (DedicatedQDQPair) is what the fusion needs when a tensor feeds Sigmoid and Mul (swish).
-INT8_OPTIONS = {"per_channel": True, "calibration": "MinMax", "activations": "QUInt8",
-                "weights": "QInt8", "extra_options": {"DedicatedQDQPair": True}}
+INT8_OPTIONS = {
+    "per_channel": True,
+    "calibration": "MinMax",
+    "activations": "QUInt8",
+    "weights": "QInt8",
+    "extra_options": {"DedicatedQDQPair": True},
+}
 MAX_F1_DROP = 0.01
 
 
 def max_f1_drop(f1_float: dict, f1_int8: dict) -> tuple[float, str | None]:
     """Largest F1(float) - F1(int8) over conditions x groups (NaN cells skipped), and its cell."""
-    drops = {f"{c}/{g}": f1_float[c][g] - f1_int8[c][g]
-             for c in f1_float for g in f1_float[c]
-             if not (np.isnan(f1_float[c][g]) or np.isnan(f1_int8[c][g]))}
+    drops = {
+        f"{c}/{g}": f1_float[c][g] - f1_int8[c][g]
+        for c in f1_float
+        for g in f1_float[c]
+        if not (np.isnan(f1_float[c][g]) or np.isnan(f1_int8[c][g]))
+    }
     if not drops:
         return float("nan"), None
     worst = max(drops, key=drops.get)
@@ -418,8 +470,10 @@ def compare_speed(
 
     import onnxruntime as ort
 
-    sessions = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-                for k, p in paths.items()}
+    sessions = {
+        k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        for k, p in paths.items()
+    }
     out: dict[str, dict[str, float]] = {}
     for batch, reps in zip(batches, repeats, strict=True):
         x = np.random.default_rng(0).uniform(0, 255, (batch, input_size, input_size, 3))
@@ -479,12 +533,16 @@ def quantize_int8(
         simplify(graph)
         onnx.save(graph, str(folded))
         quantize_static(
-            str(folded), str(Path(tmp) / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+            str(folded),
+            str(Path(tmp) / "int8.onnx"),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
             per_channel=INT8_OPTIONS["per_channel"],
             calibrate_method=getattr(CalibrationMethod, INT8_OPTIONS["calibration"]),
             activation_type=getattr(QuantType, INT8_OPTIONS["activations"]),
             weight_type=getattr(QuantType, INT8_OPTIONS["weights"]),
-            extra_options=dict(INT8_OPTIONS["extra_options"]))
+            extra_options=dict(INT8_OPTIONS["extra_options"]),
+        )
         os.replace(Path(tmp) / "int8.onnx", int8_path)
     crops, labels, groups = _split_crops(data_dir, "test", size, num_eval)
     thresholds = load_thresholds(model_dir / "thresholds.json")
@@ -492,17 +550,27 @@ def quantize_int8(
     scores, probs = {}, {}
     for name, path in paths.items():
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        probs[name] = np.concatenate([sess.run(["probs"], {INPUT_NAME: crops[i : i + 32]})[0]
-                                      for i in range(0, len(crops), 32)])
+        probs[name] = np.concatenate(
+            [
+                sess.run(["probs"], {INPUT_NAME: crops[i : i + 32]})[0]
+                for i in range(0, len(crops), 32)
+            ]
+        )
         scores[name] = per_group_f1(labels, probs[name], groups, thresholds)
     max_drop, worst = max_f1_drop(scores["float32"], scores["int8"])
     adopted = worst is not None and max_drop <= MAX_F1_DROP
-    return {"int8_model": str(int8_path), "settings": INT8_OPTIONS,
-            "num_calibration_faces": len(calib), "num_test_faces": len(crops), "f1": scores,
-            "max_f1_drop": max_drop, "worst_cell": worst,
-            "max_abs_prob_diff": float(np.abs(probs["float32"] - probs["int8"]).max()),
-            "speed_ms_per_batch": compare_speed(paths, input_size=size),
-            "adopted_as_default": adopted}
+    return {
+        "int8_model": str(int8_path),
+        "settings": INT8_OPTIONS,
+        "num_calibration_faces": len(calib),
+        "num_test_faces": len(crops),
+        "f1": scores,
+        "max_f1_drop": max_drop,
+        "worst_cell": worst,
+        "max_abs_prob_diff": float(np.abs(probs["float32"] - probs["int8"]).max()),
+        "speed_ms_per_batch": compare_speed(paths, input_size=size),
+        "adopted_as_default": adopted,
+    }
 
 
 def record_quantization(model_dir: Path, numbers: dict) -> None:
@@ -522,24 +590,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="training run folder outputs/RUN")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx + card")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="fairness report folder with thresholds.json + metrics.json "
-                             "(default RUN/fairness, then RUN)")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="fairness report folder with thresholds.json + metrics.json "
+        "(default RUN/fairness, then RUN)",
+    )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    parser.add_argument("--optimize", choices=OPTIMIZE_LEVELS, default=DEFAULT_OPTIMIZE,
-                        help="onnxruntime graph optimisations run offline, then exact graph "
-                             "rewrites (train_jax/onnx_passes.py); 'none' keeps the raw "
-                             f"jax2onnx graph (default {DEFAULT_OPTIMIZE})")
-    parser.add_argument("--int8", action="store_true",
-                        help="also write model.int8.onnx (static QDQ, per channel) and compare")
+    parser.add_argument(
+        "--optimize",
+        choices=OPTIMIZE_LEVELS,
+        default=DEFAULT_OPTIMIZE,
+        help="onnxruntime graph optimisations run offline, then exact graph "
+        "rewrites (train_jax/onnx_passes.py); 'none' keeps the raw "
+        f"jax2onnx graph (default {DEFAULT_OPTIMIZE})",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write model.int8.onnx (static QDQ, per channel) and compare",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     try:
         optimize = None if args.optimize == "none" else args.optimize
-        result = export_run(args.run, args.out, report_dir=args.report, opset=args.opset,
-                            optimize=optimize)
-        summary = {"model": str(result.model_path), "card": str(result.card_path),
-                   "parity_max_abs_diff": result.parity}
+        result = export_run(
+            args.run, args.out, report_dir=args.report, opset=args.opset, optimize=optimize
+        )
+        summary = {
+            "model": str(result.model_path),
+            "card": str(result.card_path),
+            "parity_max_abs_diff": result.parity,
+        }
         if args.int8:
             data_dir = Path(str(find_value(load_run_config(args.run), "data_dir")))
             summary["int8"] = quantize_int8(args.out, data_dir)

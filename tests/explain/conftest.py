@@ -22,6 +22,21 @@ def tiny_cnn() -> nnx.Module:
 
 
 @pytest.fixture(scope="session")
+def tiny_cnn_fine() -> nnx.Module:
+    """small_cnn as the demo now builds it: output stride 8, tone-aware input, eval mode."""
+    model = create_model(
+        "small_cnn",
+        rngs=nnx.Rngs(1),
+        width=0.25,
+        depthwise_impl="conv",
+        output_stride=8,
+        input_norm="tone",
+    )
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
 def images() -> np.ndarray:
     """Two random RGB images in [0, 255], [2, 32, 32, 3] float32."""
     rng = np.random.default_rng(0)

@@ -62,6 +62,18 @@ def test_in_graph_cam_equals_normalised_gradcam(tiny_cnn: nnx.Module, images: np
     np.testing.assert_allclose(cam, gradcam, atol=1e-5)
 
 
+def test_in_graph_cam_equals_gradcam_for_stride_8_tone_model(
+    tiny_cnn_fine: nnx.Module, images: np.ndarray
+) -> None:
+    probs, cam = nnx.jit(lambda m, x: with_cam(m)(x))(tiny_cnn_fine, images)
+    probs_g, gradcam = make_cam_fn(tiny_cnn_fine, method="gradcam")(images)
+    _, small = make_cam_fn(tiny_cnn_fine, method="cam", upsample=False)(images)
+    assert small.shape[-2:] == (4, 4)  # 32 px / stride 8
+    assert float(jnp.max(cam)) > 0
+    np.testing.assert_allclose(cam, gradcam, atol=1e-5)
+    np.testing.assert_allclose(probs, probs_g, atol=1e-6)
+
+
 def _manual_stage_grads(model: nnx.Module, x: np.ndarray, stage: str, c: int):
     _, inter = model.features(jnp.asarray(x), return_intermediates=True)
     act = inter[stage]

@@ -13,6 +13,7 @@ from explain.evaluate import (
     goal_check,
     localisation_summary,
     main,
+    standard_tolerance,
 )
 
 N, S = 6, 16
@@ -136,3 +137,19 @@ def test_lesion_reliance_separates_lesion_from_control() -> None:
     assert rel["acne"]["n"] == N and rel["acne"]["prob"] == pytest.approx(1.0)
     assert rel["acne"]["prob_lesion_removed"] < 0.5 < rel["acne"]["prob_control"]
     assert rel["wrinkles"]["n"] == 0  # present, but no mask
+
+
+def test_tolerant_pointing_game_is_reported_beside_the_strict_one() -> None:
+    cams, masks, labels, groups = _arrays()
+    # image 5 peaks at (12, 12); the nearest lesion pixel (5, 5) is sqrt(98) = 9.9 px away
+    loc = localisation_summary(cams, masks, labels, groups, tolerance_px=10.0, num_boot=50)
+    assert loc["acne"]["pointing_game"]["overall"]["value"] == pytest.approx(5 / 6)  # strict
+    assert loc["acne"]["pointing_game_tolerant"]["overall"]["value"] == 1.0
+    assert loc["acne"]["pointing_game_tolerant"]["spread"] == 0.0
+    near = localisation_summary(cams, masks, labels, groups, tolerance_px=9.0, num_boot=50)
+    assert near["acne"]["pointing_game_tolerant"]["overall"]["value"] == pytest.approx(5 / 6)
+    assert (
+        "pointing_game_tolerant"
+        not in localisation_summary(cams, masks, labels, groups, num_boot=50)["acne"]
+    )
+    assert standard_tolerance(224) == 15.0 and standard_tolerance(96) == pytest.approx(6.43, 0.01)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import jax2onnx
 import numpy as np
 import onnxruntime as ort
+import pytest
 from flax import nnx
 
 from explain.cam import with_cam
 
 
-def test_with_cam_onnx_dynamic_batch_matches_jax(tiny_cnn: nnx.Module, tmp_path) -> None:
-    cam_model = with_cam(tiny_cnn)
+@pytest.mark.parametrize("fixture", ["tiny_cnn", "tiny_cnn_fine"])
+def test_with_cam_onnx_dynamic_batch_matches_jax(
+    fixture: str, request: pytest.FixtureRequest, tmp_path
+) -> None:
+    cam_model = with_cam(request.getfixturevalue(fixture))
     path = tmp_path / "cam.onnx"
     jax2onnx.to_onnx(
         cam_model,

@@ -54,3 +54,13 @@ def test_model_card_describes_the_graph(exported):
     assert card["training_data"]["synthetic"] is True
     assert "synthetic" in card["training_data"]["note"]
     assert card["intended_use"] == "research aid, not a diagnosis"
+
+
+def test_model_card_names_the_models_input_normalisation(tmp_path):
+    from train_jax.models.input_norm import describe
+
+    model = create_model("small_cnn", rngs=nnx.Rngs(2), width=0.25, input_norm="tone")
+    export_model(model, tmp_path, architecture="small_cnn", input_size=SIZE, dataset="x")
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["input"]["normalisation"] == describe("tone") != describe("imagenet")
+    assert card["graph_optimisation"].startswith("onnxruntime basic")

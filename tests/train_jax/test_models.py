@@ -251,3 +251,37 @@ def test_vit_tiny_forward_token_grid():
     )
     with pytest.raises(ValueError, match="built for 32x32"):
         model(_images(5, (1, 48, 48, 3)))
+
+
+@pytest.mark.parametrize(("output_stride", "grid"), [(16, 4), (8, 8), (4, 16)])
+def test_small_cnn_output_stride_same_parameters_finer_map(output_stride, grid):
+    base = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25, output_stride=output_stride)
+    assert _num_params(model) == _num_params(base)
+    assert model.features(_images(0, (1, 64, 64, 3))).shape[1:3] == (grid, grid)
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        create_model("small_cnn", rngs=nnx.Rngs(0), output_stride=32)
+
+
+def test_tone_input_norm_factors_out_skin_tone_and_exposure():
+    from train_jax.models.input_norm import TONE_OFFSET, describe, normalize_input, tone_normalize
+
+    assert "ImageNet" in describe("imagenet") and "log" in describe("tone")
+
+    x = _images(1, (2, 16, 16, 3))
+    # a darker skin / lower exposure: every channel scaled (in offset units) by its own factor
+    darker = (x + TONE_OFFSET) * jnp.asarray([0.3, 0.25, 0.2]) - TONE_OFFSET
+    np.testing.assert_allclose(tone_normalize(darker), tone_normalize(x), atol=1e-5)
+    assert not np.allclose(normalize_input(darker), normalize_input(x), atol=0.1)  # imagenet
+    # a lesion darkening the skin by a factor is the same step on light and dark skin
+    skin = jnp.full((1, 16, 16, 3), 200.0 - TONE_OFFSET)
+    lesion = jnp.ones((1, 16, 16, 1)).at[:, 4:8, 4:8].set(0.7)
+    for tone in (1.0, 0.25):
+        img = (skin + TONE_OFFSET) * tone * lesion - TONE_OFFSET
+        y = np.asarray(normalize_input(img, "tone"))
+        assert y[0, 5, 5, 0] - y[0, 12, 12, 0] == pytest.approx(2.0 * np.log(0.7), abs=1e-4)
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25, input_norm="tone")
+    model.eval()
+    np.testing.assert_allclose(model(darker), model(x), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown input_norm"):
+        create_model("small_cnn", rngs=nnx.Rngs(0), input_norm="lab")

@@ -223,10 +223,11 @@ def test_json_stdout_is_one_document_even_when_the_cache_is_built(
 
 def test_model_flag_drops_the_config_models_overrides() -> None:
     from train_jax.checkpoints import build_model
+    from train_jax.configs.demo import get_config
 
     args = main_lib.parse_args(["--model", "efficientnet_b0", "--image-size", "32", "--run", "x"])
     config, _ = main_lib.resolve(args)
     assert config.model.overrides == {}  # the demo's small_cnn `width` does not reach B0
     assert type(build_model(config)).__name__ == "EfficientNet"
     kept = main_lib.parse_args(["--model", "small_cnn", "--run", "x"])
-    assert main_lib.resolve(kept)[0].model.overrides == {"width": 0.5}
+    assert main_lib.resolve(kept)[0].model.overrides == get_config().model.overrides

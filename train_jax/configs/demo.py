@@ -1,10 +1,15 @@
 """CPU demo: the small CNN on synthskin-v1 face crops, a few minutes on a laptop.
 
+The model: small_cnn at width 0.5 with output stride 4 (a 24x24 feature map, so a 24x24 CAM, at
+96 px) and the tone-aware input normalisation (`train_jax.models.input_norm`).
+
     python train_jax/main.py                                   # this config, default variant
     python train_jax/main.py --config train_jax/configs/demo.py:quick --data DIR   # seconds
 
 Variants (comma-separated): `quick` shrinks images, model, batch and epochs for tests;
-`group` / `group_label` switch on tone-stratified sampling.
+`group` / `group_label` switch on tone-stratified sampling; `os4` / `os8` / `os16` set the
+small CNN's output stride (a 24x24 / 12x12 / 6x6 CAM at 96 px); `tone` / `imagenet` pick the
+in-graph input normalisation (`train_jax.models.input_norm`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ def get_config(variant: str | None = None) -> TrainConfig:
     """The demo config, optionally shrunk (`quick`) or rebalanced (`group`, `group_label`)."""
     config = TrainConfig(
         name="demo",
-        model=ModelConfig(name="small_cnn", image_size=96, overrides={"width": 0.5}),
+        # Output stride 4: a 24x24 CAM at 96 px (docs/explainability.md); tone-aware input
+        # normalisation in the graph (docs/fairness.md, ablation (e)).
+        model=ModelConfig(
+            name="small_cnn",
+            image_size=96,
+            overrides={"width": 0.5, "output_stride": 4, "input_norm": "tone"},
+        ),
         data=DataConfig(data_dir="data/synthskin-v1", generate_preset="synthskin-v1"),
         optim=OptimConfig(learning_rate=3e-3, weight_decay=1e-4, warmup_steps=30),
         batch_size=32,
@@ -30,11 +41,25 @@ def get_config(variant: str | None = None) -> TrainConfig:
             config = dataclasses.replace(
                 config,
                 name="demo-quick",
-                model=dataclasses.replace(config.model, image_size=32, overrides={"width": 0.25}),
+                model=dataclasses.replace(
+                    config.model,
+                    image_size=32,
+                    overrides={**config.model.overrides, "width": 0.25},
+                ),
                 optim=dataclasses.replace(config.optim, warmup_steps=2),
                 batch_size=8,
                 eval_batch_size=32,
                 epochs=2,
+            )
+        elif part in ("os4", "os8", "os16"):
+            overrides = {**config.model.overrides, "output_stride": int(part[2:])}
+            config = dataclasses.replace(
+                config, model=dataclasses.replace(config.model, overrides=overrides)
+            )
+        elif part in ("tone", "imagenet"):
+            overrides = {**config.model.overrides, "input_norm": part}
+            config = dataclasses.replace(
+                config, model=dataclasses.replace(config.model, overrides=overrides)
             )
         elif part in ("group", "group_label"):
             config = dataclasses.replace(
@@ -42,6 +67,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         else:
             raise ValueError(
-                f"unknown demo variant {part!r}; choose from ['group', 'group_label', 'quick']"
+                f"unknown demo variant {part!r}; choose from "
+                "['group', 'group_label', 'imagenet', 'os16', 'os4', 'os8', 'quick', 'tone']"
             )
     return validate(config)

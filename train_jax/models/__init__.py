@@ -12,7 +12,8 @@ stay float32), ``image_size`` (only ViT needs it: it sizes the position embeddin
 After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
 ``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
 ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
-specific: ``width`` (small_cnn), ``drop_rate``/``drop_path_rate`` (EfficientNet),
+specific: ``width``, ``output_stride`` (16, 8, 4), ``input_norm`` ("imagenet", "tone";
+``train_jax.models.input_norm``) (small_cnn), ``drop_rate``/``drop_path_rate`` (EfficientNet),
 ``drop_path_rate`` (ViT).
 """
 

@@ -16,16 +16,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from train_jax.models.layers import normalize_image
+from train_jax.models.input_norm import normalize_input
 
 Stage = tuple[str, Callable[[jax.Array], jax.Array]]
 
 
 class StagedClassifier(nnx.Module):
-    """Base class: subclasses set ``self.head`` and ``self.dtype`` and implement ``stages()``."""
+    """Base class: subclasses set ``self.head`` and ``self.dtype`` and implement ``stages()``.
+
+    ``self.input_norm`` (default "imagenet") picks the in-graph input normalisation.
+    """
 
     head: nnx.Linear
     dtype: jnp.dtype | None
+    input_norm: str = "imagenet"  # see train_jax.models.input_norm.INPUT_NORMS
 
     def stages(self) -> Sequence[Stage]:
         """Return the ``(name, fn)`` pairs applied in order to the normalised image."""
@@ -40,7 +44,7 @@ class StagedClassifier(nnx.Module):
         self, x: jax.Array, return_intermediates: bool = False
     ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         """Last feature map ``[B, h, w, C]`` of float RGB ``x`` in [0, 255] (NHWC)."""
-        h = normalize_image(x, self.dtype)
+        h = normalize_input(x, self.input_norm, self.dtype)
         intermediates: dict[str, jax.Array] = {}
         for name, fn in self.stages():
             h = fn(h)

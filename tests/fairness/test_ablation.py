@@ -1,0 +1,61 @@
+"""The fairness ablation's config plumbing: the tone variant and the reuse check of old runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ablation():
+    spec = importlib.util.spec_from_file_location(
+        "fairness_ablation", ROOT / "benchmarks" / "fairness_ablation.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(tmp_path: Path, name: str, *, balance: str, loss: str, size: int, overrides: dict) -> Path:
+    run = tmp_path / name
+    run.mkdir()
+    config = {
+        "data": {"balance": balance},
+        "loss": loss,
+        "model": {"name": "small_cnn", "image_size": size, "overrides": overrides},
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_tone_variant_appends_to_the_base_config() -> None:
+    ab = _ablation()
+    assert ab.config_spec("train_jax/configs/demo.py:os16,imagenet", "tone").endswith(
+        ":os16,imagenet,tone"
+    )
+    assert ab.config_spec("demo.py", "tone") == "demo.py:tone"
+    assert ab.TRAININGS[ab.VARIANTS[ab.FULL_PIPELINE][0]][1] == "tone,os4"
+
+
+def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
+    ab = _ablation()
+    args = argparse.Namespace(image_size=64)
+    ok = _run(tmp_path, "a", balance="group", loss="groupdro", size=64, overrides={"width": 0.5})
+    ab.check_reused(ok, "groupdro", args)  # defaults: ImageNet input normalisation
+    with pytest.raises(ValueError, match="input_norm"):
+        ab.check_reused(ok, "groupdro_tone", args)
+    tone = _run(
+        tmp_path, "b", balance="group", loss="groupdro", size=96, overrides={"input_norm": "tone"}
+    )
+    with pytest.raises(ValueError, match="image_size"):
+        ab.check_reused(tone, "groupdro_tone", args)
+    ab.check_reused(tone, "groupdro_tone", argparse.Namespace(image_size=0))
+    with pytest.raises(ValueError, match="output_stride"):
+        ab.check_reused(tone, "groupdro_tone_os4", argparse.Namespace(image_size=0))
+    with pytest.raises(ValueError, match="data.balance"):
+        ab.check_reused(ok, "baseline", args)
