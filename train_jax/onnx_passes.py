@@ -15,6 +15,10 @@ removes most of that; these passes remove what it leaves, each a pure function
 * ``fold_affine_into_conv``: ``Conv -> Transpose(0,2,3,1) -> Mul(c) -> Add(d)`` with per-channel
   constants (a BatchNorm the transpose optimiser left behind a transpose) is folded into the
   ``Conv`` weights and bias.
+* ``squeeze_excite_as_conv``: the squeeze-excite path ``ReduceMean(keepdims=0) -> Gemm -> swish
+  -> Gemm -> Sigmoid -> Unsqueeze(axes=[2, 3])`` becomes ``ReduceMean(keepdims=1) -> Conv 1x1 ->
+  swish -> Conv 1x1 -> Sigmoid`` on ``[B, C, 1, 1]`` (timm's form): onnxruntime then keeps the
+  gate in its blocked NCHWc layout instead of reordering to NCHW and back in every block.
 * ``prune``: drops nodes and initializers that no output needs, and opset imports of domains
   that no node uses (onnxruntime lists all of its own when it saves a model).
 """
@@ -209,6 +213,85 @@ def fold_affine_into_conv(model: onnx.ModelProto) -> int:
     return count
 
 
+ELEMENTWISE = frozenset({"Sigmoid", "Mul", "Add", "Relu", "HardSigmoid", "HardSwish", "Tanh"})
+
+
+def _reduces_hw(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
+    """A ReduceMean over axes (2, 3) of a rank-4 tensor that drops those axes."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type != "ReduceMean" or attrs.get("keepdims", 1) != 0:
+        return False
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1:
+        axes = consts.get(node.input[1])
+    return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
+
+
+def squeeze_excite_as_conv(model: onnx.ModelProto) -> int:
+    """Run squeeze-excite gates on ``[B, C, 1, 1]`` with 1x1 ``Conv`` nodes instead of ``Gemm``."""
+    graph = model.graph
+    consts, users = _constants(graph), _consumers(graph)
+    count = 0
+    for reduce in list(graph.node):
+        if not _reduces_hw(reduce, consts):
+            continue
+        chain, todo, nodes, ends, ok = {reduce.output[0]}, [reduce.output[0]], [], [], True
+        while todo and ok:
+            for node in users.get(todo.pop(), []):
+                if node in nodes or node in ends:
+                    continue
+                attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+                if node.op_type == "Unsqueeze" and node.input[0] in chain:
+                    axes = consts.get(node.input[1]) if len(node.input) > 1 else attrs.get("axes")
+                    ok = axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
+                    ends.append(node)
+                    continue
+                if node.op_type == "Gemm":
+                    ok = (node.input[0] in chain and node.input[1] in consts
+                          and attrs.get("transA", 0) == 0
+                          and attrs.get("alpha", 1.0) == attrs.get("beta", 1.0) == 1.0
+                          and (len(node.input) < 3 or node.input[2] in consts))
+                elif node.op_type in ELEMENTWISE:
+                    # [B, C] and [B, C, 1, 1] broadcast alike only against each other or scalars
+                    ok = all(x in chain or (x in consts and consts[x].size == 1)
+                             for x in node.input)
+                else:
+                    ok = False
+                if ok:
+                    nodes.append(node)
+                    chain.update(node.output)
+                    todo.extend(node.output)
+        if not ok or not ends or any(_is_graph_output(graph, t) for t in chain):
+            continue
+        for attr in reduce.attribute:
+            if attr.name == "keepdims":
+                attr.i = 1
+        stale = [v for v in graph.value_info if v.name in chain]  # their rank changes
+        for info in stale:
+            graph.value_info.remove(info)
+        for gemm in (n for n in nodes if n.op_type == "Gemm"):
+            weight = consts[gemm.input[1]]
+            trans_b = next((a.i for a in gemm.attribute if a.name == "transB"), 0)
+            weight = (weight if trans_b else weight.T)[:, :, None, None].astype(np.float32)
+            inputs = [gemm.input[0], _add_initializer(graph, weight, "se_conv_w")]
+            if len(gemm.input) > 2 and gemm.input[2]:
+                bias = consts[gemm.input[2]].reshape(-1).astype(np.float32)
+                inputs.append(_add_initializer(graph, bias, "se_conv_b"))
+            conv = helper.make_node(
+                "Conv", inputs, list(gemm.output), name=(gemm.name or gemm.output[0]) + "_conv"
+            )
+            graph.node.insert(list(graph.node).index(gemm), conv)
+            graph.node.remove(gemm)
+        for end in ends:
+            for node in graph.node:
+                for k, name in enumerate(node.input):
+                    if name == end.output[0]:
+                        node.input[k] = end.input[0]
+            graph.node.remove(end)
+        count += 1
+    return count
+
+
 def prune(model: onnx.ModelProto) -> int:
     """Drop nodes, initializers and opset imports that no graph output needs; returns nodes cut."""
     graph = model.graph
@@ -232,7 +315,13 @@ def prune(model: onnx.ModelProto) -> int:
     return removed
 
 
-PASSES = (fold_input_normalization, gates_as_unsqueeze, fold_affine_into_conv, prune)
+PASSES = (
+    fold_input_normalization,
+    gates_as_unsqueeze,
+    fold_affine_into_conv,
+    squeeze_excite_as_conv,
+    prune,
+)
 
 
 def simplify(model: onnx.ModelProto) -> dict[str, int]:

@@ -18,6 +18,7 @@ from train_jax.onnx_passes import (
     gates_as_unsqueeze,
     prune,
     simplify,
+    squeeze_excite_as_conv,
 )
 
 RNG = np.random.default_rng(0)
@@ -178,11 +179,14 @@ def test_default_export_of_an_efficientnet_is_clean_and_exact(tiny_efficientnet,
     rewrites = write_onnx(tiny_efficientnet, path, input_size=size, output_names=["logits"])
     assert rewrites["fold_input_normalization"] == 1
     assert rewrites["gates_as_unsqueeze"] == len(tiny_efficientnet.blocks)  # one SE per block
+    assert rewrites["squeeze_excite_as_conv"] == len(tiny_efficientnet.blocks)
     ops = _ops(onnx.load(str(path)))
     # left: the input transpose and one back to NHWC after the last conv; BatchNorm folded
     assert ops.count("Transpose") == 2 and "Expand" not in ops and "Sqrt" not in ops
-    assert ops.count("Conv") == sum(3 if b.expand is not None else 2
+    # every block: (expand) + depthwise + project, and the two squeeze-excite 1x1 convs
+    assert ops.count("Conv") == sum(5 if b.expand is not None else 4
                                     for b in tiny_efficientnet.blocks) + 2
+    assert "Unsqueeze" not in ops and ops.count("Gemm") == 1  # only the classifier head
     x = RNG.uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"image": x})[0],
@@ -196,7 +200,7 @@ def test_simplify_reports_every_pass():
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
     counts = simplify(_model(nodes, [], inp, out))
     assert set(counts) == {"fold_input_normalization", "gates_as_unsqueeze",
-                           "fold_affine_into_conv", "prune"}
+                           "fold_affine_into_conv", "squeeze_excite_as_conv", "prune"}
     assert all(v == 0 for v in counts.values())
 
 
@@ -206,3 +210,45 @@ def test_max_f1_drop_finds_the_worst_cell_and_skips_nan():
     drop, cell = max_f1_drop(f32, i8)
     assert cell == "acne/V-VI" and drop == pytest.approx(0.05)
     assert max_f1_drop({"a": {"g": float("nan")}}, {"a": {"g": 0.5}})[1] is None
+
+
+def _se_graph(gate_scale: np.ndarray | None = None):
+    """x [B,4,3,3] -> ReduceMean -> Gemm -> swish -> Gemm -> Sigmoid -> Unsqueeze -> Mul(x)."""
+    nodes = [
+        helper.make_node("ReduceMean", ["x", "hw"], ["m"], keepdims=0),
+        helper.make_node("Gemm", ["m", "w1", "b1"], ["h"]),
+        helper.make_node("Sigmoid", ["h"], ["hs"]),
+        helper.make_node("Mul", ["h", "hs"], ["a"]),
+        helper.make_node("Gemm", ["a", "w2", "b2"], ["g"], transB=1),
+        helper.make_node("Sigmoid", ["g"], ["gs"]),
+    ]
+    inits = [_init("hw", np.int64([2, 3])), _init("w1", RNG.normal(size=(4, 2)).astype(np.float32)),
+             _init("b1", RNG.normal(size=2).astype(np.float32)),
+             _init("w2", RNG.normal(size=(4, 2)).astype(np.float32)),
+             _init("b2", RNG.normal(size=4).astype(np.float32)), _init("ax", np.int64([2, 3]))]
+    gate = "gs"
+    if gate_scale is not None:  # a per-channel constant on [B, C] would broadcast differently
+        nodes.append(helper.make_node("Mul", ["gs", "scale"], ["gsc"]))
+        inits.append(_init("scale", gate_scale))
+        gate = "gsc"
+    nodes += [helper.make_node("Unsqueeze", [gate, "ax"], ["gu"]),
+              helper.make_node("Mul", ["x", "gu"], ["y"])]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 3, 3])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4, 3, 3])
+    return _model(nodes, inits, inp, out)
+
+
+def test_squeeze_excite_gemms_become_1x1_convs_with_the_same_output():
+    model = _se_graph()
+    x = RNG.normal(size=(2, 4, 3, 3)).astype(np.float32)
+    before = _run(model, x)
+    assert squeeze_excite_as_conv(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    assert _ops(model) == ["ReduceMean", "Conv", "Sigmoid", "Mul", "Conv", "Sigmoid", "Mul"]
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-6, atol=1e-6)
+
+
+def test_squeeze_excite_with_a_per_channel_constant_is_left_alone():
+    model = _se_graph(gate_scale=np.float32([1.0, 2.0, 3.0, 4.0]))
+    assert squeeze_excite_as_conv(model) == 0
+    assert "Gemm" in _ops(model)
