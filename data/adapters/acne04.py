@@ -26,7 +26,7 @@ from data.adapters.common import (
     parse_int,
     run_cli,
     severity_from_count,
-    write_dataset,
+    write_from_args,
 )
 
 SOURCE = "acne04"
@@ -98,18 +98,9 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, fold=args.fold)
-    write_dataset(
-        records,
-        args.out,
-        summary,
-        source=SOURCE,
-        link=args.link,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        force=args.force,
-        progress=progress,
+    return write_from_args(
+        records, summary, args, progress=progress, val_fraction=args.val_fraction
     )
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -489,6 +490,33 @@ def write_dataset(
 
 # ---------------------------------------------------------------------------------------------
 # CLI.
+
+
+def write_from_args(
+    records: list[Record],
+    summary: Summary,
+    args: argparse.Namespace,
+    *,
+    progress: bool,
+    **options: Any,
+) -> Summary:
+    """`write_dataset` with the options every adapter CLI shares (--out, --link, --seed, --force).
+
+    The dataset's `source` is `summary.dataset`; `options` go to `write_dataset` (e.g.
+    `val_fraction`). Returns `summary`.
+    """
+    write_dataset(
+        records,
+        args.out,
+        summary,
+        source=summary.dataset,
+        link=args.link,
+        seed=args.seed,
+        force=args.force,
+        progress=progress,
+        **options,
+    )
+    return summary
 
 
 def make_parser(prog: str, description: str, *, images_help: str) -> argparse.ArgumentParser:

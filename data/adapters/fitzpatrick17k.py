@@ -26,7 +26,7 @@ from data.adapters.common import (
     require_columns,
     run_cli,
     unmapped_note,
-    write_dataset,
+    write_from_args,
 )
 
 CSV_NAME = "fitzpatrick17k.csv"
@@ -90,17 +90,7 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     """Convert per the parsed CLI arguments; return the summary."""
     summary = Summary(SOURCE)
     records = read_records(args.src, args.images, summary, assume_negative=args.assume_negative)
-    write_dataset(
-        records,
-        args.out,
-        summary,
-        source=SOURCE,
-        link=args.link,
-        seed=args.seed,
-        force=args.force,
-        progress=progress,
-    )
-    return summary
+    return write_from_args(records, summary, args, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

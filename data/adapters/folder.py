@@ -29,7 +29,7 @@ from data.adapters.common import (
     require_columns,
     run_cli,
     valid_split,
-    write_dataset,
+    write_from_args,
 )
 from data.schema import CONDITIONS, GROUPS
 
@@ -162,17 +162,7 @@ def convert(args: argparse.Namespace, progress: bool = False) -> Summary:
     csv_path = args.csv or args.src / "labels.csv"
     header = list(read_source_csv(csv_path).columns)
     records = read_records(csv_path, args.images or args.src, summary, _columns(args, header))
-    write_dataset(
-        records,
-        args.out,
-        summary,
-        source=summary.dataset,
-        link=args.link,
-        seed=args.seed,
-        force=args.force,
-        progress=progress,
-    )
-    return summary
+    return write_from_args(records, summary, args, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:
