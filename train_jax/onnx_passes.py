@@ -216,15 +216,18 @@ def fold_affine_into_conv(model: onnx.ModelProto) -> int:
 ELEMENTWISE = frozenset({"Sigmoid", "Mul", "Add", "Relu", "HardSigmoid", "HardSwish", "Tanh"})
 
 
-def _reduces_hw(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
-    """A ReduceMean over axes (2, 3) of a rank-4 tensor that drops those axes."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type != "ReduceMean" or attrs.get("keepdims", 1) != 0:
-        return False
-    axes = attrs.get("axes")
+def _on_hw_axes(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
+    """Whether ``node``'s axes (attribute or constant second input) are (2, 3) of rank 4."""
+    axes = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axes"), None)
     if axes is None and len(node.input) > 1:
         axes = consts.get(node.input[1])
     return axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
+
+
+def _reduces_hw(node: onnx.NodeProto, consts: dict[str, np.ndarray]) -> bool:
+    """A ReduceMean over axes (2, 3) of a rank-4 tensor that drops those axes."""
+    keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+    return node.op_type == "ReduceMean" and keepdims == 0 and _on_hw_axes(node, consts)
 
 
 def squeeze_excite_as_conv(model: onnx.ModelProto) -> int:
@@ -242,8 +245,7 @@ def squeeze_excite_as_conv(model: onnx.ModelProto) -> int:
                     continue
                 attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
                 if node.op_type == "Unsqueeze" and node.input[0] in chain:
-                    axes = consts.get(node.input[1]) if len(node.input) > 1 else attrs.get("axes")
-                    ok = axes is not None and sorted(int(a) % 4 for a in np.ravel(axes)) == [2, 3]
+                    ok = _on_hw_axes(node, consts)
                     ends.append(node)
                     continue
                 if node.op_type == "Gemm":
