@@ -109,10 +109,17 @@ def fold_input_normalization(model: onnx.ModelProto) -> int:
     mean = _per_channel(consts.get(sub.input[1], np.zeros(0)), channels)
     scale = _per_channel(consts.get(mul.input[1], np.zeros(0)), channels)
     convs = users.get(transpose.output[0], [])
-    if (mean is None or scale is None or not convs or sub.input[0] != image.name
-            or any(c.op_type != "Conv" or c.input[0] != transpose.output[0]
-                   or c.input[1] not in consts for c in convs)
-            or _is_graph_output(graph, transpose.output[0])):
+    if (
+        mean is None
+        or scale is None
+        or not convs
+        or sub.input[0] != image.name
+        or any(
+            c.op_type != "Conv" or c.input[0] != transpose.output[0] or c.input[1] not in consts
+            for c in convs
+        )
+        or _is_graph_output(graph, transpose.output[0])
+    ):
         return 0
     for conv in convs:
         weight = consts[conv.input[1]] * scale.reshape(1, channels, 1, 1)
@@ -121,8 +128,9 @@ def fold_input_normalization(model: onnx.ModelProto) -> int:
     nchw = transpose.output[0]
     transpose.input[0] = image.name
     transpose.output[0] = nchw + "_unnormalised"
-    centred = helper.make_node("Sub", [transpose.output[0], mean_name], [nchw],
-                               name="input_mean_sub_nchw")
+    centred = helper.make_node(
+        "Sub", [transpose.output[0], mean_name], [nchw], name="input_mean_sub_nchw"
+    )
     nodes = list(graph.node)
     nodes.remove(sub)
     nodes.remove(mul)
@@ -137,10 +145,13 @@ def gates_as_unsqueeze(model: onnx.ModelProto) -> int:
     graph = model.graph
     producers, consts = _producers(graph), _constants(graph)
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None
-                       for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-              if v.type.tensor_type.HasField("shape")}
+    shapes = {
+        v.name: [
+            d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim
+        ]
+        for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+        if v.type.tensor_type.HasField("shape")
+    }
     ranks = {name: len(dims) for name, dims in shapes.items()}
     axes: str | None = None
     count = 0
@@ -164,8 +175,15 @@ def gates_as_unsqueeze(model: onnx.ModelProto) -> int:
         if axes is None:
             axes = _add_initializer(graph, np.array([2, 3], np.int64), "unsqueeze_axes_2_3")
         graph.node.remove(node)
-        graph.node.insert(i, helper.make_node("Unsqueeze", [reshape.input[0], axes],
-                                              [node.output[0]], name=node.name + "_unsqueeze"))
+        graph.node.insert(
+            i,
+            helper.make_node(
+                "Unsqueeze",
+                [reshape.input[0], axes],
+                [node.output[0]],
+                name=node.name + "_unsqueeze",
+            ),
+        )
         count += 1
     return count
 
@@ -196,16 +214,24 @@ def fold_affine_into_conv(model: onnx.ModelProto) -> int:
         d_name = next((x for x in add.input if x != mul.output[0]), None)
         c = _per_channel(consts.get(c_name, np.zeros(0)), cout)
         d = _per_channel(consts.get(d_name, np.zeros(0)), cout)
-        if (c is None or d is None or any(_is_graph_output(graph, n.output[0])
-                                          for n in (conv, transpose, mul))):
+        if (
+            c is None
+            or d is None
+            or any(_is_graph_output(graph, n.output[0]) for n in (conv, transpose, mul))
+        ):
             continue
         bias = consts[conv.input[2]] if len(conv.input) > 2 and conv.input[2] else np.zeros(cout)
         new_w = (weight * c.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.float32)
         new_b = (bias.astype(np.float32) * c + d).astype(np.float32)
         data = conv.input[0]
         del conv.input[:]
-        conv.input.extend([data, _add_initializer(graph, new_w, "conv_w_affine"),
-                           _add_initializer(graph, new_b, "conv_b_affine")])
+        conv.input.extend(
+            [
+                data,
+                _add_initializer(graph, new_w, "conv_w_affine"),
+                _add_initializer(graph, new_b, "conv_b_affine"),
+            ]
+        )
         transpose.output[0] = add.output[0]
         graph.node.remove(mul)
         graph.node.remove(add)
@@ -249,14 +275,18 @@ def squeeze_excite_as_conv(model: onnx.ModelProto) -> int:
                     ends.append(node)
                     continue
                 if node.op_type == "Gemm":
-                    ok = (node.input[0] in chain and node.input[1] in consts
-                          and attrs.get("transA", 0) == 0
-                          and attrs.get("alpha", 1.0) == attrs.get("beta", 1.0) == 1.0
-                          and (len(node.input) < 3 or node.input[2] in consts))
+                    ok = (
+                        node.input[0] in chain
+                        and node.input[1] in consts
+                        and attrs.get("transA", 0) == 0
+                        and attrs.get("alpha", 1.0) == attrs.get("beta", 1.0) == 1.0
+                        and (len(node.input) < 3 or node.input[2] in consts)
+                    )
                 elif node.op_type in ELEMENTWISE:
                     # [B, C] and [B, C, 1, 1] broadcast alike only against each other or scalars
-                    ok = all(x in chain or (x in consts and consts[x].size == 1)
-                             for x in node.input)
+                    ok = all(
+                        x in chain or (x in consts and consts[x].size == 1) for x in node.input
+                    )
                 else:
                     ok = False
                 if ok:
@@ -310,8 +340,9 @@ def prune(model: onnx.ModelProto) -> int:
     del graph.initializer[:]
     graph.initializer.extend(inits)
     domains = {n.domain or "" for n in graph.node} | {""}
-    imports = [o for o in model.opset_import if (o.domain or "") in domains
-               or o.domain == "ai.onnx"]
+    imports = [
+        o for o in model.opset_import if (o.domain or "") in domains or o.domain == "ai.onnx"
+    ]
     del model.opset_import[:]
     model.opset_import.extend(imports)
     return removed
