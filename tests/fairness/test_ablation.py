@@ -28,6 +28,7 @@ def _run(tmp_path: Path, name: str, *, balance: str, loss: str, size: int, overr
         "data": {"balance": balance},
         "loss": loss,
         "model": {"name": "small_cnn", "image_size": size, "overrides": overrides},
+        "epochs": 12,
     }
     (run / "config.json").write_text(json.dumps(config))
     return run
@@ -59,3 +60,15 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
         ab.check_reused(tone, "groupdro_tone_os4", argparse.Namespace(image_size=0))
     with pytest.raises(ValueError, match="data.balance"):
         ab.check_reused(ok, "baseline", args)
+    # --epochs: a 12-epoch run is not reused for a 24-epoch ablation.
+    ab.check_reused(tone, "groupdro_tone", argparse.Namespace(image_size=0, epochs=12))
+    with pytest.raises(ValueError, match="epochs"):
+        ab.check_reused(tone, "groupdro_tone", argparse.Namespace(image_size=0, epochs=24))
+
+
+def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    ab = _ablation()
+    with pytest.raises(SystemExit) as exc:
+        ab.main(["--variants", "a,z"])
+    assert exc.value.code == 2
+    assert "unknown ['z']" in capsys.readouterr().err

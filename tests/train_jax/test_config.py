@@ -63,6 +63,8 @@ def test_demo_variants() -> None:
     quick = get_config("quick")
     assert quick.model.image_size < get_config().model.image_size
     assert get_config("group_label").data.balance == "group_label"
+    wide = get_config("os16,wide")
+    assert wide.model.overrides["width"] == 1.0 and wide.model.overrides["output_stride"] == 16
     with pytest.raises(ValueError, match="unknown demo variant 'fast'"):
         get_config("fast")
 

@@ -9,7 +9,8 @@ The model: small_cnn at width 0.5 with output stride 4 (a 24x24 feature map, so 
 Variants (comma-separated): `quick` shrinks images, model, batch and epochs for tests;
 `group` / `group_label` switch on tone-stratified sampling; `os4` / `os8` / `os16` set the
 small CNN's output stride (a 24x24 / 12x12 / 6x6 CAM at 96 px); `tone` / `imagenet` pick the
-in-graph input normalisation (`train_jax.models.input_norm`).
+in-graph input normalisation (`train_jax.models.input_norm`); `wide` sets width 1.0 (4x the
+parameters).
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def get_config(variant: str | None = None) -> TrainConfig:
             config = dataclasses.replace(
                 config, model=dataclasses.replace(config.model, overrides=overrides)
             )
+        elif part == "wide":
+            overrides = {**config.model.overrides, "width": 1.0}
+            config = dataclasses.replace(
+                config, model=dataclasses.replace(config.model, overrides=overrides)
+            )
         elif part in ("group", "group_label"):
             config = dataclasses.replace(
                 config, data=dataclasses.replace(config.data, balance=part)
@@ -68,6 +74,6 @@ def get_config(variant: str | None = None) -> TrainConfig:
         else:
             raise ValueError(
                 f"unknown demo variant {part!r}; choose from "
-                "['group', 'group_label', 'imagenet', 'os16', 'os4', 'os8', 'quick', 'tone']"
+                "['group', 'group_label', 'imagenet', 'os16', 'os4', 'os8', 'quick', 'tone', 'wide']"
             )
     return validate(config)
