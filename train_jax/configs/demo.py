@@ -73,7 +73,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         else:
             raise ValueError(
-                f"unknown demo variant {part!r}; choose from "
-                "['group', 'group_label', 'imagenet', 'os16', 'os4', 'os8', 'quick', 'tone', 'wide']"
+                f"unknown demo variant {part!r}; choose from ['group', 'group_label', "
+                "'imagenet', 'os16', 'os4', 'os8', 'quick', 'tone', 'wide']"
             )
     return validate(config)
