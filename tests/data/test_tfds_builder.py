@@ -48,6 +48,22 @@ def test_cli_builds_outside_the_dataset_and_prints_json(
     assert not any("crop40" in p.name for p in cache.rglob("*"))
 
 
+def test_cli_summary_path_is_relative_inside_the_working_directory(
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = tfds_builder.main(
+        ["--data", str(dataset), "--out", "cache", "--image-size", "32", "--json"]
+    )
+    assert code == 0
+    data_dir = json.loads(capsys.readouterr().out)["data_dir"]
+    assert not Path(data_dir).is_absolute() and data_dir.startswith("cache/canonical_faces/")
+    assert (tmp_path / data_dir).is_dir()
+
+
 def test_cli_second_run_reuses_the_build(
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
