@@ -66,10 +66,13 @@ def export_timm(size: int, path: Path, contract: str = "nchw") -> Path:
     ``"nhwc"``: wrapped to take our contract's input (RGB 0..255 NHWC, normalised in the graph).
     """
     if not BENCH_PYTHON.exists():
-        raise SystemExit(f"{BENCH_PYTHON} missing: python -m venv .venv-bench && "
-                         ".venv-bench/bin/pip install torch timm")
-    subprocess.run([str(BENCH_PYTHON), "-c", TORCH_EXPORT, str(size), str(path), contract],
-                   check=True)
+        raise SystemExit(
+            f"{BENCH_PYTHON} missing: python -m venv .venv-bench && "
+            ".venv-bench/bin/pip install torch timm"
+        )
+    subprocess.run(
+        [str(BENCH_PYTHON), "-c", TORCH_EXPORT, str(size), str(path), contract], check=True
+    )
     return path
 
 
@@ -102,9 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=30, help="timed rounds per batch size")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads per session (0 = onnxruntime default: one per "
-                             "physical core); 1 is steadier on a shared machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads per session (0 = onnxruntime default: one per "
+        "physical core); 1 is steadier on a shared machine",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     import onnxruntime as ort
@@ -114,14 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         models = {
             "timm_torch_onnx": (export_timm(args.size, tmp / "timm.onnx"), "NCHW"),
-            "timm_torch_onnx_nhwc": (export_timm(args.size, tmp / "timm_nhwc.onnx", "nhwc"),
-                                     "NHWC"),
+            "timm_torch_onnx_nhwc": (
+                export_timm(args.size, tmp / "timm_nhwc.onnx", "nhwc"),
+                "NHWC",
+            ),
             "jax2onnx_raw": (export_ours(args.size, tmp / "raw.onnx", optimize=None), "NHWC"),
-            "jax2onnx_export": (export_ours(args.size, tmp / "ours.onnx", optimize="basic"),
-                                "NHWC"),
+            "jax2onnx_export": (
+                export_ours(args.size, tmp / "ours.onnx", optimize="basic"),
+                "NHWC",
+            ),
         }
-        sessions = {name: (session(path, args.threads), layout)
-                    for name, (path, layout) in models.items()}
+        sessions = {
+            name: (session(path, args.threads), layout) for name, (path, layout) in models.items()
+        }
         rng = np.random.default_rng(0)
         rows = []
         for batch in args.batches:
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 sess.run(None, {"image": feeds[layout]})
             names = list(sessions)
             for r in range(args.repeats):  # interleaved: load noise hits every model alike
-                for name in names[r % len(names):] + names[: r % len(names)]:  # rotate order
+                for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate order
                     sess, layout = sessions[name]
                     t0 = time.perf_counter()
                     sess.run(None, {"image": feeds[layout]})
@@ -141,23 +153,36 @@ def main(argv: list[str] | None = None) -> int:
             ref_nhwc = np.asarray(times["timm_torch_onnx_nhwc"])
             for name, values in times.items():
                 ms = np.asarray(values)
-                rows.append({"model": name, "batch": batch, "median_ms": float(np.median(ms)),
-                             "min_ms": float(ms.min()),
-                             "speed_vs_timm": float(np.median(ref) / np.median(ms)),
-                             "paired_speed_vs_timm": float(np.median(ref / ms)),
-                             "paired_speed_vs_timm_nhwc": float(np.median(ref_nhwc / ms))})
-    result = {"size": args.size, "repeats": args.repeats, "threads": args.threads,
-              "onnxruntime": ort.__version__,
-              "load_avg_1m": [load_before, os.getloadavg()[0]], "rows": rows}
+                rows.append(
+                    {
+                        "model": name,
+                        "batch": batch,
+                        "median_ms": float(np.median(ms)),
+                        "min_ms": float(ms.min()),
+                        "speed_vs_timm": float(np.median(ref) / np.median(ms)),
+                        "paired_speed_vs_timm": float(np.median(ref / ms)),
+                        "paired_speed_vs_timm_nhwc": float(np.median(ref_nhwc / ms)),
+                    }
+                )
+    result = {
+        "size": args.size,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "onnxruntime": ort.__version__,
+        "load_avg_1m": [load_before, os.getloadavg()[0]],
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result))
     else:
         print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
         for r in rows:
-            print(f"batch {r['batch']:<3} {r['model']:<16} median {r['median_ms']:8.2f} ms  "
-                  f"min {r['min_ms']:8.2f} ms  {r['speed_vs_timm']:.2f}x timm "
-                  f"(paired {r['paired_speed_vs_timm']:.2f}x; vs timm with our NHWC contract "
-                  f"{r['paired_speed_vs_timm_nhwc']:.2f}x)")
+            print(
+                f"batch {r['batch']:<3} {r['model']:<16} median {r['median_ms']:8.2f} ms  "
+                f"min {r['min_ms']:8.2f} ms  {r['speed_vs_timm']:.2f}x timm "
+                f"(paired {r['paired_speed_vs_timm']:.2f}x; vs timm with our NHWC contract "
+                f"{r['paired_speed_vs_timm_nhwc']:.2f}x)"
+            )
     return 0
 
 

@@ -49,9 +49,13 @@ def measure(make_runner, data: bytes, *, concurrency: int, duration_s: float) ->
         t.join()
     elapsed = time.perf_counter() - start
     flat = np.array([x for per in latencies for x in per]) * 1000.0
-    return {"concurrency": concurrency, "requests": int(flat.size),
-            "p50_ms": float(np.percentile(flat, 50)), "p99_ms": float(np.percentile(flat, 99)),
-            "img_per_s": float(flat.size / elapsed)}
+    return {
+        "concurrency": concurrency,
+        "requests": int(flat.size),
+        "p50_ms": float(np.percentile(flat, 50)),
+        "p99_ms": float(np.percentile(flat, 99)),
+        "img_per_s": float(flat.size / elapsed),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     data = make_record(SynthConfig(n=1, seed=3), 0)[1]
     embedded = EmbeddedRunner(DEFAULT_MODEL_DIR)  # one process, one set of sessions
     rows: list[dict] = []
-    with TritonServer(http_port=free_port(), grpc_port=free_port(),
-                      metrics_port=free_port()) as server:
+    with TritonServer(
+        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
+    ) as server:
         backends = {
             "embedded": lambda: embedded,
             "triton-grpc": lambda: TritonRunner(server.grpc_url),
@@ -78,21 +83,28 @@ def main(argv: list[str] | None = None) -> int:
         }
         for c in args.concurrency:  # interleaved per concurrency level: fairer under noise
             for name, make in backends.items():
-                row = {"backend": name, **measure(make, data, concurrency=c,
-                                                  duration_s=args.duration)}
+                row = {
+                    "backend": name,
+                    **measure(make, data, concurrency=c, duration_s=args.duration),
+                }
                 rows.append(row)
                 if not args.json:
-                    print(f"{name:<12} c={c:<3} p50 {row['p50_ms']:7.2f} ms  p99 "
-                          f"{row['p99_ms']:7.2f} ms  {row['img_per_s']:7.1f} img/s", flush=True)
+                    print(
+                        f"{name:<12} c={c:<3} p50 {row['p50_ms']:7.2f} ms  p99 "
+                        f"{row['p99_ms']:7.2f} ms  {row['img_per_s']:7.1f} img/s",
+                        flush=True,
+                    )
     get = {(r["backend"], r["concurrency"]): r for r in rows}
     goals = {}
     if ("embedded", 1) in get:
         goals["grpc_p50_minus_embedded_p50_ms_c1"] = (
-            get[("triton-grpc", 1)]["p50_ms"] - get[("embedded", 1)]["p50_ms"])
+            get[("triton-grpc", 1)]["p50_ms"] - get[("embedded", 1)]["p50_ms"]
+        )
     if ("embedded", 8) in get:
         for proto in ("grpc", "http"):
             goals[f"{proto}_over_embedded_img_per_s_c8"] = (
-                get[(f"triton-{proto}", 8)]["img_per_s"] / get[("embedded", 8)]["img_per_s"])
+                get[(f"triton-{proto}", 8)]["img_per_s"] / get[("embedded", 8)]["img_per_s"]
+            )
     report = {"rows": rows, "goals": goals, "image_bytes": len(data)}
     if args.json:
         print(json.dumps(report))

@@ -86,17 +86,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog="Exit codes: 0 ok/no face, 2 bad input, 3 server unreachable.",
     )
     parser.add_argument("--image", type=Path, required=True, help="an image file or a folder")
-    parser.add_argument("--url", default=None,
-                        help="Triton server, grpc://127.0.0.1:8001 or http://127.0.0.1:8000; "
-                             "without it the pipeline runs in this process")
-    parser.add_argument("--fitzpatrick", type=int, choices=range(1, 7), metavar="1-6",
-                        help="use this Fitzpatrick type instead of the estimated skin tone")
-    parser.add_argument("--overlay", type=Path, default=None,
-                        help="folder for heatmap overlay PNGs (nothing is written without it)")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="Triton server, grpc://127.0.0.1:8001 or http://127.0.0.1:8000; "
+        "without it the pipeline runs in this process",
+    )
+    parser.add_argument(
+        "--fitzpatrick",
+        type=int,
+        choices=range(1, 7),
+        metavar="1-6",
+        help="use this Fitzpatrick type instead of the estimated skin tone",
+    )
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        default=None,
+        help="folder for heatmap overlay PNGs (nothing is written without it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result JSON (one line each)")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="embedded runner: folder with model.onnx, model_card.json, "
-                             "thresholds.json (default models/default)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="embedded runner: folder with model.onnx, model_card.json, "
+        "thresholds.json (default models/default)",
+    )
     return parser.parse_args(argv)
 
 
@@ -124,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     code = EXIT_OK
     try:
         for path in paths:
-            result = analyze_file(runner, path, fitzpatrick=args.fitzpatrick,
-                                  overlay=args.overlay)
+            result = analyze_file(runner, path, fitzpatrick=args.fitzpatrick, overlay=args.overlay)
             if result["status"] == "invalid_image":
                 print(f"error: {path}: {result.get('error', 'invalid image')}", file=sys.stderr)
                 code = EXIT_BAD_INPUT

@@ -68,8 +68,9 @@ def build_result(
             result["error"] = error
     else:
         result["status"] = STATUS_OK if raw.num_faces else STATUS_NO_FACE
-        result["faces"] = [_face(raw, i, (heatmaps or [None] * raw.num_faces)[i])
-                           for i in range(raw.num_faces)]
+        result["faces"] = [
+            _face(raw, i, (heatmaps or [None] * raw.num_faces)[i]) for i in range(raw.num_faces)
+        ]
     result["model"] = {"name": model.name, "version": model.version, "backend": model.backend}
     result["disclaimer"] = DISCLAIMER
     return result
@@ -106,15 +107,19 @@ def summarize(result: dict) -> str:
     for k, face in enumerate(result["faces"]):
         tone = face["skin_tone"]
         group = tone["fitzpatrick_group"] or "unknown"
-        lines.append(f"  face {k + 1}: box {[round(v) for v in face['box']]} score "
-                     f"{face['score']:.2f}, skin tone {group} ({tone['source']})")
+        lines.append(
+            f"  face {k + 1}: box {[round(v) for v in face['box']]} score "
+            f"{face['score']:.2f}, skin tone {group} ({tone['source']})"
+        )
         for cond, c in face["conditions"].items():
             mark = "present" if c["present"] else "absent"
-            lines.append(f"    {cond:<18} p={c['probability']:.3f} (threshold "
-                         f"{c['threshold']:.3f}) {mark}")
+            lines.append(
+                f"    {cond:<18} p={c['probability']:.3f} (threshold {c['threshold']:.3f}) {mark}"
+            )
             if face["heatmaps"].get(cond):
                 lines.append(f"      heatmap: {face['heatmaps'][cond]}")
     model = result["model"]
-    lines.append(f"  model {model['name']} {model['version']} via {model['backend']}; "
-                 f"{result['disclaimer']}")
+    lines.append(
+        f"  model {model['name']} {model['version']} via {model['backend']}; {result['disclaimer']}"
+    )
     return "\n".join(lines)

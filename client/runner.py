@@ -28,8 +28,10 @@ def read_model_dir(model_dir: Path) -> dict:
     model_dir = Path(model_dir)
     missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
     if missing:
-        raise ModelDirError(f"{model_dir}: missing {', '.join(missing)} (export a model with "
-                            "python -m train_jax.export)")
+        raise ModelDirError(
+            f"{model_dir}: missing {', '.join(missing)} (export a model with "
+            "python -m train_jax.export)"
+        )
     return json.loads((model_dir / "model_card.json").read_text())
 
 
@@ -59,16 +61,23 @@ class EmbeddedRunner:
         """Analyse one encoded image; raises InvalidImageError or ValueError on bad input."""
         decoded = decode_step(data)
         regressors, scores = self.detector.run(decoded.detector_input)
-        faces = crop_step(decoded.image, regressors, scores, decoded.detector_meta,
-                          size=self.input_size)
+        faces = crop_step(
+            decoded.image, regressors, scores, decoded.detector_meta, size=self.input_size
+        )
         probs, cam = self.classifier.run(["probs", "cam"], {"image": faces.crops})
         num = faces.num_faces
         out = threshold_step(probs[:num], faces.tone_groups, fitzpatrick, self.thresholds)
         return RawAnalysis(
-            boxes=faces.boxes, scores=faces.scores, ita=faces.ita,
-            tone_confidence=faces.tone_confidence, affines=faces.affines, groups=out.groups,
-            sources=out.sources, probs=np.asarray(probs[:num], np.float32),
-            thresholds=out.thresholds, decisions=out.decisions,
+            boxes=faces.boxes,
+            scores=faces.scores,
+            ita=faces.ita,
+            tone_confidence=faces.tone_confidence,
+            affines=faces.affines,
+            groups=out.groups,
+            sources=out.sources,
+            probs=np.asarray(probs[:num], np.float32),
+            thresholds=out.thresholds,
+            decisions=out.decisions,
             cam=np.asarray(cam[:num], np.float32),
         )
 

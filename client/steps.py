@@ -65,8 +65,9 @@ def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
     image = load_image(bytes(data), max_pixels=max_pixels)
     tiles, meta = make_detector_input(image)
     # Both paths pass the metadata as the float32 array Triton carries between models.
-    return DecodedImage(image, np.ascontiguousarray(tiles, np.float32),
-                        np.asarray(meta.to_array(), np.float64))
+    return DecodedImage(
+        image, np.ascontiguousarray(tiles, np.float32), np.asarray(meta.to_array(), np.float64)
+    )
 
 
 def crop_step(

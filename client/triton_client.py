@@ -11,8 +11,19 @@ from client.steps import INVALID_IMAGE_PREFIX
 from data.schema import CONDITIONS
 
 ENSEMBLE = "skin_analysis"
-OUTPUTS = ("BOXES", "SCORES", "ITA", "TONE_CONFIDENCE", "AFFINES", "GROUP", "GROUP_SOURCE",
-           "PROBS", "THRESHOLDS", "DECISIONS", "CAM")
+OUTPUTS = (
+    "BOXES",
+    "SCORES",
+    "ITA",
+    "TONE_CONFIDENCE",
+    "AFFINES",
+    "GROUP",
+    "GROUP_SOURCE",
+    "PROBS",
+    "THRESHOLDS",
+    "DECISIONS",
+    "CAM",
+)
 SCHEMES = ("grpc", "http")
 
 
@@ -52,8 +63,11 @@ class TritonRunner:
         else:
             import tritonclient.http as tc
         self._tc = tc
-        kwargs = {} if self.scheme == "grpc" else {"connection_timeout": timeout_s,
-                                                   "network_timeout": timeout_s}
+        kwargs = (
+            {}
+            if self.scheme == "grpc"
+            else {"connection_timeout": timeout_s, "network_timeout": timeout_s}
+        )
         self.client = tc.InferenceServerClient(address, **kwargs)
         self.info = ModelInfo("unknown", "unknown", f"triton-{self.scheme}")
         if check_ready:
@@ -73,8 +87,10 @@ class TritonRunner:
         if not ready:
             raise ServerUnreachableError(f"Triton server at {self.url} is not ready ({ENSEMBLE})")
         params = config.get("parameters", {})
-        name, version = (params.get(k, {}).get("string_value", "unknown")
-                         for k in ("model_name", "model_version"))
+        name, version = (
+            params.get(k, {}).get("string_value", "unknown")
+            for k in ("model_name", "model_version")
+        )
         self.info = ModelInfo(name, version, f"triton-{self.scheme}")
 
     def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
@@ -97,20 +113,25 @@ class TritonRunner:
             status = str(exc.status() or "")
             message = exc.message() or str(exc)
             if "UNAVAILABLE" in status or "unavailable" in message.lower():
-                raise ServerUnreachableError(f"Triton server at {self.url} is unreachable: "
-                                             f"{message}") from None
+                raise ServerUnreachableError(
+                    f"Triton server at {self.url} is unreachable: {message}"
+                ) from None
             # Only the decode step's own rejection (or a bad FITZPATRICK) is the input's fault.
             invalid = INVALID_IMAGE_PREFIX in message or "FITZPATRICK must be" in message
             raise ServerRequestError(message, invalid_input=invalid) from None
         except (OSError, ConnectionError) as exc:
-            raise ServerUnreachableError(f"Triton server at {self.url} is unreachable: {exc}") \
-                from None
+            raise ServerUnreachableError(
+                f"Triton server at {self.url} is unreachable: {exc}"
+            ) from None
         get = result.as_numpy
         num = get("BOXES").shape[0]
         return RawAnalysis(
-            boxes=get("BOXES").reshape(num, 4), scores=get("SCORES").reshape(num),
-            ita=get("ITA").reshape(num), tone_confidence=get("TONE_CONFIDENCE").reshape(num),
-            affines=get("AFFINES").reshape(num, 2, 3), groups=_strings(get("GROUP")),
+            boxes=get("BOXES").reshape(num, 4),
+            scores=get("SCORES").reshape(num),
+            ita=get("ITA").reshape(num),
+            tone_confidence=get("TONE_CONFIDENCE").reshape(num),
+            affines=get("AFFINES").reshape(num, 2, 3),
+            groups=_strings(get("GROUP")),
             sources=[s or "estimated" for s in _strings(get("GROUP_SOURCE"))],
             probs=get("PROBS").reshape(num, len(CONDITIONS)),
             thresholds=get("THRESHOLDS").reshape(num, len(CONDITIONS)),

@@ -69,8 +69,11 @@ def copy_template(repo: Path) -> None:
 def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
     """Fill `repo` from a folder with model.onnx, model_card.json and thresholds.json."""
     model_dir, repo = Path(model_dir), Path(repo)
-    missing = [n for n in ("model.onnx", "model_card.json", "thresholds.json")
-               if not (model_dir / n).is_file()]
+    missing = [
+        n
+        for n in ("model.onnx", "model_card.json", "thresholds.json")
+        if not (model_dir / n).is_file()
+    ]
     if missing:
         raise BuildError(f"{model_dir}: missing {', '.join(missing)}")
     card = json.loads((model_dir / "model_card.json").read_text())
@@ -86,31 +89,59 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
 
     def classify(text: str) -> str:
         hw3 = f"dims: [ {size}, {size}, 3 ]"
-        text = _sub(text, r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]', rf"\1 {hw3}",
-                    "classify input image")
-        text = _sub(text, r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-                    rf"\1 dims: [ 3, {size}, {size} ]", "classify output cam")
-        return _sub(text, r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
-                    rf"\1 {hw3}\2", "classify warmup")
+        text = _sub(
+            text,
+            r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+            rf"\1 {hw3}",
+            "classify input image",
+        )
+        text = _sub(
+            text,
+            r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+            rf"\1 dims: [ 3, {size}, {size} ]",
+            "classify output cam",
+        )
+        return _sub(
+            text,
+            r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
+            rf"\1 {hw3}\2",
+            "classify warmup",
+        )
 
     def preprocess(text: str) -> str:
-        text = _sub(text, r'(key: "crop_size" value \{ string_value:) "\d+"', rf'\1 "{size}"',
-                    "preprocess crop_size")
-        return _sub(text, r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-                    rf"\1 dims: [ -1, {size}, {size}, 3 ]", "preprocess output CROPS")
+        text = _sub(
+            text,
+            r'(key: "crop_size" value \{ string_value:) "\d+"',
+            rf'\1 "{size}"',
+            "preprocess crop_size",
+        )
+        return _sub(
+            text,
+            r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+            rf"\1 dims: [ -1, {size}, {size}, 3 ]",
+            "preprocess output CROPS",
+        )
 
     def ensemble(text: str) -> str:
         for key in ("name", "version"):
             value = json.dumps(str(card[key]))
-            text = _sub(text, rf'(key: "model_{key}" value {{ string_value:) "[^"]*"',
-                        lambda m, v=value: f"{m.group(1)} {v}", f"skin_analysis model_{key}")
+            text = _sub(
+                text,
+                rf'(key: "model_{key}" value {{ string_value:) "[^"]*"',
+                lambda m, v=value: f"{m.group(1)} {v}",
+                f"skin_analysis model_{key}",
+            )
         return text
 
     _rewrite(repo / "classify" / "config.pbtxt", classify)
     _rewrite(repo / "preprocess" / "config.pbtxt", preprocess)
     _rewrite(repo / "skin_analysis" / "config.pbtxt", ensemble)
-    return {"repo": str(repo), "model": card["name"], "version": card["version"],
-            "input_size": size}
+    return {
+        "repo": str(repo),
+        "model": card["name"],
+        "version": card["version"],
+        "input_size": size,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="training run folder (exported first)")
-    source.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="folder with model.onnx, model_card.json, thresholds.json")
+    source.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="folder with model.onnx, model_card.json, thresholds.json",
+    )
     parser.add_argument("--repo", type=Path, default=TEMPLATE, help="repository to fill")
     args = parser.parse_args(argv)
     try:

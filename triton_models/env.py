@@ -64,9 +64,15 @@ def _fingerprint() -> str:
 def _describe(root: Path) -> TritonEnv:
     python = root / "bin" / "python"
     out = subprocess.run(
-        [str(python), "-c", "import sysconfig;print(sysconfig.get_paths()['purelib']);"
-         "print(sysconfig.get_config_var('LIBDIR') or '')"],
-        check=True, capture_output=True, text=True,
+        [
+            str(python),
+            "-c",
+            "import sysconfig;print(sysconfig.get_paths()['purelib']);"
+            "print(sysconfig.get_config_var('LIBDIR') or '')",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.splitlines()
     site = Path(out[0])
     return TritonEnv(
@@ -86,7 +92,9 @@ def _link_backend(env: TritonEnv) -> None:
     links = {
         "libtriton_python.so": wheel / "backends" / "python" / "libtriton_python.so",
         "triton_python_backend_utils.py": wheel / "backends/python/triton_python_backend_utils.py",
-        "triton_python_backend_stub": wheel / "python_backend_stubs" / ver
+        "triton_python_backend_stub": wheel
+        / "python_backend_stubs"
+        / ver
         / "triton_python_backend_stub",
     }
     target_dir = env.backends / "python"

@@ -22,7 +22,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         path = os.path.join(
-            args["model_repository"], args["model_version"],
+            args["model_repository"],
+            args["model_version"],
             params.get("onnx_filename", "model.onnx"),
         )
         options = ort.SessionOptions()
@@ -48,8 +49,10 @@ class TritonPythonModel:
             per_request = [self.session.run(self.outputs, f) for f in feeds]
         return [
             pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(a))
-                                for n, a in zip(self.outputs, arrays, strict=True)]
+                output_tensors=[
+                    pb_utils.Tensor(n, np.ascontiguousarray(a))
+                    for n, a in zip(self.outputs, arrays, strict=True)
+                ]
             )
             for arrays in per_request
         ]

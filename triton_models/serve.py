@@ -36,22 +36,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=180.0, help="wait this long for ready")
     args = parser.parse_args(argv)
     if not (args.repo / "skin_analysis" / "config.pbtxt").is_file():
-        print(f"error: {args.repo}: not a model repository (no skin_analysis/config.pbtxt)",
-              file=sys.stderr)
+        print(
+            f"error: {args.repo}: not a model repository (no skin_analysis/config.pbtxt)",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGTERM, _stop)
     start = time.monotonic()
     print(f"server environment: {env_dir()} (created on first use, then reused)", flush=True)
-    server = TritonServer(repo=args.repo, host=args.host, http_port=args.http_port,
-                          grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+    server = TritonServer(
+        repo=args.repo,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+    )
     try:
         server.env = ensure_env(quiet=False)
         server.start(timeout_s=args.timeout_s)
-        print(f"ready in {time.monotonic() - start:.1f} s\n"
-              f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
-              f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"
-              f"  try:    python client/analyze.py --image face.jpg --url {server.grpc_url}\n"
-              "Ctrl-C to stop.", flush=True)
+        print(
+            f"ready in {time.monotonic() - start:.1f} s\n"
+            f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
+            f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"
+            f"  try:    python client/analyze.py --image face.jpg --url {server.grpc_url}\n"
+            "Ctrl-C to stop.",
+            flush=True,
+        )
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
         print(f"error: tritonserver exited:\n{server.log_tail()}", file=sys.stderr)

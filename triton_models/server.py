@@ -63,19 +63,28 @@ class TritonServer:
             str(self.env.tritonserver),
             f"--model-repository={local_repo}",
             f"--backend-directory={self.env.backends}",
-            f"--http-address={self.host}", f"--grpc-address={self.host}",
-            f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
             "--backend-config=python,shm-default-byte-size=4194304",
             "--backend-config=python,shm-growth-byte-size=4194304",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-            "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0",
-            "--allow-gpu-metrics=false", "--exit-timeout-secs=10", "--log-verbose=0",
+            "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:0",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=10",
+            "--log-verbose=0",
         ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env.process_env(),
-                start_new_session=True, cwd=self.workdir,
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env.process_env(),
+                start_new_session=True,
+                cwd=self.workdir,
             )
         self.wait_ready(timeout_s=timeout_s)
         return self

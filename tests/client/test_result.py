@@ -31,10 +31,17 @@ def test_faces_carry_thresholds_decisions_and_null_for_unmeasured_tone():
     result = build_result("x.jpg", _raw(2), INFO)
     assert result["status"] == "ok" and len(result["faces"]) == 2
     first = result["faces"][0]
-    assert first["skin_tone"] == {"ita": None, "fitzpatrick_group": None,
-                                  "source": "estimated", "confidence": 0.5}
-    assert first["conditions"]["acne"] == {"probability": np.float32(0.2).item(),
-                                           "threshold": 0.5, "present": False}
+    assert first["skin_tone"] == {
+        "ita": None,
+        "fitzpatrick_group": None,
+        "source": "estimated",
+        "confidence": 0.5,
+    }
+    assert first["conditions"]["acne"] == {
+        "probability": np.float32(0.2).item(),
+        "threshold": 0.5,
+        "present": False,
+    }
     assert first["box"] == [0.0, 1.0, 2.0, 3.0]
     json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
 

@@ -26,8 +26,13 @@ def triton_server(tmp_path_factory):
     """A tritonserver on free loopback ports; SIGTERM on teardown."""
     repo = tmp_path_factory.mktemp("repo")
     build_repository(DEFAULT_MODEL_DIR, repo)
-    server = TritonServer(repo=repo, http_port=free_port(), grpc_port=free_port(),
-                          metrics_port=free_port(), workdir=tmp_path_factory.mktemp("triton"))
+    server = TritonServer(
+        repo=repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        workdir=tmp_path_factory.mktemp("triton"),
+    )
     server.start(timeout_s=240)
     yield server
     server.stop()

@@ -22,9 +22,21 @@ def test_serve_prints_endpoints_and_exits_0_on_sigterm(tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "triton_models.serve", "--http-port", str(ports[0]),
-             "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
-            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "triton_models.serve",
+                "--http-port",
+                str(ports[0]),
+                "--grpc-port",
+                str(ports[1]),
+                "--metrics-port",
+                str(ports[2]),
+            ],
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 180

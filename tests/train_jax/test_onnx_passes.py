@@ -56,8 +56,11 @@ def test_input_normalization_moves_behind_the_transpose_into_the_stem():
         helper.make_node("Transpose", ["normed"], ["nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Conv", ["nchw", "w"], ["y"], pads=[1, 1, 1, 1]),
     ]
-    inits = [_init("mean", np.float32([[[[120.0, 110.0, 100.0]]]])),
-             _init("inv_std", np.float32([1 / 58.0, 1 / 57.0, 1 / 57.5])), _init("w", w)]
+    inits = [
+        _init("mean", np.float32([[[[120.0, 110.0, 100.0]]]])),
+        _init("inv_std", np.float32([1 / 58.0, 1 / 57.0, 1 / 57.5])),
+        _init("w", w),
+    ]
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4, 8, 8])
     model = _model(nodes, inits, _nhwc_input(), out)
     x = RNG.uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
@@ -77,8 +80,11 @@ def test_input_normalization_is_left_alone_when_the_transpose_feeds_more_than_co
         helper.make_node("ReduceMean", ["nchw"], ["m"], keepdims=1),
         helper.make_node("Add", ["c", "m"], ["y"]),
     ]
-    inits = [_init("mean", np.float32([1, 2, 3])), _init("inv_std", np.float32([2, 2, 2])),
-             _init("w", RNG.normal(size=(1, 3, 1, 1)).astype(np.float32))]
+    inits = [
+        _init("mean", np.float32([1, 2, 3])),
+        _init("inv_std", np.float32([2, 2, 2])),
+        _init("w", RNG.normal(size=(1, 3, 1, 1)).astype(np.float32)),
+    ]
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 1, 8, 8])
     model = _model(nodes, inits, _nhwc_input(), out)
     assert fold_input_normalization(model) == 0
@@ -98,8 +104,12 @@ def test_gate_broadcast_becomes_one_unsqueeze():
         helper.make_node("Transpose", ["g4e"], ["g_nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Mul", ["x", "g_nchw"], ["y"]),
     ]
-    inits = [_init("axes", np.int64([2, 3])), _init("zero", np.int64([0])),
-             _init("one", np.int64([1])), _init("cdim", np.int64([c]))]
+    inits = [
+        _init("axes", np.int64([2, 3])),
+        _init("zero", np.int64([0])),
+        _init("one", np.int64([1])),
+        _init("cdim", np.int64([c])),
+    ]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", c, 4, 4])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", c, 4, 4])
     model = _model(nodes, inits, inp, out)
@@ -133,10 +143,12 @@ def test_affine_behind_a_transpose_folds_into_the_conv():
         helper.make_node("Mul", ["t", "scale"], ["m"]),
         helper.make_node("Add", ["m", "shift"], ["y"]),
     ]
-    inits = [_init("w", RNG.normal(size=(cout, 4, 1, 1)).astype(np.float32)),
-             _init("b", RNG.normal(size=(cout,)).astype(np.float32)),
-             _init("scale", RNG.normal(size=(1, 1, 1, cout)).astype(np.float32)),
-             _init("shift", RNG.normal(size=(cout,)).astype(np.float32))]
+    inits = [
+        _init("w", RNG.normal(size=(cout, 4, 1, 1)).astype(np.float32)),
+        _init("b", RNG.normal(size=(cout,)).astype(np.float32)),
+        _init("scale", RNG.normal(size=(1, 1, 1, cout)).astype(np.float32)),
+        _init("shift", RNG.normal(size=(cout,)).astype(np.float32)),
+    ]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 3, 3])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 3, cout])
     model = _model(nodes, inits, inp, out)
@@ -155,9 +167,11 @@ def test_affine_with_a_full_tensor_constant_is_not_folded():
         helper.make_node("Mul", ["t", "scale"], ["m"]),
         helper.make_node("Add", ["m", "shift"], ["y"]),
     ]
-    inits = [_init("w", RNG.normal(size=(2, 2, 1, 1)).astype(np.float32)),
-             _init("scale", RNG.normal(size=(1, 3, 3, 2)).astype(np.float32)),  # varies in space
-             _init("shift", np.float32([0, 1]))]
+    inits = [
+        _init("w", RNG.normal(size=(2, 2, 1, 1)).astype(np.float32)),
+        _init("scale", RNG.normal(size=(1, 3, 3, 2)).astype(np.float32)),  # varies in space
+        _init("shift", np.float32([0, 1])),
+    ]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 2, 3, 3])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 3, 3, 2])
     assert fold_affine_into_conv(_model(nodes, inits, inp, out)) == 0
@@ -184,14 +198,18 @@ def test_default_export_of_an_efficientnet_is_clean_and_exact(tiny_efficientnet,
     # left: the input transpose and one back to NHWC after the last conv; BatchNorm folded
     assert ops.count("Transpose") == 2 and "Expand" not in ops and "Sqrt" not in ops
     # every block: (expand) + depthwise + project, and the two squeeze-excite 1x1 convs
-    assert ops.count("Conv") == sum(5 if b.expand is not None else 4
-                                    for b in tiny_efficientnet.blocks) + 2
+    assert (
+        ops.count("Conv")
+        == sum(5 if b.expand is not None else 4 for b in tiny_efficientnet.blocks) + 2
+    )
     assert "Unsqueeze" not in ops and ops.count("Gemm") == 1  # only the classifier head
     x = RNG.uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(sess.run(None, {"image": x})[0],
-                               np.asarray(nnx.jit(lambda m, v: m(v))(tiny_efficientnet, x)),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        sess.run(None, {"image": x})[0],
+        np.asarray(nnx.jit(lambda m, v: m(v))(tiny_efficientnet, x)),
+        atol=1e-4,
+    )
 
 
 def test_simplify_reports_every_pass():
@@ -199,8 +217,13 @@ def test_simplify_reports_every_pass():
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
     counts = simplify(_model(nodes, [], inp, out))
-    assert set(counts) == {"fold_input_normalization", "gates_as_unsqueeze",
-                           "fold_affine_into_conv", "squeeze_excite_as_conv", "prune"}
+    assert set(counts) == {
+        "fold_input_normalization",
+        "gates_as_unsqueeze",
+        "fold_affine_into_conv",
+        "squeeze_excite_as_conv",
+        "prune",
+    }
     assert all(v == 0 for v in counts.values())
 
 
@@ -222,17 +245,23 @@ def _se_graph(gate_scale: np.ndarray | None = None):
         helper.make_node("Gemm", ["a", "w2", "b2"], ["g"], transB=1),
         helper.make_node("Sigmoid", ["g"], ["gs"]),
     ]
-    inits = [_init("hw", np.int64([2, 3])), _init("w1", RNG.normal(size=(4, 2)).astype(np.float32)),
-             _init("b1", RNG.normal(size=2).astype(np.float32)),
-             _init("w2", RNG.normal(size=(4, 2)).astype(np.float32)),
-             _init("b2", RNG.normal(size=4).astype(np.float32)), _init("ax", np.int64([2, 3]))]
+    inits = [
+        _init("hw", np.int64([2, 3])),
+        _init("w1", RNG.normal(size=(4, 2)).astype(np.float32)),
+        _init("b1", RNG.normal(size=2).astype(np.float32)),
+        _init("w2", RNG.normal(size=(4, 2)).astype(np.float32)),
+        _init("b2", RNG.normal(size=4).astype(np.float32)),
+        _init("ax", np.int64([2, 3])),
+    ]
     gate = "gs"
     if gate_scale is not None:  # a per-channel constant on [B, C] would broadcast differently
         nodes.append(helper.make_node("Mul", ["gs", "scale"], ["gsc"]))
         inits.append(_init("scale", gate_scale))
         gate = "gsc"
-    nodes += [helper.make_node("Unsqueeze", [gate, "ax"], ["gu"]),
-              helper.make_node("Mul", ["x", "gu"], ["y"])]
+    nodes += [
+        helper.make_node("Unsqueeze", [gate, "ax"], ["gu"]),
+        helper.make_node("Mul", ["x", "gu"], ["y"]),
+    ]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 4, 3, 3])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 4, 3, 3])
     return _model(nodes, inits, inp, out)

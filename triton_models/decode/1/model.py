@@ -34,9 +34,13 @@ class TritonPythonModel:
             except Exception as exc:  # one bad request must never fail the batch
                 responses.append(_error(f"decode failed: {exc}", pb_utils.TritonError.INTERNAL))
                 continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("RGB", np.ascontiguousarray(decoded.image, np.uint8)),
-                pb_utils.Tensor("DETECTOR_INPUT", decoded.detector_input),
-                pb_utils.Tensor("DETECTOR_META", decoded.detector_meta),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("RGB", np.ascontiguousarray(decoded.image, np.uint8)),
+                        pb_utils.Tensor("DETECTOR_INPUT", decoded.detector_input),
+                        pb_utils.Tensor("DETECTOR_META", decoded.detector_meta),
+                    ]
+                )
+            )
         return responses

@@ -24,6 +24,7 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
+
             def get(name, request=request):
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
                 return None if tensor is None else tensor.as_numpy()
@@ -33,19 +34,31 @@ class TritonPythonModel:
             tone_groups = [g.decode() or None for g in get("TONE_GROUP").reshape(-1)]
             probs = get("probs")[:num_faces]
             try:
-                out = threshold_step(probs, tone_groups,
-                                     None if fitz is None else int(fitz.reshape(-1)[0]),
-                                     self.thresholds)
+                out = threshold_step(
+                    probs,
+                    tone_groups,
+                    None if fitz is None else int(fitz.reshape(-1)[0]),
+                    self.thresholds,
+                )
             except ValueError as exc:
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    str(exc), pb_utils.TritonError.INVALID_ARG)))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                    )
+                )
                 continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("PROBS", np.ascontiguousarray(probs, np.float32)),
-                pb_utils.Tensor("CAM", np.ascontiguousarray(get("cam")[:num_faces], np.float32)),
-                pb_utils.Tensor("GROUP", _strings(out.groups)),
-                pb_utils.Tensor("GROUP_SOURCE", _strings(out.sources)),
-                pb_utils.Tensor("THRESHOLDS", out.thresholds),
-                pb_utils.Tensor("DECISIONS", out.decisions),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("PROBS", np.ascontiguousarray(probs, np.float32)),
+                        pb_utils.Tensor(
+                            "CAM", np.ascontiguousarray(get("cam")[:num_faces], np.float32)
+                        ),
+                        pb_utils.Tensor("GROUP", _strings(out.groups)),
+                        pb_utils.Tensor("GROUP_SOURCE", _strings(out.sources)),
+                        pb_utils.Tensor("THRESHOLDS", out.thresholds),
+                        pb_utils.Tensor("DECISIONS", out.decisions),
+                    ]
+                )
+            )
         return responses

@@ -20,24 +20,38 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
+
             def get(name, request=request):
                 return pb_utils.get_input_tensor_by_name(request, name).as_numpy()
 
             try:
-                faces = crop_step(get("RGB"), get("regressors"), get("classificators"),
-                                  get("DETECTOR_META"),
-                                  size=self.crop_size)
+                faces = crop_step(
+                    get("RGB"),
+                    get("regressors"),
+                    get("classificators"),
+                    get("DETECTOR_META"),
+                    size=self.crop_size,
+                )
             except Exception as exc:  # one bad request must never fail the batch
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"preprocess failed: {exc}", pb_utils.TritonError.INTERNAL)))
+                responses.append(
+                    pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(
+                            f"preprocess failed: {exc}", pb_utils.TritonError.INTERNAL
+                        )
+                    )
+                )
                 continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("BOXES", faces.boxes),
-                pb_utils.Tensor("SCORES", faces.scores),
-                pb_utils.Tensor("ITA", faces.ita),
-                pb_utils.Tensor("TONE_GROUP", _strings(faces.tone_groups)),
-                pb_utils.Tensor("TONE_CONFIDENCE", faces.tone_confidence),
-                pb_utils.Tensor("AFFINES", faces.affines),
-                pb_utils.Tensor("CROPS", np.ascontiguousarray(faces.crops, np.float32)),
-            ]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("BOXES", faces.boxes),
+                        pb_utils.Tensor("SCORES", faces.scores),
+                        pb_utils.Tensor("ITA", faces.ita),
+                        pb_utils.Tensor("TONE_GROUP", _strings(faces.tone_groups)),
+                        pb_utils.Tensor("TONE_CONFIDENCE", faces.tone_confidence),
+                        pb_utils.Tensor("AFFINES", faces.affines),
+                        pb_utils.Tensor("CROPS", np.ascontiguousarray(faces.crops, np.float32)),
+                    ]
+                )
+            )
         return responses
