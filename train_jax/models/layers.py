@@ -28,6 +28,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
+from train_jax.models import kernels
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTHWISE_IMPLS = ("conv", "slices")
@@ -93,6 +95,16 @@ def _slices_forward(xp: jax.Array, kernel: jax.Array, stride: int, out_hw: tuple
     return out
 
 
+def _use_cpu_kernels(*arrays: jax.Array) -> bool:
+    """Whether the compiled CPU kernels (`train_jax.models.kernels`) can serve these arrays."""
+    return (
+        jax.default_backend() == "cpu"
+        and all(a.dtype == jnp.float32 for a in arrays)
+        and kernels.enabled()
+        and kernels.available()
+    )
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _depthwise_slices(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     k = kernel.shape[0]
@@ -149,8 +161,7 @@ def _depthwise_slices_bwd(stride, res, g):
     x, kernel = res
     k = kernel.shape[0]
     p = k // 2
-    b, h, w, c = x.shape
-    ho, wo = g.shape[1], g.shape[2]
+    h, w = x.shape[1], x.shape[2]
     if stride > 1:
         dx = _depthwise_input_grad(g, kernel, stride, (h, w))
     else:
@@ -159,11 +170,23 @@ def _depthwise_slices_bwd(stride, res, g):
         gp = jnp.pad(g, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
         dxp = _slices_forward(gp, kernel[::-1, ::-1], 1, (h + 2 * p, w + 2 * p))
         dx = dxp[:, p : p + h, p : p + w, :]
-    # Kernel gradient: per tap, the sum over batch and space of input slice times gradient.
+    if _use_cpu_kernels(x, g):
+        dk = kernels.depthwise_kernel_grad(x, g, stride, k)
+    else:
+        dk = _depthwise_kernel_grad_xla(x, g, stride, k)
+    return dx, dk.astype(kernel.dtype)
+
+
+def _depthwise_kernel_grad_xla(x: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
+    """Pure-JAX kernel gradient (any backend and dtype; the reference for the compiled one)."""
+    # Per tap, the sum over batch and space of input slice times gradient.
     # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass,
     # then a small sum over rows finishes them. Separate per-tap reductions made XLA:CPU
     # materialise every slice, and reducing over (batch, height, width) at once vectorised
     # badly: both were 2-6x slower on B0's layers.
+    p = k // 2
+    b, _, _, c = x.shape
+    ho, wo = g.shape[1], g.shape[2]
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
     products = tuple(
         (
@@ -185,8 +208,7 @@ def _depthwise_slices_bwd(stride, res, g):
         lambda acc, new: tuple(u + v for u, v in zip(acc, new, strict=True)),
         (0, 2),
     )
-    dk = jnp.stack(row_sums).sum(axis=1).reshape(k, k, 1, c).astype(kernel.dtype)
-    return dx, dk
+    return jnp.stack(row_sums).sum(axis=1).reshape(k, k, 1, c)
 
 
 _depthwise_slices.defvjp(_depthwise_slices_fwd, _depthwise_slices_bwd)
