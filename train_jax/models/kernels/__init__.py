@@ -2,7 +2,7 @@
 
 One kernel so far (`depthwise_cpu.cc`): the **kernel gradient of a depthwise convolution**, the
 largest cost of an EfficientNet training step on XLA:CPU (docs/performance.md).
-The source ships with the package and is compiled the first time a CPU model needs it (about
+The source ships with the package and is compiled the first time a CPU training asks for it (about
 4 s, with the C++ compiler in ``$CXX``, else ``c++``/``g++``, against the FFI headers of the
 installed jaxlib), into a cache folder keyed by the source, compiler, jaxlib version and CPU
 model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``).
@@ -62,13 +62,13 @@ def _compiler() -> str:
 
 
 def _cpu_model() -> str:
+    """The CPU's model name and feature flags (what ``-march=native`` compiles for)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line  # first of the two that appears; -march=native depends on both
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    keep = [next((ln for ln in lines if ln.startswith(key)), "") for key in ("model name", "flags")]
+    return "\n".join(keep) if any(keep) else platform.machine()
 
 
 def library_path() -> Path:
