@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from train_jax.models import kernels, layers
 
     if not kernels.available():
-        print(f"error: compiled kernel unavailable: {kernels._state['error']}", file=sys.stderr)
+        print(f"error: compiled kernel unavailable: {kernels.build_error()}", file=sys.stderr)
         return 1
     rng = np.random.default_rng(0)
     rows = []

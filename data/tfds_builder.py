@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_summary(builder)
     # Relative to the working directory when inside it, so that a pipeline's recorded summary
     # (dvc.yaml's build stage) is the same in every clone.
-    if Path(summary["data_dir"]).is_relative_to(Path.cwd()):
-        summary["data_dir"] = str(Path(summary["data_dir"]).relative_to(Path.cwd()))
+    data_dir, cwd = Path(summary["data_dir"]), Path.cwd()
+    if data_dir.is_relative_to(cwd):
+        summary["data_dir"] = str(data_dir.relative_to(cwd))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCE = Path(__file__).with_name("depthwise_cpu.cc")
-# custom-call target -> symbol in the compiled library
-TARGETS = {"fsa_depthwise_kernel_grad": "FsaDepthwiseKernelGrad"}
+TARGET = "fsa_depthwise_kernel_grad"  # custom-call target name
+SYMBOL = "FsaDepthwiseKernelGrad"  # its handler in the compiled library
 CXX_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
 
 _lock = threading.Lock()
@@ -71,9 +71,9 @@ def _cpu_model() -> str:
     return "\n".join(keep) if any(keep) else platform.machine()
 
 
-def library_path() -> Path:
+def library_path(cxx: str | None = None) -> Path:
     """Path of the compiled kernel library for this source, compiler, jaxlib and CPU."""
-    cxx = _compiler()
+    cxx = cxx or _compiler()
     try:
         version = subprocess.run(
             [cxx, "--version"], capture_output=True, text=True, check=False
@@ -94,14 +94,15 @@ def library_path() -> Path:
 
 def build() -> Path:
     """Compile the kernels if this machine has no cached build yet; returns the library path."""
-    path = library_path()
+    cxx = _compiler()
+    path = library_path(cxx)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     include = jax.ffi.include_dir()
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         out = Path(tmp) / path.name
-        cmd = [_compiler(), *CXX_FLAGS, f"-I{include}", str(SOURCE), "-o", str(out), "-lpthread"]
+        cmd = [cxx, *CXX_FLAGS, f"-I{include}", str(SOURCE), "-o", str(out), "-lpthread"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise KernelBuildError(
@@ -113,8 +114,7 @@ def build() -> Path:
 
 def _load() -> None:
     lib = ctypes.cdll.LoadLibrary(str(build()))
-    for target, symbol in TARGETS.items():
-        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(getattr(lib, SYMBOL)), platform="cpu")
 
 
 def enabled() -> bool:
@@ -138,6 +138,11 @@ def available() -> bool:
     return bool(_state["ready"])
 
 
+def build_error() -> str | None:
+    """Why `available()` returned False (None if it did not, or was not called yet)."""
+    return _state["error"]  # type: ignore[return-value]
+
+
 def _threads() -> int:
     if os.environ.get("FSA_KERNEL_THREADS"):
         return max(1, int(os.environ["FSA_KERNEL_THREADS"]))
@@ -154,9 +159,7 @@ def depthwise_kernel_grad(x: jax.Array, g: jax.Array, stride: int, k: int) -> ja
     ``[B, Ho, Wo, C]``; float32. Call only after `available()` returned True.
     """
     c = x.shape[-1]
-    out = jax.ffi.ffi_call(
-        "fsa_depthwise_kernel_grad", jax.ShapeDtypeStruct((k * k * c,), jnp.float32)
-    )(
+    out = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((k * k * c,), jnp.float32))(
         x.astype(jnp.float32),
         g.astype(jnp.float32),
         stride=np.int64(stride),
