@@ -6,7 +6,9 @@ The torch side runs in the separate `.venv-bench/` (torch + timm, never in .venv
 reference ONNX to a temp folder. Then, in this process and interleaved, onnxruntime (CPU, default
 session options) runs: timm B0 (NCHW input), our B0 as jax2onnx writes it (`jax2onnx_raw`,
 `--optimize none`) and our B0 as `python -m train_jax.export` writes it (`jax2onnx_export`:
-onnxruntime's offline `basic` level + `train_jax.onnx_passes`; NHWC input, as the contract says).
+onnxruntime's offline `basic` level + `train_jax.onnx_passes`; NHWC input, as the contract says;
+`jax2onnx_export_broadcast` is the same with `--se-gate broadcast`, i.e. without the pass that
+lets onnxruntime run the squeeze-excite gate in its blocked NCHWc layout).
 Both are plain classifiers (no CAM), random weights, 1x1 and depthwise convs as `Conv` nodes.
 A second reference, `timm_torch_onnx_nhwc`, is timm's B0 wrapped to take our input contract
 (RGB 0..255 NHWC, ImageNet normalisation in the graph), so both graphs start from the same tensor;
@@ -76,7 +78,7 @@ def export_timm(size: int, path: Path, contract: str = "nchw") -> Path:
     return path
 
 
-def export_ours(size: int, path: Path, *, optimize: str | None) -> Path:
+def export_ours(size: int, path: Path, *, optimize: str | None, se_gate: str = "blocked") -> Path:
     """Our NNX B0 -> ONNX (NHWC) through the export pipeline (``train_jax.export.write_onnx``)."""
     from flax import nnx
 
@@ -86,7 +88,9 @@ def export_ours(size: int, path: Path, *, optimize: str | None) -> Path:
     model = create_model("efficientnet_b0", rngs=nnx.Rngs(0))
     set_conv_impl(model, "conv")
     model.eval()
-    write_onnx(model, path, input_size=size, output_names=["logits"], optimize=optimize)
+    write_onnx(
+        model, path, input_size=size, output_names=["logits"], optimize=optimize, se_gate=se_gate
+    )
     return path
 
 
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             "jax2onnx_raw": (export_ours(args.size, tmp / "raw.onnx", optimize=None), "NHWC"),
             "jax2onnx_export": (
                 export_ours(args.size, tmp / "ours.onnx", optimize="basic"),
+                "NHWC",
+            ),
+            "jax2onnx_export_broadcast": (
+                export_ours(args.size, tmp / "ours_bc.onnx", optimize="basic", se_gate="broadcast"),
                 "NHWC",
             ),
         }
@@ -178,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
         for r in rows:
             print(
-                f"batch {r['batch']:<3} {r['model']:<16} median {r['median_ms']:8.2f} ms  "
+                f"batch {r['batch']:<3} {r['model']:<25} median {r['median_ms']:8.2f} ms  "
                 f"min {r['min_ms']:8.2f} ms  {r['speed_vs_timm']:.2f}x timm "
                 f"(paired {r['paired_speed_vs_timm']:.2f}x; vs timm with our NHWC contract "
                 f"{r['paired_speed_vs_timm_nhwc']:.2f}x)"

@@ -1,7 +1,7 @@
 """Export a trained classifier with its in-graph CAM to ONNX, check parity, write the model card.
 
     python -m train_jax.export --run outputs/RUN --out models/default [--opset 18]
-        [--optimize basic|extended|none] [--int8]
+        [--optimize basic|extended|none] [--se-gate blocked|broadcast] [--int8]
 
 The graph: input ``image`` float32 [B, H, W, 3] (RGB 0..255, normalised inside), outputs ``probs``
 [B, 3] (sigmoid) and ``cam`` [B, 3, H, W] (CAM in [0, 1]); the batch dimension is dynamic.
@@ -36,6 +36,13 @@ PARITY_ATOL = 1e-4
 # (Triton's onnxruntime backend, other onnxruntime versions); "extended" adds com.microsoft ops.
 DEFAULT_OPTIMIZE = "basic"
 OPTIMIZE_LEVELS = ("none", "basic", "extended")
+# Squeeze-excite excite step: "blocked" = ``Mul(x, Resize(gate))`` of equal shapes, which
+# onnxruntime's NCHWc layout runs without reordering (train_jax.onnx_passes
+# .excite_in_blocked_layout); "broadcast" = the plain ``Mul(x, gate [B, C, 1, 1])``. The blocked
+# form is faster with 1-2 intra-op threads (docs/performance.md); onnxruntime 1.32 runs its
+# NCHWc Upsample on one thread, so with many threads per session the broadcast form may win.
+SE_GATES = frozenset({"blocked", "broadcast"})
+DEFAULT_SE_GATE = "blocked"
 SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
 INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam")
 
@@ -52,12 +59,14 @@ def write_onnx(
     output_names: list[str] | tuple[str, ...] = OUTPUT_NAMES,
     opset: int = DEFAULT_OPSET,
     optimize: str | None = DEFAULT_OPTIMIZE,
+    se_gate: str = DEFAULT_SE_GATE,
 ) -> dict[str, int]:
     """jax2onnx export of ``fn`` ([B, S, S, 3] -> outputs), then the offline clean-up.
 
     With ``optimize`` ("basic" or "extended") onnxruntime's graph optimisations run offline
     (constant folding, Conv+BatchNorm fusion, the transpose optimiser) and then the exact
     rewrites of ``train_jax.onnx_passes``; returns the rewrites per pass ({} without).
+    ``se_gate="broadcast"`` leaves out ``excite_in_blocked_layout`` (see SE_GATES).
     """
     import onnx
     from jax2onnx import to_onnx
@@ -80,7 +89,9 @@ def write_onnx(
         return {}
     optimized = optimize_onnx(raw, path.with_name(path.stem + ".opt.onnx"), level=optimize)
     model = onnx.load(str(optimized))
-    rewrites = simplify(model)
+    if se_gate not in SE_GATES:
+        raise ValueError(f"se_gate must be one of {sorted(SE_GATES)}, got {se_gate!r}")
+    rewrites = simplify(model, skip=() if se_gate == "blocked" else ("excite_in_blocked_layout",))
     onnx.checker.check_model(model)
     tmp = path.with_name(path.name + ".tmp")
     onnx.save(model, str(tmp))
@@ -97,6 +108,7 @@ def export_cam_onnx(
     input_size: int,
     opset: int = DEFAULT_OPSET,
     optimize: str | None = DEFAULT_OPTIMIZE,
+    se_gate: str = DEFAULT_SE_GATE,
 ) -> Path:
     """Write ``with_cam(model)`` to ``path`` as ONNX with a dynamic batch; returns the path.
 
@@ -108,7 +120,14 @@ def export_cam_onnx(
 
     set_conv_impl(model, "conv")
     model.eval()
-    write_onnx(with_cam(model), path, input_size=input_size, opset=opset, optimize=optimize)
+    write_onnx(
+        with_cam(model),
+        path,
+        input_size=input_size,
+        opset=opset,
+        optimize=optimize,
+        se_gate=se_gate,
+    )
     return Path(path)
 
 
@@ -307,13 +326,19 @@ def export_model(
     metrics: dict | None = None,
     run: str | None = None,
     optimize: str | None = DEFAULT_OPTIMIZE,
+    se_gate: str = DEFAULT_SE_GATE,
 ) -> ExportResult:
     """Export (offline-optimised unless ``optimize`` is None), check parity, write the card."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         final = export_cam_onnx(
-            model, Path(tmp) / "model.onnx", input_size=input_size, opset=opset, optimize=optimize
+            model,
+            Path(tmp) / "model.onnx",
+            input_size=input_size,
+            opset=opset,
+            optimize=optimize,
+            se_gate=se_gate,
         )
         parity = check_parity(model, final, input_size=input_size)
         for extra in Path(tmp).glob("*.data"):
@@ -332,7 +357,10 @@ def export_model(
         parity=parity,
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
         graph_optimisation=(
-            f"onnxruntime {optimize} + train_jax/onnx_passes.py" if optimize else None
+            f"onnxruntime {optimize} + train_jax/onnx_passes.py"
+            + ("" if se_gate == "blocked" else " without excite_in_blocked_layout")
+            if optimize
+            else None
         ),
     )
     card_path = out_dir / "model_card.json"
@@ -347,6 +375,7 @@ def export_run(
     report_dir: Path | None = None,
     opset: int = DEFAULT_OPSET,
     optimize: str | None = DEFAULT_OPTIMIZE,
+    se_gate: str = DEFAULT_SE_GATE,
 ) -> ExportResult:
     """Export the best checkpoint of a run; copies thresholds.json from its fairness report.
 
@@ -380,6 +409,7 @@ def export_run(
         metrics=metrics,
         run=str(run_dir),
         optimize=optimize,
+        se_gate=se_gate,
     )
     if thresholds is not None:
         tmp = Path(out_dir) / ".thresholds.json.tmp"
@@ -607,6 +637,15 @@ def main(argv: list[str] | None = None) -> int:
         f"jax2onnx graph (default {DEFAULT_OPTIMIZE})",
     )
     parser.add_argument(
+        "--se-gate",
+        choices=sorted(SE_GATES),
+        default=DEFAULT_SE_GATE,
+        help="squeeze-excite gate form: 'blocked' (gate resized to the activation's shape, so "
+        "onnxruntime's NCHWc layout runs the excite; faster with up to a few intra-op threads) "
+        "or 'broadcast' (the plain broadcasting Mul). Both exact; no effect on models without "
+        f"squeeze-excite (default {DEFAULT_SE_GATE})",
+    )
+    parser.add_argument(
         "--int8",
         action="store_true",
         help="also write model.int8.onnx (static QDQ, per channel) and compare",
@@ -616,7 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         optimize = None if args.optimize == "none" else args.optimize
         result = export_run(
-            args.run, args.out, report_dir=args.report, opset=args.opset, optimize=optimize
+            args.run,
+            args.out,
+            report_dir=args.report,
+            opset=args.opset,
+            optimize=optimize,
+            se_gate=args.se_gate,
         )
         summary = {
             "model": str(result.model_path),

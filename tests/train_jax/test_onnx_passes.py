@@ -9,10 +9,11 @@ import pytest
 from flax import nnx
 from onnx import TensorProto, helper, numpy_helper
 
-from train_jax.export import max_f1_drop, write_onnx
+from train_jax.export import check_parity, export_cam_onnx, max_f1_drop, write_onnx
 from train_jax.models import set_conv_impl
 from train_jax.models.efficientnet import EfficientNet, Variant
 from train_jax.onnx_passes import (
+    excite_in_blocked_layout,
     fold_affine_into_conv,
     fold_input_normalization,
     gates_as_unsqueeze,
@@ -203,6 +204,11 @@ def test_default_export_of_an_efficientnet_is_clean_and_exact(tiny_efficientnet,
         == sum(5 if b.expand is not None else 4 for b in tiny_efficientnet.blocks) + 2
     )
     assert "Unsqueeze" not in ops and ops.count("Gemm") == 1  # only the classifier head
+    # squeeze as GlobalAveragePool; excite as Mul of equal shapes (gate resized) on the maps of
+    # 28 x 28 and up (the first blocks' 32 x 32 here), the broadcast Mul on the smaller ones
+    assert ops.count("GlobalAveragePool") == len(tiny_efficientnet.blocks)
+    assert 1 <= rewrites["excite_in_blocked_layout"] < len(tiny_efficientnet.blocks)
+    assert ops.count("Resize") == rewrites["excite_in_blocked_layout"]
     x = RNG.uniform(0, 255, (3, size, size, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(
@@ -210,6 +216,16 @@ def test_default_export_of_an_efficientnet_is_clean_and_exact(tiny_efficientnet,
         np.asarray(nnx.jit(lambda m, v: m(v))(tiny_efficientnet, x)),
         atol=1e-4,
     )
+
+
+def test_cam_export_of_an_efficientnet_keeps_parity_at_any_batch(tiny_efficientnet, tmp_path):
+    # the served form (probs and cam outputs) through every pass, the excite rewrite included
+    size = 64
+    path = export_cam_onnx(tiny_efficientnet, tmp_path / "cam.onnx", input_size=size)
+    assert _ops(onnx.load(str(path))).count("Resize") >= 1
+    for batch in (1, 3):
+        diffs = check_parity(tiny_efficientnet, path, input_size=size, num_images=batch)
+        assert max(diffs.values()) <= 1e-4
 
 
 def test_simplify_reports_every_pass():
@@ -222,6 +238,7 @@ def test_simplify_reports_every_pass():
         "gates_as_unsqueeze",
         "fold_affine_into_conv",
         "squeeze_excite_as_conv",
+        "excite_in_blocked_layout",
         "prune",
     }
     assert all(v == 0 for v in counts.values())
@@ -281,3 +298,88 @@ def test_squeeze_excite_with_a_per_channel_constant_is_left_alone():
     model = _se_graph(gate_scale=np.float32([1.0, 2.0, 3.0, 4.0]))
     assert squeeze_excite_as_conv(model) == 0
     assert "Gemm" in _ops(model)
+
+
+def _excite_graph(channels: int = 64, size: int = 6, gate_op: str = "Sigmoid"):
+    """x -> Conv -> swish -> [ReduceMean(keepdims) -> Conv 1x1 -> gate] -> Mul -> Conv 1x1."""
+    c, r = channels, channels // 4
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["a"], ["as"]),
+        helper.make_node("Mul", ["a", "as"], ["h"]),
+        helper.make_node("ReduceMean", ["h", "hw"], ["m"], keepdims=1),
+        helper.make_node("Conv", ["m", "w1", "b1"], ["r"]),
+        helper.make_node("Relu", ["r"], ["rr"]),
+        helper.make_node("Conv", ["rr", "w2", "b2"], ["g"]),
+        helper.make_node(gate_op, ["g"], ["gs"]),
+        helper.make_node("Mul", ["h", "gs"], ["e"]),
+        helper.make_node("Conv", ["e", "w3"], ["y"]),
+    ]
+    inits = [
+        _init("w0", RNG.normal(size=(c, c, 3, 3)).astype(np.float32) * 0.1),
+        _init("hw", np.int64([2, 3])),
+        _init("w1", RNG.normal(size=(r, c, 1, 1)).astype(np.float32)),
+        _init("b1", RNG.normal(size=r).astype(np.float32)),
+        _init("w2", RNG.normal(size=(c, r, 1, 1)).astype(np.float32)),
+        _init("b2", RNG.normal(size=c).astype(np.float32)),
+        _init("w3", RNG.normal(size=(c, c, 1, 1)).astype(np.float32) * 0.1),
+    ]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", c, size, size])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", c, size, size])
+    return _model(nodes, inits, inp, out)
+
+
+def test_excite_becomes_a_mul_of_equal_shapes_with_the_same_output():
+    model = _excite_graph()
+    x = RNG.normal(size=(3, 64, 6, 6)).astype(np.float32)
+    before = _run(model, x)
+    assert excite_in_blocked_layout(model, min_area=36) == 1
+    onnx.checker.check_model(model, full_check=True)
+    ops = _ops(model)
+    assert "ReduceMean" not in ops and ops.count("GlobalAveragePool") == 1
+    resize = next(n for n in model.graph.node if n.op_type == "Resize")
+    assert resize.input[0] == "gs"
+    excite = next(n for n in model.graph.node if n.op_type == "Mul" and n.input[0] == "h")
+    assert excite.input[1] == resize.output[0]
+    # the resized gate carries x's shape, symbolic batch included
+    info = next(v for v in model.graph.value_info if v.name == resize.output[0])
+    dims = [d.dim_param or d.dim_value for d in info.type.tensor_type.shape.dim]
+    assert dims == ["B", 64, 6, 6]
+    np.testing.assert_allclose(_run(model, x), before, rtol=1e-6, atol=1e-6)
+
+
+def test_excite_pass_leaves_other_muls_alone():
+    # the swish Mul (no gate producer) and a gate that is not a Sigmoid stay as they are
+    model = _excite_graph(gate_op="Relu")
+    assert excite_in_blocked_layout(model, min_area=1) == 0
+    assert "Resize" not in _ops(model)
+    assert _ops(model).count("GlobalAveragePool") == 1  # the squeeze is the same mean
+
+
+def test_excite_pass_keeps_the_broadcast_on_small_maps():
+    model = _excite_graph(size=6)
+    assert excite_in_blocked_layout(model, min_area=37) == 0  # 6 x 6 = 36 pixels
+    assert "Resize" not in _ops(model)
+
+
+def _reorders(model: onnx.ModelProto, tmp_path) -> int:
+    """NCHWc reorder nodes in onnxruntime's fully optimised form of ``model``."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ops = _ops(onnx.load(str(tmp_path / "opt.onnx")))
+    return ops.count("ReorderInput") + ops.count("ReorderOutput")
+
+
+def test_onnxruntime_keeps_the_excited_block_in_its_blocked_layout(tmp_path):
+    model = _excite_graph()
+    before = _reorders(model, tmp_path)
+    if before == 0:
+        pytest.skip("onnxruntime uses no NCHWc layout on this CPU")
+    excite_in_blocked_layout(model, min_area=1)
+    after = _reorders(model, tmp_path)
+    # before: reorder out of NCHWc for the broadcast Mul and back in for the next Conv, plus
+    # the input and output reorders; after: only the input and output reorders (64 and 16
+    # channels: every conv runs blocked for NCHWc block sizes of 8 and 16)
+    assert after < before and after == 2
