@@ -41,7 +41,7 @@ OPTIMIZE_LEVELS = ("none", "basic", "extended")
 # .excite_in_blocked_layout); "broadcast" = the plain ``Mul(x, gate [B, C, 1, 1])``. The blocked
 # form is faster with 1-2 intra-op threads (docs/performance.md); onnxruntime 1.32 runs its
 # NCHWc Upsample on one thread, so with many threads per session the broadcast form may win.
-SE_GATES = frozenset({"blocked", "broadcast"})
+SE_GATES = {"blocked": (), "broadcast": ("excite_in_blocked_layout",)}  # form -> passes left out
 DEFAULT_SE_GATE = "blocked"
 SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
 INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam")
@@ -73,6 +73,9 @@ def write_onnx(
 
     from train_jax.onnx_passes import simplify
 
+    if se_gate not in SE_GATES:
+        raise ValueError(f"se_gate must be one of {sorted(SE_GATES)}, got {se_gate!r}")
+
     path = Path(path)
     raw = path if not optimize else path.with_name(path.stem + ".raw.onnx")
     to_onnx(
@@ -89,9 +92,7 @@ def write_onnx(
         return {}
     optimized = optimize_onnx(raw, path.with_name(path.stem + ".opt.onnx"), level=optimize)
     model = onnx.load(str(optimized))
-    if se_gate not in SE_GATES:
-        raise ValueError(f"se_gate must be one of {sorted(SE_GATES)}, got {se_gate!r}")
-    rewrites = simplify(model, skip=() if se_gate == "blocked" else ("excite_in_blocked_layout",))
+    rewrites = simplify(model, skip=SE_GATES[se_gate])
     onnx.checker.check_model(model)
     tmp = path.with_name(path.name + ".tmp")
     onnx.save(model, str(tmp))
@@ -358,7 +359,7 @@ def export_model(
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
         graph_optimisation=(
             f"onnxruntime {optimize} + train_jax/onnx_passes.py"
-            + ("" if se_gate == "blocked" else " without excite_in_blocked_layout")
+            + "".join(f" without {name}" for name in SE_GATES[se_gate])
             if optimize
             else None
         ),

@@ -74,12 +74,19 @@ def _is_graph_output(graph: onnx.GraphProto, name: str) -> bool:
     return any(o.name == name for o in graph.output)
 
 
-def _add_initializer(graph: onnx.GraphProto, array: np.ndarray, name: str) -> str:
-    taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+def _unique_name(graph: onnx.GraphProto, name: str) -> str:
+    """``name``, or ``name_k`` with the smallest k that no tensor of ``graph`` uses yet."""
+    taken = {i.name for i in (*graph.initializer, *graph.input)}
+    taken |= {o for n in graph.node for o in n.output}
     unique, k = name, 0
     while unique in taken:
         k += 1
         unique = f"{name}_{k}"
+    return unique
+
+
+def _add_initializer(graph: onnx.GraphProto, array: np.ndarray, name: str) -> str:
+    unique = _unique_name(graph, name)
     graph.initializer.append(numpy_helper.from_array(array, unique))
     return unique
 
@@ -391,13 +398,15 @@ def excite_in_blocked_layout(model: onnx.ModelProto, min_area: int = MIN_EXCITE_
     graph = model.graph
     consts, producers, shapes = _constants(graph), _producers(graph), _shapes(model)
     for node in graph.node:  # the squeeze: the same mean, in a form NCHWc runs blocked
-        keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
-        rank4 = len(shapes.get(node.input[0], (0, []))[1]) == 4 if node.input else False
-        if node.op_type == "ReduceMean" and keepdims == 1 and rank4 and _on_hw_axes(node, consts):
+        if (
+            node.op_type == "ReduceMean"
+            and next((a.i for a in node.attribute if a.name == "keepdims"), 1) == 1
+            and len(shapes.get(node.input[0], (0, []))[1]) == 4
+            and _on_hw_axes(node, consts)
+        ):
             node.op_type = "GlobalAveragePool"
             del node.input[1:]
             del node.attribute[:]
-    taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
     resized: dict[tuple[str, int, int], str] = {}  # one Resize per gate and size
     count = 0
     for mul in list(graph.node):
@@ -409,29 +418,22 @@ def excite_in_blocked_layout(model: onnx.ModelProto, min_area: int = MIN_EXCITE_
         if dims[2] * dims[3] < min_area:
             continue
         key = (gate, dims[2], dims[3])
-        if key in resized:
-            mul.input[list(mul.input).index(gate)] = resized[key]
-            count += 1
-            continue
-        scales = np.array([1, 1, dims[2], dims[3]], np.float32)
-        full, k = gate + "_full", 0
-        while full in taken:
-            k += 1
-            full = f"{gate}_full_{k}"
-        taken.add(full)
-        resized[key] = full
-        resize = helper.make_node(
-            "Resize",
-            [gate, "", _add_initializer(graph, scales, "excite_scales")],
-            [full],
-            name=full,
-            mode="nearest",
-            coordinate_transformation_mode="asymmetric",
-            nearest_mode="floor",
-        )
-        graph.node.insert(list(graph.node).index(mul), resize)
-        graph.value_info.append(helper.make_tensor_value_info(full, elem_type, dims))
-        mul.input[list(mul.input).index(gate)] = full
+        if key not in resized:
+            full = _unique_name(graph, gate + "_full")
+            scales = np.array([1, 1, dims[2], dims[3]], np.float32)
+            resize = helper.make_node(
+                "Resize",
+                [gate, "", _add_initializer(graph, scales, "excite_scales")],
+                [full],
+                name=full,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+            graph.node.insert(list(graph.node).index(mul), resize)
+            graph.value_info.append(helper.make_tensor_value_info(full, elem_type, dims))
+            resized[key] = full
+        mul.input[list(mul.input).index(gate)] = resized[key]
         count += 1
     return count
 
