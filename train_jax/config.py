@@ -72,6 +72,10 @@ class TrainConfig:
     loss: str = "bce"  # bce | focal | reweight (inverse group frequency) | groupdro
     focal_gamma: float = 2.0
     groupdro_eta: float = 0.01  # step size of GroupDRO's exponentiated group weights
+    # Weight of the lesion-localisation loss on the class activation map (losses.localisation_loss;
+    # needs lesion masks in the data, images without masks add nothing); 0 = off.
+    loc_weight: float = 0.0
+    loc_temperature: float = 1.0  # softmax temperature of that loss (small: a hinge on the peak)
     batch_size: int = 32  # global batch, split over all devices and processes
     eval_batch_size: int = 64
     epochs: int = 10
@@ -176,6 +180,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"config key 'max_steps' must be -1 (no limit) or > 0, got {config.max_steps}"
         )
+    if config.loc_temperature <= 0:
+        raise ConfigError(f"config key 'loc_temperature' must be > 0, got {config.loc_temperature}")
+    if config.loc_weight < 0:
+        raise ConfigError(f"config key 'loc_weight' must be >= 0, got {config.loc_weight}")
     if not 0.0 <= config.optim.ema_decay < 1.0:
         raise ConfigError(
             f"config key 'optim.ema_decay' must be in [0, 1), got {config.optim.ema_decay}"

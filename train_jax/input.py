@@ -8,7 +8,9 @@
 
 Batches are dicts of numpy arrays: `image` uint8 [B,S,S,3], `labels` float32 [B,3] (unknown
 labels set to 0), `label_mask` float32 [B,3] (0 = unknown label, masked out of the loss),
-`group` int32 [B] (-1 = unknown tone), `weight` float32 [B] (0 = padding).
+`group` int32 [B] (-1 = unknown tone), `weight` float32 [B] (0 = padding), and with
+`masks=True` the lesion masks `mask` uint8 [B,S,S,3] (channel = condition, > 0 = lesion), moved by
+the same augmentation geometry as the image.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from data.schema import CONDITIONS, GROUPS
 log = logging.getLogger(__name__)
 
 AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+MaskAugmentFn = Callable[
+    [np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]
+]
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,12 @@ def _flip_only(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return image[:, ::-1] if rng.random() < 0.5 else image
 
 
+def _flip_only_with_masks(
+    image: np.ndarray, masks: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    return (image[:, ::-1], masks[:, ::-1]) if rng.random() < 0.5 else (image, masks)
+
+
 @functools.cache
 def make_augment_fn() -> tuple[AugmentFn, str]:
     """The tone-preserving augmentation of preprocessing/ (`augment(image, rng)`), and its name.
@@ -149,25 +160,46 @@ def make_augment_fn() -> tuple[AugmentFn, str]:
     return augment, "preprocessing.augment"
 
 
+def make_mask_augment_fn() -> MaskAugmentFn:
+    """`augment_with_masks(image, masks, rng)`: the same draw as `make_augment_fn()` on the image
+    (so the image is augmented identically with or without masks), the same geometry on masks."""
+    if make_augment_fn()[0] is _flip_only:
+        return _flip_only_with_masks
+    from preprocessing.augment import augment_with_masks
+
+    return augment_with_masks
+
+
 # --- grain pipelines -----------------------------------------------------------------------
 
 
 def _example(
-    record: dict[str, Any], *, augment_fn: AugmentFn | None, rng: np.random.Generator | None
+    record: dict[str, Any],
+    *,
+    augment: bool,
+    rng: np.random.Generator | None,
+    masks: bool = False,
 ) -> dict[str, np.ndarray]:
-    """One decoded record -> the arrays of a batch row."""
+    """One decoded record -> the arrays of a batch row (with its lesion masks if `masks`)."""
     image = np.asarray(record["image"], np.uint8)
-    if augment_fn is not None and rng is not None:
-        image = np.ascontiguousarray(augment_fn(image, rng), dtype=np.uint8)
+    mask = np.asarray(record["mask"], np.uint8) if masks else None
+    if augment and rng is not None:
+        if mask is None:
+            image = make_augment_fn()[0](image, rng)
+        else:
+            image, mask = make_mask_augment_fn()(image, mask, rng)
     labels = np.asarray(record["labels"], np.float32)
     known = ~np.isnan(labels)
-    return {
-        "image": image,
+    row = {
+        "image": np.ascontiguousarray(image, dtype=np.uint8),
         "labels": np.where(known, labels, 0.0).astype(np.float32),
         "label_mask": known.astype(np.float32),
         "group": np.int32(record["group"]),
         "weight": np.float32(1.0),
     }
+    if mask is not None:
+        row["mask"] = np.ascontiguousarray(mask, dtype=np.uint8)
+    return row
 
 
 class _Positions:
@@ -209,6 +241,7 @@ def train_batches(
     epoch: int,
     start_step: int = 0,
     augment: bool = True,
+    masks: bool = False,
     process_index: int = 0,
     process_count: int = 1,
     num_threads: int = 1,
@@ -218,18 +251,18 @@ def train_batches(
 
     Whole batches only (the tail of the epoch that does not fill a batch is dropped). The
     augmentation of an example depends only on (seed, epoch, its global position), so resuming
-    mid-epoch or changing the number of processes gives the same batches.
+    mid-epoch or changing the number of processes gives the same batches. `masks` adds the
+    lesion masks (for the localisation loss); the images are the same with or without them.
     """
     num_steps = len(indices) // batch_size
     indices = np.asarray(indices[: num_steps * batch_size])
     index, position = _process_slice(indices, batch_size, process_index, process_count)
     local = batch_size // process_count
     index, position = index[start_step * local :], position[start_step * local :]
-    augment_fn = make_augment_fn()[0] if augment else None
 
     def fn(record: dict[str, Any], pos: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([int(seed), int(epoch), pos]) if augment_fn else None
-        return _example(record, augment_fn=augment_fn, rng=rng)
+        rng = np.random.default_rng([int(seed), int(epoch), pos]) if augment else None
+        return _example(record, augment=augment, rng=rng, masks=masks)
 
     ds = grain.MapDataset.source(_Positions(source, index, position, fn))
     ds = ds.batch(local, drop_remainder=True)
@@ -252,7 +285,7 @@ def eval_batches(
     index, position = _process_slice(padded, batch_size, process_index, process_count)
 
     def fn(record: dict[str, Any], pos: int) -> dict[str, np.ndarray]:
-        row = _example(record, augment_fn=None, rng=None)
+        row = _example(record, augment=False, rng=None)
         if pos >= n:
             row["weight"] = np.float32(0.0)
         return row

@@ -127,3 +127,63 @@ def compute_loss(
             f"loss must be one of ['bce', 'focal', 'groupdro', 'reweight'], got {name!r}"
         )
     return loss, aux
+
+
+# --- lesion localisation on the class activation map ---------------------------------------
+
+
+def mask_at_cells(masks: jax.Array, grid: tuple[int, int], align: str) -> jax.Array:
+    """Lesion masks [B,S,S,C] (> 0 = lesion) seen by a [h, w] feature grid -> float [B,h,w,C].
+
+    A cell counts as inside the lesion when the input pixel it is centred on is (the pixel where
+    the bilinearly upsampled CAM of that cell peaks, i.e. where the pointing game looks):
+    `s * j` for "corner" cells (the CNNs), the central pixels of each `s x s` patch for
+    "center" cells (ViT patches, max over the 1 or 2 central pixels per axis).
+    """
+    _, height, width, _ = masks.shape
+    h, w = grid
+    if height % h or width % w:
+        raise ValueError(f"mask size {height}x{width} is not a multiple of the grid {h}x{w}")
+    sy, sx = height // h, width // w
+    m = masks > 0
+    if align == "corner":
+        return m[:, ::sy, ::sx, :].astype(jnp.float32)
+    if align != "center":
+        raise ValueError(f"align must be 'corner' or 'center', got {align!r}")
+    out = jnp.zeros((m.shape[0], h, w, m.shape[3]), bool)
+    for dy in {(sy - 1) // 2, sy // 2}:
+        for dx in {(sx - 1) // 2, sx // 2}:
+            out = out | m[:, dy::sy, dx::sx, :]
+    return out.astype(jnp.float32)
+
+
+def localisation_loss(
+    cell_scores: jax.Array,
+    cell_mask: jax.Array,
+    labels: jax.Array,
+    label_mask: jax.Array,
+    weight: jax.Array,
+    temperature: float = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """Pointing loss of a class map: -T log(share of softmax(scores / T) inside the lesion).
+
+    `cell_scores` [B,h,w,C] are the head's per-cell class scores (the CAM before its ReLU),
+    `cell_mask` [B,h,w,C] the lesion cells (`mask_at_cells`). It counts only (image, condition)
+    pairs labelled present whose mask covers at least one cell, so images without masks (or
+    without the condition) add nothing; it is minimised when the map peaks inside the lesion.
+    It equals T softplus((LSE_out - LSE_in) / T) over the outside and lesion cells: a small
+    temperature T approaches a hinge on (best outside cell - best lesion cell), which stops
+    pushing once the peak is inside; T = 1 keeps pulling every outside cell down.
+    Returns (mean over those pairs, number of pairs); the mean is 0 when there are none.
+    """
+    b, h, w, c = cell_scores.shape
+    s = cell_scores.astype(jnp.float32).reshape(b, h * w, c) / temperature
+    inside = cell_mask.reshape(b, h * w, c) > 0
+    present = (labels > 0.5) & (label_mask > 0) & (weight[:, None] > 0)
+    valid = (present & inside.any(axis=1)).astype(jnp.float32)
+    all_cells = jax.nn.logsumexp(s, axis=1)
+    # A large finite floor, not -inf: a pair without lesion cells must keep finite gradients.
+    lesion = jax.nn.logsumexp(jnp.where(inside, s, -1e9), axis=1)
+    per_pair = jnp.where(valid > 0, temperature * (all_cells - lesion), 0.0)
+    count = valid.sum()
+    return per_pair.sum() / jnp.maximum(count, 1.0), count

@@ -226,15 +226,23 @@ def make_train_step(
     group_weights: np.ndarray,
     repl: NamedSharding,
     data: NamedSharding,
+    align: str = "corner",
 ) -> Callable:
-    """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh."""
+    """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
+
+    With `config.loc_weight > 0` the batch carries lesion masks and the loss adds the
+    localisation loss on the class map; `align` is where a feature cell sits in the input
+    (`explain.cam.cell_alignment`).
+    """
     ema_decay = config.optim.ema_decay
     group_w = jnp.asarray(group_weights, jnp.float32)
+    loc_weight = config.loc_weight
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            logits = model(batch["image"].astype(jnp.float32))
+            feats = model.features(batch["image"].astype(jnp.float32))
+            logits = model.pool_and_classify(feats)
             loss, aux = losses.compute_loss(
                 config.loss,
                 logits,
@@ -245,6 +253,20 @@ def make_train_step(
                 focal_gamma=config.focal_gamma,
                 groupdro_eta=config.groupdro_eta,
             )
+            if loc_weight > 0:
+                # The CAM before its ReLU: the head's class scores per cell (no bias).
+                kernel = model.head.kernel[...].astype(jnp.float32)
+                scores = jnp.einsum("bhwk,kc->bhwc", feats.astype(jnp.float32), kernel)
+                cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align)
+                aux["loc"], aux["loc_pairs"] = losses.localisation_loss(
+                    scores,
+                    cells,
+                    batch["labels"],
+                    batch["label_mask"],
+                    batch["weight"],
+                    temperature=config.loc_temperature,
+                )
+                loss = loss + loc_weight * aux["loc"]
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (aux, rest)
 
@@ -262,6 +284,8 @@ def make_train_step(
             "grad_norm": optax.tree.norm(grads),
             "lr": schedule(state["step"]),
         }
+        if loc_weight > 0:
+            metrics["loc"] = aux["loc"]
         return new, metrics
 
     return jax.jit(
@@ -428,6 +452,7 @@ def train_and_evaluate(
         "best_epoch": None,
         "best_step": None,
         "epoch_loss_sum": 0.0,
+        "epoch_loc_sum": 0.0,
         "epoch_steps": 0,
         "mlflow_run_id": None,
         "train_time_s": 0.0,
@@ -449,8 +474,13 @@ def train_and_evaluate(
     meta["mlflow_run_id"] = tracker.run_id
 
     # The jitted steps.
+    align = "corner"
+    if config.loc_weight > 0:
+        from explain.cam import cell_alignment
+
+        align = cell_alignment(model)
     train_step = make_train_step(
-        train_graphdef, tx, schedule, config, group_weights, repl, data_sharding
+        train_graphdef, tx, schedule, config, group_weights, repl, data_sharding, align
     )
     predict_fn = make_predict_fn(eval_graphdef, repl, data_sharding)
     plan = Plan(steps_per_epoch, total_steps, config.max_steps, config.checkpoint_every_steps)
@@ -483,6 +513,7 @@ def train_and_evaluate(
                 epoch=epoch,
                 start_step=step - epoch * steps_per_epoch,
                 augment=config.data.augment,
+                masks=config.loc_weight > 0,
                 process_index=jax.process_index(),
                 process_count=jax.process_count(),
                 num_threads=config.data.num_threads,
@@ -497,6 +528,8 @@ def train_and_evaluate(
                 if not math.isfinite(loss):
                     raise RuntimeError(f"non-finite loss {loss} at step {step} (epoch {epoch + 1})")
                 meta["epoch_loss_sum"] += loss
+                if "loc" in metrics:
+                    meta["epoch_loc_sum"] += float(metrics["loc"])
                 meta["epoch_steps"] += 1
                 speed.add(config.batch_size)
                 bar.update(1)
@@ -532,6 +565,9 @@ def train_and_evaluate(
                 "train/lr": float(metrics["lr"]),
                 **validation_metrics(val_meta, probs, "val"),
             }
+            if config.loc_weight > 0:
+                entry["train/loc_loss"] = meta["epoch_loc_sum"] / max(meta["epoch_steps"], 1)
+                meta["epoch_loc_sum"] = 0.0
             if config.loss == "groupdro":
                 q = np.asarray(state["dro_q"])
                 entry.update({f"train/dro_q/{g}": float(q[i]) for i, g in enumerate(GROUPS)})

@@ -151,3 +151,37 @@ def test_eval_batches_cover_every_example_once_with_padding(builder) -> None:
     images = np.concatenate([b["image"] for b in batches])[: len(source)]
     for i in range(len(source)):
         np.testing.assert_array_equal(images[i], source[i]["image"])
+
+
+def test_masks_ride_along_without_changing_the_images(builder) -> None:
+    source = builder.as_data_source(split="train")
+    meta = I.split_metadata(builder, "train")
+    idx = I.sample_epoch(meta.groups, meta.labels, balance="none", seed=4, epoch=1)
+    kw = dict(batch_size=4, seed=4, epoch=1, augment=True)
+    plain = list(I.train_batches(source, idx, **kw))
+    with_masks = list(I.train_batches(source, idx, masks=True, **kw))
+    for a, b in zip(plain, with_masks, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        assert "mask" not in a
+        assert b["mask"].shape == (4, 32, 32, 3) and b["mask"].dtype == np.uint8
+
+
+def test_augmented_mask_follows_the_image_geometry() -> None:
+    # An image whose bright square is its own lesion mask: after crop, flip and rotation the
+    # mask must still cover the bright pixels (the same geometry, nearest-neighbour resampling).
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[8:20, 26:40] = 255
+    mask = np.zeros((48, 48, 3), np.uint8)
+    mask[8:20, 26:40, 1] = 255
+    record = {"image": image, "mask": mask, "labels": np.array([0, 1, 0], np.float32), "group": 1}
+    idx = np.zeros(16, np.int64)
+    batches = list(
+        I.train_batches([record], idx, batch_size=16, seed=0, epoch=0, augment=True, masks=True)
+    )
+    moved = 0
+    for img, m in zip(batches[0]["image"], batches[0]["mask"], strict=True):
+        bright, lesion = img[..., 0] > 127, m[..., 1] > 0
+        assert (bright & lesion).sum() / (bright | lesion).sum() > 0.8
+        assert not m[..., 0].any() and not m[..., 2].any()
+        moved += not np.array_equal(lesion, mask[..., 1] > 0)
+    assert moved >= 12  # the augmentation did move the masks

@@ -1,4 +1,4 @@
-"""Losses: masked labels, focal vs BCE, group reweighting and GroupDRO weights."""
+"""Losses: masked labels, focal vs BCE, group reweighting, GroupDRO weights, localisation."""
 
 from __future__ import annotations
 
@@ -122,3 +122,77 @@ def test_unknown_loss_name() -> None:
         losses.compute_loss(
             "hinge", jnp.zeros((1, 3)), _batch([[0, 0, 0]], [[1, 1, 1]], [0]), num_groups=3
         )
+
+
+# --- localisation loss ---------------------------------------------------------------------
+
+
+def test_mask_at_cells_corner_reads_the_pixel_each_cell_is_centred_on() -> None:
+    masks = np.zeros((1, 8, 8, 3), np.uint8)
+    masks[0, 4, 2, 0] = 255  # pixel (4, 2) = cell (2, 1) of a stride-2 grid
+    masks[0, 5, 5, 1] = 255  # an odd pixel: between cells, no cell is centred on it
+    cells = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (4, 4), "corner"))
+    assert cells.shape == (1, 4, 4, 3)
+    assert cells[0, :, :, 0].sum() == 1 and cells[0, 2, 1, 0] == 1
+    assert cells[0, :, :, 1].sum() == 0
+
+
+def test_mask_at_cells_center_reads_the_central_pixels_of_each_patch() -> None:
+    masks = np.zeros((1, 8, 8, 1), np.uint8)
+    masks[0, 2, 6, 0] = 1  # a central pixel of patch (0, 1) of a 4-px patch grid
+    masks[0, 4, 4, 0] = 1  # a corner pixel of patch (1, 1): not central
+    cells = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (2, 2), "center"))
+    np.testing.assert_array_equal(cells[0, :, :, 0], [[0, 1], [0, 0]])
+    with pytest.raises(ValueError, match="not a multiple"):
+        losses.mask_at_cells(jnp.asarray(masks), (3, 3), "corner")
+
+
+def test_localisation_loss_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(2, 3, 3, 2)).astype(np.float32)
+    cells = np.zeros((2, 3, 3, 2), np.float32)
+    cells[0, 0, :2, 0] = 1  # image 0, condition 0: two lesion cells
+    cells[1, 2, 2, 1] = 1  # image 1, condition 1: one lesion cell, but the label is unknown
+    labels = np.array([[1, 0], [1, 1]], np.float32)
+    label_mask = np.array([[1, 1], [1, 0]], np.float32)
+    loss, pairs = losses.localisation_loss(
+        jnp.asarray(scores), jnp.asarray(cells), labels, label_mask, jnp.ones(2)
+    )
+    s = scores[0, :, :, 0].ravel()
+    expected = -np.log(np.exp(s[:2]).sum() / np.exp(s).sum())
+    assert int(pairs) == 1  # image 1's condition 0 has no lesion cell, condition 1 is unknown
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # Temperature T: T * the same loss on scores / T.
+    loss_t, _ = losses.localisation_loss(
+        jnp.asarray(scores), jnp.asarray(cells), labels, label_mask, jnp.ones(2), temperature=0.5
+    )
+    expected_t = -0.5 * np.log(np.exp(s[:2] / 0.5).sum() / np.exp(s / 0.5).sum())
+    assert float(loss_t) == pytest.approx(expected_t, rel=1e-5)
+
+
+def test_localisation_loss_is_lower_when_the_map_peaks_inside_and_zero_without_pairs() -> None:
+    import jax
+
+    cells = np.zeros((1, 4, 4, 1), np.float32)
+    cells[0, 1, 1, 0] = 1
+    inside = np.zeros((1, 4, 4, 1), np.float32)
+    inside[0, 1, 1, 0] = 3.0
+    outside = np.zeros((1, 4, 4, 1), np.float32)
+    outside[0, 3, 3, 0] = 3.0
+    args = (jnp.ones((1, 1)), jnp.ones((1, 1)), jnp.ones(1))
+    hit, _ = losses.localisation_loss(jnp.asarray(inside), jnp.asarray(cells), *args)
+    miss, _ = losses.localisation_loss(jnp.asarray(outside), jnp.asarray(cells), *args)
+    assert float(hit) < float(miss)
+    # A padding row, an absent condition or an empty mask gives 0 and finite (zero) gradients.
+    for labels, weight, mask in [(1.0, 0.0, cells), (0.0, 1.0, cells), (1.0, 1.0, cells * 0)]:
+
+        def f(s, labels=labels, weight=weight, mask=mask):
+            loss, _ = losses.localisation_loss(
+                s, jnp.asarray(mask), jnp.full((1, 1), labels), jnp.ones((1, 1)),
+                jnp.full(1, weight),
+            )  # fmt: skip
+            return loss
+
+        value, grad = jax.value_and_grad(f)(jnp.asarray(outside))
+        assert float(value) == 0.0
+        assert np.all(np.asarray(grad) == 0.0)

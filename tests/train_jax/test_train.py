@@ -231,3 +231,20 @@ def test_model_flag_drops_the_config_models_overrides() -> None:
     assert type(build_model(config)).__name__ == "EfficientNet"
     kept = main_lib.parse_args(["--model", "small_cnn", "--run", "x"])
     assert main_lib.resolve(kept)[0].model.overrides == get_config().model.overrides
+
+
+def test_localisation_loss_is_trained_and_logged(tiny_dataset: Path, tmp_path: Path) -> None:
+    args = quick_args(tiny_dataset, tmp_path, "loc", "--epochs", "1", "--no-mlflow")
+    assert main_lib.main([*args, "--set", "loc_weight=1.0"]) == 0
+    history = _metrics(tmp_path / "loc")["history"]
+    loc = [e["train/loc_loss"] for e in history]
+    assert len(loc) == 1 and 0 < loc[0] < 50
+    # The total loss holds the localisation term on top of the BCE (about 0.7 at the start).
+    assert history[0]["train/loss"] > loc[0]
+    assert (
+        main_lib.main(quick_args(tiny_dataset, tmp_path, "plain", "--epochs", "1", "--no-mlflow"))
+        == 0
+    )
+    plain = _metrics(tmp_path / "plain")["history"][0]
+    assert "train/loc_loss" not in plain
+    assert history[0]["train/loss"] > plain["train/loss"] + 0.5 * loc[0]
