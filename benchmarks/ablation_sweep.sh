@@ -6,11 +6,11 @@
 #
 #   OUT=/tmp/sweep SEEDS="0 1" CORES=2 bash benchmarks/ablation_sweep.sh
 #
-# Same base config as the ablation (train_jax/configs/demo.py:os16,imagenet at 96 px, 12 epochs).
+# Same base config as the ablation (train_jax/configs/demo.py:os16,imagenet,noloc at 96 px, 12 epochs).
 # Numbers on synthskin-v1 are synthetic. Packages a bare machine lacks can be carried in .whl/.
 set -uo pipefail
 OUT=${OUT:-/tmp/sweep}; SEEDS=${SEEDS:-"0 1"}; CORES=${CORES:-2}
-BASE=train_jax/configs/demo.py:os16,imagenet
+BASE=train_jax/configs/demo.py:os16,imagenet,noloc
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 JAX_PLATFORMS=cpu
 if [ "${NO_WHEELS:-0}" != 1 ] && compgen -G ".whl/*.whl" >/dev/null; then

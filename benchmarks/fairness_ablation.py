@@ -13,9 +13,10 @@ Variants (same data, same test split, same seeds, same base config):
 - (f) (e) with the small CNN at output stride 4 (config variant `os4`: a 24x24 feature map at
   96 px, the same parameters): the demo model, the full pipeline.
 
-The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet`, the demo CNN
-with its stride-16 map and ImageNet input normalisation pinned, so that a change of the demo's
-defaults does not change the ablation) at `--image-size` (default 96 px, the demo size).
+The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
+CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
+lesion-localisation loss, so that a change of the demo's defaults does not change the ablation)
+at `--image-size` (default 96 px, the demo size).
 
 Each training runs `python train_jax/main.py` in a subprocess (this script never imports JAX),
 into `<out>/<variant>-s<seed>/`; an existing run with predictions is reused unless `--retrain`
@@ -111,6 +112,9 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "model.overrides.input_norm": config["model"]["overrides"].get("input_norm", "imagenet"),
         "model.overrides.output_stride": config["model"]["overrides"].get("output_stride", 16),
     }
+    if "noloc" in str(getattr(args, "config", "")):
+        want["loc_weight"] = 0.0
+        have["loc_weight"] = config.get("loc_weight", 0.0)  # runs from before the loss: off
     if args.image_size:
         want["model.image_size"] = args.image_size
         have["model.image_size"] = config["model"]["image_size"]
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--config",
-        default="train_jax/configs/demo.py:os16,imagenet",
+        default="train_jax/configs/demo.py:os16,imagenet,noloc",
         help="base training config (variants `tone`, `os4` are appended for (e), (f))",
     )
     p.add_argument(

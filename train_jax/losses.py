@@ -174,16 +174,17 @@ def localisation_loss(
     It equals T softplus((LSE_out - LSE_in) / T) over the outside and lesion cells: a small
     temperature T approaches a hinge on (best outside cell - best lesion cell), which stops
     pushing once the peak is inside; T = 1 keeps pulling every outside cell down.
-    Returns (mean over those pairs, number of pairs); the mean is 0 when there are none.
+    `weight` [B] weighs each image's pairs (0 = padding; group weights for a reweighted mean).
+    Returns (weighted mean over those pairs, number of pairs); 0 when there are none.
     """
     b, h, w, c = cell_scores.shape
     s = cell_scores.astype(jnp.float32).reshape(b, h * w, c) / temperature
     inside = cell_mask.reshape(b, h * w, c) > 0
     present = (labels > 0.5) & (label_mask > 0) & (weight[:, None] > 0)
     valid = (present & inside.any(axis=1)).astype(jnp.float32)
+    row_w = valid * weight[:, None]
     all_cells = jax.nn.logsumexp(s, axis=1)
     # A large finite floor, not -inf: a pair without lesion cells must keep finite gradients.
     lesion = jax.nn.logsumexp(jnp.where(inside, s, -1e9), axis=1)
     per_pair = jnp.where(valid > 0, temperature * (all_cells - lesion), 0.0)
-    count = valid.sum()
-    return per_pair.sum() / jnp.maximum(count, 1.0), count
+    return (per_pair * row_w).sum() / jnp.maximum(row_w.sum(), 1e-12), valid.sum()

@@ -64,6 +64,14 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     ab.check_reused(tone, "groupdro_tone", argparse.Namespace(image_size=0, epochs=12))
     with pytest.raises(ValueError, match="epochs"):
         ab.check_reused(tone, "groupdro_tone", argparse.Namespace(image_size=0, epochs=24))
+    # The default base config pins the localisation loss off: a run trained with it is refused;
+    # a run from before the loss existed (no loc_weight key) counts as off.
+    noloc = argparse.Namespace(image_size=0, config="train_jax/configs/demo.py:os16,imagenet,noloc")
+    ab.check_reused(tone, "groupdro_tone", noloc)
+    config = json.loads((tone / "config.json").read_text())
+    (tone / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
+    with pytest.raises(ValueError, match="loc_weight"):
+        ab.check_reused(tone, "groupdro_tone", noloc)
 
 
 def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,6 @@
-"""Two forced CPU devices follow the same loss trajectory as one device (jit over a Mesh)."""
+"""Two forced CPU devices follow the same loss trajectory as one device (jit over a Mesh).
+
+The quick demo config trains with the lesion-localisation loss, so its term is checked too."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from train_jax import checkpoints as K, config as C, train as T
 from train_jax.configs.demo import get_config
 
 config = C.override(get_config("quick"), loss=sys.argv[1])
+assert config.loc_weight > 0
 mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 model = K.build_model(config)
@@ -40,8 +43,15 @@ for _ in range(5):
              "labels": (rng.random((b, 3)) < 0.4).astype(np.float32) * mask,
              "label_mask": mask, "group": rng.integers(-1, 3, b).astype(np.int32),
              "weight": np.ones(b, np.float32)}
+    # Lesion masks for the demo's localisation loss: one random square per image and condition.
+    masks = np.zeros((b, s, s, 3), np.uint8)
+    for i in range(b):
+        for c in range(3):
+            y, x = rng.integers(0, s - 8, 2)
+            masks[i, y : y + 8, x : x + 8, c] = 255
+    batch["mask"] = masks
     state, metrics = step(state, T._global_batch(batch, data))
-    out.append([float(metrics["loss"]), float(metrics["grad_norm"])])
+    out.append([float(metrics["loss"]), float(metrics["grad_norm"]), float(metrics["loc"])])
 print(json.dumps({"devices": jax.device_count(), "trajectory": out}))
 """
 
