@@ -11,7 +11,9 @@ Variants (same data, same test split, same seeds, same base config):
 - (e) (d) with the tone-aware input normalisation in the model graph (config variant `tone`,
   `train_jax.models.input_norm`);
 - (f) (e) with the small CNN at output stride 4 (config variant `os4`: a 24x24 feature map at
-  96 px, the same parameters): the demo model, the full pipeline.
+  96 px, the same parameters): the default full pipeline;
+- (g) (f) with the lesion-localisation loss on the CAM (config variant `loc`, the demo's
+  weight); not in the default `--variants`.
 
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
@@ -54,6 +56,7 @@ VARIANTS = {
     "d_groupdro_group_thresholds": ("groupdro", True),
     "e_tone_input_groupdro_group_thresholds": ("groupdro_tone", True),
     "f_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4", True),
+    "g_localisation_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4_loc", True),
 }
 FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
 # training run -> (main.py flags, extra config variant of the base config or "")
@@ -63,6 +66,7 @@ TRAININGS = {
     "groupdro": (["--balance", "group", "--loss", "groupdro"], ""),
     "groupdro_tone": (["--balance", "group", "--loss", "groupdro"], "tone"),
     "groupdro_tone_os4": (["--balance", "group", "--loss", "groupdro"], "tone,os4"),
+    "groupdro_tone_os4_loc": (["--balance", "group", "--loss", "groupdro"], "tone,os4,loc"),
 }
 GROUP_NAMES = GROUPS
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -113,8 +117,10 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "model.overrides.output_stride": config["model"]["overrides"].get("output_stride", 16),
     }
     if "noloc" in str(getattr(args, "config", "")):
-        want["loc_weight"] = 0.0
-        have["loc_weight"] = config.get("loc_weight", 0.0)  # runs from before the loss: off
+        # Off in the base config; on where the variant appends `loc`. Runs from before the loss
+        # have no loc_weight key: off.
+        want["loc_weight > 0"] = "loc" in variant.split(",")
+        have["loc_weight > 0"] = config.get("loc_weight", 0.0) > 0
     if args.image_size:
         want["model.image_size"] = args.image_size
         have["model.image_size"] = config["model"]["image_size"]
@@ -314,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--config",
         default="train_jax/configs/demo.py:os16,imagenet,noloc",
-        help="base training config (variants `tone`, `os4` are appended for (e), (f))",
+        help="base training config (variants `tone`, `os4`, `loc` are appended for (e)-(g))",
     )
     p.add_argument(
         "--image-size", type=int, default=96, help="input size of every training (0: config's)"

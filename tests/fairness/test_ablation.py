@@ -72,6 +72,14 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     (tone / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
     with pytest.raises(ValueError, match="loc_weight"):
         ab.check_reused(tone, "groupdro_tone", noloc)
+    # (g) appends `loc`: it wants the loss on, so a run without it is refused.
+    os4 = _run(tmp_path, "c", balance="group", loss="groupdro", size=96,
+               overrides={"input_norm": "tone", "output_stride": 4})  # fmt: skip
+    with pytest.raises(ValueError, match="loc_weight"):
+        ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
+    config = json.loads((os4 / "config.json").read_text())
+    (os4 / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
+    ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
 
 
 def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -181,3 +181,19 @@ def test_logs_to_a_real_mlflow_sqlite_store(run_dir, tmp_path):
     assert "fairness/gap_dark_vs_medium_f1_ci_high" in logged
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "fairness")}
     assert "fairness/model_card.json" in artifacts
+
+
+def test_model_card_names_the_training_recipe(tmp_path):
+    from fairness.report import _model_info
+
+    config = {
+        "model": {"name": "small_cnn", "image_size": 96, "overrides": {"width": 0.5}},
+        "data": {"balance": "group"},
+        "loss": "groupdro",
+        "loc_weight": 0.01,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    info = _model_info(tmp_path)
+    assert info["name"] == "small_cnn" and info["image_size"] == 96
+    assert info["training_balance"] == "group" and info["training_loss"] == "groupdro"
+    assert info["training_loc_weight"] == 0.01
