@@ -174,7 +174,7 @@ def localisation_loss(
     It equals T softplus((LSE_out - LSE_in) / T) over the outside and lesion cells: a small
     temperature T approaches a hinge on (best outside cell - best lesion cell), which stops
     pushing once the peak is inside; T = 1 keeps pulling every outside cell down.
-    `weight` [B] weighs each image's pairs (0 = padding; group weights for a reweighted mean).
+    `weight` [B] weighs each image's pairs (0 = padding row).
     Returns (weighted mean over those pairs, number of pairs); 0 when there are none.
     """
     b, h, w, c = cell_scores.shape

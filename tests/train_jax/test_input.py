@@ -123,14 +123,19 @@ def test_build_is_cached(builder, tiny_dataset: Path) -> None:
     assert again.is_prepared()
 
 
-def test_train_batches_deterministic_and_resumable(builder) -> None:
-    source = builder.as_data_source(split="train")
+def _epoch(builder, *, balance: str, seed: int, epoch: int, **kw) -> tuple[list, np.ndarray]:
+    """Batches of 4 of one augmented training epoch of the tiny build, and its indices."""
     meta = I.split_metadata(builder, "train")
-    idx = I.sample_epoch(meta.groups, meta.labels, balance="group", seed=1, epoch=0)
-    kw = dict(batch_size=4, seed=1, epoch=0, augment=True)
-    full = list(I.train_batches(source, idx, **kw))
-    again = list(I.train_batches(source, idx, **kw))
-    tail = list(I.train_batches(source, idx, start_step=2, **kw))
+    idx = I.sample_epoch(meta.groups, meta.labels, balance=balance, seed=seed, epoch=epoch)
+    source = builder.as_data_source(split="train")
+    batches = I.train_batches(source, idx, batch_size=4, seed=seed, epoch=epoch, **kw)
+    return list(batches), idx
+
+
+def test_train_batches_deterministic_and_resumable(builder) -> None:
+    full, idx = _epoch(builder, balance="group", seed=1, epoch=0)
+    again, _ = _epoch(builder, balance="group", seed=1, epoch=0)
+    tail, _ = _epoch(builder, balance="group", seed=1, epoch=0, start_step=2)
     assert len(full) == len(idx) // 4 and len(tail) == len(full) - 2
     for a, b in zip(full, again, strict=True):
         np.testing.assert_array_equal(a["image"], b["image"])
@@ -154,12 +159,8 @@ def test_eval_batches_cover_every_example_once_with_padding(builder) -> None:
 
 
 def test_masks_ride_along_without_changing_the_images(builder) -> None:
-    source = builder.as_data_source(split="train")
-    meta = I.split_metadata(builder, "train")
-    idx = I.sample_epoch(meta.groups, meta.labels, balance="none", seed=4, epoch=1)
-    kw = dict(batch_size=4, seed=4, epoch=1, augment=True)
-    plain = list(I.train_batches(source, idx, **kw))
-    with_masks = list(I.train_batches(source, idx, masks=True, **kw))
+    plain, _ = _epoch(builder, balance="none", seed=4, epoch=1)
+    with_masks, _ = _epoch(builder, balance="none", seed=4, epoch=1, masks=True)
     for a, b in zip(plain, with_masks, strict=True):
         np.testing.assert_array_equal(a["image"], b["image"])
         assert "mask" not in a
