@@ -567,6 +567,14 @@ def train_and_evaluate(
             }
             if config.loc_weight > 0:
                 entry["train/loc_loss"] = meta["epoch_loc_sum"] / max(meta["epoch_steps"], 1)
+                if meta["epoch_loc_sum"] == 0.0 and is_main:
+                    log.warning(
+                        "loc_weight %s but no training image of epoch %d has a lesion mask for "
+                        "a condition labelled present: the localisation loss is 0 (a dataset "
+                        "without masks?); set loc_weight=0 to skip reading the masks",
+                        config.loc_weight,
+                        epoch + 1,
+                    )
                 meta["epoch_loc_sum"] = 0.0
             if config.loss == "groupdro":
                 q = np.asarray(state["dro_q"])

@@ -246,3 +246,27 @@ def test_localisation_loss_is_trained_and_logged(tiny_dataset: Path, tmp_path: P
     plain = _metrics(tmp_path / "plain")["history"][0]
     assert "train/loc_loss" not in plain
     assert history[0]["train/loss"] > plain["train/loss"] + 0.5 * loc[0]
+
+
+def test_localisation_loss_without_masks_warns(tiny_dataset: Path, tmp_path: Path, caplog) -> None:
+    import shutil
+
+    import pandas as pd
+
+    from train_jax import config as C
+    from train_jax import train
+    from train_jax.configs.demo import get_config
+
+    data = tmp_path / "no_masks"
+    shutil.copytree(tiny_dataset, data, ignore=shutil.ignore_patterns("tfds"))
+    meta = pd.read_csv(data / "metadata.csv")
+    meta["mask"] = ""  # a real dataset without lesion masks
+    meta.to_csv(data / "metadata.csv", index=False)
+    config = C.override(
+        get_config("quick"), **{"data.data_dir": str(data), "mlflow": False, "epochs": 1}
+    )
+    assert config.loc_weight > 0
+    with caplog.at_level("WARNING", logger="train_jax.train"):
+        result = train.train_and_evaluate(config, tmp_path / "run", progress=False)
+    assert result["history"][0]["train/loc_loss"] == 0.0
+    assert "no training image of epoch 1 has a lesion mask" in caplog.text
