@@ -190,12 +190,13 @@ def _model_info(run_dir: Path | None) -> dict | None:
         info["name"] = str(model) if model else run_dir.name
     # The training recipe a reader of the card needs: sampling, loss, and whether lesion masks
     # shaped the heatmaps (the localisation loss).
-    data = config.get("data") if isinstance(config, dict) else None
-    if isinstance(data, dict) and "balance" in data:
-        info["training_balance"] = data["balance"]
-    for key in ("loss", "loc_weight"):
-        if isinstance(config, dict) and isinstance(config.get(key), str | int | float):
-            info[f"training_{key}"] = config[key]
+    if isinstance(config, dict):
+        data = config.get("data")
+        if isinstance(data, dict) and "balance" in data:
+            info["training_balance"] = data["balance"]
+        for key in ("loss", "loc_weight"):
+            if isinstance(config.get(key), str | int | float):
+                info[f"training_{key}"] = config[key]
     return info
 
 

@@ -258,7 +258,7 @@ def make_train_step(
                 kernel = model.head.kernel[...].astype(jnp.float32)
                 scores = jnp.einsum("bhwk,kc->bhwc", feats.astype(jnp.float32), kernel)
                 cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align)
-                aux["loc"], aux["loc_pairs"] = losses.localisation_loss(
+                aux["loc"], _ = losses.localisation_loss(
                     scores,
                     cells,
                     batch["labels"],
