@@ -23,13 +23,21 @@ import sys
 import time
 from collections.abc import Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from flax import nnx
+from train_jax import host_malloc
 
-from train_jax.models import CONV_IMPLS, MODEL_NAMES, create_model, set_conv_impl
+# Before JAX (and torch) start their threads; applies to both frameworks alike, like the
+# trainer does (train_jax/host_malloc.py; FSA_MALLOC_TUNING=0 measures without it).
+MALLOC_TUNED = host_malloc.keep_freed_memory()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+from jax.sharding import AxisType, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from train_jax.models import CONV_IMPLS, MODEL_NAMES, create_model, set_conv_impl  # noqa: E402
 
 # our name -> (timm name, extra timm kwargs); ViT uses GAP and no class token, like ours
 TIMM_MODELS: dict[str, tuple[str, dict]] = {
@@ -56,9 +64,20 @@ def make_jax_step(
         set_conv_impl(model, conv_impl)
     model.train()
     optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+    # Data parallel over every device, like the trainer: the batch split on a `data` mesh axis,
+    # parameters and optimiser state replicated (on CPU, more devices with
+    # XLA_FLAGS=--xla_force_host_platform_device_count=N).
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+    if batch_size % jax.device_count():
+        raise SystemExit(f"--batch-size {batch_size} must divide over {jax.device_count()} devices")
+    state = jax.device_put(nnx.state((model, optimizer)), NamedSharding(mesh, P()))
+    nnx.update((model, optimizer), state)
     rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 2, (batch_size, 3)), jnp.float32)
+    batch = NamedSharding(mesh, P("data"))
+    x = jax.device_put(
+        np.float32(rng.uniform(0, 255, (batch_size, image_size, image_size, 3))), batch
+    )
+    y = jax.device_put(np.float32(rng.integers(0, 2, (batch_size, 3))), batch)
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_step(model, optimizer, x, y):
@@ -165,6 +184,8 @@ def run(args: argparse.Namespace) -> dict:
         "conv_impl": args.conv_impl,
         "jax_backend": jax.default_backend(),
         "jax_device": str(jax.devices()[0].device_kind),
+        "jax_devices": jax.device_count(),
+        "malloc_tuned": MALLOC_TUNED,
         "cpus": len(os.sched_getaffinity(0)),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "warmup_s": {k: round(v, 2) for k, v in compile_s.items()},

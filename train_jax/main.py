@@ -32,6 +32,12 @@ if __package__ in (None, ""):  # run as a script: import the package, not this f
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_root) / "train_jax"]
     sys.path.insert(0, _root)
 
+from train_jax import host_malloc  # noqa: E402
+
+# Before JAX starts its threads: reuse freed host memory instead of page-faulting it back every
+# step (train_jax/host_malloc.py; FSA_MALLOC_TUNING=0 turns it off).
+host_malloc.keep_freed_memory()
+
 from train_jax import config as config_lib  # noqa: E402
 
 DEFAULT_CONFIG = "train_jax/configs/demo.py"

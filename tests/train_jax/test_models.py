@@ -22,6 +22,7 @@ from train_jax.models.layers import (
     BatchNorm,
     depthwise_conv,
     normalize_image,
+    pointwise_dot,
 )
 
 # Expected trainable parameter counts with a 3-class head. Published counts (timm / Keras,
@@ -108,6 +109,21 @@ def test_depthwise_slices_matches_grouped_conv(size, kernel, stride):
     }
     for got, want in zip(grads["slices"], grads["conv"], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("cin", "cout"), [(3, 8), (8, 3), (5, 5)])
+def test_pointwise_dot_value_and_gradients_match_autodiff_of_dot(cin, cout):
+    # Both orders of the kernel-gradient matmul (cin < cout, cin > cout) and the tie.
+    rng = np.random.default_rng(cin * 10 + cout)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, cin)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(cin, cout)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(2, 5, 6, cout)), jnp.float32)
+    np.testing.assert_allclose(pointwise_dot(x, w), jnp.dot(x, w), rtol=1e-6, atol=1e-6)
+    got = jax.grad(lambda a, b: jnp.sum(pointwise_dot(a, b) * g), argnums=(0, 1))(x, w)
+    want = jax.grad(lambda a, b: jnp.sum(jnp.dot(a, b) * g), argnums=(0, 1))(x, w)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_batchnorm_matches_nnx_batchnorm():

@@ -281,6 +281,38 @@ def set_conv_impl(model: nnx.Module, impl: str) -> None:
 # --------------------------------------------------------------------------- pointwise conv
 
 
+@jax.custom_vjp
+def pointwise_dot(x: jax.Array, w: jax.Array) -> jax.Array:
+    """1x1 conv as a matmul over the last axis: ``x [..., Cin] @ w [Cin, Cout]``.
+
+    Same value as ``jnp.dot``; the custom backward pass picks the order of the kernel-gradient
+    matmul so that XLA:CPU transposes the operand with fewer channels. Autodiff's order
+    (``g^T x``) made XLA transpose the output gradient of every expanding 1x1 conv (the widest
+    activation of the block) in a separate strided pass: about 20% of B0's step time at 128 px.
+    """
+    return jnp.dot(x, w)
+
+
+def _pointwise_dot_fwd(x, w):
+    return jnp.dot(x, w), (x, w)
+
+
+def _pointwise_dot_bwd(res, g):
+    x, w = res
+    cin, cout = w.shape
+    x2, g2 = x.reshape(-1, cin), g.reshape(-1, cout)
+    contract_rows = (((0,), (0,)), ((), ()))
+    if cin <= cout:
+        dw = lax.dot_general(x2, g2, contract_rows)
+    else:
+        dw = lax.dot_general(g2, x2, contract_rows).T
+    dx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())))
+    return dx, dw
+
+
+pointwise_dot.defvjp(_pointwise_dot_fwd, _pointwise_dot_bwd)
+
+
 class Conv(nnx.Module):
     """Bias-free k x k conv (symmetric padding k // 2), kernel ``[k, k, Cin, Cout]``."""
 
@@ -309,7 +341,7 @@ class Conv(nnx.Module):
             x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         k = kernel.shape[0]
         if k == 1 and self.stride == 1 and self.pointwise_impl == "dot":
-            y = jnp.dot(x, kernel[0, 0])
+            y = pointwise_dot(x, kernel[0, 0])
         else:
             p = k // 2
             y = lax.conv_general_dilated(
