@@ -8,9 +8,10 @@ installed jaxlib), into a cache folder keyed by the source, compiler, jaxlib ver
 model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``).
 
 **Opt-in** (``FSA_CPU_KERNELS=1``): on the shared 2-core machine the kernel gradient is 3-11x
-faster than XLA's per layer, but a whole EfficientNet-B0 training step gained 0-16 %, inside the
-machine's noise, and it changes float rounding of the gradients (so trained weights differ
-slightly from the default path's). If no compiler is found or the build fails, a warning says
+faster than XLA's per layer, and with ``train_jax.host_malloc`` in place a whole EfficientNet-B0
+training step went from 1.13-1.18x timm's throughput to 1.26-1.37x (docs/performance.md); it
+changes the float rounding of the gradients, so trained weights (and every number measured with
+the demo model) differ slightly from the default path's. If no compiler is found or the build fails, a warning says
 so once and the pure-JAX implementation in `train_jax.models.layers` is used.
 ``FSA_KERNEL_THREADS`` sets the kernel's threads (default: the usable cores, at most 8). The
 exported ONNX graph never contains it: it is only used for gradients.
