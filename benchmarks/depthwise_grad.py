@@ -67,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         x = jnp.asarray(rng.standard_normal((b, side, side, c)), jnp.float32)
         g = jnp.asarray(rng.standard_normal((b, out, out, c)), jnp.float32)
         ffi = jax.jit(lambda x, g, s=s, k=k: kernels.depthwise_kernel_grad(x, g, s, k))
-        xla = jax.jit(lambda x, g, s=s, k=k: layers._depthwise_kernel_grad_xla(x, g, s, k))
+        # the pure-JAX gradient takes the padded input (the forward's residual), padded here
+        pads = ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0))
+        xla = jax.jit(
+            lambda x, g, s=s, k=k, pads=pads: layers._depthwise_kernel_grad_xla(
+                jnp.pad(x, pads), g, s, k
+            )
+        )
         ms_ffi = _median_ms(ffi, x, g, repeats=args.repeats)
         ms_xla = _median_ms(xla, x, g, repeats=args.repeats)
         rows.append(

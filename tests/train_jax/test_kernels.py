@@ -32,7 +32,8 @@ def test_kernel_grad_matches_pure_jax(shape) -> None:
     ho, wo = (h + 2 * (k // 2) - k) // s + 1, (w + 2 * (k // 2) - k) // s + 1
     g = jnp.asarray(rng.standard_normal((b, ho, wo, c)), jnp.float32)
     got = jax.jit(kernels.depthwise_kernel_grad, static_argnums=(2, 3))(x, g, s, k)
-    want = layers._depthwise_kernel_grad_xla(x, g, s, k)
+    p = k // 2
+    want = layers._depthwise_kernel_grad_xla(jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0))), g, s, k)
     assert got.shape == want.shape == (k, k, 1, c)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     again = jax.jit(kernels.depthwise_kernel_grad, static_argnums=(2, 3))(x, g, s, k)

@@ -11,8 +11,9 @@ model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``).
 faster than XLA's per layer, and with ``train_jax.host_malloc`` in place a whole EfficientNet-B0
 training step went from 1.13-1.18x timm's throughput to 1.26-1.37x (docs/performance.md); it
 changes the float rounding of the gradients, so trained weights (and every number measured with
-the demo model) differ slightly from the default path's. If no compiler is found or the build fails, a warning says
-so once and the pure-JAX implementation in `train_jax.models.layers` is used.
+the demo model) differ slightly from the default path's. If no compiler is found or the build
+fails, a warning says so once and the pure-JAX implementation in `train_jax.models.layers` is
+used.
 ``FSA_KERNEL_THREADS`` sets the kernel's threads (default: the usable cores, at most 8). The
 exported ONNX graph never contains it: it is only used for gradients.
 """
