@@ -9,7 +9,7 @@ model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``).
 
 **Opt-in** (``FSA_CPU_KERNELS=1``): on the shared 2-core machine the kernel gradient is 3-11x
 faster than XLA's per layer, and with ``train_jax.host_malloc`` in place a whole EfficientNet-B0
-training step went from 1.13-1.18x timm's throughput to 1.26-1.37x (docs/performance.md); it
+training step went from 1.16-1.24x timm's throughput to 1.27-1.37x (docs/performance.md); it
 changes the float rounding of the gradients, so trained weights (and every number measured with
 the demo model) differ slightly from the default path's. If no compiler is found or the build
 fails, a warning says so once and the pure-JAX implementation in `train_jax.models.layers` is
