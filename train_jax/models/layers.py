@@ -105,14 +105,19 @@ def _use_cpu_kernels(*arrays: jax.Array) -> bool:
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _depthwise_slices(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def _depthwise_slices_padded(x: jax.Array, kernel: jax.Array, stride: int):
+    """The depthwise conv's output and the padded input it was computed from."""
     k = kernel.shape[0]
     p = k // 2
     h, w = x.shape[1], x.shape[2]
     out_hw = (_out_size(h, k, stride, p), _out_size(w, k, stride, p))
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    return _slices_forward(xp, kernel, stride, out_hw)
+    return _slices_forward(xp, kernel, stride, out_hw), xp
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_slices(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    return _depthwise_slices_padded(x, kernel, stride)[0]
 
 
 def _depthwise_input_grad(
@@ -157,12 +162,8 @@ def _depthwise_slices_fwd(x, kernel, stride):
     # The residual is the padded input the forward reads anyway: the kernel gradient then reads
     # it as is, where re-padding ``x`` in the backward pass cost a separate copy per layer
     # (about 6 % of a B0 step on XLA:CPU, same gradients bit for bit).
-    k = kernel.shape[0]
-    p = k // 2
-    h, w = x.shape[1], x.shape[2]
-    out_hw = (_out_size(h, k, stride, p), _out_size(w, k, stride, p))
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    return _slices_forward(xp, kernel, stride, out_hw), (xp, kernel)
+    out, xp = _depthwise_slices_padded(x, kernel, stride)
+    return out, (xp, kernel)
 
 
 def _depthwise_slices_bwd(stride, res, g):
@@ -295,7 +296,8 @@ def pointwise_dot(x: jax.Array, w: jax.Array) -> jax.Array:
     Same value as ``jnp.dot``; the custom backward pass picks the order of the kernel-gradient
     matmul so that XLA:CPU transposes the operand with fewer channels. Autodiff's order
     (``g^T x``) made XLA transpose the output gradient of every expanding 1x1 conv (the widest
-    activation of the block) in a separate strided pass: about 20% of B0's step time at 128 px.
+    activation of the block) in a separate strided pass; B0 at 128 px trains about 25 % faster
+    without it (docs/performance.md).
     """
     return jnp.dot(x, w)
 
