@@ -3,10 +3,10 @@
     python benchmarks/depthwise_grad.py [--repeats 9] [--json]
 
 Shapes are those of EfficientNet-B0 at 128 px and of the demo small CNN at 96 px (batch 32).
-Prints the median milliseconds of `train_jax.models.kernels.depthwise_kernel_grad` (built on
-first use; needs a C++ compiler) and of the pure-JAX `layers._depthwise_kernel_grad_xla`, each
-jit-compiled, and their ratio. Whole training steps: `benchmarks/train_throughput.py` with
-`FSA_CPU_KERNELS=1` against the default.
+Prints the median milliseconds of `train_jax.models.kernels.depthwise_kernel_grad_rows` (built on
+first use; needs a C++ compiler) and of the pure-JAX `layers._depthwise_kernel_grad_rows_xla`,
+each jit-compiled, their ratio, and whether their results are bit-identical (they must be).
+Whole training steps: `benchmarks/train_throughput.py` with and without `FSA_CPU_KERNELS=0`.
 """
 
 from __future__ import annotations
@@ -64,18 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for b, side, c, k, s in SHAPES:
         out = (side + 2 * (k // 2) - k) // s + 1
-        x = jnp.asarray(rng.standard_normal((b, side, side, c)), jnp.float32)
+        pads = ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0))  # the forward's residual
+        xp = jnp.pad(jnp.asarray(rng.standard_normal((b, side, side, c)), jnp.float32), pads)
         g = jnp.asarray(rng.standard_normal((b, out, out, c)), jnp.float32)
-        ffi = jax.jit(lambda x, g, s=s, k=k: kernels.depthwise_kernel_grad(x, g, s, k))
-        # the pure-JAX gradient takes the padded input (the forward's residual), padded here
-        pads = ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0))
-        xla = jax.jit(
-            lambda x, g, s=s, k=k, pads=pads: layers._depthwise_kernel_grad_xla(
-                jnp.pad(x, pads), g, s, k
-            )
-        )
-        ms_ffi = _median_ms(ffi, x, g, repeats=args.repeats)
-        ms_xla = _median_ms(xla, x, g, repeats=args.repeats)
+        ffi = jax.jit(kernels.depthwise_kernel_grad_rows, static_argnums=(2, 3))
+        xla = jax.jit(layers._depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))
+        identical = bool(np.array_equal(ffi(xp, g, s, k), xla(xp, g, s, k)))
+        ms_ffi = _median_ms(ffi, xp, g, s, k, repeats=args.repeats)
+        ms_xla = _median_ms(xla, xp, g, s, k, repeats=args.repeats)
         rows.append(
             {
                 "shape": [b, side, side, c],
@@ -84,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 "compiled_ms": ms_ffi,
                 "xla_ms": ms_xla,
                 "speedup": ms_xla / ms_ffi,
+                "bit_identical": identical,
             }
         )
     if args.json:
@@ -93,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{str(r['shape']):22s} k{r['k']} s{r['stride']}  "
                 f"compiled {r['compiled_ms']:7.2f} ms  xla {r['xla_ms']:7.2f} ms  "
-                f"{r['speedup']:5.1f}x"
+                f"{r['speedup']:5.1f}x  {'identical' if r['bit_identical'] else 'DIFFERENT'}"
             )
-    return 0
+    return 0 if all(r["bit_identical"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from flax import nnx  # noqa: E402
 from jax.sharding import AxisType, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from train_jax.models import CONV_IMPLS, MODEL_NAMES, create_model, set_conv_impl  # noqa: E402
+from train_jax.models import CONV_IMPLS, MODEL_NAMES, create_model, kernels, set_conv_impl  # noqa: E402
 
 # our name -> (timm name, extra timm kwargs); ViT uses GAP and no class token, like ours
 TIMM_MODELS: dict[str, tuple[str, dict]] = {
@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> dict:
         "jax_device": str(jax.devices()[0].device_kind),
         "jax_devices": jax.device_count(),
         "malloc_tuned": MALLOC_TUNED,
+        # whether the depthwise-conv kernel gradient ran as the compiled kernel (same bits)
+        "cpu_kernels": kernels.active(),
         "cpus": len(os.sched_getaffinity(0)),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "warmup_s": {k: round(v, 2) for k, v in compile_s.items()},

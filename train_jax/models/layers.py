@@ -97,12 +97,7 @@ def _slices_forward(xp: jax.Array, kernel: jax.Array, stride: int, out_hw: tuple
 
 def _use_cpu_kernels(*arrays: jax.Array) -> bool:
     """Whether the compiled CPU kernels (`train_jax.models.kernels`) can serve these arrays."""
-    return (
-        jax.default_backend() == "cpu"
-        and all(a.dtype == jnp.float32 for a in arrays)
-        and kernels.enabled()
-        and kernels.available()
-    )
+    return all(a.dtype == jnp.float32 for a in arrays) and kernels.active()
 
 
 def _depthwise_slices_padded(x: jax.Array, kernel: jax.Array, stride: int):
@@ -180,20 +175,25 @@ def _depthwise_slices_bwd(stride, res, g):
         dxp = _slices_forward(gp, kernel[::-1, ::-1], 1, (h + 2 * p, w + 2 * p))
         dx = dxp[:, p : p + h, p : p + w, :]
     if _use_cpu_kernels(xp, g):
-        dk = kernels.depthwise_kernel_grad(xp[:, p : p + h, p : p + w, :], g, stride, k)
+        rows = kernels.depthwise_kernel_grad_rows(xp, g, stride, k)
     else:
-        dk = _depthwise_kernel_grad_xla(xp, g, stride, k)
-    return dx, dk.astype(kernel.dtype)
+        rows = _depthwise_kernel_grad_rows_xla(xp, g, stride, k)
+    return dx, _kernel_grad_from_rows(rows, k).astype(kernel.dtype)
 
 
 def _depthwise_kernel_grad_xla(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
-    """Pure-JAX kernel gradient from the padded input ``xp`` (any backend and dtype; the
-    reference for the compiled one)."""
-    # Per tap, the sum over batch and space of input slice times gradient.
-    # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass,
-    # then a small sum over rows finishes them. Separate per-tap reductions made XLA:CPU
+    """Pure-JAX ``[k, k, 1, C]`` kernel gradient from the padded input ``xp`` (any backend and
+    dtype; the reference for the compiled one)."""
+    return _kernel_grad_from_rows(_depthwise_kernel_grad_rows_xla(xp, g, stride, k), k)
+
+
+def _depthwise_kernel_grad_rows_xla(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
+    """``[k*k, Ho, C]`` per-tap, per-output-row sums over batch and width of input x gradient."""
+    # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass;
+    # `_kernel_grad_from_rows` then sums over rows. Separate per-tap reductions made XLA:CPU
     # materialise every slice, and reducing over (batch, height, width) at once vectorised
-    # badly: both were 2-6x slower on B0's layers.
+    # badly: both were 2-6x slower on B0's layers. The compiled kernel
+    # (`kernels.depthwise_kernel_grad_rows`) returns the same array bit for bit.
     b, _, _, c = xp.shape
     ho, wo = g.shape[1], g.shape[2]
     products = tuple(
@@ -216,7 +216,12 @@ def _depthwise_kernel_grad_xla(xp: jax.Array, g: jax.Array, stride: int, k: int)
         lambda acc, new: tuple(u + v for u, v in zip(acc, new, strict=True)),
         (0, 2),
     )
-    return jnp.stack(row_sums).sum(axis=1).reshape(k, k, 1, c)
+    return jnp.stack(row_sums)
+
+
+def _kernel_grad_from_rows(rows: jax.Array, k: int) -> jax.Array:
+    """Sum ``[k*k, Ho, C]`` per-row partial sums into the ``[k, k, 1, C]`` kernel gradient."""
+    return rows.sum(axis=1).reshape(k, k, 1, rows.shape[-1])
 
 
 _depthwise_slices.defvjp(_depthwise_slices_fwd, _depthwise_slices_bwd)

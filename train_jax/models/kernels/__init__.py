@@ -1,21 +1,24 @@
-"""Compiled CPU kernels for training, loaded as XLA FFI custom calls (optional, built on first use).
+"""Compiled CPU kernels for training, loaded as XLA FFI custom calls (built on first use).
 
 One kernel so far (`depthwise_cpu.cc`): the **kernel gradient of a depthwise convolution**, the
-largest cost of an EfficientNet training step on XLA:CPU (docs/performance.md).
+largest cost of an EfficientNet training step on XLA:CPU (docs/performance.md). It returns the
+same partial sums as the pure-JAX path (`train_jax.models.layers._depthwise_kernel_grad_rows_xla`)
+**bit for bit** (same summation order, one fused multiply-add per term, like XLA:CPU's own loop),
+3-7x faster per layer on the shared 2-core machine; so trained weights and every number measured
+with them do not depend on whether it is used.
+
 The source ships with the package and is compiled the first time a CPU training asks for it (about
 4 s, with the C++ compiler in ``$CXX``, else ``c++``/``g++``, against the FFI headers of the
 installed jaxlib), into a cache folder keyed by the source, compiler, jaxlib version and CPU
-model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``).
+model (``$FSA_KERNEL_CACHE``, default ``~/.cache/face-skin-analysis/kernels``). Before first use,
+`available()` checks on small random inputs that the kernel reproduces XLA's result exactly on
+this machine (for example, a CPU without FMA would not); if it does not, or no compiler is found,
+or the build fails, a warning says so once and the pure-JAX implementation is used.
 
-**Opt-in** (``FSA_CPU_KERNELS=1``): on the shared 2-core machine the kernel gradient is 3-11x
-faster than XLA's per layer, and with ``train_jax.host_malloc`` in place a whole EfficientNet-B0
-training step went from 1.16-1.24x timm's throughput to 1.27-1.37x (docs/performance.md); it
-changes the float rounding of the gradients, so trained weights (and every number measured with
-the demo model) differ slightly from the default path's. If no compiler is found or the build
-fails, a warning says so once and the pure-JAX implementation in `train_jax.models.layers` is
-used.
-``FSA_KERNEL_THREADS`` sets the kernel's threads (default: the usable cores, at most 8). The
-exported ONNX graph never contains it: it is only used for gradients.
+**On by default** for single-device CPU training (with several devices the pure-JAX path, which
+XLA partitions over the batch, is used); ``FSA_CPU_KERNELS=0`` turns it off.
+``FSA_KERNEL_THREADS`` sets the kernel's threads (default: the usable cores, at most 8; the result
+does not depend on it). The exported ONNX graph never contains it: it is only used for gradients.
 """
 
 from __future__ import annotations
@@ -120,16 +123,46 @@ def _load() -> None:
 
 
 def enabled() -> bool:
-    """True when the user asked for the compiled kernels (``FSA_CPU_KERNELS=1``)."""
-    return os.environ.get("FSA_CPU_KERNELS", "0") == "1"
+    """False when the user turned the compiled kernels off (``FSA_CPU_KERNELS=0``)."""
+    return os.environ.get("FSA_CPU_KERNELS", "1") != "0"
+
+
+# (batch, height, width, channels, k, stride): both strides, both kernel sizes, several terms
+# per sum along batch and width, widths that are not a multiple of the vector length.
+SELF_CHECK_SHAPES = ((3, 9, 7, 5, 3, 1), (4, 12, 11, 19, 5, 2), (2, 6, 17, 40, 3, 2))
+
+
+def _self_check() -> None:
+    """Raise `KernelBuildError` unless the kernel reproduces XLA's partial sums bit for bit."""
+    from train_jax.models import layers  # layers imports this module
+
+    rng = np.random.default_rng(0)
+    with jax.ensure_compile_time_eval():
+        for b, h, w, c, k, s in SELF_CHECK_SHAPES:
+            p = k // 2
+            x = rng.standard_normal((b, h, w, c)).astype(np.float32)
+            xp = jnp.asarray(np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))))
+            g = jnp.asarray(
+                rng.standard_normal((b, (h - 1) // s + 1, (w - 1) // s + 1, c)), jnp.float32
+            )
+            want = jax.jit(layers._depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))(
+                xp, g, s, k
+            )
+            got = jax.jit(depthwise_kernel_grad_rows, static_argnums=(2, 3))(xp, g, s, k)
+            if not np.array_equal(np.asarray(got), np.asarray(want)):
+                raise KernelBuildError(
+                    "the compiled kernel does not reproduce XLA's rounding on this machine "
+                    f"(shape {(b, h, w, c)}, k={k}, stride={s})"
+                )
 
 
 def available() -> bool:
-    """True when the compiled CPU kernels are built and registered (builds them on first call)."""
+    """True when the compiled CPU kernels are built, registered and bit-exact (checked once)."""
     with _lock:
         if _state["ready"] is None:
             try:
                 _load()
+                _self_check()
                 _state["ready"] = True
             except (KernelBuildError, OSError, AttributeError) as err:
                 _state["ready"], _state["error"] = False, str(err)
@@ -138,6 +171,14 @@ def available() -> bool:
                     stacklevel=2,
                 )
     return bool(_state["ready"])
+
+
+def active() -> bool:
+    """True when training gradients use the compiled kernels: CPU backend, one device, enabled
+    and `available()`."""
+    # One device only: the custom call has no partitioning rule, so XLA would gather a
+    # batch-sharded input onto every device, where the pure-JAX reduce is split over the batch.
+    return jax.default_backend() == "cpu" and jax.device_count() == 1 and enabled() and available()
 
 
 def build_error() -> str | None:
@@ -154,18 +195,20 @@ def _threads() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
-def depthwise_kernel_grad(x: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
-    """``[k, k, 1, C]`` kernel gradient of a depthwise conv (padding k // 2) on the CPU.
+def depthwise_kernel_grad_rows(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
+    """``[k*k, Ho, C]`` per-tap, per-output-row sums of a depthwise conv's kernel gradient.
 
-    ``x`` is the conv's input ``[B, H, W, C]``, ``g`` the gradient of its output
-    ``[B, Ho, Wo, C]``; float32. Call only after `available()` returned True.
+    ``xp`` is the conv's zero-padded input ``[B, H + 2p, W + 2p, C]``, ``g`` the gradient of its
+    output ``[B, Ho, Wo, C]``; float32. The same array, bit for bit, as
+    ``train_jax.models.layers._depthwise_kernel_grad_rows_xla``. Call only after `available()`
+    returned True.
     """
-    c = x.shape[-1]
-    out = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((k * k * c,), jnp.float32))(
-        x.astype(jnp.float32),
+    ho, c = g.shape[1], g.shape[-1]
+    out = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((k * k * ho * c,), jnp.float32))(
+        xp.astype(jnp.float32),
         g.astype(jnp.float32),
         stride=np.int64(stride),
         k=np.int64(k),
         threads=np.int64(_threads()),
     )
-    return out.reshape(k, k, 1, c)
+    return out.reshape(k * k, ho, c)
