@@ -2,6 +2,8 @@
 
     python -m data.synthetic --preset synthskin-v1       # the frozen benchmark -> data/synthskin-v1
     python -m data.synthetic --out DIR --n 200 --seed 7 [--size 256] [--workers 2] [--json]
+    python -m data.synthetic --preset synthskin-v1 --seed 1 --n 6000 --splits 0,0,1 --out DIR
+        # an evaluation-only draw from the benchmark's distribution (every image in "test")
 
 Each image is drawn from its own generator ``np.random.default_rng([seed, index])``, so the
 output does not depend on ``--workers`` and the same arguments give byte-identical files.
@@ -184,12 +186,17 @@ def _is_generated(out: Path) -> bool:
     return isinstance(info, dict) and info.get("generator") == GENERATOR
 
 
-def summarize(df: pd.DataFrame, config: SynthConfig, preset: str | None) -> dict[str, object]:
+def summarize(
+    df: pd.DataFrame,
+    config: SynthConfig,
+    preset: str | None,
+    splits: Sequence[float] = SPLIT_FRACTIONS,
+) -> dict[str, object]:
     """The dataset.json content: generator, arguments, seed, target and observed mix."""
     n = len(df)
     groups = df["group"].value_counts()
     fitz = df["fitzpatrick"].value_counts()
-    return {
+    summary: dict[str, object] = {
         "generator": GENERATOR,
         "version": GENERATOR_VERSION,
         "preset": preset,
@@ -205,6 +212,9 @@ def summarize(df: pd.DataFrame, config: SynthConfig, preset: str | None) -> dict
         "mask_channels": list(CONDITIONS),
         "disclaimer": "synthetic benchmark: numbers on it are synthetic results",
     }
+    if tuple(splits) != SPLIT_FRACTIONS:  # recorded only when not the default (frozen sets)
+        summary["split_fractions"] = dict(zip(("train", "val", "test"), splits, strict=True))
+    return summary
 
 
 def generate_dataset(
@@ -214,9 +224,14 @@ def generate_dataset(
     workers: int = 1,
     progress: bool = True,
     preset: str | None = None,
+    splits: Sequence[float] = SPLIT_FRACTIONS,
 ) -> dict[str, object]:
-    """Write the dataset to `out` atomically (temp folder, then rename) and return its summary."""
+    """Write the dataset to `out` atomically (temp folder, then rename) and return its summary.
+
+    `splits` are the train/val/test fractions; ``(0, 0, 1)`` makes an evaluation-only draw.
+    """
     config.validate()
+    check_splits(splits)
     if workers < 1:
         raise SynthError(f"workers must be >= 1, got {workers}")
     out = Path(out)
@@ -236,7 +251,7 @@ def generate_dataset(
             rows.append(row)
             bar.update(1)
         bar.close()
-        df = assign_splits(pd.DataFrame(rows), seed=config.seed, fractions=SPLIT_FRACTIONS)
+        df = assign_splits(pd.DataFrame(rows), seed=config.seed, fractions=tuple(splits))
         first = [
             "image",
             *CONDITIONS,
@@ -249,13 +264,22 @@ def generate_dataset(
         ]
         df = df[first + [c for c in df.columns if c not in first]]
         df.to_csv(tmp / METADATA_NAME, index=False, lineterminator="\n")
-        summary = summarize(df, config, preset)
+        summary = summarize(df, config, preset, splits)
         (tmp / DATASET_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
+
+
+def check_splits(splits: Sequence[float]) -> None:
+    """Raise SynthError unless `splits` are three non-negative train/val/test fractions summing
+    to 1."""
+    if len(splits) != 3:
+        raise SynthError(f"splits needs 3 values (train,val,test), got {len(splits)}")
+    if min(splits) < 0 or abs(sum(splits) - 1.0) > 1e-6:
+        raise SynthError(f"splits must be non-negative and sum to 1, got {tuple(splits)}")
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -297,6 +321,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--prevalence", type=_floats, help="acne,hyperpigmentation,wrinkles (default 0.4,0.4,0.35)"
     )
     p.add_argument("--label-noise", type=float, help="label flip probability (default 0)")
+    p.add_argument(
+        "--splits",
+        type=_floats,
+        help="train,val,test fractions (default 0.7,0.15,0.15; 0,0,1 = an evaluation-only draw)",
+    )
     p.add_argument(
         "--workers", type=int, default=1, help="processes (output does not depend on it)"
     )
@@ -340,13 +369,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, out, preset = config_from_args(args)
         config.validate()
+        splits = tuple(args.splits) if args.splits is not None else SPLIT_FRACTIONS
+        check_splits(splits)
+        if preset and splits != SPLIT_FRACTIONS:  # re-splitting the frozen images: refuse
+            raise SynthError(
+                f"--splits changes preset {preset}; give --out and another --seed for a new draw"
+            )
         if args.workers < 1:
             raise SynthError(f"workers must be >= 1, got {args.workers}")
     except SynthError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        summary = generate_dataset(out, config, workers=args.workers, preset=preset)
+        summary = generate_dataset(out, config, workers=args.workers, preset=preset, splits=splits)
     except (SynthError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

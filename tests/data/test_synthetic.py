@@ -198,6 +198,9 @@ def test_regenerating_replaces_a_generated_folder_but_never_a_foreign_one(tmp_pa
         (["--out", "X", "--n", "5", "--seed", "1", "--group-mix", "0.5,0.5"], "needs 3 values"),
         (["--out", "X", "--n", "5", "--seed", "1", "--label-noise", "0.9"], "label_noise"),
         (["--out", "X", "--n", "5", "--seed", "1", "--workers", "0"], "workers must be >= 1"),
+        (["--out", "X", "--n", "5", "--seed", "1", "--splits", "0.5,0.6,0"], "sum to 1"),
+        (["--out", "X", "--n", "5", "--seed", "1", "--splits", "0,1"], "splits needs 3 values"),
+        (["--preset", "synthskin-v1", "--splits", "0,0,1", "--out", "X"], "--splits changes"),
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
@@ -244,3 +247,21 @@ def test_preset_flags_that_repeat_it_keep_it_and_others_make_a_custom_set() -> N
     config, out, name = config_from_args(custom)
     assert (config.n, config.seed, config.contrast) == (7, preset.seed, preset.contrast)
     assert (out, name) == (Path("X"), None)  # not the frozen benchmark any more
+
+
+def test_evaluation_only_draw_puts_every_image_in_test_and_records_it(tmp_path):
+    argv = ["--n", "12", "--seed", "3", "--size", "96", "--splits", "0,0,1"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    meta = pd.read_csv(tmp_path / "a" / "metadata.csv")
+    assert set(meta["split"]) == {"test"} and len(meta) == 12
+    info = json.loads((tmp_path / "a" / "dataset.json").read_text())
+    assert info["split_fractions"] == {"train": 0.0, "val": 0.0, "test": 1.0}
+    assert info["split_counts"] == {"train": 0, "val": 0, "test": 12}
+    # the images are those of the default split with the same arguments: only `split` differs
+    assert main([*argv[:-2], "--out", str(tmp_path / "b")]) == 0
+    other = pd.read_csv(tmp_path / "b" / "metadata.csv")
+    assert "split_fractions" not in json.loads((tmp_path / "b" / "dataset.json").read_text())
+    assert set(other["split"]) == {"train", "val", "test"}
+    pd.testing.assert_frame_equal(meta.drop(columns="split"), other.drop(columns="split"))
+    for name in meta["image"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
