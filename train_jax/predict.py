@@ -3,10 +3,23 @@
 Columns (ARCHITECTURE.md, "Predictions"; `data.schema.PREDICTION_COLUMNS`): `image`,
 `fitzpatrick` (1-6 or empty), `group` (I-II, III-IV, V-VI or empty), `split`, each condition's
 label (0/1 or empty) and `<cond>_prob`. Rows follow metadata.csv order.
+
+The trainer writes them for its own val and test splits. For another dataset (a held-out draw,
+a clinic's own test set in the canonical format)::
+
+    python -m train_jax.predict --run outputs/RUN --data DIR [--split test] [--tfds-dir D]
+        --out predictions_test.csv [--json]
+
+then ``python -m fairness.report --predictions outputs/RUN/predictions_val.csv
+predictions_test.csv --out DIR`` fits the thresholds on the run's validation split and reports
+on the new test set. Exit codes: 0 ok, 2 bad arguments, 3 dataset problem, 4 run problem.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
 import jax
@@ -67,3 +80,65 @@ def predict_probs(model: nnx.Module, source, *, batch_size: int = 64) -> np.ndar
         probs = np.asarray(forward(state, batch["image"]))
         out.append(probs[batch["weight"] > 0])
     return np.concatenate(out)[: len(source)]
+
+
+EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: a run's best checkpoint on one split of a canonical dataset -> predictions CSV."""
+    p = argparse.ArgumentParser(
+        prog="python -m train_jax.predict",
+        description="Predict with a training run's best checkpoint on a split of a canonical "
+        "dataset and write predictions_<split>.csv. Exit codes: 0 ok, 2 bad arguments, "
+        "3 dataset problem, 4 run problem.",
+    )
+    p.add_argument("--run", required=True, help="training run folder (outputs/RUN)")
+    p.add_argument("--data", required=True, help="canonical dataset folder (metadata.csv)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--tfds-dir", help="crop cache folder (default DATA/tfds)")
+    p.add_argument("--out", required=True, help="predictions CSV to write (atomically)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    args = p.parse_args(argv)
+    from data.tfds_builder import build_dataset
+    from train_jax.checkpoints import load_model
+    from train_jax.input import split_metadata
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        print(f"error: --out {out}: folder {out.parent} does not exist", file=sys.stderr)
+        return EXIT_ARGS
+    try:
+        model, config = load_model(Path(args.run), which="best")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {args.run}: {err}", file=sys.stderr)
+        return EXIT_RUN
+    data = Path(args.data)
+    if not (data / "metadata.csv").is_file():
+        print(f"error: {data}: no metadata.csv (not a canonical dataset)", file=sys.stderr)
+        return EXIT_DATA
+    size = int(config.model.image_size)
+    try:
+        builder = build_dataset(data, crop_size=size, cache_dir=args.tfds_dir or None)
+    except (ValueError, OSError) as err:
+        print(f"error: {data}: {err}", file=sys.stderr)
+        return EXIT_DATA
+    if args.split not in builder.info.splits:
+        have = sorted(builder.info.splits)
+        print(f"error: {data}: no {args.split!r} split; has {have}", file=sys.stderr)
+        return EXIT_DATA
+    meta = split_metadata(builder, args.split)
+    source = builder.as_data_source(split=args.split)
+    probs = predict_probs(model, source, batch_size=args.batch_size)
+    frame = predictions_frame(meta, probs, args.split)
+    write_predictions(frame, out)
+    summary = {"out": str(out), "rows": len(frame), "run": str(args.run), "data": str(data)}
+    summary["split"] = args.split
+    summary["image_size"] = size
+    print(json.dumps(summary) if args.json else f"wrote {len(frame)} predictions to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

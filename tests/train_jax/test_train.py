@@ -109,6 +109,72 @@ def test_load_model_reproduces_the_predictions(runs: Path) -> None:
         load_model(runs / "full", which="worst")
 
 
+def test_predict_cli_reproduces_the_trainers_csv_and_rejects_bad_input(
+    runs: Path, tiny_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    from data.synthetic import SynthConfig, generate_dataset
+    from train_jax import predict
+
+    out = tmp_path / "pred_val.csv"
+    argv = ["--run", str(runs / "full"), "--data", str(tiny_dataset), "--split", "val"]
+    assert predict.main([*argv, "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"] == len(
+        pd.read_csv(out)
+    )
+    got = pd.read_csv(out)
+    want = pd.read_csv(runs / "full" / "predictions_val.csv")
+    assert list(got.columns) == list(PREDICTION_COLUMNS)
+    pd.testing.assert_frame_equal(
+        got.drop(columns=[f"{c}_prob" for c in CONDITIONS]),
+        want.drop(columns=[f"{c}_prob" for c in CONDITIONS]),
+    )
+    probs = [f"{c}_prob" for c in CONDITIONS]
+    np.testing.assert_allclose(got[probs], want[probs], atol=2e-6)
+
+    # Bad input: exit code and one message naming the problem; nothing written.
+    assert (
+        predict.main(
+            [
+                "--run",
+                str(tmp_path / "none"),
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 4
+    )
+    assert (
+        predict.main(
+            ["--run", str(runs / "full"), "--data", str(tmp_path), "--out", str(tmp_path / "a.csv")]
+        )
+        == 3
+    )
+    only_test = tmp_path / "only_test"
+    generate_dataset(
+        only_test, SynthConfig(n=6, seed=9, size=64), progress=False, splits=(0.0, 0.0, 1.0)
+    )
+    assert (
+        predict.main(
+            [
+                "--run",
+                str(runs / "full"),
+                "--data",
+                str(only_test),
+                "--split",
+                "val",
+                "--out",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 3
+    )
+    err = capsys.readouterr().err
+    assert "no metadata.csv" in err and "no 'val' split" in err and "none" in err
+    assert not (tmp_path / "a.csv").exists()
+
+
 def _assert_same_results(a: dict, b: dict) -> None:
     assert len(a["history"]) == len(b["history"])
     for ea, eb in zip(a["history"], b["history"], strict=True):
