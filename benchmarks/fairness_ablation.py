@@ -14,7 +14,9 @@ Variants (same data, same test split, same seeds, same base config):
 - (f) (e) with the small CNN at output stride 4 (config variant `os4`: a 24x24 feature map at
   96 px, the same parameters): the default full pipeline;
 - (g) (f) with the lesion-localisation loss on the CAM (config variant `loc`, the demo's
-  weight); not in the default `--variants`.
+  weight); not in the default `--variants`;
+- (h) (e) with the lesion-localisation loss (stride-16 map, no `os4`); not in the default
+  `--variants`.
 
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
@@ -66,6 +68,7 @@ VARIANTS = {
     "e_tone_input_groupdro_group_thresholds": ("groupdro_tone", True),
     "f_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4", True),
     "g_localisation_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4_loc", True),
+    "h_localisation_tone_input_groupdro_group_thresholds": ("groupdro_tone_loc", True),
 }
 FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
 # training run -> (main.py flags, extra config variant of the base config or "")
@@ -76,6 +79,7 @@ TRAININGS = {
     "groupdro_tone": (["--balance", "group", "--loss", "groupdro"], "tone"),
     "groupdro_tone_os4": (["--balance", "group", "--loss", "groupdro"], "tone,os4"),
     "groupdro_tone_os4_loc": (["--balance", "group", "--loss", "groupdro"], "tone,os4,loc"),
+    "groupdro_tone_loc": (["--balance", "group", "--loss", "groupdro"], "tone,loc"),
 }
 GROUP_NAMES = GROUPS
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -202,6 +206,7 @@ def heldout_predictions(run_dir: Path, args: argparse.Namespace) -> Path:
         "test",
         "--out",
         str(path),
+        "--no-progress",
     ]
     if args.heldout_tfds:
         cmd += ["--tfds-dir", str(args.heldout_tfds)]

@@ -26,6 +26,7 @@ import jax
 import numpy as np
 import pandas as pd
 from flax import nnx
+from tqdm import tqdm
 
 from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS
 from train_jax.input import SplitMeta, eval_batches
@@ -67,7 +68,9 @@ def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def predict_probs(model: nnx.Module, source, *, batch_size: int = 64) -> np.ndarray:
+def predict_probs(
+    model: nnx.Module, source, *, batch_size: int = 64, progress: bool = False
+) -> np.ndarray:
     """Sigmoid probabilities [N, 3] of `model` (eval mode) on every example of `source`."""
     graphdef, state = nnx.split(model)
 
@@ -76,9 +79,12 @@ def predict_probs(model: nnx.Module, source, *, batch_size: int = 64) -> np.ndar
         return jax.nn.sigmoid(nnx.merge(graphdef, state)(images.astype(np.float32)))
 
     out = []
+    bar = tqdm(total=len(source), desc="predict", unit="img", disable=not progress)
     for batch in eval_batches(source, batch_size=batch_size):
         probs = np.asarray(forward(state, batch["image"]))
         out.append(probs[batch["weight"] > 0])
+        bar.update(len(out[-1]))
+    bar.close()
     return np.concatenate(out)[: len(source)]
 
 
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="predictions CSV to write (atomically)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from data.tfds_builder import build_dataset
     from train_jax.checkpoints import load_model
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DATA
     meta = split_metadata(builder, args.split)
     source = builder.as_data_source(split=args.split)
-    probs = predict_probs(model, source, batch_size=args.batch_size)
+    probs = predict_probs(model, source, batch_size=args.batch_size, progress=not args.no_progress)
     frame = predictions_frame(meta, probs, args.split)
     write_predictions(frame, out)
     summary = {"out": str(out), "rows": len(frame), "run": str(args.run), "data": str(data)}
