@@ -88,3 +88,21 @@ def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -
         ab.main(["--variants", "a,z"])
     assert exc.value.code == 2
     assert "unknown ['z']" in capsys.readouterr().err
+
+
+def test_heldout_needs_a_dataset_and_reuses_written_predictions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ab = _ablation()
+    with pytest.raises(SystemExit) as exit_info:
+        ab.main(["--heldout", str(tmp_path / "nothing"), "--report", str(tmp_path / "r.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "no metadata.csv" in err and "--splits 0,0,1" in err
+    assert not (tmp_path / "r.json").exists()
+    run = tmp_path / "run-s0"
+    run.mkdir()
+    written = run / "predictions_heldout-draw.csv"
+    written.write_text("image\n")
+    args = argparse.Namespace(heldout=tmp_path / "draw", heldout_tfds=None)
+    assert ab.heldout_predictions(run, args) == written  # reused: no prediction subprocess
