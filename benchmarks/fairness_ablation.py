@@ -16,7 +16,9 @@ Variants (same data, same test split, same seeds, same base config):
 - (g) (f) with the lesion-localisation loss on the CAM (config variant `loc`, the demo's
   weight); not in the default `--variants`;
 - (h) (e) with the lesion-localisation loss (stride-16 map, no `os4`); not in the default
-  `--variants`.
+  `--variants`;
+- (i) (g) with the checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`)
+  instead of macro-F1; not in the default `--variants`.
 
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
@@ -69,6 +71,7 @@ VARIANTS = {
     "f_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4", True),
     "g_localisation_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4_loc", True),
     "h_localisation_tone_input_groupdro_group_thresholds": ("groupdro_tone_loc", True),
+    "i_g_selected_by_worst_group_f1": ("groupdro_tone_os4_loc_worst", True),
 }
 FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
 # training run -> (main.py flags, extra config variant of the base config or "")
@@ -80,6 +83,10 @@ TRAININGS = {
     "groupdro_tone_os4": (["--balance", "group", "--loss", "groupdro"], "tone,os4"),
     "groupdro_tone_os4_loc": (["--balance", "group", "--loss", "groupdro"], "tone,os4,loc"),
     "groupdro_tone_loc": (["--balance", "group", "--loss", "groupdro"], "tone,loc"),
+    "groupdro_tone_os4_loc_worst": (
+        ["--balance", "group", "--loss", "groupdro", "--select", "worst_group_f1"],
+        "tone,os4,loc",
+    ),
 }
 GROUP_NAMES = GROUPS
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -120,12 +127,14 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
     want = {
         "data.balance": flags[flags.index("--balance") + 1],
         "loss": flags[flags.index("--loss") + 1],
+        "select": flags[flags.index("--select") + 1] if "--select" in flags else "macro_f1",
         "model.overrides.input_norm": "tone" if "tone" in variant else "imagenet",
         "model.overrides.output_stride": 4 if "os4" in variant else 16,
     }
     have = {
         "data.balance": config["data"]["balance"],
         "loss": config["loss"],
+        "select": config.get("select", "macro_f1"),
         "model.overrides.input_norm": config["model"]["overrides"].get("input_norm", "imagenet"),
         "model.overrides.output_stride": config["model"]["overrides"].get("output_stride", 16),
     }

@@ -4,7 +4,7 @@ One kernel so far (`depthwise_cpu.cc`): the **kernel gradient of a depthwise con
 largest cost of an EfficientNet training step on XLA:CPU (docs/performance.md). It returns the
 same partial sums as the pure-JAX path (`train_jax.models.layers._depthwise_kernel_grad_rows_xla`)
 **bit for bit** (same summation order, one fused multiply-add per term, like XLA:CPU's own loop),
-3-7x faster per layer on the shared 2-core machine; so trained weights and every number measured
+2-7x faster per layer on the shared 2-core machine; so trained weights and every number measured
 with them do not depend on whether it is used.
 
 The source ships with the package and is compiled the first time a CPU training asks for it (about
