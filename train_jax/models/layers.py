@@ -181,14 +181,9 @@ def _depthwise_slices_bwd(stride, res, g):
     return dx, _kernel_grad_from_rows(rows, k).astype(kernel.dtype)
 
 
-def _depthwise_kernel_grad_xla(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
-    """Pure-JAX ``[k, k, 1, C]`` kernel gradient from the padded input ``xp`` (any backend and
-    dtype; the reference for the compiled one)."""
-    return _kernel_grad_from_rows(_depthwise_kernel_grad_rows_xla(xp, g, stride, k), k)
-
-
 def _depthwise_kernel_grad_rows_xla(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
-    """``[k*k, Ho, C]`` per-tap, per-output-row sums over batch and width of input x gradient."""
+    """``[k*k, Ho, C]`` per-tap, per-output-row sums over batch and width of input x gradient
+    (pure JAX, any backend and dtype; the reference for the compiled kernel)."""
     # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass;
     # `_kernel_grad_from_rows` then sums over rows. Separate per-tap reductions made XLA:CPU
     # materialise every slice, and reducing over (batch, height, width) at once vectorised
