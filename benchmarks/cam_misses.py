@@ -75,19 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    from explain.evaluate import EvaluationError, compute_cams, load_examples
+    from explain.evaluate import EvaluationError, compute_cams, load_run_examples
     from explain.metrics import pointing_game
-    from train_jax.checkpoints import load_model
 
     try:
-        model, config = load_model(Path(args.run), which="best")
-        tfds_dir = args.tfds_dir or getattr(config.data, "tfds_dir", "") or None
-        ex = load_examples(
-            args.data,
-            crop_size=int(config.model.image_size),
-            split=args.split,
-            limit=None,
-            tfds_dir=tfds_dir,
+        model, _, ex = load_run_examples(
+            args.run, args.data, split=args.split, tfds_dir=args.tfds_dir or None
         )
     except (FileNotFoundError, ValueError, EvaluationError) as err:
         print(f"error: {err}", file=sys.stderr)

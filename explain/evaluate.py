@@ -447,6 +447,31 @@ def pick_examples(ex: Examples, group: str, k: int) -> list[int]:
 # --------------------------------------------------------------------------- the evaluation
 
 
+def load_run_examples(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    split: str,
+    limit: int | None = None,
+    tfds_dir: str | Path | None = None,
+) -> tuple[Any, Any, Examples]:
+    """The run's best model, its config, and the split's crops at the run's image size.
+
+    `tfds_dir`: the crop cache; None = the one the run was trained from (`data.tfds_dir`).
+    """
+    from train_jax.checkpoints import load_model
+
+    try:
+        model, config = load_model(Path(run_dir), which="best")
+    except (FileNotFoundError, ValueError) as err:
+        raise EvaluationError(f"{run_dir}: {err}", EXIT_RUN) from None
+    if tfds_dir is None:
+        tfds_dir = getattr(config.data, "tfds_dir", "") or None
+    size = int(config.model.image_size)
+    ex = load_examples(data_dir, crop_size=size, split=split, limit=limit, tfds_dir=tfds_dir)
+    return model, config, ex
+
+
 def evaluate_run(
     run_dir: str | Path,
     data_dir: str | Path,
@@ -474,19 +499,13 @@ def evaluate_run(
     """
     from tqdm import tqdm
 
-    from train_jax.checkpoints import load_model
-
     run_dir = Path(run_dir)
-    try:
-        model, config = load_model(run_dir, which="best")
-    except (FileNotFoundError, ValueError) as err:
-        raise EvaluationError(f"{run_dir}: {err}", EXIT_RUN) from None
+    model, config, ex = load_run_examples(
+        run_dir, data_dir, split=split, limit=limit, tfds_dir=tfds_dir
+    )
     size = int(config.model.image_size)
     if tolerance_px is None:
         tolerance_px = standard_tolerance(size)
-    if tfds_dir is None:
-        tfds_dir = getattr(config.data, "tfds_dir", "") or None
-    ex = load_examples(data_dir, crop_size=size, split=split, limit=limit, tfds_dir=tfds_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
 
     try:

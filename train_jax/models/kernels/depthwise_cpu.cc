@@ -1,6 +1,6 @@
 // Kernel gradient of a depthwise convolution on the CPU, as an XLA FFI custom call (stride s,
 // NHWC, float32), computing the same per-row partial sums as XLA:CPU does for the pure-JAX
-// version (`train_jax.models.layers._depthwise_kernel_grad_xla`), bit for bit:
+// version (`train_jax.models.layers._depthwise_kernel_grad_rows_xla`), bit for bit:
 //
 //   rows[di, dj, i, c] = sum_{b, j} xp[b, s*i + di, s*j + dj, c] * g[b, i, j, c]
 //
