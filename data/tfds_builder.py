@@ -258,13 +258,36 @@ def build_dataset(
                 )
             tfds.display_progress_bar(False)  # our own bar counts the face crops
             # TFDS prints "Downloading and preparing..." on stdout: keep stdout for --json.
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr), deterministic_serialization():
                 builder.download_and_prepare()
             stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
             stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")
     finally:
         absl.setLevel(level)
     return builder
+
+
+@contextlib.contextmanager
+def deterministic_serialization() -> Iterator[None]:
+    """Make TFDS write each `tf.train.Example` with its feature map sorted by key.
+
+    TFDS serializes with `SerializeToString()`, whose map order differs between processes: two
+    builds of the same data held the same records in other bytes, so the shards (and DVC's hash
+    of the cache) were not reproducible. `deterministic=True` sorts the map; reading is unchanged.
+    """
+    from tensorflow_datasets.core import example_serializer
+
+    cls = example_serializer.ExampleSerializer
+    original = cls.serialize_example
+
+    def serialize_example(self: Any, example: Any) -> bytes:
+        return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+    cls.serialize_example = serialize_example
+    try:
+        yield
+    finally:
+        cls.serialize_example = original
 
 
 def build_stats(builder: CanonicalFaces) -> dict[str, int]:
