@@ -18,7 +18,9 @@ Variants (same data, same test split, same seeds, same base config):
 - (h) (e) with the lesion-localisation loss (stride-16 map, no `os4`); not in the default
   `--variants`;
 - (i) (g) with the checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`)
-  instead of macro-F1; not in the default `--variants`.
+  instead of macro-F1; not in the default `--variants`;
+- (j) (h) at output stride 8 (config variant `os8`: a 12x12 map at 96 px, between (h)'s 6x6
+  and (g)'s 24x24); not in the default `--variants`.
 
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -72,6 +75,7 @@ VARIANTS = {
     "g_localisation_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4_loc", True),
     "h_localisation_tone_input_groupdro_group_thresholds": ("groupdro_tone_loc", True),
     "i_g_selected_by_worst_group_f1": ("groupdro_tone_os4_loc_worst", True),
+    "j_localisation_stride8_tone_input_groupdro_group_thresholds": ("groupdro_tone_os8_loc", True),
 }
 FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
 # training run -> (main.py flags, extra config variant of the base config or "")
@@ -87,6 +91,7 @@ TRAININGS = {
         ["--balance", "group", "--loss", "groupdro", "--select", "worst_group_f1"],
         "tone,os4,loc",
     ),
+    "groupdro_tone_os8_loc": (["--balance", "group", "--loss", "groupdro"], "tone,os8,loc"),
 }
 GROUP_NAMES = GROUPS
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -120,6 +125,16 @@ def config_spec(base: str, variant: str) -> str:
     return f"{base},{variant}" if ":" in base else f"{base}:{variant}"
 
 
+def variant_stride(variant: str) -> int:
+    """Output stride a config variant asks for (`os4`/`os8`/`os16`; the base config's is 16).
+
+    >>> variant_stride("tone,os8,loc"), variant_stride("tone")
+    (8, 16)
+    """
+    strides = [int(part[2:]) for part in variant.split(",") if re.fullmatch(r"os\d+", part)]
+    return strides[-1] if strides else 16
+
+
 def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
     """Raise if a reused run was trained with other settings than this ablation asks for."""
     config = json.loads((run_dir / "config.json").read_text())
@@ -129,7 +144,7 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "loss": flags[flags.index("--loss") + 1],
         "select": flags[flags.index("--select") + 1] if "--select" in flags else "macro_f1",
         "model.overrides.input_norm": "tone" if "tone" in variant else "imagenet",
-        "model.overrides.output_stride": 4 if "os4" in variant else 16,
+        "model.overrides.output_stride": variant_stride(variant),
     }
     have = {
         "data.balance": config["data"]["balance"],
@@ -225,6 +240,29 @@ def heldout_predictions(run_dir: Path, args: argparse.Namespace) -> Path:
     return path
 
 
+def run_code_version(run_dir: Path) -> str:
+    """The training code a run was trained with: `<code digest> (<git commit>)` from its
+    metrics.json (train_jax.tracking), "unknown" for runs from before it was recorded."""
+    metrics = run_dir / "metrics.json"
+    m = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    if "code_digest" not in m:
+        return "unknown"
+    return f"{m['code_digest']} ({m.get('code_version', 'unknown')})"
+
+
+def code_versions(results: dict) -> dict[str, list[str]]:
+    """Training-code digest -> the runs trained with it (commits in brackets), over `results`."""
+    out: dict[str, list[str]] = {}
+    for variant in results.values():
+        for entry in variant["per_seed"]:
+            digest, _, commit = entry["code_version"].partition(" ")
+            runs = out.setdefault(digest, [])
+            label = f"{entry['run']} {commit}".strip()
+            if label not in runs:
+                runs.append(label)
+    return out
+
+
 def evaluate_variant(run_dir: Path, per_group: bool, seed: int, args) -> dict:
     """Fit thresholds on val, evaluate test; the numbers the ablation table needs."""
     val = to_arrays(read_predictions(run_dir / "predictions_val.csv"))
@@ -239,6 +277,7 @@ def evaluate_variant(run_dir: Path, per_group: bool, seed: int, args) -> dict:
     return {
         "seed": seed,
         "run": str(run_dir),
+        "code_version": run_code_version(run_dir),
         "thresholds": "per-group" if per_group else "global",
         "test_predictions": str(test_csv),
         "macro_f1": s["macro_f1"],
@@ -341,6 +380,11 @@ def table_markdown(results: dict, command: str, goal: dict, full_name: str = FUL
         f"within 0.01 of (a)): "
         f"{'met' if goal['met'] else 'not met'} "
         f"({', '.join(f'{k}: {v}' for k, v in goal.items() if k != 'met')}).",
+        "",
+        "Training code of the runs (`train_jax.tracking.code_digest`; the commits are in the "
+        "JSON's `code_versions`): "
+        + ", ".join(f"`{v}`" for v in sorted(code_versions(results)))
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 
@@ -422,6 +466,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     goal = goal_check(results, full_name)
+    versions = code_versions(results)
+    if len(versions) > 1 or "unknown" in versions:
+        # Runs are reused across invocations: a table that mixes code versions compares
+        # trainings that differ in more than the variant (pass --retrain to redo them).
+        print(
+            f"[ablation] warning: the runs were trained from {len(versions)} versions of the "
+            f"training code {sorted(versions)} (per run: the report's code_versions); "
+            "--retrain redoes them",
+            file=sys.stderr,
+        )
     payload = {
         "command": command.strip(),
         "data": str(args.data),
@@ -432,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs or None,
         "full_pipeline": full_name,
         "goal": goal,
+        "code_versions": versions,
         "variants": results,
     }
     atomic_write_text(args.report, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -7,7 +7,9 @@ metrics.json). `NullTracker` does nothing, for `--no-mlflow` and non-zero proces
 
 from __future__ import annotations
 
+import hashlib
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,53 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def code_version(root: str | Path | None = None) -> str:
+    """Git commit of the code a run was trained with: `<sha>`, `<sha>+dirty`, or "unknown".
+
+    `+dirty`: tracked files differ from the commit. Recorded in metrics.json so that tables
+    built from several runs (benchmarks/fairness_ablation.py) can tell when they mix code.
+    """
+    root = Path(root) if root else Path(__file__).resolve().parents[1]
+    try:
+
+        def git(*args: str) -> str:
+            return subprocess.run(
+                ["git", "-C", str(root), *args],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip()
+
+        sha = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}+dirty" if dirty else sha
+
+
+# The packages a training imports: what its numbers can depend on besides config, data and seed.
+CODE_PACKAGES = ("train_jax", "preprocessing", "data", "fairness", "explain")
+
+
+def code_digest(root: str | Path | None = None) -> str:
+    """Short SHA-1 of the training code: every .py/.cc file of CODE_PACKAGES, path and bytes.
+
+    Unlike the commit it does not change with docs, tests or benchmarks, so runs trained from
+    the same code compare equal across commits.
+    """
+    root = Path(root) if root else Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for package in CODE_PACKAGES:
+        files = sorted(
+            p for p in (root / package).rglob("*") if p.suffix in (".py", ".cc") and p.is_file()
+        )
+        for path in files:
+            h.update(path.relative_to(root).as_posix().encode() + b"\0")
+            h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def run_tags(config: config_lib.TrainConfig, dataset: str) -> dict[str, str]:
     """The tags every run carries."""
     return {
@@ -38,6 +87,8 @@ def run_tags(config: config_lib.TrainConfig, dataset: str) -> dict[str, str]:
         "balance_skin_tones": config.data.balance,
         "loss": config.loss,
         "dataset": dataset,
+        "code_version": code_version(),
+        "code_digest": code_digest(),
     }
 
 

@@ -696,6 +696,8 @@ def finish_run(
         "epochs_completed": len(meta["history"]),
         "select": config.select,
         "weights": source_of_weights,
+        "code_version": tracking.code_version(),
+        "code_digest": tracking.code_digest(),
         "best": best_entry,
         "val": result_splits.get("val", {}),
         "test": result_splits.get("test", {}),

@@ -77,6 +77,10 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
                overrides={"input_norm": "tone", "output_stride": 4})  # fmt: skip
     with pytest.raises(ValueError, match="loc_weight"):
         ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
+    # (j) asks for stride 8: a stride-4 run is refused.
+    with pytest.raises(ValueError, match="output_stride"):
+        ab.check_reused(os4, "groupdro_tone_os8_loc", noloc)
+    assert [ab.variant_stride(v) for v in ("tone", "tone,os4,loc", "tone,os8,loc")] == [16, 4, 8]
     config = json.loads((os4 / "config.json").read_text())
     (os4 / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
     ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
@@ -106,3 +110,21 @@ def test_heldout_needs_a_dataset_and_reuses_written_predictions(
     written.write_text("image\n")
     args = argparse.Namespace(heldout=tmp_path / "draw", heldout_tfds=None)
     assert ab.heldout_predictions(run, args) == written  # reused: no prediction subprocess
+
+
+def test_runs_trained_with_other_code_are_listed(tmp_path: Path) -> None:
+    ab = _ablation()
+    old, new = tmp_path / "old", tmp_path / "new"
+    metrics = {"code_digest": "d1", "code_version": "abc123+dirty"}
+    for run, m in ((old, {}), (new, metrics)):
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps(m))
+    assert ab.run_code_version(old) == "unknown"
+    assert ab.run_code_version(new) == "d1 (abc123+dirty)"
+    assert ab.run_code_version(tmp_path / "missing") == "unknown"
+    results = {
+        "a": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
+        "c": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
+        "e": {"per_seed": [{"run": "new", "code_version": "d1 (abc123+dirty)"}]},
+    }
+    assert ab.code_versions(results) == {"unknown": ["old"], "d1": ["new (abc123+dirty)"]}

@@ -67,6 +67,8 @@ def test_metrics_json(runs: Path) -> None:
     )
     assert m["best"]["val/macro_f1"] == best["val/macro_f1"]
     assert "test/macro_f1" in m["test"] and m["timing"]["train_img_per_s"] > 0
+    assert m["code_version"] != "unknown"  # the tests run from a git checkout
+    assert len(m["code_digest"]) == 12
 
 
 def test_mlflow_run_has_params_metrics_tags_artifacts(runs: Path, tiny_dataset: Path) -> None:
@@ -80,6 +82,7 @@ def test_mlflow_run_has_params_metrics_tags_artifacts(runs: Path, tiny_dataset: 
     assert run.data.tags["balance_skin_tones"] == "none"
     assert run.data.tags["loss"] == "bce"
     assert run.data.tags["dataset"] == tiny_dataset.name
+    assert run.data.tags["code_version"] == _metrics(runs / "full")["code_version"]
     assert run.data.params["model.name"] == "small_cnn"
     assert run.data.params["batch_size"] == "8"
     history = client.get_metric_history(run.info.run_id, "val/macro_f1")
@@ -336,3 +339,37 @@ def test_localisation_loss_without_masks_warns(tiny_dataset: Path, tmp_path: Pat
         result = train.train_and_evaluate(config, tmp_path / "run", progress=False)
     assert result["history"][0]["train/loc_loss"] == 0.0
     assert "no training image of epoch 1 has a lesion mask" in caplog.text
+
+
+def test_code_version_is_the_commit_and_marks_uncommitted_changes(tmp_path: Path) -> None:
+    import subprocess
+
+    from train_jax.tracking import code_version
+
+    assert code_version(tmp_path) == "unknown"  # not a git checkout
+    env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), *env, "commit", "-qm", "a"], check=True)
+    sha = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert code_version(tmp_path) == sha[:12]
+    (tmp_path / "new.txt").write_text("untracked files do not count\n")
+    assert code_version(tmp_path) == sha[:12]
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == sha[:12] + "+dirty"
+
+
+def test_code_digest_follows_the_training_code_only(tmp_path: Path) -> None:
+    from train_jax.tracking import code_digest
+
+    (tmp_path / "train_jax").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "train_jax" / "train.py").write_text("x = 1\n")
+    before = code_digest(tmp_path)
+    (tmp_path / "docs" / "notes.py").write_text("not training code\n")
+    assert code_digest(tmp_path) == before
+    (tmp_path / "train_jax" / "train.py").write_text("x = 2\n")
+    assert code_digest(tmp_path) != before
