@@ -128,3 +128,22 @@ def test_runs_trained_with_other_code_are_listed(tmp_path: Path) -> None:
         "e": {"per_seed": [{"run": "new", "code_version": "d1 (abc123+dirty)"}]},
     }
     assert ab.code_versions(results) == {"unknown": ["old"], "d1": ["new (abc123+dirty)"]}
+
+
+def test_every_variant_gets_its_goal_check(capsys: pytest.CaptureFixture[str]) -> None:
+    ab = _ablation()
+
+    def mean(macro: float, gap: float, high: float) -> dict:
+        return {"mean": {"macro_f1": macro, "gap_dark_vs_medium_f1": gap, "gap_ci_high_max": high}}
+
+    results = {
+        "a_baseline": mean(0.90, 0.20, 0.25),
+        "e_x": mean(0.885, 0.04, 0.09),  # macro-F1 0.015 below the baseline
+        "g_y": mean(0.91, 0.06, 0.08),
+    }
+    assert ab.goal_cell(results, "a_baseline") == "-"
+    assert ab.goal_cell(results, "e_x") == "yes / yes / no"
+    assert ab.goal_cell(results, "g_y") == "no / yes / yes"
+    with pytest.raises(SystemExit):
+        ab.main(["--variants", "a,e", "--full", "g"])
+    assert "--full g: not among --variants" in capsys.readouterr().err
