@@ -7,7 +7,14 @@ For acne and hyperpigmentation (the two that share the face: post-inflammatory s
 the papules) and each Fitzpatrick group: the strict pointing game of the served CAM on images
 with and without the other condition, the share of misses whose peak lies on the other
 condition's mask, the lesion area (fraction of the crop) of hits and misses, and the model's
-mean probability on hits and misses. Numbers on synthetic data are synthetic.
+mean probability on hits and misses.
+
+A second table splits every condition's positives by how visible the lesion is in the crop
+(`lesion_visibility`: its contrast-to-noise ratio in log intensity, measured on the image and
+its mask, the same for any tone) into quantile bins pooled over the groups, and gives the
+pointing game per group and bin, and each group's pointing game standardised to the pooled
+visibility mix: if the spread across groups shrinks there, it comes from how visible the
+lesions are, not from the tone as such. Numbers on synthetic data are synthetic.
 """
 
 from __future__ import annotations
@@ -23,6 +30,76 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PAIR = (("acne", 0, 1), ("hyperpigmentation", 1, 0))  # (name, channel, other channel)
+GROUP_NAMES = ("I-II", "III-IV", "V-VI")
+LOG_OFFSET = 8.0  # grey levels added before the log, as the tone-aware input does
+MAD_TO_SD = 1.4826  # robust standard deviation of a normal sample from its MAD
+
+
+def lesion_visibility(
+    image: np.ndarray, lesion: np.ndarray, others: np.ndarray | None = None, *, ring_px: int = 4
+) -> float:
+    """Contrast-to-noise ratio of one lesion in a crop, in log intensity (NaN if unmeasurable).
+
+    `image` uint8 [S, S, 3], `lesion` bool [S, S]; `others` bool [S, S] (other lesions, kept out
+    of the surround). |median inside - median of the ring of `ring_px` around it| of
+    log(mean RGB + 8), divided by the ring's robust standard deviation (1.4826 x MAD). A ratio of
+    logs: a lesion darkening the skin by the same factor scores the same on any tone, apart from
+    the noise.
+    """
+    import cv2
+
+    inside = np.asarray(lesion, bool)
+    if not inside.any():
+        return float("nan")
+    kernel = np.ones((2 * ring_px + 1, 2 * ring_px + 1), np.uint8)
+    ring = cv2.dilate(inside.astype(np.uint8), kernel).astype(bool) & ~inside
+    if others is not None:
+        ring &= ~np.asarray(others, bool)
+    if ring.sum() < 8:
+        return float("nan")
+    log_i = np.log(np.asarray(image, np.float64).mean(axis=-1) + LOG_OFFSET)
+    surround = log_i[ring]
+    centre = np.median(surround)
+    noise = MAD_TO_SD * np.median(np.abs(surround - centre))
+    return float(abs(np.median(log_i[inside]) - centre) / max(noise, 1e-3))
+
+
+def visibility_table(
+    hits: np.ndarray, visibility: np.ndarray, groups: np.ndarray, bins: int = 4
+) -> dict:
+    """Pointing game per group and visibility bin (quantiles pooled over the groups).
+
+    `hits` bool [N], `visibility` float [N] (NaN: left out), `groups` [N]. Returns the bin edges,
+    per group: n and pointing game per bin, the raw pointing game, and the pointing game
+    standardised to the pooled bin mix (None where a group has no image in some bin), with the
+    raw and standardised spread (max - min over the groups that have images).
+    """
+    hits, vis, groups = np.asarray(hits, bool), np.asarray(visibility, float), np.asarray(groups)
+    keep = np.isfinite(vis)
+    hits, vis, groups = hits[keep], vis[keep], groups[keep]
+    edges = np.quantile(vis, np.linspace(0, 1, bins + 1)) if vis.size else np.zeros(bins + 1)
+    which = np.clip(np.searchsorted(edges, vis, side="right") - 1, 0, bins - 1)
+    share = np.bincount(which, minlength=bins) / max(len(which), 1)
+    out: dict = {"edges": edges.tolist(), "pooled_share": share.tolist(), "groups": {}}
+    for g in GROUP_NAMES:
+        sel = groups == g
+        n = [int((sel & (which == b)).sum()) for b in range(bins)]
+        pg = [_mean(hits[sel & (which == b)]) for b in range(bins)]
+        std = None if any(x is None for x in pg) else float(np.dot(share, pg))
+        out["groups"][g] = {
+            "n": n,
+            "pointing_game_by_bin": pg,
+            "pointing_game": _mean(hits[sel]),
+            "standardised": std,
+            "median_visibility": float(np.median(vis[sel])) if sel.any() else None,
+        }
+    present = [v for v in out["groups"].values() if sum(v["n"])]  # groups without images: out
+    for key in ("pointing_game", "standardised"):
+        vals = [v[key] for v in present]
+        out[f"spread_{key}"] = (
+            None if any(v is None for v in vals) else float(max(vals) - min(vals))
+        )
+    return out
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -66,6 +143,50 @@ def miss_table(cams, masks, labels, groups, probs, pointing_game) -> list[dict]:
     return rows
 
 
+def visibility_by_condition(cams, ex, pointing_game, bins: int) -> dict:
+    """`visibility_table` for every condition over its positive images of a known group."""
+    from data.schema import CONDITIONS
+
+    groups = np.asarray(ex.groups)
+    out = {}
+    for c, name in enumerate(CONDITIONS):
+        sel = np.where((ex.labels[:, c] == 1) & np.isin(groups, GROUP_NAMES))[0]
+        hits = [pointing_game(cams[i, c], ex.masks[i, ..., c]) for i in sel]
+        lesions = ex.masks[sel]
+        vis = [
+            lesion_visibility(ex.images[i], m[..., c], m.any(axis=-1) & ~m[..., c])
+            for i, m in zip(sel, lesions, strict=True)
+        ]
+        out[name] = visibility_table(np.array(hits, bool), np.array(vis), groups[sel], bins)
+    return out
+
+
+def print_visibility(vis: dict) -> None:
+    """Markdown: pointing game per group and visibility bin, raw and standardised spread."""
+    f = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    for name, t in vis.items():
+        edges = t["edges"]
+        heads = [f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in range(len(edges) - 1)]
+        print(
+            f"\n{name}: pointing game by lesion visibility (contrast-to-noise, pooled quantiles)\n"
+        )
+        print("| group | median visibility | " + " | ".join(heads) + " | PG | PG standardised |")
+        print("|---|---|" + "---|" * len(heads) + "---|---|")
+        for g, r in t["groups"].items():
+            cells = [
+                f"{f(pg)} (n={n})" for pg, n in zip(r["pointing_game_by_bin"], r["n"], strict=True)
+            ]
+            print(
+                f"| {g} | {f(r['median_visibility'])} | "
+                + " | ".join(cells)
+                + f" | {f(r['pointing_game'])} | {f(r['standardised'])} |"
+            )
+        print(
+            f"\nspread: {f(t['spread_pointing_game'])} raw, "
+            f"{f(t['spread_standardised'])} standardised to the pooled visibility mix"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Compute the table for one run on one split; print markdown or JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -73,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="canonical dataset folder with lesion masks")
     p.add_argument("--tfds-dir", help="crop cache (default: the run's)")
     p.add_argument("--split", default="test", choices=["val", "test"])
+    p.add_argument("--bins", type=int, default=4, help="visibility quantile bins (default 4)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    if args.bins < 1:
+        p.error(f"--bins must be >= 1, got {args.bins}")
     from explain.evaluate import EvaluationError, compute_cams, load_run_examples
     from explain.metrics import pointing_game
 
@@ -87,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     probs, cams = compute_cams(model, ex.images, method="cam", layer=None, batch_size=64)
     rows = miss_table(cams, ex.masks, ex.labels, ex.groups, np.asarray(probs), pointing_game)
+    vis = visibility_by_condition(cams, ex, pointing_game, args.bins)
     if args.json:
-        print(json.dumps({"run": args.run, "data": args.data, "split": args.split, "rows": rows}))
+        payload = {"run": args.run, "data": args.data, "split": args.split, "rows": rows}
+        print(json.dumps({**payload, "visibility": vis}))
         return 0
     f = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
     g = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
@@ -104,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{f(r['misses_on_other_mask'])} | {g(r['area_hit'])} / {g(r['area_miss'])} | "
             f"{f(r['prob_hit'])} / {f(r['prob_miss'])} |"
         )
+    print_visibility(vis)
     print("\nSynthetic data: these numbers describe the benchmark, not real skin.")
     return 0
 

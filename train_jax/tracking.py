@@ -33,11 +33,16 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# The packages a training imports: what its numbers can depend on besides config, data and seed.
+CODE_PACKAGES = ("train_jax", "preprocessing", "data", "fairness", "explain")
+
+
 def code_version(root: str | Path | None = None) -> str:
     """Git commit of the code a run was trained with: `<sha>`, `<sha>+dirty`, or "unknown".
 
-    `+dirty`: tracked files differ from the commit. Recorded in metrics.json so that tables
-    built from several runs (benchmarks/fairness_ablation.py) can tell when they mix code.
+    `+dirty`: tracked files of the training code (CODE_PACKAGES) differ from the commit.
+    Recorded in metrics.json so that tables built from several runs
+    (benchmarks/fairness_ablation.py) can tell when they mix code.
     """
     root = Path(root) if root else Path(__file__).resolve().parents[1]
     try:
@@ -52,14 +57,10 @@ def code_version(root: str | Path | None = None) -> str:
             ).stdout.strip()
 
         sha = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}+dirty" if dirty else sha
-
-
-# The packages a training imports: what its numbers can depend on besides config, data and seed.
-CODE_PACKAGES = ("train_jax", "preprocessing", "data", "fairness", "explain")
 
 
 def code_digest(root: str | Path | None = None) -> str:

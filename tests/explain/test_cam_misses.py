@@ -41,3 +41,44 @@ def test_miss_table_splits_by_the_other_condition_and_finds_peaks_on_its_mask() 
     acne = next(r for r in rows if r["group"] == "V-VI" and r["condition"] == "acne")
     assert acne["pointing_game"] == 1.0 and acne["misses_on_other_mask"] is None
     assert next(r for r in rows if r["group"] == "I-II")["n"] == 0
+
+
+def test_lesion_visibility_is_a_ratio_of_logs_over_the_surround_noise() -> None:
+    m = _module()
+    rng = np.random.default_rng(0)
+    lesion = np.zeros((40, 40), bool)
+    lesion[16:24, 16:24] = True
+    scores = []
+    for skin in (200.0, 60.0):
+        noise = rng.normal(0.0, 1.0, (40, 40, 1))
+        image = skin * np.exp(0.02 * noise) * np.ones((1, 1, 3))
+        image[lesion] *= 0.7  # the lesion darkens the skin by the same factor on both tones
+        scores.append(m.lesion_visibility(np.clip(image, 0, 255).astype(np.uint8), lesion))
+    # Same factor, same relative noise: the same visibility on light and dark skin (up to the
+    # 8-bit rounding and the +8 offset, which weigh more on dark skin).
+    assert scores[0] > 5 and abs(scores[0] - scores[1]) / scores[0] < 0.35, scores
+    faint = np.full((40, 40, 3), 150, np.uint8)
+    faint[lesion] = 149
+    assert m.lesion_visibility(faint, lesion) < scores[1]
+    other = np.zeros((40, 40), bool)
+    other[10:30, 10:30] = True  # another lesion covering the whole surround
+    assert np.isnan(m.lesion_visibility(faint, lesion, other & ~lesion))
+    assert np.isnan(m.lesion_visibility(faint, np.zeros_like(lesion)))
+
+
+def test_visibility_table_standardises_each_group_to_the_pooled_mix() -> None:
+    m = _module()
+    # Hits depend only on visibility (hit iff visibility > 1); V-VI has mostly faint lesions.
+    vis = np.array([0.4, 2.1, 2.2, 2.3, 0.5, 0.6, 0.7, 2.4, np.nan])
+    groups = np.array(["I-II"] * 4 + ["V-VI"] * 4 + ["I-II"])
+    hits = vis > 1
+    t = m.visibility_table(hits, vis, groups, bins=2)
+    i, v = t["groups"]["I-II"], t["groups"]["V-VI"]
+    assert (i["n"], v["n"]) == ([1, 3], [3, 1])  # the NaN row is left out
+    assert (i["pointing_game"], v["pointing_game"]) == (0.75, 0.25)
+    assert t["spread_pointing_game"] == 0.5
+    assert i["standardised"] == v["standardised"] == 0.5 and t["spread_standardised"] == 0.0
+    assert t["groups"]["III-IV"]["standardised"] is None  # no III-IV image: not in the spread
+    one_bin_short = m.visibility_table(hits[:6], vis[:6], groups[:6], bins=2)
+    assert one_bin_short["groups"]["V-VI"]["standardised"] is None  # no visible V-VI lesion
+    assert one_bin_short["spread_standardised"] is None

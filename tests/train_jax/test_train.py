@@ -349,8 +349,10 @@ def test_code_version_is_the_commit_and_marks_uncommitted_changes(tmp_path: Path
     assert code_version(tmp_path) == "unknown"  # not a git checkout
     env = ["-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / "a.py").write_text("x = 1\n")
-    subprocess.run(["git", "-C", str(tmp_path), "add", "a.py"], check=True)
+    (tmp_path / "train_jax").mkdir()
+    (tmp_path / "train_jax" / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("docs\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
     subprocess.run(["git", "-C", str(tmp_path), *env, "commit", "-qm", "a"], check=True)
     sha = subprocess.run(
         ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
@@ -358,7 +360,9 @@ def test_code_version_is_the_commit_and_marks_uncommitted_changes(tmp_path: Path
     assert code_version(tmp_path) == sha[:12]
     (tmp_path / "new.txt").write_text("untracked files do not count\n")
     assert code_version(tmp_path) == sha[:12]
-    (tmp_path / "a.py").write_text("x = 2\n")
+    (tmp_path / "README.md").write_text("edited docs do not count either\n")
+    assert code_version(tmp_path) == sha[:12]
+    (tmp_path / "train_jax" / "a.py").write_text("x = 2\n")
     assert code_version(tmp_path) == sha[:12] + "+dirty"
 
 
