@@ -10,8 +10,8 @@ condition's mask, the lesion area (fraction of the crop) of hits and misses, and
 mean probability on hits and misses.
 
 A second table splits every condition's positives by how visible the lesion is in the crop
-(`lesion_visibility`: its contrast-to-noise ratio in log intensity, measured on the image and
-its mask, the same for any tone) into quantile bins pooled over the groups, and gives the
+(`lesion_visibility`: its contrast-to-noise ratio in log colour, measured on the image and its
+mask, the same for any tone) into quantile bins pooled over the groups, and gives the
 pointing game per group and bin, and each group's pointing game standardised to the pooled
 visibility mix: if the spread across groups shrinks there, it comes from how visible the
 lesions are, not from the tone as such. Numbers on synthetic data are synthetic.
@@ -38,13 +38,14 @@ MAD_TO_SD = 1.4826  # robust standard deviation of a normal sample from its MAD
 def lesion_visibility(
     image: np.ndarray, lesion: np.ndarray, others: np.ndarray | None = None, *, ring_px: int = 4
 ) -> float:
-    """Contrast-to-noise ratio of one lesion in a crop, in log intensity (NaN if unmeasurable).
+    """Contrast-to-noise ratio of one lesion in a crop, in log colour (NaN if unmeasurable).
 
     `image` uint8 [S, S, 3], `lesion` bool [S, S]; `others` bool [S, S] (other lesions, kept out
-    of the surround). |median inside - median of the ring of `ring_px` around it| of
-    log(mean RGB + 8), divided by the ring's robust standard deviation (1.4826 x MAD). A ratio of
-    logs: a lesion darkening the skin by the same factor scores the same on any tone, apart from
-    the noise.
+    of the surround). Per RGB channel, in log(x + 8): the difference of the medians inside the
+    lesion and in the ring of `ring_px` around it, over the ring's robust standard deviation
+    (1.4826 x MAD); the ratio is the length of that 3-vector (so a red papule counts as well as
+    a dark spot). Differences of logs: a lesion that scales the skin's colour by the same factors
+    scores the same on any tone, apart from the noise.
     """
     import cv2
 
@@ -57,11 +58,12 @@ def lesion_visibility(
         ring &= ~np.asarray(others, bool)
     if ring.sum() < 8:
         return float("nan")
-    log_i = np.log(np.asarray(image, np.float64).mean(axis=-1) + LOG_OFFSET)
-    surround = log_i[ring]
-    centre = np.median(surround)
-    noise = MAD_TO_SD * np.median(np.abs(surround - centre))
-    return float(abs(np.median(log_i[inside]) - centre) / max(noise, 1e-3))
+    log_i = np.log(np.asarray(image, np.float64) + LOG_OFFSET)
+    surround = log_i[ring]  # [n, 3]
+    centre = np.median(surround, axis=0)
+    noise = MAD_TO_SD * np.median(np.abs(surround - centre), axis=0)
+    step = (np.median(log_i[inside], axis=0) - centre) / np.maximum(noise, 1e-3)
+    return float(np.linalg.norm(step))
 
 
 def visibility_table(

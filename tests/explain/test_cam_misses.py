@@ -43,15 +43,15 @@ def test_miss_table_splits_by_the_other_condition_and_finds_peaks_on_its_mask() 
     assert next(r for r in rows if r["group"] == "I-II")["n"] == 0
 
 
-def test_lesion_visibility_is_a_ratio_of_logs_over_the_surround_noise() -> None:
+def test_lesion_visibility_is_a_step_in_log_colour_over_the_surround_noise() -> None:
     m = _module()
     rng = np.random.default_rng(0)
     lesion = np.zeros((40, 40), bool)
     lesion[16:24, 16:24] = True
     scores = []
     for skin in (200.0, 60.0):
-        noise = rng.normal(0.0, 1.0, (40, 40, 1))
-        image = skin * np.exp(0.02 * noise) * np.ones((1, 1, 3))
+        noise = rng.normal(0.0, 1.0, (40, 40, 3))
+        image = skin * np.exp(0.02 * noise)
         image[lesion] *= 0.7  # the lesion darkens the skin by the same factor on both tones
         scores.append(m.lesion_visibility(np.clip(image, 0, 255).astype(np.uint8), lesion))
     # Same factor, same relative noise: the same visibility on light and dark skin (up to the
@@ -60,6 +60,9 @@ def test_lesion_visibility_is_a_ratio_of_logs_over_the_surround_noise() -> None:
     faint = np.full((40, 40, 3), 150, np.uint8)
     faint[lesion] = 149
     assert m.lesion_visibility(faint, lesion) < scores[1]
+    red = np.full((40, 40, 3), 150, np.uint8) + rng.integers(0, 3, (40, 40, 3)).astype(np.uint8)
+    red[lesion, 0] = 190  # a colour step the mean of the channels would mostly average away
+    assert m.lesion_visibility(red, lesion) > 5
     other = np.zeros((40, 40), bool)
     other[10:30, 10:30] = True  # another lesion covering the whole surround
     assert np.isnan(m.lesion_visibility(faint, lesion, other & ~lesion))
