@@ -67,14 +67,23 @@ def lesion_visibility(
 
 
 def visibility_table(
-    hits: np.ndarray, visibility: np.ndarray, groups: np.ndarray, bins: int = 4
+    hits: np.ndarray,
+    visibility: np.ndarray,
+    groups: np.ndarray,
+    bins: int = 4,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict:
     """Pointing game per group and visibility bin (quantiles pooled over the groups).
 
     `hits` bool [N], `visibility` float [N] (NaN: left out), `groups` [N]. Returns the bin edges,
     per group: n and pointing game per bin, the raw pointing game, and the pointing game
     standardised to the pooled bin mix (None where a group has no image in some bin), with the
-    raw and standardised spread (max - min over the groups that have images).
+    raw and standardised spread (max - min over the groups that have images). 95% intervals of
+    the standardised values: `n_boot` draws of every (group, bin) cell's rate from its Jeffreys
+    posterior Beta(k + 1/2, n - k + 1/2) (so a 4-of-4 cell is not taken as certain), the bin
+    edges and the pooled mix held fixed.
     """
     hits, vis, groups = np.asarray(hits, bool), np.asarray(visibility, float), np.asarray(groups)
     keep = np.isfinite(vis)
@@ -101,6 +110,19 @@ def visibility_table(
         out[f"spread_{key}"] = (
             None if any(v is None for v in vals) else float(max(vals) - min(vals))
         )
+    rng = np.random.default_rng(seed)
+    boots = []
+    for v in present:
+        if v["standardised"] is None:
+            break
+        n = np.array(v["n"])
+        k = n * np.array(v["pointing_game_by_bin"])
+        rates = rng.beta(k + 0.5, n - k + 0.5, size=(n_boot, bins))
+        boots.append(rates @ share)
+        v["standardised_ci"] = np.quantile(boots[-1], [0.025, 0.975]).tolist()
+    if boots and len(boots) == len(present):
+        spread = np.max(boots, axis=0) - np.min(boots, axis=0)
+        out["spread_standardised_ci"] = np.quantile(spread, [0.025, 0.975]).tolist()
     return out
 
 
@@ -166,6 +188,7 @@ def visibility_by_condition(cams, ex, pointing_game, bins: int) -> dict:
 def print_visibility(vis: dict) -> None:
     """Markdown: pointing game per group and visibility bin, raw and standardised spread."""
     f = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
+    ci = lambda x: "" if x is None else f" [{x[0]:.2f}, {x[1]:.2f}]"  # noqa: E731
     for name, t in vis.items():
         edges = t["edges"]
         heads = [f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in range(len(edges) - 1)]
@@ -181,11 +204,13 @@ def print_visibility(vis: dict) -> None:
             print(
                 f"| {g} | {f(r['median_visibility'])} | "
                 + " | ".join(cells)
-                + f" | {f(r['pointing_game'])} | {f(r['standardised'])} |"
+                + f" | {f(r['pointing_game'])} | {f(r['standardised'])}"
+                + f"{ci(r.get('standardised_ci'))} |"
             )
         print(
             f"\nspread: {f(t['spread_pointing_game'])} raw, "
-            f"{f(t['spread_standardised'])} standardised to the pooled visibility mix"
+            f"{f(t['spread_standardised'])}{ci(t.get('spread_standardised_ci'))} standardised "
+            "to the pooled visibility mix"
         )
 
 

@@ -81,7 +81,15 @@ def test_visibility_table_standardises_each_group_to_the_pooled_mix() -> None:
     assert (i["pointing_game"], v["pointing_game"]) == (0.75, 0.25)
     assert t["spread_pointing_game"] == 0.5
     assert i["standardised"] == v["standardised"] == 0.5 and t["spread_standardised"] == 0.0
+    # One to three images per cell: the intervals are wide, even where every image is a hit.
+    low, high = i["standardised_ci"]
+    assert low < 0.4 and high > 0.6
+    assert t["spread_standardised_ci"][0] < 0.05 < 0.3 < t["spread_standardised_ci"][1]
+    mixed = m.visibility_table(np.arange(9) % 2 == 0, vis, groups, bins=2, n_boot=400)
+    low, high = mixed["groups"]["I-II"]["standardised_ci"]
+    assert low < mixed["groups"]["I-II"]["standardised"] < high
     assert t["groups"]["III-IV"]["standardised"] is None  # no III-IV image: not in the spread
     one_bin_short = m.visibility_table(hits[:6], vis[:6], groups[:6], bins=2)
     assert one_bin_short["groups"]["V-VI"]["standardised"] is None  # no visible V-VI lesion
     assert one_bin_short["spread_standardised"] is None
+    assert "spread_standardised_ci" not in one_bin_short
