@@ -37,6 +37,14 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 CODE_PACKAGES = ("train_jax", "preprocessing", "data", "fairness", "explain")
 
 
+def _git(root: Path, *args: str) -> str:
+    """stdout of `git -C root args...` (raises OSError / SubprocessError on failure)."""
+    proc = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+    )
+    return proc.stdout.strip()
+
+
 def code_version(root: str | Path | None = None) -> str:
     """Git commit of the code a run was trained with: `<sha>`, `<sha>+dirty`, or "unknown".
 
@@ -46,18 +54,8 @@ def code_version(root: str | Path | None = None) -> str:
     """
     root = Path(root) if root else Path(__file__).resolve().parents[1]
     try:
-
-        def git(*args: str) -> str:
-            return subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            ).stdout.strip()
-
-        sha = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES)
+        sha = _git(root, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}+dirty" if dirty else sha
