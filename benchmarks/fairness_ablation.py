@@ -14,7 +14,8 @@ Variants (same data, same test split, same seeds, same base config):
 - (f) (e) with the small CNN at output stride 4 (config variant `os4`: a 24x24 feature map at
   96 px, the same parameters): the default full pipeline;
 - (g) (f) with the lesion-localisation loss on the CAM (config variant `loc`, the demo's
-  weight); not in the default `--variants`;
+  weight); not in the default `--variants`; at 24 epochs it is the demo config's training
+  (`python train_jax/main.py`, the DVC pipeline);
 - (h) (e) with the lesion-localisation loss (stride-16 map, no `os4`); not in the default
   `--variants`;
 - (i) (g) with the checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`)
@@ -25,7 +26,7 @@ Variants (same data, same test split, same seeds, same base config):
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
 lesion-localisation loss, so that a change of the demo's defaults does not change the ablation)
-at `--image-size` (default 96 px, the demo size).
+at `--image-size` (default 96 px, the demo size) for `--epochs` (default 12; the demo trains 24).
 
 Each training runs `python train_jax/main.py` in a subprocess (this script never imports JAX),
 into `<out>/<variant>-s<seed>/`; an existing run with predictions is reused unless `--retrain`
@@ -430,7 +431,12 @@ def main(argv: list[str] | None = None) -> int:
         "--image-size", type=int, default=96, help="input size of every training (0: config's)"
     )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated training/bootstrap seeds")
-    p.add_argument("--epochs", type=int, default=0, help="override the config's epochs (0: keep)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=12,
+        help="epochs of every training (default 12; 0 keeps the config's, 24 for the demo config)",
+    )
     p.add_argument(
         "--variants",
         default="a,b,c,d,e,f",

@@ -167,7 +167,7 @@ def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'outputs' / 'mlflow.db'}")
     version = client.get_model_version_by_alias("skin-classifier", "champion")
     assert version.tags["model_arch"] == "small_cnn"
-    assert version.tags["balance_skin_tones"] == "none"
+    assert version.tags["balance_skin_tones"] == pipeline["params"]["train"]["balance"]
     assert version.tags["skin_tone_groups"] == ",".join(GROUPS)
     assert version.tags["dataset"] == Path(pipeline["params"]["generate"]["out"]).name
     run = client.get_run(version.run_id)
