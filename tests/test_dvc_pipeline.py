@@ -121,6 +121,21 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
     assert any((root / pipeline["params"]["build"]["tfds_dir"]).rglob("*.array_record*"))
 
 
+def test_exported_model_card_names_the_training_recipe_of_params_yaml(pipeline: dict) -> None:
+    card = json.loads(
+        (pipeline["root"] / "outputs" / "pipeline" / "model" / "model_card.json").read_text()
+    )
+    train = pipeline["params"]["train"]
+    recipe = card["training"]
+    assert (recipe["epochs"], recipe["balance"], recipe["loss"], recipe["seed"]) == (
+        train["epochs"],
+        train["balance"],
+        train["loss"],
+        train["seed"],
+    )
+    assert recipe["code_digest"] and recipe["epochs_completed"] == train["epochs"]
+
+
 def test_second_repro_skips_every_stage(pipeline: dict) -> None:
     second = pipeline["second"]
     assert "Running stage" not in second

@@ -212,6 +212,7 @@ def make_model_card(
     quantization: dict | None = None,
     normalisation: str | None = None,
     graph_optimisation: str | None = None,
+    training: dict | None = None,
 ) -> dict:
     """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model")."""
     if normalisation is None:
@@ -250,6 +251,7 @@ def make_model_card(
             "synthetic": synthetic,
             "note": SYNTHETIC_LABEL if synthetic else "see the training run",
         },
+        "training": training,
         "metrics": metrics,
         "metrics_note": "measured on synthetic data" if synthetic else None,
         "source_run": run,
@@ -258,6 +260,25 @@ def make_model_card(
         "intended_use": DISCLAIMER,
         "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+# Training-config keys the model card repeats (the recipe a reader needs to reproduce the run).
+TRAINING_KEYS = ("epochs", "batch_size", "loss", "loc_weight", "groupdro_eta", "select", "seed")
+
+
+def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
+    """How a run was trained, for the model card: recipe keys of its config.json, sampling
+    balance and learning rate, and the training code's version from its metrics.json."""
+    recipe = {key: config.get(key) for key in TRAINING_KEYS if key in config}
+    data, optim = config.get("data") or {}, config.get("optim") or {}
+    if "balance" in data:
+        recipe["balance"] = data["balance"]
+    if "learning_rate" in optim:
+        recipe["learning_rate"] = optim["learning_rate"]
+    for key in ("code_version", "code_digest", "epochs_completed"):
+        if run_metrics and run_metrics.get(key) is not None:
+            recipe[key] = run_metrics[key]
+    return recipe
 
 
 def _read_json(path: Path) -> dict | None:
@@ -328,6 +349,7 @@ def export_model(
     run: str | None = None,
     optimize: str | None = DEFAULT_OPTIMIZE,
     se_gate: str = DEFAULT_SE_GATE,
+    training: dict | None = None,
 ) -> ExportResult:
     """Export (offline-optimised unless ``optimize`` is None), check parity, write the card."""
     out_dir = Path(out_dir)
@@ -356,6 +378,7 @@ def export_model(
         metrics=metrics,
         run=run,
         parity=parity,
+        training=training,
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
         graph_optimisation=(
             f"onnxruntime {optimize} + train_jax/onnx_passes.py"
@@ -411,6 +434,7 @@ def export_run(
         run=str(run_dir),
         optimize=optimize,
         se_gate=se_gate,
+        training=training_recipe(cfg, _read_json(run_dir / "metrics.json")),
     )
     if thresholds is not None:
         tmp = Path(out_dir) / ".thresholds.json.tmp"
