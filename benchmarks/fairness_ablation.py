@@ -21,7 +21,9 @@ Variants (same data, same test split, same seeds, same base config):
 - (i) (g) with the checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`)
   instead of macro-F1; not in the default `--variants`;
 - (j) (h) at output stride 8 (config variant `os8`: a 12x12 map at 96 px, between (h)'s 6x6
-  and (g)'s 24x24); not in the default `--variants`.
+  and (g)'s 24x24); not in the default `--variants`;
+- (k) (g) at width 1.0 (config variant `wide`: 4x the parameters, about 2x the training time);
+  not in the default `--variants`.
 
 The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
 CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
@@ -77,6 +79,7 @@ VARIANTS = {
     "h_localisation_tone_input_groupdro_group_thresholds": ("groupdro_tone_loc", True),
     "i_g_selected_by_worst_group_f1": ("groupdro_tone_os4_loc_worst", True),
     "j_localisation_stride8_tone_input_groupdro_group_thresholds": ("groupdro_tone_os8_loc", True),
+    "k_g_at_width_1": ("groupdro_tone_os4_loc_wide", True),
 }
 FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
 # training run -> (main.py flags, extra config variant of the base config or "")
@@ -93,6 +96,10 @@ TRAININGS = {
         "tone,os4,loc",
     ),
     "groupdro_tone_os8_loc": (["--balance", "group", "--loss", "groupdro"], "tone,os8,loc"),
+    "groupdro_tone_os4_loc_wide": (
+        ["--balance", "group", "--loss", "groupdro"],
+        "tone,os4,loc,wide",
+    ),
 }
 GROUP_NAMES = GROUPS
 MARK_START, MARK_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -146,6 +153,7 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "select": flags[flags.index("--select") + 1] if "--select" in flags else "macro_f1",
         "model.overrides.input_norm": "tone" if "tone" in variant else "imagenet",
         "model.overrides.output_stride": variant_stride(variant),
+        "model.overrides.width": 1.0 if "wide" in variant.split(",") else 0.5,
     }
     have = {
         "data.balance": config["data"]["balance"],
@@ -153,6 +161,7 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "select": config.get("select", "macro_f1"),
         "model.overrides.input_norm": config["model"]["overrides"].get("input_norm", "imagenet"),
         "model.overrides.output_stride": config["model"]["overrides"].get("output_stride", 16),
+        "model.overrides.width": config["model"]["overrides"].get("width", 0.5),
     }
     if "noloc" in str(getattr(args, "config", "")):
         # Off in the base config; on where the variant appends `loc`. Runs from before the loss

@@ -84,6 +84,13 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     config = json.loads((os4 / "config.json").read_text())
     (os4 / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
     ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
+    # (k) asks for width 1.0: the width-0.5 run is refused, a width-1.0 one is reused.
+    with pytest.raises(ValueError, match="width"):
+        ab.check_reused(os4, "groupdro_tone_os4_loc_wide", noloc)
+    config = json.loads((os4 / "config.json").read_text())
+    config["model"]["overrides"]["width"] = 1.0
+    (os4 / "config.json").write_text(json.dumps(config))
+    ab.check_reused(os4, "groupdro_tone_os4_loc_wide", noloc)
 
 
 def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
