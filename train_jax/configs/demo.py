@@ -3,9 +3,9 @@
 The model: small_cnn at width 0.5 with output stride 4 (a 24x24 feature map, so a 24x24 CAM, at
 96 px) and the tone-aware input normalisation (`train_jax.models.input_norm`). The training:
 tone-balanced sampling, GroupDRO and the lesion-localisation loss for 24 epochs (about 5 min on
-2 CPU cores), the fairness ablation's variant (g) (docs/fairness.md), the configuration that
-came closest to the fairness goal; `--balance none --loss bce --epochs 12` gives the
-pre-session-9 demo.
+2 CPU cores), the fairness ablation's variant (g) (docs/fairness.md). The DVC pipeline adds the
+`wide` variant (width 1.0, ablation (k), about twice the time): the shipped model.
+`--balance none --loss bce --epochs 12` gives the demo of sessions 5-8.
 
     python train_jax/main.py                                   # this config, default variant
     python train_jax/main.py --config train_jax/configs/demo.py:quick --data DIR   # seconds
