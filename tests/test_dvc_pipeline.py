@@ -134,6 +134,7 @@ def test_exported_model_card_names_the_training_recipe_of_params_yaml(pipeline: 
         train["seed"],
     )
     assert recipe["code_digest"] and recipe["epochs_completed"] == train["epochs"]
+    assert recipe["model_overrides"]["width"] == 0.25  # the `quick` variant TINY asks for
 
 
 def test_second_repro_skips_every_stage(pipeline: dict) -> None:

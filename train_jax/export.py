@@ -267,10 +267,13 @@ TRAINING_KEYS = ("epochs", "batch_size", "loss", "loc_weight", "groupdro_eta", "
 
 
 def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
-    """How a run was trained, for the model card: recipe keys of its config.json, sampling
-    balance and learning rate, and the training code's version from its metrics.json."""
+    """How a run was trained, for the model card: recipe keys of its config.json, model
+    overrides, sampling balance and learning rate, and the code version from its metrics.json."""
     recipe = {key: config.get(key) for key in TRAINING_KEYS if key in config}
     data, optim = config.get("data") or {}, config.get("optim") or {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    if model.get("overrides"):
+        recipe["model_overrides"] = model["overrides"]  # e.g. width, output stride
     if "balance" in data:
         recipe["balance"] = data["balance"]
     if "learning_rate" in optim:

@@ -75,6 +75,7 @@ def test_training_recipe_reads_the_run_config_and_code_version():
         "seed": 3,
         "data": {"balance": "group", "data_dir": "d"},
         "optim": {"learning_rate": 0.003, "warmup_steps": 30},
+        "model": {"name": "small_cnn", "overrides": {"width": 1.0}},
     }
     recipe = training_recipe(config, {"code_version": "abc123", "code_digest": "f00", "x": 1})
     assert recipe == {
@@ -83,6 +84,7 @@ def test_training_recipe_reads_the_run_config_and_code_version():
         "loss": "groupdro",
         "loc_weight": 0.01,
         "seed": 3,
+        "model_overrides": {"width": 1.0},
         "balance": "group",
         "learning_rate": 0.003,
         "code_version": "abc123",
