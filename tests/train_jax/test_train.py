@@ -79,8 +79,12 @@ def test_mlflow_run_has_params_metrics_tags_artifacts(runs: Path, tiny_dataset: 
     (run,) = client.search_runs([exp.experiment_id], filter_string="attributes.run_name = 'full'")
     assert run.info.status == "FINISHED"
     assert run.data.tags["model_arch"] == "small_cnn"
-    assert run.data.tags["balance_skin_tones"] == "none"
-    assert run.data.tags["loss"] == "bce"
+    config = json.loads((runs / "full" / "config.json").read_text())
+    assert (run.data.tags["balance_skin_tones"], run.data.tags["loss"]) == (
+        config["data"]["balance"],
+        config["loss"],
+    )
+    assert (config["data"]["balance"], config["loss"]) == ("group", "groupdro")  # demo defaults
     assert run.data.tags["dataset"] == tiny_dataset.name
     assert run.data.tags["code_version"] == _metrics(runs / "full")["code_version"]
     assert run.data.params["model.name"] == "small_cnn"
