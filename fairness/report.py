@@ -191,13 +191,37 @@ def _model_info(run_dir: Path | None) -> dict | None:
     # The training recipe a reader of the card needs: sampling, loss, and whether lesion masks
     # shaped the heatmaps (the localisation loss).
     if isinstance(config, dict):
-        data = config.get("data")
-        if isinstance(data, dict) and "balance" in data:
-            info["training_balance"] = data["balance"]
+        recipe = training_recipe(config)
+        if "balance" in recipe:
+            info["training_balance"] = recipe["balance"]
         for key in ("loss", "loc_weight"):
-            if isinstance(config.get(key), str | int | float):
-                info[f"training_{key}"] = config[key]
+            if isinstance(recipe.get(key), str | int | float):
+                info[f"training_{key}"] = recipe[key]
     return info
+
+
+# Training-config keys the model card repeats (the recipe a reader needs to reproduce the run).
+TRAINING_KEYS = ("epochs", "batch_size", "loss", "loc_weight", "groupdro_eta", "select", "seed")
+
+
+def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
+    """How a run was trained, for the model card: recipe keys of its config.json, model
+    overrides, sampling balance and learning rate, and the code version from its metrics.json."""
+    recipe = {key: config.get(key) for key in TRAINING_KEYS if key in config}
+    data, optim, model = (
+        config.get(key) if isinstance(config.get(key), dict) else {}
+        for key in ("data", "optim", "model")
+    )
+    if model.get("overrides"):
+        recipe["model_overrides"] = model["overrides"]  # e.g. width, output stride
+    if "balance" in data:
+        recipe["balance"] = data["balance"]
+    if "learning_rate" in optim:
+        recipe["learning_rate"] = optim["learning_rate"]
+    for key in ("code_version", "code_digest", "epochs_completed"):
+        if run_metrics and run_metrics.get(key) is not None:
+            recipe[key] = run_metrics[key]
+    return recipe
 
 
 def _report_blocks(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from data.schema import CONDITIONS, DISCLAIMER
+from fairness.report import training_recipe
 
 # Opset 17 is rejected: jax2onnx writes ReduceMean with axes as an input (an opset-18 form).
 DEFAULT_OPSET = 18
@@ -260,28 +261,6 @@ def make_model_card(
         "intended_use": DISCLAIMER,
         "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-# Training-config keys the model card repeats (the recipe a reader needs to reproduce the run).
-TRAINING_KEYS = ("epochs", "batch_size", "loss", "loc_weight", "groupdro_eta", "select", "seed")
-
-
-def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
-    """How a run was trained, for the model card: recipe keys of its config.json, model
-    overrides, sampling balance and learning rate, and the code version from its metrics.json."""
-    recipe = {key: config.get(key) for key in TRAINING_KEYS if key in config}
-    data, optim = config.get("data") or {}, config.get("optim") or {}
-    model = config.get("model") if isinstance(config.get("model"), dict) else {}
-    if model.get("overrides"):
-        recipe["model_overrides"] = model["overrides"]  # e.g. width, output stride
-    if "balance" in data:
-        recipe["balance"] = data["balance"]
-    if "learning_rate" in optim:
-        recipe["learning_rate"] = optim["learning_rate"]
-    for key in ("code_version", "code_digest", "epochs_completed"):
-        if run_metrics and run_metrics.get(key) is not None:
-            recipe[key] = run_metrics[key]
-    return recipe
 
 
 def _read_json(path: Path) -> dict | None:

@@ -197,3 +197,32 @@ def test_model_card_names_the_training_recipe(tmp_path):
     assert info["name"] == "small_cnn" and info["image_size"] == 96
     assert info["training_balance"] == "group" and info["training_loss"] == "groupdro"
     assert info["training_loc_weight"] == 0.01
+
+
+def test_training_recipe_reads_the_run_config_and_code_version():
+    config = {
+        "epochs": 24,
+        "batch_size": 32,
+        "loss": "groupdro",
+        "loc_weight": 0.01,
+        "seed": 3,
+        "data": {"balance": "group", "data_dir": "d"},
+        "optim": {"learning_rate": 0.003, "warmup_steps": 30},
+        "model": {"name": "small_cnn", "overrides": {"width": 1.0}},
+    }
+    from fairness.report import training_recipe
+
+    recipe = training_recipe(config, {"code_version": "abc123", "code_digest": "f00", "x": 1})
+    assert recipe == {
+        "epochs": 24,
+        "batch_size": 32,
+        "loss": "groupdro",
+        "loc_weight": 0.01,
+        "seed": 3,
+        "model_overrides": {"width": 1.0},
+        "balance": "group",
+        "learning_rate": 0.003,
+        "code_version": "abc123",
+        "code_digest": "f00",
+    }
+    assert training_recipe({}, None) == {}

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from explain.cam import with_cam
-from train_jax.export import export_model, training_recipe
+from train_jax.export import export_model
 from train_jax.models import create_model
 
 SIZE = 32
@@ -64,33 +64,6 @@ def test_model_card_names_the_models_input_normalisation(tmp_path):
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["input"]["normalisation"] == describe("tone") != describe("imagenet")
     assert card["graph_optimisation"].startswith("onnxruntime basic")
-
-
-def test_training_recipe_reads_the_run_config_and_code_version():
-    config = {
-        "epochs": 24,
-        "batch_size": 32,
-        "loss": "groupdro",
-        "loc_weight": 0.01,
-        "seed": 3,
-        "data": {"balance": "group", "data_dir": "d"},
-        "optim": {"learning_rate": 0.003, "warmup_steps": 30},
-        "model": {"name": "small_cnn", "overrides": {"width": 1.0}},
-    }
-    recipe = training_recipe(config, {"code_version": "abc123", "code_digest": "f00", "x": 1})
-    assert recipe == {
-        "epochs": 24,
-        "batch_size": 32,
-        "loss": "groupdro",
-        "loc_weight": 0.01,
-        "seed": 3,
-        "model_overrides": {"width": 1.0},
-        "balance": "group",
-        "learning_rate": 0.003,
-        "code_version": "abc123",
-        "code_digest": "f00",
-    }
-    assert training_recipe({}, None) == {}
 
 
 def test_model_card_carries_the_training_recipe(tmp_path):
