@@ -13,6 +13,7 @@ from explain.evaluate import (
     goal_check,
     localisation_summary,
     main,
+    make_predict_fn,
     standard_tolerance,
 )
 
@@ -153,3 +154,13 @@ def test_tolerant_pointing_game_is_reported_beside_the_strict_one() -> None:
         not in localisation_summary(cams, masks, labels, groups, num_boot=50)["acne"]
     )
     assert standard_tolerance(224) == 15.0 and standard_tolerance(96) == pytest.approx(6.43, 0.01)
+
+
+def test_predict_fn_in_chunks_equals_one_call(tiny_cnn) -> None:
+    """Chunked prediction (the last chunk padded) gives the one-call probabilities, in order."""
+    x = np.random.default_rng(0).uniform(0, 255, (11, 32, 32, 3)).astype(np.float32)
+    whole = make_predict_fn(tiny_cnn, batch_size=64)(x)
+    chunked = make_predict_fn(tiny_cnn, batch_size=4)(x)
+    assert chunked.shape == (11, 3)
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    assert not np.allclose(chunked[0], chunked[1])  # rows differ, so order is checked
