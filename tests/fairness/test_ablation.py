@@ -91,6 +91,13 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     config["model"]["overrides"]["width"] = 1.0
     (os4 / "config.json").write_text(json.dumps(config))
     ab.check_reused(os4, "groupdro_tone_os4_loc_wide", noloc)
+    # (l) asks for 128 px whatever --image-size says: the 96 px run is refused, a 128 px one is
+    # reused.
+    with pytest.raises(ValueError, match="image_size"):
+        ab.check_reused(os4, "groupdro_tone_os4_loc_wide_128", noloc)
+    config["model"]["image_size"] = 128
+    (os4 / "config.json").write_text(json.dumps(config))
+    ab.check_reused(os4, "groupdro_tone_os4_loc_wide_128", noloc)
 
 
 def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
