@@ -13,13 +13,7 @@ OUT=${OUT:-/tmp/sweep}; SEEDS=${SEEDS:-"0 1"}; CORES=${CORES:-2}
 BASE=train_jax/configs/demo.py:os16,imagenet,noloc
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 JAX_PLATFORMS=cpu
-if [ "${NO_WHEELS:-0}" != 1 ] && compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/.whl/py:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/device_env.sh" || exit 1
 PY=${PY:-python3}
 DATA=/tmp/sweep-data/synthskin-v1
 t0=$(date +%s)

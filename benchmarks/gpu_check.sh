@@ -14,13 +14,7 @@ MODEL=${MODEL:-efficientnet_b0}; SIZE=${SIZE:-224}; BATCH=${BATCH:-128}
 TRAIN_SIZE=${TRAIN_SIZE:-128}; EPOCHS=${EPOCHS:-8}; N_SYNTH=${N_SYNTH:-3000}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/.whl/py:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/device_env.sh" || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
   python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" 2>/dev/null || true

@@ -11,7 +11,7 @@
 # sizes to build, "96 128"), DATA (data/synthskin-v1, generated from the preset if missing),
 # TFDS_DIR (/tmp/sweep_tfds), RUNS (/tmp/sweep_runs), DEADLINE_S (seconds from the start by which
 # the LATER runs must end). Packages the GPU image lacks travel as wheels in .whl/ (pure-python
-# trees in .whl/py; SKIP_WHEELS=1 ignores them). Output under $OUT: versions.txt, synth.json,
+# trees in .whl/py; NO_WHEELS=1 ignores them). Output under $OUT: versions.txt, synth.json,
 # summary.json (every run's metrics.json), runs_<phase>.tgz.* (cat the parts | tar xzf -).
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;; esac
@@ -22,13 +22,7 @@ RUNS=${RUNS:-/tmp/sweep_runs}; EPOCHS=${EPOCHS:-}
 mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 t0=$(date +%s)
-if [ "${SKIP_WHEELS:-0}" != 1 ] && compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/.whl/py:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/device_env.sh" || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   python3 -c "import jax, flax, optax, grain; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
   nproc
