@@ -98,6 +98,10 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     config["model"]["image_size"] = 128
     (os4 / "config.json").write_text(json.dumps(config))
     ab.check_reused(os4, "groupdro_tone_os4_loc_wide_128", noloc)
+    at96 = argparse.Namespace(image_size=96, config=noloc.config)
+    ab.check_reused(os4, "groupdro_tone_os4_loc_wide_128", at96)
+    with pytest.raises(ValueError, match="image_size"):
+        ab.check_reused(os4, "groupdro_tone_os4_loc_wide", at96)
 
 
 def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
