@@ -35,7 +35,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -338,6 +338,18 @@ def load_examples(
     return Examples(ids, np.stack(images), np.stack(masks), np.stack(labels), groups)
 
 
+def padded_batches(x: Any, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """float32 chunks of `batch_size` rows of `x`, the last one zero-padded (so a jitted
+    function compiles one shape), each with its number of real rows."""
+    for start in range(0, len(x), batch_size):
+        chunk = np.asarray(x[start : start + batch_size], dtype=np.float32)
+        n = len(chunk)
+        if n < batch_size:
+            pad = np.zeros((batch_size - n, *chunk.shape[1:]), np.float32)
+            chunk = np.concatenate([chunk, pad])
+        yield chunk, n
+
+
 def compute_cams(
     model: Any,
     images: np.ndarray,
@@ -352,13 +364,7 @@ def compute_cams(
 
     cam_fn = make_cam_fn(model, method=method, layer=layer)
     probs, cams = [], []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size].astype(np.float32)
-        n = len(chunk)
-        if n < batch_size:
-            chunk = np.concatenate(
-                [chunk, np.zeros((batch_size - n, *chunk.shape[1:]), np.float32)]
-            )
+    for chunk, n in padded_batches(images, batch_size):
         p, m = cam_fn(chunk)
         probs.append(np.asarray(p)[:n])
         cams.append(np.asarray(m)[:n])
@@ -400,17 +406,11 @@ def make_predict_fn(model: Any, batch_size: int = 128) -> Callable[[np.ndarray],
         return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
 
     def predict(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
         if len(x) <= batch_size:
-            return np.asarray(forward(state, x))
-        out = []
-        for start in range(0, len(x), batch_size):
-            chunk = x[start : start + batch_size]
-            pad = batch_size - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-            out.append(np.asarray(forward(state, chunk))[: batch_size - pad])
-        return np.concatenate(out)
+            return np.asarray(forward(state, np.asarray(x, dtype=np.float32)))
+        return np.concatenate(
+            [np.asarray(forward(state, c))[:n] for c, n in padded_batches(x, batch_size)]
+        )
 
     return predict
 
