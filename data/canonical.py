@@ -6,7 +6,10 @@ is line 1) and the column, and all problems are collected in one pass.
 
 Optional columns understood here besides those of data/schema.py: ``fitzpatrick_group``
 (``I-II``/``III-IV``/``V-VI`` or empty) for datasets that know only the group of a row
-(DDI); when ``fitzpatrick`` is set the two must agree. Other extra columns are ignored.
+(DDI); when ``fitzpatrick`` is set the two must agree. ``tone_source`` (``labelled``,
+``estimated`` or empty): ``estimated`` marks a group estimated from the photo (ITA), which is
+never a Fitzpatrick type, so such a row must leave ``fitzpatrick`` empty. Other extra columns
+are ignored.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS, REQUIRED_COLUMNS, SPLITS
+from data.schema import (
+    CONDITIONS,
+    FITZPATRICK_TYPES,
+    GROUPS,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    TONE_SOURCES,
+)
 from data.splits import assign_splits, row_group
 
 __all__ = [
@@ -36,6 +46,7 @@ __all__ = [
     "assign_splits",
     "check_image_bytes",
     "coverage_table",
+    "estimated_tone_rows",
     "load_metadata",
     "split_table",
     "validate_dataset",
@@ -45,10 +56,17 @@ METADATA_NAME = "metadata.csv"
 EMPTY_VALUES = frozenset({"", "nan", "NaN"})
 SEVERITIES = (0, 1, 2, 3)
 GROUP_COLUMN = "fitzpatrick_group"
+TONE_SOURCE_COLUMN = "tone_source"
+TONE_ESTIMATED = "estimated"  # the TONE_SOURCES value of a group estimated from the photo
+assert TONE_ESTIMATED in TONE_SOURCES
 
 MSG_EMPTY_FILE = "file is empty (no header line)"
 MSG_NO_ROWS = "no data rows"
 MSG_MISSING_COLUMN = "missing required column"
+MSG_ESTIMATED_WITH_TYPE = (
+    "an estimated tone is a group, never a Fitzpatrick type: leave fitzpatrick empty and put "
+    "the estimate in fitzpatrick_group"
+)
 
 
 @dataclass(frozen=True)
@@ -222,6 +240,15 @@ def _check_rows(table: _Table, problems: list[Problem]) -> list[tuple[int, dict[
                     f"{group!r} disagrees with fitzpatrick {row['fitzpatrick']!r} "
                     f"(group {row_group(row['fitzpatrick'])})",
                 )
+        if TONE_SOURCE_COLUMN in row and row[TONE_SOURCE_COLUMN] not in EMPTY_VALUES:
+            source = row[TONE_SOURCE_COLUMN]
+            if source not in TONE_SOURCES:
+                report(
+                    TONE_SOURCE_COLUMN,
+                    f"must be one of {', '.join(sorted(TONE_SOURCES))} or empty, got {source!r}",
+                )
+            elif source == TONE_ESTIMATED and row.get("fitzpatrick", "") not in EMPTY_VALUES:
+                report(TONE_SOURCE_COLUMN, MSG_ESTIMATED_WITH_TYPE)
         if "split" in row and row["split"] not in SPLITS:
             report("split", f"split must be one of {', '.join(SPLITS)}, got {row['split']!r}")
         if "mask" in row and row["mask"] not in EMPTY_VALUES:
@@ -492,6 +519,15 @@ def _groups_of(df: pd.DataFrame) -> list[str | None]:
         return [g if isinstance(g, str) and g in GROUPS else None for g in df["group"]]
     fgroup = df[GROUP_COLUMN] if GROUP_COLUMN in df else pd.Series([None] * len(df))
     return [row_group(f, g) for f, g in zip(df["fitzpatrick"], fgroup, strict=True)]
+
+
+def estimated_tone_rows(df: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of the rows whose tone is estimated from the photo (``tone_source``)."""
+    if TONE_SOURCE_COLUMN not in df:
+        return np.zeros(len(df), dtype=bool)
+    return (df[TONE_SOURCE_COLUMN].astype("string").str.strip() == TONE_ESTIMATED).to_numpy(
+        dtype=bool, na_value=False
+    )
 
 
 def coverage_table(df: pd.DataFrame) -> pd.DataFrame:

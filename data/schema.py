@@ -13,7 +13,18 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Columns of metadata.csv (ARCHITECTURE.md, "Canonical dataset").
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", *CONDITIONS, "fitzpatrick", "split", "source")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("acne_severity", "subject_id", "mask")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "acne_severity",
+    "fitzpatrick_group",
+    "tone_source",
+    "subject_id",
+    "mask",
+)
+
+# Acne severity grades (ACNE04 bands of the lesion count: <=5, 6-20, 21-50, >50).
+SEVERITY_GRADES: tuple[int, ...] = (0, 1, 2, 3)
+# Where a row's skin tone comes from: a label, or an estimate from the photo (never a type).
+TONE_SOURCES: tuple[str, ...] = ("labelled", "estimated")
 
 # Columns of predictions_{val,test}.csv (ARCHITECTURE.md, "Predictions").
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -23,6 +34,15 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "split",
     *CONDITIONS,
     *(f"{c}_prob" for c in CONDITIONS),
+)
+# Written by every training run after those; readers keep them when present and do not require
+# them (older predictions files lack them). Empty = unknown (label or tone source) or, for the
+# grade and probabilities, a model without a severity head.
+PREDICTION_OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "tone_source",
+    "acne_severity",
+    "acne_severity_grade",
+    *(f"acne_severity_prob_{k}" for k in SEVERITY_GRADES),
 )
 
 DISCLAIMER = "research aid, not a diagnosis"

@@ -4,6 +4,10 @@ Each example is the face crop the serving path would see (same preprocessing fun
 `preprocessing.pipeline.analyze_image`), with the lesion mask carried into the crop by the
 same affine transform. Images without a detected face fall back to a centred square crop and
 are marked `face_found=0`. No TensorFlow is needed (../shared/notes/data-and-tracking.md).
+Besides the labels each example carries its tone `group` (from `fitzpatrick`, else the optional
+`fitzpatrick_group`: `data.splits.row_group`), `acne_severity` (0-3, -1 = unknown) and
+`tone_source` (`labelled`, `estimated` or empty = unknown; a row with a Fitzpatrick type and no
+`tone_source` is `labelled`).
 
     from data.tfds_builder import build_dataset
     builder = build_dataset("data/synthskin-v1", crop_size=64)   # built once, cached in DIR/tfds/
@@ -35,7 +39,8 @@ import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
-from data.schema import CONDITIONS, GROUPS, SPLITS, fitzpatrick_to_group
+from data.schema import CONDITIONS, GROUPS, SEVERITY_GRADES, SPLITS, TONE_SOURCES
+from data.splits import row_group
 
 FILE_FORMAT = "array_record"
 CACHE_DIRNAME = "tfds"  # default cache: DIR/tfds beside the dataset
@@ -50,8 +55,12 @@ class NotBuiltError(FileNotFoundError):
 class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
     """Face crops of one canonical dataset directory, one TFDS config per crop size."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Face crops, lesion masks, labels with NaN = unknown, tone group."}
+    # A new version is a new cache folder: bump it whenever the features change.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Face crops, lesion masks, labels with NaN = unknown, tone group.",
+        "1.1.0": "acne_severity and tone_source; group also from fitzpatrick_group.",
+    }
 
     # Nothing is downloaded, so there is no checksums file; TFDS's lookup of one next to the
     # source would import `importlib_resources`, which is not a dependency.
@@ -87,6 +96,8 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                     "labels": tfds.features.Tensor(shape=(len(CONDITIONS),), dtype=np.float32),
                     "fitzpatrick": np.int32,  # 1-6, 0 = unknown
                     "group": np.int32,  # index into GROUPS, -1 = unknown
+                    "acne_severity": np.int32,  # 0-3 (SEVERITY_GRADES), -1 = unknown
+                    "tone_source": tfds.features.Text(),  # labelled | estimated | "" (unknown)
                     "split": tfds.features.Text(),
                     "face_found": np.int32,  # 1 = detector found a face, 0 = centred-crop fallback
                 }
@@ -111,7 +122,8 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
             crop, mask_crop, found = self._cropper(image, mask)
             self.face_stats["found" if found else "fallback"] += 1
             fitz = _int_or_none(row.get("fitzpatrick"))
-            group = fitzpatrick_to_group(fitz)
+            group = row_group(fitz, row.get("fitzpatrick_group"))
+            severity = _int_or_none(row.get("acne_severity"))
             yield (
                 rel,
                 {
@@ -122,6 +134,8 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                     "labels": np.array([_label(row.get(c)) for c in CONDITIONS], np.float32),
                     "fitzpatrick": fitz or 0,
                     "group": GROUPS.index(group) if group else -1,
+                    "acne_severity": _severity(severity, rel),
+                    "tone_source": tone_source(row.get("tone_source"), fitz),
                     "split": str(row["split"]),
                     "face_found": int(found),
                 },
@@ -221,6 +235,30 @@ def _label(value: Any) -> float:
 
 def _int_or_none(value: Any) -> int | None:
     return None if _missing(value) else int(value)
+
+
+def _severity(value: int | None, image: str) -> int:
+    if value is None:
+        return -1
+    if value not in SEVERITY_GRADES:
+        raise ValueError(
+            f"row image={image}: acne_severity must be one of {list(SEVERITY_GRADES)} or empty, "
+            f"got {value!r}"
+        )
+    return int(value)
+
+
+def tone_source(value: Any, fitzpatrick: int | None) -> str:
+    """`tone_source` of a row: the column's value, else "labelled" when a Fitzpatrick type is
+    given, else "" (unknown; e.g. a group-only row of a dataset without the column)."""
+    if not _missing(value):
+        text = str(value).strip()
+        if text not in TONE_SOURCES:
+            raise ValueError(
+                f"tone_source must be one of {sorted(TONE_SOURCES)} or empty, got {value!r}"
+            )
+        return text
+    return "labelled" if fitzpatrick is not None else ""
 
 
 def default_cache_dir(source_dir: str | Path) -> Path:

@@ -5,6 +5,10 @@
 DIR is a dataset folder holding metadata.csv (or the CSV itself). Exit codes: 0 valid (the
 coverage table is printed), 1 problems found (each printed as ``file:row:column: message``,
 rows are CSV line numbers with the header on line 1), 2 usage error (DIR does not exist).
+
+Rows whose ``tone_source`` is ``estimated`` (a group estimated from the photo, e.g. acne-new)
+get their own tables labelled "estimated tone", with group columns only: an estimate is never
+shown as a Fitzpatrick type nor added to the counts of labelled types.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from data.canonical import (
     DatasetError,
     coverage_table,
+    estimated_tone_rows,
     load_metadata,
     silence_decoder_warnings,
     split_table,
     validate_dataset,
 )
+from data.schema import GROUPS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -46,6 +54,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _frame_to_dict(frame) -> dict[str, dict[str, int]]:
     return {str(r): {str(c): int(frame.loc[r, c]) for c in frame.columns} for r in frame.index}
+
+
+# Column names of the estimated-tone tables: never FST columns, never bare group names.
+ESTIMATED_COLUMNS = {**{g: f"est {g}" for g in GROUPS}, "group?": "no estimate", "total": "total"}
+
+
+def estimated_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The group columns of a coverage/split table, renamed as estimated-tone groups."""
+    return table[list(ESTIMATED_COLUMNS)].rename(columns=ESTIMATED_COLUMNS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,26 +102,39 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:  # the table changed between the two reads
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    coverage, splits = coverage_table(df), split_table(df)
+    estimated = estimated_tone_rows(df)
+    labelled, guessed = df[~estimated], df[estimated]
+    report: dict[str, object] = {"valid": True, "path": str(path), "num_rows": len(df)}
+    if len(guessed):
+        report["estimated_tone_rows"] = len(guessed)
+    tables: dict[str, pd.DataFrame] = {}
+    if len(labelled):
+        tables["coverage"], tables["splits"] = coverage_table(labelled), split_table(labelled)
+    if len(guessed):
+        tables["coverage_estimated_tone"] = estimated_view(coverage_table(guessed))
+        tables["splits_estimated_tone"] = estimated_view(split_table(guessed))
     if args.json:
+        report.update({name: _frame_to_dict(table) for name, table in tables.items()})
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"{path}: valid, {len(df)} images")
+    if len(labelled):
+        which = f" ({len(labelled)} rows without an estimated tone)" if len(guessed) else ""
         print(
-            json.dumps(
-                {
-                    "valid": True,
-                    "path": str(path),
-                    "num_rows": len(df),
-                    "coverage": _frame_to_dict(coverage),
-                    "splits": _frame_to_dict(splits),
-                },
-                indent=2,
-            )
+            "\nCoverage (images, positives '+' and labelled counts per Fitzpatrick type/group)"
+            f"{which}:"
         )
-    else:
-        print(f"{path}: valid, {len(df)} images")
-        print("\nCoverage (images, positives '+' and labelled counts per Fitzpatrick type/group):")
-        print(coverage.to_string())
+        print(tables["coverage"].to_string())
         print("\nImages per split and group:")
-        print(splits.to_string())
+        print(tables["splits"].to_string())
+    if len(guessed):
+        print(
+            f"\nCoverage by estimated tone ({len(guessed)} rows with tone_source=estimated: a "
+            "group estimated from the photo (ITA), not a Fitzpatrick type):"
+        )
+        print(tables["coverage_estimated_tone"].to_string())
+        print("\nImages per split and estimated tone group:")
+        print(tables["splits_estimated_tone"].to_string())
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
 
     python -m explain.evaluate --run outputs/RUN --data data/synthskin-v1 [--split test]
         [--out DIR] [--json] [--limit N] [--method cam|gradcam|gradcam++] [--layer NAME]
-        [--tfds-dir DIR]
+        [--tfds-dir DIR] [--dilate 0.02]
 
 Loads the run's best checkpoint and reads the face crops and lesion-mask crops of the split from
 the same TFDS build the trainer reads (`data.tfds_builder.build_dataset(DIR, crop_size=<the
@@ -10,17 +10,29 @@ run's image size>, cache_dir=<the run's data.tfds_dir>)`: `preprocessing.pipelin
 crop, mask carried by the same affine). For each condition, on the images where it is present
 (label 1 and a non-empty mask):
 
-* pointing game and energy in mask, overall and per Fitzpatrick group, with bootstrap 95% CIs,
-  the spread across groups (max - min) and the mask area fraction (chance level of energy). The
-  pointing game is always reported strict (the map's maximum inside the mask); beside it, with
-  the tolerance of Zhang et al. 2016 (a hit within 15 px of the annotation at 224 px, scaled to
-  the crop: 15 * side / 224, 6.4 px at 96 px; `--tolerance-px` sets another, 0 turns it off);
+* pointing game and energy in mask, overall and per skin-tone group, with bootstrap 95% CIs,
+  the spread across groups (max - min) and the mask area fraction (chance level of energy).
+  `pointing_game` counts a hit when the map's maximum lies in the lesion mask grown by
+  `--dilate` x the face width (`metrics.pointing_game_dilated`). Default: 0 (strict) on a
+  synthetic dataset, whose masks are the exact lesions the generator drew; 0.02 (2%) on real
+  data, whose masks are filled hand-drawn boxes (acne-new). With a dilation the strict one is
+  reported beside it as `pointing_game_strict`. The face width in crop pixels is
+  `face_width_px(side)` = side / (1 + 2 * margin), from the crop geometry of
+  `preprocessing.align`. Beside these, with the tolerance of Zhang et al. 2016 (a hit within
+  15 px of the annotation at 224 px, scaled to the crop: 15 * side / 224, 6.4 px at 96 px;
+  `--tolerance-px` sets another, 0 turns it off);
 * deletion / insertion AUC of the condition's probability, salient pixels first versus a
   random order (pixels replaced by / taken from a blurred copy of the crop); ratio < 1 for
   deletion and > 1 for insertion mean the map is faithful to the model;
 * lesion reliance: the mean probability once the lesion itself is inpainted away, against a
   control with the same mask shifted elsewhere (does the model use the lesion at all?);
 * the pointing-game ceiling of the map's resolution (`metrics.pointing_ceiling`).
+
+A condition no image of the split has a label for (wrinkles on acne-new) reads "no ground
+truth" (`status`), with null numbers, never 0. Groups are named by where the tone comes from
+(`fairness.tone_basis`: the TFDS `tone_source`, else labelled where a Fitzpatrick type is given,
+else the dataset's `datacard.json`): with an estimated tone the JSON, table and figure captions
+say "estimated tone group (ITA)" / "estimated-tone group V-VI", never Fitzpatrick.
 
 Writes `<out>/explain_<split>.json` and `<out>/cam_examples_<group>.png` (default out:
 `<run>/explain/`). Exit codes: 0 ok, 2 bad arguments, 3 dataset problem, 4 run problem.
@@ -36,7 +48,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +59,16 @@ from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from explain import metrics
 from explain.cam import cell_alignment
 from explain.overlay import overlay_on_crop, write_image
+from fairness.tone_basis import LABELLED, ToneBasis, make_tone_basis, row_tone_sources, tone_basis
+from preprocessing.align import DEFAULT_MARGIN
 
 EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
 GOAL_POINTING = 0.85
 GOAL_SPREAD = 0.05
 ZHANG_TOLERANCE_PX, ZHANG_SIDE_PX = 15.0, 224.0  # Zhang et al. 2016: 15 px at 224 px
 UNKNOWN_GROUP = "unknown"
+BOX_DILATE = 0.02  # default allowance around box annotations: 2% of the face width
+NO_GROUND_TRUTH = "no ground truth"
 
 
 class EvaluationError(Exception):
@@ -72,6 +88,8 @@ class Examples:
     masks: np.ndarray  # bool [N, S, S, 3], channel i = CONDITIONS[i]
     labels: np.ndarray  # float32 [N, 3], NaN = unknown
     groups: list[str]  # GROUPS name or UNKNOWN_GROUP
+    # labelled | estimated | None (unknown) per image; empty = not read (unknown)
+    tone_sources: list[str | None] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- pure summaries
@@ -84,6 +102,28 @@ def standard_tolerance(side: int) -> float:
     6.43
     """
     return ZHANG_TOLERANCE_PX * side / ZHANG_SIDE_PX
+
+
+def face_width_px(side: int, margin: float = DEFAULT_MARGIN) -> float:
+    """Width of the face in a face crop of `side` pixels, from the crop geometry.
+
+    `preprocessing.align.crop_affine` maps a square of `max(w, h) * (1 + 2 * margin)` original
+    pixels around the face box onto the crop, so a face box of width w spans
+    `side * w / (max(w, h) * (1 + 2 * margin))` crop pixels: exactly `side / (1 + 2 * margin)`
+    for a square box (BlazeFace boxes are near square), less for a box taller than wide. The
+    centred-crop fallback (no face found) has no face box; it gets the same number.
+
+    >>> face_width_px(96)
+    64.0
+    """
+    return side / (1.0 + 2.0 * margin)
+
+
+def examples_tone(ex: Examples) -> ToneBasis:
+    """Where the groups of `ex` come from (`fairness.tone_basis`)."""
+    sources = ex.tone_sources or [None] * len(ex.groups)
+    groups = [g if g != UNKNOWN_GROUP else None for g in ex.groups]
+    return tone_basis(groups, sources)
 
 
 def _ci_summary(values: Sequence[float], *, num_boot: int, seed: int) -> dict[str, Any]:
@@ -102,6 +142,8 @@ def localisation_summary(
     groups: Sequence[str],
     *,
     tolerance_px: float = 0.0,
+    dilate: float = 0.0,
+    face_width: float | None = None,
     grid: Sequence[int] | None = None,
     align: str = "center",
     num_boot: int = 1000,
@@ -111,20 +153,42 @@ def localisation_summary(
 
     `cams` [N,3,H,W], `masks` bool [N,H,W,3], `labels` [N,3] (NaN unknown), `groups` [N].
     Only images with the condition present (label 1) and a non-empty mask count.
-    `pointing_game` is always strict; with `tolerance_px` > 0, `pointing_game_tolerant` counts a
-    maximum within that distance of the mask as a hit too. With `grid` (the maps' resolution
-    before upsampling) the strict pointing-game ceiling of that resolution is reported too
-    (`metrics.pointing_ceiling`).
+    `pointing_game` counts a maximum in the mask grown by `dilate` x `face_width` pixels
+    (`metrics.pointing_game_dilated`; `face_width` None = `face_width_px` of the crop side);
+    with `dilate` 0 it is strict, else the strict one is `pointing_game_strict`. With
+    `tolerance_px` > 0, `pointing_game_tolerant` counts a maximum within that distance of the
+    mask as a hit too. With `grid` (the maps' resolution before upsampling) the strict
+    pointing-game ceiling of that resolution is reported too (`metrics.pointing_ceiling`).
+    Each condition gets a `status`: "ok", "no ground truth" (no image has a label for it),
+    "no positives" or "no lesion masks" (present, but never with a mask).
     """
     out: dict[str, Any] = {}
     names = [*GROUPS, UNKNOWN_GROUP]
+    if face_width is None:
+        face_width = face_width_px(masks.shape[2])
     for c, cond in enumerate(CONDITIONS):
         present = labels[:, c] == 1
         has_mask = masks[..., c].reshape(len(masks), -1).any(axis=1)
         use = np.flatnonzero(present & has_mask)
-        hits = np.array([metrics.pointing_game(cams[i, c], masks[i, ..., c]) for i in use], float)
+        strict = np.array([metrics.pointing_game(cams[i, c], masks[i, ..., c]) for i in use], float)
         energy = np.array([metrics.energy_in_mask(cams[i, c], masks[i, ..., c]) for i in use])
-        scores = [("pointing_game", hits), ("energy_in_mask", energy)]
+        if dilate > 0:
+            hits = np.array(
+                [
+                    metrics.pointing_game_dilated(
+                        cams[i, c], masks[i, ..., c], face_width_px=face_width, dilate=dilate
+                    )
+                    for i in use
+                ],
+                float,
+            )
+            scores = [
+                ("pointing_game", hits),
+                ("pointing_game_strict", strict),
+                ("energy_in_mask", energy),
+            ]
+        else:
+            scores = [("pointing_game", strict), ("energy_in_mask", energy)]
         if tolerance_px > 0:
             near = [
                 metrics.pointing_game(cams[i, c], masks[i, ..., c], tolerance_px=tolerance_px)
@@ -136,7 +200,18 @@ def localisation_summary(
             scores.append(("pointing_ceiling", np.array(ceiling, float)))
         area = np.array([masks[i, ..., c].mean() for i in use])
         g = np.array([groups[i] for i in use])
+        n_labelled = int(np.isfinite(labels[:, c]).sum())
+        if n_labelled == 0:
+            status = NO_GROUND_TRUTH
+        elif not present.any():
+            status = "no positives"
+        elif use.size == 0:
+            status = "no lesion masks"
+        else:
+            status = "ok"
         entry: dict[str, Any] = {
+            "status": status,
+            "n_labelled": n_labelled,
             "n_present": int(present.sum()),
             "n_present_without_mask": int((present & ~has_mask).sum()),
         }
@@ -207,6 +282,8 @@ def faithfulness_summary(
             if progress is not None:
                 progress(1)
         entry: dict[str, Any] = {"n": int(use.size)}
+        if not np.isfinite(labels[:, c]).any():
+            entry["status"] = NO_GROUND_TRUTH
         for key, values in aucs.items():
             entry[f"{key}_auc"] = float(np.mean(values)) if values else None
         for mode in ("deletion", "insertion"):
@@ -271,7 +348,8 @@ def lesion_reliance(
 def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> dict[str, Any]:
     """The issue's goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random.
 
-    Judged on the strict pointing game; the tolerant one is reported beside it when present.
+    Judged on `pointing_game` (strict, or within the `--dilate` allowance of box annotations);
+    the tolerant one is reported beside it when present.
     """
     out: dict[str, Any] = {}
     for cond in CONDITIONS:
@@ -282,6 +360,7 @@ def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> di
         )
         ratio = faithfulness.get(cond, {}).get("deletion_ratio")
         out[cond] = {
+            "status": localisation[cond].get("status", "ok"),
             "pointing_game": value,
             "pointing_game_worst_group": worst,
             "pointing_ok": worst is not None and worst >= GOAL_POINTING,
@@ -326,7 +405,7 @@ def load_examples(
     n = len(source) if limit is None else min(limit, len(source))
     if n == 0:
         raise EvaluationError(f"{data_dir}: the {split!r} split is empty", EXIT_DATA)
-    ids, images, masks, labels, groups = [], [], [], [], []
+    ids, images, masks, labels, groups, fitz, column = [], [], [], [], [], [], []
     for i in range(n):
         r = source[i]
         ids.append(r["id"].decode() if isinstance(r["id"], bytes) else str(r["id"]))
@@ -335,7 +414,47 @@ def load_examples(
         labels.append(np.asarray(r["labels"], np.float32))
         g = int(r["group"])
         groups.append(GROUPS[g] if g >= 0 else UNKNOWN_GROUP)
-    return Examples(ids, np.stack(images), np.stack(masks), np.stack(labels), groups)
+        fitz.append(int(r.get("fitzpatrick", 0)))
+        tone = r.get("tone_source", b"")  # absent in crops built before tone_source existed
+        column.append(tone.decode() if isinstance(tone, bytes) else str(tone))
+    default = read_data_facts(data_dir)["tone_source"]
+    try:
+        sources = row_tone_sources(fitz, column, default=default)
+    except ValueError as err:
+        raise EvaluationError(f"{data_dir}: {err}", EXIT_DATA) from None
+    return Examples(
+        ids, np.stack(images), np.stack(masks), np.stack(labels), groups, tone_sources=sources
+    )
+
+
+def read_data_facts(data_dir: str | Path) -> dict[str, Any]:
+    """What the evaluation needs to know about a canonical dataset folder.
+
+    ``synthetic``: every `source` of metadata.csv names a synthetic set (exact lesion masks);
+    ``tone_source`` and ``datacard``: from DATA/datacard.json (`fairness.model_card`), if any.
+    """
+    import pandas as pd
+
+    from fairness.model_card import DATACARD_NAMES, DatacardError, read_datacard
+
+    data_dir = Path(data_dir)
+    try:
+        sources = pd.read_csv(data_dir / "metadata.csv", usecols=["source"], dtype=str)["source"]
+        names = {str(x) for x in sources.dropna()}
+    except (OSError, ValueError):
+        names = set()
+    card = None
+    if any((data_dir / n).is_file() for n in DATACARD_NAMES):
+        try:
+            card = read_datacard(data_dir)
+        except DatacardError as err:
+            raise EvaluationError(str(err), EXIT_DATA) from None
+    return {
+        "synthetic": bool(names) and all("synth" in x.lower() for x in names),
+        "sources": sorted(names),
+        "tone_source": (card or {}).get("tone_source"),
+        "datacard": card,
+    }
 
 
 def padded_batches(x: Any, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -425,14 +544,19 @@ def example_grid(
     indices: Sequence[int],
     *,
     min_side: int = 160,
+    tone: ToneBasis | None = None,
 ) -> np.ndarray:
-    """Rows of: crop | CAM overlay per condition (lesion mask outlined in white, label, prob)."""
+    """Rows of: crop | CAM overlay per condition (lesion mask outlined in white, label, prob).
+
+    The crop's caption names its group as `tone` does ("estimated-tone group V-VI").
+    """
+    tone = tone or make_tone_basis(LABELLED)
     rows = []
     for i in indices:
         crop = ex.images[i]
         side = crop.shape[0] * max(1, math.ceil(min_side / crop.shape[0]))
         big = cv2.resize(crop, (side, side), interpolation=cv2.INTER_NEAREST)
-        tiles = [_caption(big, ex.groups[i])]
+        tiles = [_caption(big, tone.group_name(ex.groups[i]))]
         for c, cond in enumerate(CONDITIONS):
             tile = overlay_on_crop(
                 big, cv2.resize(cams[i, c], (side, side), interpolation=cv2.INTER_LINEAR)
@@ -499,6 +623,7 @@ def evaluate_run(
     method: str = "cam",
     layer: str | None = None,
     tolerance_px: float | None = None,
+    dilate: float | None = None,
     num_steps: int = 20,
     curve_images: int = 100,
     num_boot: int = 1000,
@@ -512,6 +637,9 @@ def evaluate_run(
 
     `tolerance_px`: of the tolerant pointing game (None: `standard_tolerance(side)`; 0: none).
 
+    `dilate`: allowance of `pointing_game` around the masks, a fraction of the face width
+    (None: 0 on a synthetic dataset, `BOX_DILATE` otherwise).
+
     `tfds_dir`: the crop cache; None = the one the run was trained from (`data.tfds_dir`).
     """
     from tqdm import tqdm
@@ -523,6 +651,11 @@ def evaluate_run(
     size = int(config.model.image_size)
     if tolerance_px is None:
         tolerance_px = standard_tolerance(size)
+    facts = read_data_facts(data_dir)
+    if dilate is None:
+        dilate = 0.0 if facts["synthetic"] else BOX_DILATE
+    face_width = face_width_px(size)
+    tone = examples_tone(ex)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
 
     try:
@@ -547,6 +680,8 @@ def evaluate_run(
         ex.labels,
         ex.groups,
         tolerance_px=tolerance_px,
+        dilate=dilate,
+        face_width=face_width,
         grid=grid,
         align=align,
         num_boot=num_boot,
@@ -579,7 +714,8 @@ def evaluate_run(
         idx = pick_examples(ex, group, num_examples)
         if idx:
             path = write_image(
-                out_dir / f"cam_examples_{group}.png", example_grid(ex, cams, probs, idx)
+                out_dir / f"cam_examples_{group}.png",
+                example_grid(ex, cams, probs, idx, tone=tone),
             )
             figures[group] = str(path)
 
@@ -594,13 +730,27 @@ def evaluate_run(
         "cam_grid": grid,
         "cam_align": align,
         "n_images": int(len(ex.images)),
+        **tone.to_dict(),
+        **({"group_note": tone.note} if tone.note else {}),
+        "no_ground_truth": [c for c in CONDITIONS if localisation[c]["status"] == NO_GROUND_TRUTH],
         "n_by_group": {
             g: int(sum(1 for x in ex.groups if x == g)) for g in [*GROUPS, UNKNOWN_GROUP]
         },
         "settings": {
+            "dilate": dilate,
+            "face_width_px": face_width,
+            "dilate_px": dilate * face_width,
+            "dilate_rule": (
+                "pointing_game counts a map maximum within dilate x face width of the lesion "
+                "mask (filled boxes grown by that many pixels); face width = side / (1 + 2 x "
+                f"margin {DEFAULT_MARGIN}), the face-box width in the crop of "
+                "preprocessing.align; default dilate 0 on synthetic data (exact masks), "
+                f"{BOX_DILATE} on real box annotations"
+                + ("; pointing_game_strict is the undilated one" if dilate > 0 else "")
+            ),
             "tolerance_px": tolerance_px,
             "tolerance_rule": (
-                "pointing_game is strict; pointing_game_tolerant counts a maximum within "
+                "pointing_game_tolerant counts a maximum within "
                 "tolerance_px of the mask (default 15 px at 224 px scaled to the crop, "
                 "Zhang et al. 2016)"
             ),
@@ -615,14 +765,30 @@ def evaluate_run(
         "lesion_reliance": reliance,
         "goal": goal_check(localisation, faithfulness),
         "figures": figures,
-        "note": (
-            f"Synthetic data: these numbers describe the benchmark, not real skin. {DISCLAIMER}."
-        ),
+        "note": _note(facts, tone, dilate),
     }
     json_path = out_dir / f"explain_{split}.json"
     report["report_path"] = str(json_path)
     _write_json(json_path, report)
     return report
+
+
+def _note(facts: dict[str, Any], tone: ToneBasis, dilate: float) -> str:
+    """The report's closing note: what the data is, where its groups come from, the disclaimer."""
+    if facts["synthetic"]:
+        data = "Synthetic data: these numbers describe the benchmark, not real skin."
+    else:
+        card = facts.get("datacard") or {}
+        name = card.get("name") or ", ".join(facts.get("sources") or []) or "unknown"
+        licence = f" ({card['licence']})" if card.get("licence") else ""
+        data = f"Real photographs: {name}{licence}."
+    if dilate > 0:
+        data += (
+            f" The pointing game counts a map maximum within {dilate:.0%} of the face width of an "
+            "annotated lesion (box)."
+        )
+    groups = f" Groups: {tone.label}. {tone.note}" if tone.source != LABELLED else ""
+    return f"{data}{groups} {DISCLAIMER}."
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -643,10 +809,15 @@ def format_table(report: dict[str, Any]) -> str:
         lo, hi = s["ci95"]
         return f"{s['value']:.2f} [{lo:.2f}, {hi:.2f}] (n={s['n']})"
 
+    tone = make_tone_basis(report.get("tone_source", LABELLED))
     tol = report.get("settings", {}).get("tolerance_px") or 0
+    dilate = report.get("settings", {}).get("dilate") or 0
+    pg_name = (
+        f"pointing game (boxes + {dilate:.0%} face width)" if dilate else "pointing game (strict)"
+    )
     head = (
-        "| condition | pointing game (strict) | "
-        + " | ".join(f"PG {g}" for g in GROUPS)
+        f"| condition | {pg_name} | "
+        + " | ".join(f"PG {tone.group_name(g)}" for g in GROUPS)
         + " | PG spread | PG ceiling | "
         + (f"PG within {tol:.1f} px (spread) | " if tol else "")
         + "energy in mask (area) | deletion AUC / random | insertion AUC / random |"
@@ -654,6 +825,10 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for cond in CONDITIONS:
         loc, fai = report["localisation"][cond], report["faithfulness"][cond]
+        if loc.get("status") == NO_GROUND_TRUTH:
+            cells = head.count("|") - 2
+            lines.append(f"| {cond} | {NO_GROUND_TRUTH} |" + " - |" * (cells - 1))
+            continue
         pg = loc["pointing_game"]
         spread = "-" if pg["spread"] is None else f"{pg['spread']:.2f}"
         en = loc["energy_in_mask"]["overall"]
@@ -728,6 +903,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "224 px scaled to the crop; 0: strict only). The strict one is always reported",
     )
     p.add_argument(
+        "--dilate",
+        type=float,
+        default=None,
+        help="pointing game: count a map maximum within this fraction of the face width of "
+        f"the lesion mask (box annotations are loose; default: 0 on synthetic data, {BOX_DILATE} "
+        "on real data; 0 = strict)",
+    )
+    p.add_argument(
         "--num-steps", type=int, default=20, help="points of each deletion/insertion curve - 1"
     )
     p.add_argument(
@@ -744,6 +927,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.dilate is not None and not 0 <= args.dilate < 1:
+        p.error(f"--dilate must be in [0, 1), got {args.dilate}")
     for name in ("limit", "num_steps", "curve_images", "num_boot"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -765,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
             method=args.method,
             layer=args.layer,
             tolerance_px=args.tolerance_px,
+            dilate=args.dilate,
             num_steps=args.num_steps,
             curve_images=args.curve_images,
             num_boot=args.num_boot,

@@ -2,7 +2,8 @@
 
 Pure numpy (numpy 1.26 compatible); a model enters only as `predict_fn(images) -> scores`.
 
-* Pointing game (Zhang et al. 2016): is the map's maximum inside the lesion mask?
+* Pointing game (Zhang et al. 2016): is the map's maximum inside the lesion mask? For box
+  annotations, inside the boxes grown by a fraction of the face width (`pointing_game_dilated`).
 * Energy in mask: the share of the map's mass inside the mask (a uniform map scores the mask's
   area fraction, reported beside it as the chance level).
 * Deletion / insertion (Petsiuk et al. 2018, RISE): remove (or insert) pixels from the most salient
@@ -64,6 +65,42 @@ def pointing_game(saliency: np.ndarray, mask: np.ndarray, *, tolerance_px: float
         if (((lesion - p) ** 2).sum(axis=1) <= tolerance_px**2).any():
             return True
     return False
+
+
+def pointing_game_dilated(
+    saliency: np.ndarray, mask: np.ndarray, *, face_width_px: float, dilate: float = 0.02
+) -> bool:
+    """Pointing game against box annotations: a hit when a maximum of `saliency` lies in `mask`
+    grown by `dilate` x `face_width_px` pixels.
+
+    Boxes drawn by hand are loose, and a peak on a box's edge is as right as one inside it; the
+    allowance scales with the face, so it means the same at every crop size. The growth is
+    Euclidean (a box's sides move out by the allowance, its corners round off), so a box that
+    the eye alignment rotated in the crop grows the same way.
+
+    Parameters
+    ----------
+    saliency : array [H, W]
+    mask : array [H, W], non-zero = inside a (filled) lesion box
+    face_width_px : float
+        Width of the face in the crop, in pixels (`explain.evaluate.face_width_px`).
+    dilate : float
+        Allowance as a fraction of the face width (0.02 = 2%); 0 = the strict pointing game.
+
+    Returns
+    -------
+    bool
+
+    >>> s = np.zeros((50, 50)); s[20, 31] = 1.0  # one pixel right of the box
+    >>> m = np.zeros((50, 50)); m[10:30, 10:31] = 1
+    >>> [pointing_game_dilated(s, m, face_width_px=50.0, dilate=d) for d in (0.0, 0.02)]
+    [False, True]
+    """
+    if not dilate >= 0 or not face_width_px > 0:
+        raise ValueError(
+            f"dilate must be >= 0 and face_width_px > 0, got {dilate} and {face_width_px}"
+        )
+    return pointing_game(saliency, mask, tolerance_px=dilate * face_width_px)
 
 
 def peak_candidates(in_size: int, out_size: int, align: str = "center") -> np.ndarray:

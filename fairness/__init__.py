@@ -3,5 +3,6 @@
 numpy, scikit-learn and fairlearn only (never JAX), so Triton's python models can import it.
 Modules: `metrics` (pure metric functions, `epoch_metrics`), `bootstrap`, `gaps`, `evaluate`
 (`evaluate_predictions`), `calibration`, `thresholds` (numpy-only: fit/save/load/apply),
-`coverage`, `io` (predictions CSVs), `plots`, `render`, `model_card`, `report` (the CLI).
+`coverage`, `severity` (acne-severity QWK / MAE with CIs), `io` (predictions CSVs), `plots`,
+`render`, `model_card`, `report` (the CLI).
 """

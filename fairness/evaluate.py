@@ -11,9 +11,11 @@ description)::
      "summary": {"macro_f1": est, "worst_group_f1": est, "gap_dark_vs_medium_f1": est, ...}}
 
 A cell holds ``n``, ``positives``, ``negatives``, ``prevalence`` and one estimate per metric;
-an estimate is ``{"value", "ci_low", "ci_high", "status"}`` where status is "ok" or
-"insufficient evidence" (then the numbers are null and ``reason`` says why). No NaN is
-ever returned.
+an estimate is ``{"value", "ci_low", "ci_high", "status"}`` where status is "ok",
+"insufficient evidence" or, for a condition no image has a label for (e.g. wrinkles on a
+dataset without wrinkle labels), "no ground truth"; then the numbers are null and ``reason``
+says why. Macro metrics average over the conditions that have ground truth (``macro.conditions``;
+the others are listed in ``no_ground_truth``). No NaN is ever returned.
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap
 from fairness.io import PredictionArrays, to_arrays
 from fairness.metrics import SCORE_METRICS, THRESHOLD_METRICS, batched_metrics
 
-__all__ = ["INSUFFICIENT", "MIN_NEGATIVES", "MIN_POSITIVES", "evaluate_predictions"]
+__all__ = [
+    "INSUFFICIENT",
+    "MIN_NEGATIVES",
+    "MIN_POSITIVES",
+    "NO_GROUND_TRUTH",
+    "evaluate_predictions",
+]
 
 INSUFFICIENT = "insufficient evidence"
+NO_GROUND_TRUTH = "no ground truth"
+NO_GROUND_TRUTH_REASON = "no image has a label for this condition"
 # Below 10 positives (or negatives) even a perfect-looking recall has a 95% CI wider than
 # +-0.3 (Wilson interval for 5/10 is [0.24, 0.76]); a number there would mislead.
 MIN_POSITIVES = 10
@@ -40,6 +50,11 @@ CI_METHOD = (
     "percentile bootstrap, resampling images with replacement within strata of "
     "Fitzpatrick type (group when the type is unknown) x label pattern"
 )
+# The same strata when no row has a type (e.g. estimated tone): no Fitzpatrick in the text.
+CI_METHOD_GROUPS = (
+    "percentile bootstrap, resampling images with replacement within strata of "
+    "skin-tone group x label pattern"
+)
 
 
 @dataclass
@@ -48,6 +63,7 @@ class _Cell:
     positives: int
     negatives: int
     reason: str | None  # None = enough evidence
+    status: str = "ok"  # "ok", INSUFFICIENT or NO_GROUND_TRUTH
 
     @property
     def ok(self) -> bool:
@@ -97,12 +113,12 @@ def _estimate(point: float, replicates: np.ndarray | None, level: float) -> dict
     }
 
 
-def _insufficient(reason: str) -> dict:
+def _insufficient(reason: str, status: str = INSUFFICIENT) -> dict:
     return {
         "value": None,
         "ci_low": None,
         "ci_high": None,
-        "status": INSUFFICIENT,
+        "status": status,
         "reason": reason,
     }
 
@@ -118,6 +134,7 @@ def evaluate_predictions(
     ci_level: float = 0.95,
     progress: bool = False,
     chunk_size: int = 100,
+    decisions=None,
 ) -> dict:
     """Evaluate predictions per condition x group (and type) with bootstrap 95% CIs.
 
@@ -139,6 +156,9 @@ def evaluate_predictions(
         Coverage of the percentile interval.
     progress : bool
         Show a tqdm bar over bootstrap chunks.
+    decisions : array-like of 0/1, shape [N, C], optional
+        Decisions made elsewhere (e.g. cross-fitted thresholds, `fairness.crossfit`); they
+        replace applying `thresholds`, which then only names the method.
 
     Returns
     -------
@@ -156,7 +176,13 @@ def evaluate_predictions(
         )
     if len(arr.groups) != n_rows or arr.fitzpatrick.shape[0] != n_rows:
         raise ValueError("groups and fitzpatrick must have one entry per row")
-    if thresholds is None:
+    method = "per-group (fitted)" if thresholds is not None else "0.5 for every group"
+    if decisions is not None:
+        method = "decisions given"
+        decisions = np.asarray(decisions)
+        if decisions.shape != y.shape:
+            raise ValueError(f"decisions must have shape {y.shape}, got {decisions.shape}")
+    elif thresholds is None:
         decisions = p >= 0.5
         if not np.all(np.isfinite(p)):
             raise ValueError("probs contain NaN or infinite values")
@@ -173,6 +199,7 @@ def evaluate_predictions(
         "by_group": {g: group == g for g in GROUPS},
         "by_type": {str(t): types == t for t in FITZPATRICK_TYPES},
     }
+    no_ground_truth = [c for i, c in enumerate(CONDITIONS) if not np.isfinite(y[:, i]).any()]
     cells: dict[tuple[str, str, str], _Cell] = {}
     for c, cond in enumerate(CONDITIONS):
         known = np.isfinite(y[:, c])
@@ -181,13 +208,16 @@ def evaluate_predictions(
                 rows = np.flatnonzero(known & mask)
                 pos = int(y[rows, c].sum())
                 neg = int(rows.size - pos)
-                reason = None
-                if pos < min_positives or neg < min_negatives:
-                    reason = (
+                reason, status = None, "ok"
+                if cond in no_ground_truth:
+                    reason, status = NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH
+                elif pos < min_positives or neg < min_negatives:
+                    reason, status = (
                         f"{pos} positives and {neg} negatives; need at least "
-                        f"{min_positives} and {min_negatives}"
+                        f"{min_positives} and {min_negatives}",
+                        INSUFFICIENT,
                     )
-                cells[(cond, kind, name)] = _Cell(rows, pos, neg, reason)
+                cells[(cond, kind, name)] = _Cell(rows, pos, neg, reason, status)
 
     # Point estimates: the same batched code with unit weights.
     points: dict[tuple[str, str, str], dict[str, float]] = {}
@@ -238,8 +268,8 @@ def evaluate_predictions(
             if cell.ok:
                 out[metric] = _estimate(points[key][metric], replicates[key][metric], ci_level)
             else:
-                out[metric] = _insufficient(cell.reason)
-        out["status"] = "ok" if cell.ok else INSUFFICIENT
+                out[metric] = _insufficient(cell.reason, cell.status)
+        out["status"] = cell.status
         return out
 
     result_conditions: dict[str, dict] = {}
@@ -254,10 +284,16 @@ def evaluate_predictions(
             for g in GROUPS
             if cells[(cond, "by_group", g)].ok
         }
-        entry.update(_between_groups(group_values, ci_level))
+        between = _between_groups(group_values, ci_level)
+        if cond in no_ground_truth:
+            between = _mark_no_ground_truth(between)
+        entry.update(between)
         result_conditions[cond] = entry
 
-    macro = _macro(CONDITIONS, GROUPS, cells, points, replicates, ci_level)
+    # Conditions nobody labelled would make every macro cell insufficient: average the others.
+    scored = [c for c in CONDITIONS if c not in no_ground_truth] or list(CONDITIONS)
+    macro = _macro(scored, GROUPS, cells, points, replicates, ci_level)
+    macro["conditions"] = scored
     summary = {
         "macro_f1": macro["overall"]["f1"],
         "worst_group_f1": macro["group_min"]["f1"],
@@ -271,11 +307,12 @@ def evaluate_predictions(
         "n_boot": int(n_boot),
         "seed": int(seed),
         "ci_level": ci_level,
-        "ci_method": CI_METHOD,
+        "ci_method": CI_METHOD if (types > 0).any() else CI_METHOD_GROUPS,
         "min_positives": min_positives,
         "min_negatives": min_negatives,
-        "thresholds": "per-group (fitted)" if thresholds is not None else "0.5 for every group",
+        "thresholds": method,
         "conditions": result_conditions,
+        "no_ground_truth": no_ground_truth,
         "macro": macro,
         "summary": summary,
     }
@@ -320,6 +357,15 @@ def _between_groups(group_values: dict, level: float) -> dict:
         "auroc": out["difference"]["auroc"],
     }
     return out
+
+
+def _mark_no_ground_truth(tree):
+    """The same between-group dict with every estimate marked "no ground truth"."""
+    if isinstance(tree, dict) and "status" in tree:
+        return _insufficient(NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH)
+    if isinstance(tree, dict):
+        return {k: _mark_no_ground_truth(v) for k, v in tree.items()}
+    return tree
 
 
 def _combine_pair(pair: dict, fn, metric: str, level: float) -> dict:

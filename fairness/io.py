@@ -68,7 +68,13 @@ def read_predictions(path: str | os.PathLike):
     """
     import pandas as pd
 
-    from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS, PREDICTION_COLUMNS
+    from data.schema import (
+        CONDITIONS,
+        FITZPATRICK_TYPES,
+        GROUPS,
+        PREDICTION_COLUMNS,
+        PREDICTION_OPTIONAL_COLUMNS,
+    )
 
     path = Path(path)
     if not path.is_file():
@@ -128,9 +134,25 @@ def read_predictions(path: str | os.PathLike):
         )
     # A known type with an empty group still belongs to that type's group.
     out["group"] = group.where(group != "", expected)
-    for extra in ("source",):
+    # tone_source: fairness.tone_basis reads it; subject_id: cross-fitting folds keep a subject
+    # together (fairness.crossfit); face_found (1/0): the share of faces not analysed.
+    for extra in ("source", "tone_source", "subject_id", "face_found"):
         if extra in df.columns:
             out[extra] = df[extra]
+    if "face_found" in df.columns:
+        raw_face = df["face_found"].str.strip()
+        bad_face = ~raw_face.isin(["0", "1", ""])
+        if bad_face.any():
+            problems.append(
+                f"column 'face_found', {_lines(bad_face.to_numpy())}: must be 0, 1 or empty"
+            )
+        out["face_found"] = raw_face
+    # Optional acne-severity columns (data.schema.PREDICTION_OPTIONAL_COLUMNS), when present:
+    # kept as numbers, NaN = empty (unknown label, or a model without the severity head).
+    for extra in (c for c in PREDICTION_OPTIONAL_COLUMNS if c.startswith("acne_severity")):
+        if extra in df.columns:
+            raw_x = df[extra].str.strip()
+            out[extra] = pd.to_numeric(raw_x.where(raw_x != ""), errors="coerce").astype(np.float64)
     if problems:
         raise PredictionsError(f"{path}: " + "; ".join(problems))
     out.attrs["path"] = str(path)
@@ -225,11 +247,12 @@ def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
 
 
 def _kind(info: dict) -> str:
-    text = json.dumps(info).lower()
-    if info.get("synthetic") is True or "synth" in text:
+    """synthetic | real | unknown: dataset.json's ``synthetic`` key decides when it has one (a
+    real dataset may well mention "synth", e.g. one combined with the synthetic benchmark)."""
+    if isinstance(info.get("synthetic"), bool):
+        return "synthetic" if info["synthetic"] else "real"
+    if "synth" in json.dumps(info).lower():
         return "synthetic"
-    if info.get("synthetic") is False:
-        return "real"
     return "unknown"
 
 

@@ -1,18 +1,62 @@
-"""Model card: intended use, data, per-group metrics with CIs and known limitations.
+"""Model card: intended use, data and its provenance, per-group metrics with CIs, limitations.
 
 `make_model_card` builds a JSON-ready dict from the evaluation results; `render_model_card`
 turns it into Markdown; `write_model_card` writes both files atomically. The serving side
 can call `make_model_card` too, so the card beside the exported ONNX file says the same.
+
+Where the skin-tone groups come from (`fairness.tone_basis`) is stated in the card: with an
+estimated tone every heading says "estimated tone group (ITA)", never Fitzpatrick.
+
+Data provenance comes from a datacard: `datacard.json` (or `.yaml` / `.yml`) beside a dataset's
+metadata.csv, one JSON object::
+
+    {"name": "acne-new v36", "licence": "CC BY 4.0",
+     "attribution": "buyumedatasets (Roboflow Universe workspace)",
+     "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
+     "tone_source": "estimated"}
+
+`name` is required; the other keys are optional strings (`tone_source`: labelled | estimated,
+the default for rows whose predictions do not say). Any other key is an error. A dataset
+combined from several (`data.combine`) keeps each input's datacard in ``OUT/<input>/``;
+`read_datacards` and `find_datacards` collect those when OUT has none of its own.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
-from fairness.render import fmt_estimate, to_markdown
+import numpy as np
 
-__all__ = ["make_model_card", "render_model_card", "write_model_card"]
+from fairness.render import fmt_estimate, to_markdown
+from fairness.tone_basis import LABELLED, TONE_SOURCES, ToneBasis, make_tone_basis
+
+__all__ = [
+    "DATACARD_KEYS",
+    "DATACARD_NAMES",
+    "EVIDENCE_KINDS",
+    "DatacardError",
+    "condition_evidence",
+    "find_datacards",
+    "make_model_card",
+    "read_datacard",
+    "read_datacards",
+    "render_model_card",
+    "write_model_card",
+]
+
+DATACARD_NAMES = ("datacard.json", "datacard.yaml", "datacard.yml")
+DATACARD_KEYS = ("name", "licence", "attribution", "url", "tone_source")
+# What a condition's numbers rest on: labels on real photos, synthetic images only, or unknown
+# (a dataset of unknown kind).
+EVIDENCE_KINDS = ("real", "synthetic", "unknown")
+EVIDENCE_NOTE = (
+    "Per condition: 'real' = labelled on real photographs in the evaluation data; 'synthetic' "
+    "= only synthetic evidence (synthetic evaluation data, or no label for the condition in "
+    "the evaluation data, so whatever the model says about it rests on synthetic training "
+    "data at most); 'unknown' = labelled, but the data's kind is unknown."
+)
 
 GAP_TARGET = 0.15  # the issue's target for the dark-vs-medium F1 gap
 NOT_A_MEDICAL_DEVICE = "This model is not a medical device and is not cleared for clinical use."
@@ -28,44 +72,283 @@ OUT_OF_SCOPE = [
 ]
 
 
-def _data_section(dataset: dict) -> dict:
+class DatacardError(ValueError):
+    """A datacard that cannot be read; the message names the file and the field."""
+
+
+def read_datacard(path: str | Path) -> dict:
+    """One datacard (JSON or YAML), or the one in a dataset folder, as a checked dict.
+
+    Returns the keys of `DATACARD_KEYS` that are set (name always) plus ``file``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in DATACARD_NAMES if (path / n).is_file()]
+        if not found:
+            raise DatacardError(f"{path}: no {' / '.join(DATACARD_NAMES)} in this folder")
+        path = found[0]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DatacardError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            doc = yaml.safe_load(text)
+        else:
+            doc = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError and yaml.YAMLError's subclasses of it
+        raise DatacardError(f"{path}: not valid JSON/YAML ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError is not a ValueError
+        raise DatacardError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(doc, dict):
+        raise DatacardError(f"{path}: expected one object, got {type(doc).__name__}")
+    unknown = sorted(set(doc) - set(DATACARD_KEYS))
+    if unknown:
+        raise DatacardError(f"{path}: unknown field(s) {unknown}; allowed: {sorted(DATACARD_KEYS)}")
+    if not isinstance(doc.get("name"), str) or not doc["name"].strip():
+        raise DatacardError(f"{path}: field 'name': required, a non-empty string")
+    card: dict = {}
+    for key in DATACARD_KEYS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise DatacardError(f"{path}: field {key!r}: expected a string, got {value!r}")
+        card[key] = value.strip()
+    if "tone_source" in card and card["tone_source"] not in TONE_SOURCES:
+        raise DatacardError(
+            f"{path}: field 'tone_source': must be one of {sorted(TONE_SOURCES)}, "
+            f"got {card['tone_source']!r}"
+        )
+    return card | {"file": str(path)}
+
+
+def _card_files(folder: Path) -> list[Path]:
+    """The datacard of a dataset folder, else those of its subfolders (a combined dataset)."""
+    own = [folder / n for n in DATACARD_NAMES if (folder / n).is_file()]
+    if own:
+        return own[:1]
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found += [sub / n for n in DATACARD_NAMES if (sub / n).is_file()][:1]
+    return found
+
+
+def read_datacards(path: str | Path) -> list[dict]:
+    """Datacards from a file, a dataset folder holding one, or a combined dataset's folder.
+
+    A folder without a datacard of its own gives those of its immediate subfolders, sorted by
+    name (``OUT/<input>/datacard.json`` of `data.combine`); `DatacardError` when there is none.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return [read_datacard(path)]
+    files = _card_files(path)
+    if not files:
+        raise DatacardError(
+            f"{path}: no {' / '.join(DATACARD_NAMES)} in this folder or its subfolders"
+        )
+    return [read_datacard(f) for f in files]
+
+
+def find_datacards(run_dir: str | Path | None) -> list[dict]:
+    """The datacards beside the datasets a run names in its config.json (none: []).
+
+    Any string value of config.json that is a folder holding metadata.csv counts as a dataset
+    (as `fairness.io.read_dataset_info` finds dataset.json); paths are taken as written. A
+    dataset without a datacard of its own gives its subfolders' (`read_datacards`).
+    """
+    if run_dir is None:
+        return []
+    config = Path(run_dir) / "config.json"
+    try:
+        doc = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    cards, seen = [], set()
+    for value in _strings(doc):
+        folder = Path(value)
+        try:
+            if not (folder / "metadata.csv").is_file():
+                continue
+        except OSError:
+            continue
+        key = folder.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        cards += [read_datacard(f) for f in _card_files(folder)]
+    return cards
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if 0 < len(value) < 500 else []
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def condition_evidence(
+    y_true: np.ndarray,
+    kind: str,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    synthetic_rows: np.ndarray | None = None,
+) -> dict[str, str]:
+    """What each condition's numbers rest on (`EVIDENCE_KINDS`; see `EVIDENCE_NOTE`).
+
+    Parameters
+    ----------
+    y_true : array [N, C]
+        Labels of the evaluation data (NaN = unknown), columns in `CONDITIONS` order.
+    kind : str
+        The data's kind: synthetic, real or unknown (`fairness.io.read_dataset_info`).
+    overrides : mapping, optional
+        Condition -> kind, replacing the rule (e.g. from ``--evidence wrinkles=synthetic``).
+    synthetic_rows : bool array [N], optional
+        Per row: from a synthetic source (a `source` column). With it a condition is "real"
+        when some real row has its label, whatever `kind` says (a real set combined with the
+        synthetic benchmark: wrinkles labelled on synthetic rows only -> "synthetic").
+
+    Returns
+    -------
+    dict condition -> "real" | "synthetic" | "unknown"
+
+    >>> y = np.array([[1.0, 0.0, np.nan], [0.0, np.nan, np.nan]])
+    >>> condition_evidence(y, "real")
+    {'acne': 'real', 'hyperpigmentation': 'real', 'wrinkles': 'synthetic'}
+    >>> condition_evidence(y, "real", synthetic_rows=np.array([True, False]))["hyperpigmentation"]
+    'synthetic'
+    """
+    from data.schema import CONDITIONS
+
+    y = np.asarray(y_true, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != len(CONDITIONS):
+        raise ValueError(f"y_true must have shape [N, {len(CONDITIONS)}], got {y.shape}")
+    base = kind if kind in EVIDENCE_KINDS else "unknown"
+    out = {}
+    for i, c in enumerate(CONDITIONS):
+        known = np.isfinite(y[:, i])
+        if not known.any():
+            out[c] = "synthetic"
+        elif synthetic_rows is None:
+            out[c] = base
+        else:
+            out[c] = "synthetic" if np.asarray(synthetic_rows, bool)[known].all() else "real"
+    for cond, value in (overrides or {}).items():
+        if cond not in out:
+            raise ValueError(f"evidence: unknown condition {cond!r}; choose one of {sorted(out)}")
+        if value not in EVIDENCE_KINDS:
+            raise ValueError(
+                f"evidence for {cond}: unknown kind {value!r}; choose one of "
+                f"{sorted(EVIDENCE_KINDS)}"
+            )
+        out[cond] = value
+    return out
+
+
+def _intended_use(tone: ToneBasis) -> str:
+    if tone.source == LABELLED:
+        return INTENDED_USE
+    return INTENDED_USE.replace(
+        "(Fitzpatrick groups I-II, III-IV, V-VI)",
+        f"(skin-tone groups I-II, III-IV, V-VI: {tone.group_basis})",
+    )
+
+
+def _has_types(metrics: dict) -> bool:
+    return any(
+        cell["n"] > 0
+        for entry in metrics["conditions"].values()
+        for cell in entry["by_type"].values()
+    )
+
+
+# What the numbers were measured on, when the data has no test split (`fairness.crossfit`).
+CROSS_FITTED_NOTE = (
+    "The data has no test split: metrics are measured on the validation split. Thresholds are "
+    "cross-fitted (the rows split into 2 folds by subject, or by image where no subject is "
+    "given; each fold decided with thresholds "
+    "fitted on the other), so no threshold-dependent number (F1, precision, recall) comes from "
+    "thresholds fitted on its own rows; AUROC and AP use every row. The validation split also "
+    "chose the training checkpoint, so the numbers may still be optimistic."
+)
+
+
+def _data_section(dataset: dict, split: str = "test") -> dict:
     kind = dataset.get("kind", "unknown")
+    measured = (
+        "the held-out test split" if split == "test" else "the validation split (no test split)"
+    )
     note = {
         "synthetic": "All metrics are measured on synthetic images; they show that the pipeline "
         "works and how it behaves, not how it performs on real faces.",
-        "real": "Metrics are measured on the held-out test split of the named data.",
+        "real": f"Metrics are measured on {measured} of the named data.",
         "unknown": "The data source is unknown (no dataset.json or source column was found); "
         "treat the metrics as unverified.",
     }.get(kind, "")
     return {"kind": kind, "name": dataset.get("name", "unknown"), "details": dataset, "note": note}
 
 
-def _limitations(metrics: dict, dataset: dict) -> list[str]:
+def _limitations(
+    metrics: dict,
+    dataset: dict,
+    tone: ToneBasis,
+    evidence: Mapping[str, str] | None = None,
+    provenance: list | None = None,
+    split: str = "test",
+    severity: bool = False,
+) -> list[str]:
     from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
 
     items = []
+    if split != "test":
+        items.append(CROSS_FITTED_NOTE)
+    if tone.note:
+        items.append(tone.note)
     if dataset.get("kind") == "synthetic":
         items.append("Evaluated on synthetic data only; real-world performance is unmeasured.")
     elif dataset.get("kind") == "unknown":
         items.append("The evaluation data could not be identified.")
+    if provenance is not None and not provenance:
+        items.append(
+            "Data provenance (licence, attribution) is not recorded: no datacard was found."
+        )
+    has_types = tone.source == LABELLED or _has_types(metrics)
     for cond in CONDITIONS:
         entry = metrics["conditions"][cond]
+        if entry["overall"]["n"] == 0:
+            kind = (evidence or {}).get(cond, "synthetic")
+            items.append(
+                f"{cond}: no ground truth in the {split} split (no image has a label); "
+                f"evidence: {kind}."
+            )
+            continue
         short = [g for g in GROUPS if entry["by_group"][g]["status"] != "ok"]
         if short:
+            where = ", ".join(tone.group_name(g) for g in short)
+            if tone.source == LABELLED:
+                where = f"group(s) {where}"
             items.append(
-                f"{cond}: insufficient evidence for group(s) {', '.join(short)} "
+                f"{cond}: insufficient evidence for {where} "
                 f"(fewer than {metrics['min_positives']} positives or "
-                f"{metrics['min_negatives']} negatives in the test split)."
+                f"{metrics['min_negatives']} negatives in the {split} split)."
             )
         types = [t for t in map(str, FITZPATRICK_TYPES) if entry["by_type"][t]["status"] != "ok"]
-        if types:
+        if types and has_types:
             items.append(f"{cond}: per-type metrics unavailable for type(s) {', '.join(types)}.")
     gap = metrics["summary"]["gap_dark_vs_medium_f1"]
     if gap.get("value") is not None:
         high = gap.get("ci_high")
         if gap["value"] > GAP_TARGET or (high is not None and high > GAP_TARGET):
             items.append(
-                f"The macro-F1 gap between V-VI and III-IV is {fmt_estimate(gap)}, "
+                f"The macro-F1 gap between {tone.group_name('V-VI')} and III-IV is "
+                f"{fmt_estimate(gap)}, "
                 f"above or not clearly below the {GAP_TARGET} target."
             )
     items += [
@@ -73,8 +356,11 @@ def _limitations(metrics: dict, dataset: dict) -> list[str]:
         "especially under unusual lighting.",
         "Per-group thresholds are fitted on the validation split; groups with few positives "
         "are shrunk toward the global threshold and may remain poorly tuned.",
-        "Labels are per-image presence labels; severity and lesion location are not evaluated "
-        "here.",
+        "Labels are per-image presence labels (plus the acne-severity grade, evaluated in its "
+        "own section); lesion location is not evaluated here."
+        if severity
+        else "Labels are per-image presence labels; severity and lesion location are not "
+        "evaluated here.",
     ]
     return items
 
@@ -86,13 +372,18 @@ def make_model_card(
     thresholds: dict | None = None,
     calibration: dict | None = None,
     model: dict | None = None,
+    tone: ToneBasis | None = None,
+    provenance: list[dict] | None = None,
+    evidence: Mapping[str, str] | None = None,
+    evaluation: Mapping[str, object] | None = None,
+    severity: dict | None = None,
 ) -> dict:
     """Build the model card dict (model_card.json) from evaluation results.
 
     Parameters
     ----------
     metrics : dict
-        Output of `fairness.evaluate.evaluate_predictions` on the test split.
+        Output of `fairness.evaluate.evaluate_predictions` on the evaluated split.
     dataset : dict
         From `fairness.io.read_dataset_info` (``kind``: synthetic/real/unknown, ``name``).
     thresholds : dict, optional
@@ -101,8 +392,30 @@ def make_model_card(
         Output of `fairness.calibration.calibration_by_group`.
     model : dict, optional
         Architecture, input size, normalisation etc. (from the training config).
+    tone : ToneBasis, optional
+        Where the groups come from (`fairness.tone_basis`); None = labelled Fitzpatrick
+        groups, as before.
+    provenance : list of dict, optional
+        Datacards of the data (`read_datacard`): name, licence, attribution, url, tone_source.
+        None = not looked for (no key in the card); [] = looked for, none found.
+    evidence : mapping, optional
+        Condition -> "real" | "synthetic" | "unknown" (`condition_evidence`).
+    evaluation : mapping, optional
+        ``{"split": "test" | "val", "method": "..."}`` (`fairness.crossfit`); None = test with
+        thresholds fitted on val.
+    severity : dict, optional
+        The report's severity section (`fairness.report.severity_section`): QWK and MAE of the
+        acne-severity grade, overall and per group, and the grade distribution.
+
+    Returns
+    -------
+    dict; besides the evaluation it holds ``tone_source``, ``group_basis``, ``group_label``
+    and, when given, ``data_provenance`` and ``evidence`` (+ ``evidence_note``).
     """
     from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+
+    tone = tone or make_tone_basis(LABELLED)
+    split = str((evaluation or {}).get("split", "test"))
 
     per_group = {
         cond: {
@@ -123,14 +436,16 @@ def make_model_card(
         "disclaimer": DISCLAIMER,
         "medical_device": False,
         "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
-        "intended_use": INTENDED_USE,
+        "intended_use": _intended_use(tone),
         "out_of_scope": OUT_OF_SCOPE,
         "model": model or {"name": "unknown"},
         "conditions": list(CONDITIONS),
         "groups": list(GROUPS),
-        "data": _data_section(dataset),
+        **tone.to_dict(),
+        "data": _data_section(dataset, split),
         "evaluation": {
-            "split": "test",
+            "split": split,
+            "method": str((evaluation or {}).get("method", "test, thresholds fitted on val")),
             "n": metrics["n"],
             "thresholds": metrics["thresholds"],
             "ci": f"{int(metrics['ci_level'] * 100)}% {metrics['ci_method']}, "
@@ -140,12 +455,27 @@ def make_model_card(
                 "negatives": metrics["min_negatives"],
             },
             "summary": metrics["summary"],
+            "macro_over": metrics["macro"].get("conditions", list(CONDITIONS)),
+            "no_ground_truth": metrics.get("no_ground_truth", []),
             "per_group": per_group,
             "gaps": {c: metrics["conditions"][c]["gaps"] for c in CONDITIONS}
             | {"macro": metrics["macro"]["gaps"]},
         },
-        "limitations": _limitations(metrics, dataset),
+        "limitations": _limitations(
+            metrics, dataset, tone, evidence, provenance, split, severity is not None
+        ),
     }
+    if split != "test":
+        card["evaluation"]["note"] = CROSS_FITTED_NOTE
+    if severity is not None:
+        card["severity"] = severity
+    if tone.note:
+        card["group_note"] = tone.note
+    if provenance is not None:
+        card["data_provenance"] = [{k: entry.get(k) for k in DATACARD_KEYS} for entry in provenance]
+    if evidence is not None:
+        card["evidence"] = {c: evidence[c] for c in CONDITIONS if c in evidence}
+        card["evidence_note"] = EVIDENCE_NOTE
     if thresholds is not None:
         card["thresholds"] = {
             c: {
@@ -170,6 +500,8 @@ def render_model_card(card: dict) -> str:
     from data.schema import CONDITIONS, GROUPS
 
     ev = card["evaluation"]
+    tone = make_tone_basis(card.get("tone_source", LABELLED))
+    group_head = "group" if tone.source == LABELLED else tone.label
     blocks: list[tuple] = [
         ("h1", f"Model card: {card['model'].get('name', 'unknown')}"),
         ("p", f"**{card['disclaimer'].capitalize()}.** {card['not_a_medical_device']}"),
@@ -181,14 +513,23 @@ def render_model_card(card: dict) -> str:
         ("list", [f"{k}: {v}" for k, v in card["model"].items()] or ["unknown"]),
         ("h2", "Data"),
         ("p", f"{card['data']['kind']}: {card['data']['name']}. {card['data']['note']}"),
+        *_provenance_blocks(card),
+        *(
+            [("p", f"Skin-tone groups: {tone.label}. {card.get('group_note', tone.note)}")]
+            if tone.source != LABELLED
+            else []
+        ),
         ("h2", "Evaluation"),
         (
             "p",
-            f"Split: {ev['split']} (n = {ev['n']}). Thresholds: {ev['thresholds']}. "
+            f"Split: {ev['split']} (n = {ev['n']}); evaluation: "
+            f"{ev.get('method', 'test, thresholds fitted on val')}. "
+            f"Thresholds: {ev['thresholds']}. "
             f"Intervals: {ev['ci']}. A cell needs at least {ev['minimum_counts']['positives']} "
             f"positives and {ev['minimum_counts']['negatives']} negatives, otherwise it reads "
             "'insufficient evidence'.",
         ),
+        *([("p", ev["note"])] if ev.get("note") else []),
         (
             "table",
             ["summary", "value [95% CI]"],
@@ -214,7 +555,7 @@ def render_model_card(card: dict) -> str:
     blocks.append(
         (
             "table",
-            ["condition", "group", "n", "positives", "F1", "recall", "precision", "AUROC"],
+            ["condition", group_head, "n", "positives", "F1", "recall", "precision", "AUROC"],
             rows,
         )
     )
@@ -230,7 +571,14 @@ def render_model_card(card: dict) -> str:
     blocks.append(
         (
             "table",
-            ["condition", "|F1 V-VI - F1 III-IV|", "F1 best - worst", "equalized odds diff."],
+            [
+                "condition",
+                "|F1 V-VI - F1 III-IV|"
+                if tone.source == LABELLED
+                else f"|F1 V-VI - F1 III-IV| ({tone.label})",
+                "F1 best - worst",
+                "equalized odds diff.",
+            ],
             gap_rows,
         )
     )
@@ -239,7 +587,7 @@ def render_model_card(card: dict) -> str:
         blocks.append(
             (
                 "table",
-                ["condition", "global", *GROUPS],
+                ["condition", "global", *(tone.group_name(g) for g in GROUPS)],
                 [
                     [c, *(f"{card['thresholds'][c][k]:.3f}" for k in ("global", *GROUPS))]
                     for c in CONDITIONS
@@ -247,19 +595,76 @@ def render_model_card(card: dict) -> str:
             )
         )
     if "calibration" in card:
-        blocks.append(("h2", "Calibration (ECE, test)"))
+        blocks.append(("h2", f"Calibration (ECE, {ev['split']})"))
         blocks.append(
             (
                 "table",
-                ["condition", "overall", *GROUPS],
+                ["condition", "overall", *(tone.group_name(g) for g in GROUPS)],
                 [
                     [c, *(_fmt(card["calibration"][c][g]["ece"]) for g in ("overall", *GROUPS))]
                     for c in CONDITIONS
                 ],
             )
         )
+    if "severity" in card:
+        blocks += severity_blocks(card["severity"], tone)
     blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
     return to_markdown(blocks)
+
+
+def severity_blocks(severity: dict, tone: ToneBasis, heading: str = "h2") -> list[tuple]:
+    """Blocks of the acne-severity section: QWK and MAE per group, grade distribution."""
+    from data.schema import GROUPS, SEVERITY_GRADES
+
+    cells = [("overall", severity["overall"])] + [
+        (tone.group_name(g), severity["by_group"][g]) for g in GROUPS
+    ]
+    dist = severity["distribution"]
+    grades = [str(k) for k in SEVERITY_GRADES]
+    return [
+        (heading, "Acne severity (grade 0-3)"),
+        (
+            "p",
+            f"Grade predicted by the severity head vs the label, on {severity['n']} images with "
+            f"a known severity ({severity['split']} split). Quadratic weighted kappa (1 = "
+            "perfect, 0 = chance) and mean absolute error in grades; intervals: "
+            f"{int(severity['ci_level'] * 100)}% {severity['ci_method']}, "
+            f"{severity['n_boot']} replicates.",
+        ),
+        (
+            "table",
+            ["subset", "n", "QWK", "MAE"],
+            [[name, c["n"], fmt_estimate(c["qwk"]), fmt_estimate(c["mae"])] for name, c in cells],
+        ),
+        (
+            "table",
+            ["grade", *grades],
+            [
+                ["label", *(dist["label"][k] for k in grades)],
+                ["predicted", *(dist["predicted"][k] for k in grades)],
+            ],
+        ),
+    ]
+
+
+def _provenance_blocks(card: dict) -> list[tuple]:
+    blocks: list[tuple] = []
+    if "data_provenance" in card:
+        items = [
+            "; ".join(
+                f"{k}: {entry[k]}" if k != "name" else str(entry[k])
+                for k in DATACARD_KEYS
+                if entry.get(k)
+            )
+            for entry in card["data_provenance"]
+        ]
+        blocks += [("p", "Data provenance:"), ("list", items or ["not recorded (no datacard)"])]
+    if "evidence" in card:
+        blocks += [
+            ("table", ["condition", "evidence"], [[c, k] for c, k in card["evidence"].items()]),
+            ("p", card.get("evidence_note", "")),
+        ]
+    return blocks
 
 
 def _fmt(value) -> str:

@@ -16,6 +16,7 @@ from fairness.io import atomic_write_bytes
 
 __all__ = ["plot_coverage", "plot_group_bars", "plot_reliability", "plot_roc"]
 
+NO_GROUND_TRUTH = "no ground truth"  # fairness.evaluate.NO_GROUND_TRUTH (no label at all)
 GROUP_COLORS = {"I-II": "#f2c9a0", "III-IV": "#b8763e", "V-VI": "#5a3519", "overall": "#4c72b0"}
 DPI = 110
 
@@ -37,9 +38,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_group_bars(
-    metrics: dict, path: Path, *, names: Sequence[str] = ("f1", "recall", "auroc"), title: str = ""
+    metrics: dict,
+    path: Path,
+    *,
+    names: Sequence[str] = ("f1", "recall", "auroc"),
+    title: str = "",
+    group_label: str = "Fitzpatrick",
 ) -> Path:
-    """Per condition and group, one bar per metric value with its 95% CI as a whisker."""
+    """Per condition and group, one bar per metric value with its 95% CI as a whisker.
+
+    `group_label` titles the legend (`ToneBasis.label`, e.g. "estimated tone group (ITA)").
+    """
     from data.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
@@ -51,6 +60,10 @@ def plot_group_bars(
             for i, cond in enumerate(CONDITIONS):
                 est = metrics["conditions"][cond]["by_group"][group][name]
                 xpos = x[i] + (k - (len(GROUPS) - 1) / 2) * width
+                if est["status"] == NO_GROUND_TRUTH:  # one label per condition, not per group
+                    if k == 0:
+                        ax.text(x[i], 0.02, NO_GROUND_TRUTH, ha="center", va="bottom", fontsize=7)
+                    continue
                 if est["status"] != "ok":
                     ax.text(xpos, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
                     continue
@@ -70,11 +83,12 @@ def plot_group_bars(
                     label=group if i == 0 else None,
                 )
         ax.set_xticks(x, CONDITIONS, fontsize=8)
+        ax.set_xlim(-0.5, len(CONDITIONS) - 0.5)
         ax.set_ylim(0, 1.05)
         ax.set_title(name.upper() if name == "auroc" else name)
         ax.grid(axis="y", alpha=0.3)
     if axes[0][0].get_legend_handles_labels()[0]:
-        axes[0][0].legend(title="Fitzpatrick", fontsize=8)
+        axes[0][0].legend(title=group_label, fontsize=8, title_fontsize=8)
     fig.suptitle(
         title or "Per-group metrics with 95% bootstrap CIs (n/a = insufficient evidence)",
         fontsize=10,
@@ -89,8 +103,14 @@ def plot_roc(
     path: Path,
     *,
     min_positives: int = 1,
+    group_label: str = "skin-tone group",
+    split: str = "test",
 ) -> Path:
-    """ROC curve per group for each condition (groups with both classes only)."""
+    """ROC curve per group for each condition (groups with both classes only).
+
+    `group_label` names the groups in the title and the legend (`ToneBasis.label`); `split`
+    the evaluated split in the title.
+    """
     from sklearn.metrics import roc_curve
 
     from data.schema import CONDITIONS, GROUPS
@@ -102,6 +122,8 @@ def plot_roc(
     )
     for c, (ax, cond) in enumerate(zip(axes[0], CONDITIONS, strict=True)):
         known = np.isfinite(y_true[:, c])
+        if not known.any():
+            ax.text(0.5, 0.5, NO_GROUND_TRUTH, ha="center", va="center", fontsize=9)
         for name in ("overall", *GROUPS):
             mask = known if name == "overall" else known & (g == name)
             yc = y_true[mask, c]
@@ -115,13 +137,19 @@ def plot_roc(
         ax.set_xlabel("false-positive rate")
         ax.set_ylabel("true-positive rate")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("ROC per skin-tone group (test split)", fontsize=10)
+            ax.legend(fontsize=7, loc="lower right", title=group_label, title_fontsize=7)
+    fig.suptitle(f"ROC per {group_label} ({split} split)", fontsize=10)
     return _save(fig, path)
 
 
-def plot_reliability(calibration: dict, path: Path) -> Path:
-    """Reliability diagram per condition: observed frequency vs mean prediction per bin."""
+def plot_reliability(
+    calibration: dict, path: Path, *, group_label: str = "", split: str = "test"
+) -> Path:
+    """Reliability diagram per condition: observed frequency vs mean prediction per bin.
+
+    `group_label` (`ToneBasis.label`) titles the legend and the figure; "" = no group name.
+    `split` names the evaluated split in the title.
+    """
     from data.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
@@ -158,17 +186,25 @@ def plot_reliability(calibration: dict, path: Path) -> Path:
         ax.set_xlabel("mean predicted probability")
         ax.set_ylabel("observed frequency")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"Reliability ({calibration['n_bins']} equal-width bins, test split)", fontsize=10)
+            ax.legend(fontsize=7, loc="upper left", title=group_label or None, title_fontsize=7)
+    by = f" per {group_label}" if group_label else ""
+    fig.suptitle(
+        f"Reliability{by} ({calibration['n_bins']} equal-width bins, {split} split)", fontsize=10
+    )
     return _save(fig, path)
 
 
 def plot_coverage(coverage: dict, path: Path) -> Path:
-    """Heatmap of condition x Fitzpatrick type: positives / labelled images per cell."""
+    """Heatmap of condition x Fitzpatrick type (or x group): positives / labelled images per cell.
+
+    A coverage dict with ``groups`` (and ``group_label``) instead of ``types`` is drawn per
+    group, its columns named by the group label (e.g. "estimated tone group (ITA)").
+    """
     from data.schema import CONDITIONS
 
     plt = _pyplot()
-    types = coverage["types"]
+    by_group = "groups" in coverage
+    types = coverage["groups"] if by_group else coverage["types"]
     pos = np.asarray([[coverage["positives"][c][t] for t in types] for c in CONDITIONS], float)
     tot = np.asarray([[coverage["labelled"][c][t] for t in types] for c in CONDITIONS], float)
     fig, ax = plt.subplots(figsize=(1.1 * len(types) + 2.5, 0.8 * len(CONDITIONS) + 1.5))
@@ -185,9 +221,13 @@ def plot_coverage(coverage: dict, path: Path) -> Path:
                 fontsize=8,
                 color=colour,
             )
-    ax.set_xticks(
-        range(len(types)), [f"type {t}" if t != "unknown" else t for t in types], fontsize=8
-    )
+    if by_group:
+        ax.set_xticks(range(len(types)), types, fontsize=8)
+        ax.set_xlabel(coverage.get("group_label", "group"), fontsize=8)
+    else:
+        ax.set_xticks(
+            range(len(types)), [f"type {t}" if t != "unknown" else t for t in types], fontsize=8
+        )
     ax.set_yticks(range(len(CONDITIONS)), CONDITIONS, fontsize=8)
     ax.set_title(f"Coverage ({coverage['split']}): positives / labelled images", fontsize=10)
     return _save(fig, path)

@@ -272,7 +272,9 @@ class GroupThresholdFitter:
                     t_raw, f1_raw = f1_optimal_threshold(yg, pg)
                     w = n_pos / (n_pos + k)
                     entry.update(
-                        threshold=w * t_raw + (1 - w) * t_global,
+                        # the same value, but exactly t_global when t_raw == t_global (the
+                        # textbook form drifts by an ulp and flips rows scored at the threshold)
+                        threshold=t_global + w * (t_raw - t_global),
                         raw_threshold=t_raw,
                         weight=w,
                         f1_at_raw=f1_raw,

@@ -1,9 +1,12 @@
-"""Tone-preserving augmentation for training: CLAHE on L*, mild geometry, no colour jitter.
+"""Tone-preserving augmentation for training: CLAHE on L*, mild geometry, camera degradations.
 
 Skin tone selects the decision thresholds, so augmentation must not move it: there is no
 hue, saturation or brightness jitter. CLAHE only redistributes L* locally (a* and b* are
-untouched) and the geometric ops only move pixels. All ops take and return RGB uint8
-[H, W, 3] of unchanged size; randomness comes from a numpy Generator passed in.
+untouched) and the geometric ops only move pixels. The photometric ops imitate what real
+phone photos go through and leave the mean colour where it was: JPEG re-encoding, a slight
+Gaussian blur, zero-mean sensor noise, and a white-balance shift of at most 2% per channel
+(warm or cool; the mean ITA of skin moves by well under two degrees, tested). All ops take and
+return RGB uint8 [H, W, 3] of unchanged size; randomness comes from a numpy Generator passed in.
 `augment_with_masks` applies the same geometry to lesion masks (nearest neighbour).
 """
 
@@ -20,6 +23,11 @@ CLAHE_PROBABILITY = 0.5
 HFLIP_PROBABILITY = 0.5
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = 8
+# Camera degradations: probability and range of each (`sample_params`).
+JPEG_PROBABILITY, JPEG_QUALITY = 0.5, (50, 95)
+BLUR_PROBABILITY, BLUR_SIGMA = 0.3, (0.3, 1.2)
+NOISE_PROBABILITY, NOISE_SIGMA = 0.3, (1.0, 5.0)
+WHITE_BALANCE_PROBABILITY, WHITE_BALANCE_SHIFT = 0.3, 0.02
 
 
 def clahe_l(
@@ -71,12 +79,57 @@ def rotate(image: np.ndarray, angle_deg: float, *, nearest: bool = False) -> np.
 
 @dataclass(frozen=True)
 class AugmentParams:
-    """One random draw: crop box (y0, x0, h, w), flip, rotation angle, CLAHE on/off."""
+    """One random draw: crop box (y0, x0, h, w), flip, rotation angle, CLAHE on/off, and the
+    camera degradations (0 = off): JPEG quality, blur sigma, noise sigma, white-balance shift
+    (R gain exp(+s), B gain exp(-s)) and the noise seed."""
 
     box: tuple[int, int, int, int]
     flip: bool
     angle_deg: float
     clahe: bool
+    jpeg_quality: int = 0
+    blur_sigma: float = 0.0
+    noise_sigma: float = 0.0
+    white_balance: float = 0.0
+    noise_seed: int = 0
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """Encode as JPEG at `quality` and decode again (RGB uint8)."""
+    ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"cannot JPEG-encode an image of shape {image.shape}")
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with standard deviation `sigma` pixels."""
+    return cv2.GaussianBlur(image, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REFLECT_101)
+
+
+def add_noise(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Zero-mean Gaussian noise of `sigma` grey levels, clipped to uint8."""
+    noise = np.random.default_rng(seed).normal(0.0, sigma, image.shape)
+    return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+
+
+def white_balance_shift(image: np.ndarray, shift: float) -> np.ndarray:
+    """Warm (shift > 0) or cool (< 0) cast: red gain exp(shift), blue gain exp(-shift)."""
+    gains = np.array([np.exp(shift), 1.0, np.exp(-shift)], np.float32)
+    return np.clip(image.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
+def _photometric(image: np.ndarray, params: AugmentParams) -> np.ndarray:
+    out = image
+    if params.white_balance:
+        out = white_balance_shift(out, params.white_balance)
+    if params.blur_sigma:
+        out = gaussian_blur(out, params.blur_sigma)
+    if params.noise_sigma:
+        out = add_noise(out, params.noise_sigma, params.noise_seed)
+    if params.jpeg_quality:
+        out = jpeg_roundtrip(out, params.jpeg_quality)
+    return out
 
 
 def sample_params(shape: tuple[int, ...], rng: np.random.Generator) -> AugmentParams:
@@ -85,7 +138,21 @@ def sample_params(shape: tuple[int, ...], rng: np.random.Generator) -> AugmentPa
     flip = bool(rng.random() < HFLIP_PROBABILITY)
     angle = float(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
     use_clahe = bool(rng.random() < CLAHE_PROBABILITY)
-    return AugmentParams(box, flip, angle, use_clahe)
+    draws = rng.random(4)
+    quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    blur, noise = float(rng.uniform(*BLUR_SIGMA)), float(rng.uniform(*NOISE_SIGMA))
+    balance = float(rng.uniform(-WHITE_BALANCE_SHIFT, WHITE_BALANCE_SHIFT))
+    return AugmentParams(
+        box,
+        flip,
+        angle,
+        use_clahe,
+        jpeg_quality=quality if draws[0] < JPEG_PROBABILITY else 0,
+        blur_sigma=blur if draws[1] < BLUR_PROBABILITY else 0.0,
+        noise_sigma=noise if draws[2] < NOISE_PROBABILITY else 0.0,
+        white_balance=balance if draws[3] < WHITE_BALANCE_PROBABILITY else 0.0,
+        noise_seed=int(rng.integers(2**31)),
+    )
 
 
 def apply_params(image: np.ndarray, params: AugmentParams, *, is_mask: bool = False) -> np.ndarray:
@@ -97,11 +164,12 @@ def apply_params(image: np.ndarray, params: AugmentParams, *, is_mask: bool = Fa
     out = rotate(out, params.angle_deg, nearest=is_mask)
     if params.clahe and not is_mask:
         out = clahe_l(out)
-    return out
+    return out if is_mask else _photometric(out, params)
 
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random tone-preserving augmentation: crop 0.9-1.0, hflip, rotation +-10 deg, CLAHE."""
+    """Random tone-preserving augmentation: crop 0.9-1.0, hflip, rotation +-10 deg, CLAHE,
+    then JPEG, blur, noise and a white-balance shift of at most 2%."""
     return apply_params(image, sample_params(image.shape, rng))
 
 

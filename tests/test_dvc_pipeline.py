@@ -1,11 +1,12 @@
 """The real DVC pipeline end to end on a tiny copy of the repository.
 
-Copies the repository's files (tracked and not ignored) into a temporary git repository, shrinks
-params.yaml (120 images of 64 px, 32 px crops, one epoch of the quick demo config, few bootstrap
-replicates), runs `dvc repro` twice, and checks the outputs of every stage, that the second run
-skips everything, the per-group metrics in `dvc metrics show`, `dvc params diff`, and the MLflow
-registry (model with the alias `champion` and its tags). No mocks: real DVC, real training, real
-MLflow SQLite store.
+Copies the repository's files (tracked and not ignored) into a temporary git repository, writes a
+tiny YOLO export in place of the real photos (24 noise images with lesion boxes), shrinks
+params.yaml (120 synthetic images of 64 px, 32 px crops, one epoch of the quick config, few
+bootstrap replicates), runs `dvc repro` twice, and checks the outputs of every stage, that the
+second run skips everything, the per-group metrics in `dvc metrics show`, `dvc params diff`, and
+the MLflow registry (model with the alias `champion` and its tags). No mocks: real DVC, real
+training, real MLflow SQLite store.
 """
 
 from __future__ import annotations
@@ -23,8 +24,20 @@ import yaml
 from data.schema import CONDITIONS, GROUPS
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("generate", "build", "train", "evaluate", "export", "triton_repo")
+STAGES = (
+    "generate",
+    "convert",
+    "combine",
+    "build",
+    "train",
+    "evaluate_real",
+    "evaluate",
+    "export",
+    "triton_repo",
+)
+TINY_YOLO = "tiny-yolo"  # written by `_write_tiny_yolo` inside the copy
 TINY = {
+    "real": {"src": TINY_YOLO},
     "generate": {"n": 120, "size": 64, "workers": 1},
     "build": {"image_size": 32},
     "train": {"variant": "quick", "batch": 8, "epochs": 1},
@@ -36,6 +49,29 @@ TINY = {
         "explain_curve_images": 4,
     },
 }
+
+
+def _write_tiny_yolo(root: Path) -> None:
+    """A YOLOv8-layout export: 16 train + 8 valid noise JPEGs, boxes of acne, pimple and spot."""
+    import cv2
+    import numpy as np
+
+    names = ["acne", "mole1", "mole2", "pimple", "scar", "spot"]
+    (root / "data.yaml").write_text(yaml.safe_dump({"nc": len(names), "names": names}))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("valid", 8)):
+        for i in range(count):
+            image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            (root / split / "images").mkdir(parents=True, exist_ok=True)
+            (root / split / "labels").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / split / "images" / f"p{i:02d}_jpg.rf.{i:04x}.jpg"), image)
+            lines = []
+            if i % 2:
+                lines.append(f"{0 if i % 4 == 1 else 3} 0.4 0.5 0.1 0.1")
+            if i % 3 == 0:
+                lines.append("5 0.6 0.3 0.08 0.06")
+            label = root / split / "labels" / f"p{i:02d}_jpg.rf.{i:04x}.txt"
+            label.write_text("".join(f"{line}\n" for line in lines))
 
 
 def _tracked_files() -> list[str]:
@@ -84,6 +120,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
         assert set(values) <= set(params[section]), f"params.yaml lost a key of {section}"
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _write_tiny_yolo(root / TINY_YOLO)
     _git("init", "-q", cwd=root)
     _git("add", "-A", cwd=root)
     _git("commit", "-q", "-m", "tiny pipeline", cwd=root)
@@ -104,9 +141,12 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
     run = root / "outputs" / "pipeline"
     for rel in (
         "predictions_test.csv",
-        "fairness/report.html",
-        "fairness/thresholds.json",
-        "explain/explain_test.json",
+        "real/predictions_val.csv",
+        "real/fairness/report.html",
+        "real/fairness/thresholds.json",
+        "real/explain/explain_val.json",
+        "synthetic/fairness/report.html",
+        "synthetic/explain/explain_test.json",
         "model/model.onnx",
         "model/model_card.json",
         "triton_repo/classify/1/model.onnx",
@@ -115,9 +155,10 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
         "plots/reliability.csv",
     ):
         assert (run / rel).is_file(), rel
-    # The dataset folder holds no crop cache: the build stage wrote it outside.
-    data_dir = root / pipeline["params"]["generate"]["out"]
-    assert (data_dir / "metadata.csv").is_file() and not (data_dir / "tfds").exists()
+    # The dataset folders hold no crop cache: the build stage wrote them outside.
+    for section in ("generate", "real", "combine"):
+        data_dir = root / pipeline["params"][section]["out"]
+        assert (data_dir / "metadata.csv").is_file() and not (data_dir / "tfds").exists()
     assert any((root / pipeline["params"]["build"]["tfds_dir"]).rglob("*.array_record*"))
 
 
@@ -155,6 +196,8 @@ def test_metrics_show_lists_per_group_metrics(pipeline: dict) -> None:
         per_group = [k for k in evaluate if k.split("/")[0::2] == ["eval", group]]
         assert per_group, f"no per-group test metric for {group}"
     assert {f"explain/pointing_game/overall/{c}" for c in CONDITIONS} <= set(evaluate)
+    real = files["outputs/pipeline/metrics/evaluate_real.json"]["data"]
+    assert any(k.startswith("eval/auroc/") for k in real), sorted(real)[:20]
     train = files["outputs/pipeline/metrics.json"]["data"]
     assert {f"test/f1/{g}" for g in GROUPS} <= set(train["test"])
 
@@ -185,10 +228,11 @@ def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: 
     assert version.tags["model_arch"] == "small_cnn"
     assert version.tags["balance_skin_tones"] == pipeline["params"]["train"]["balance"]
     assert version.tags["skin_tone_groups"] == ",".join(GROUPS)
-    assert version.tags["dataset"] == Path(pipeline["params"]["generate"]["out"]).name
+    assert version.tags["dataset"] == Path(pipeline["params"]["combine"]["out"]).name
     run = client.get_run(version.run_id)
     assert run.info.run_name == "pipeline"
-    assert any(k.startswith("eval/auroc/V-VI/") for k in run.data.metrics)
+    # The registered metrics are the real data's (noise images here: no face, so no tone group).
+    assert any(k.startswith("eval/auroc/") for k in run.data.metrics)
     assert {f"explain/pointing_game/overall/{c}" for c in CONDITIONS} <= set(run.data.metrics)
 
 

@@ -76,6 +76,9 @@ class TrainConfig:
     # needs lesion masks in the data, images without masks add nothing); 0 = off.
     loc_weight: float = 0.0
     loc_temperature: float = 1.0  # softmax temperature of that loss (small: a hinge on the peak)
+    # Weight of the ordinal acne-severity loss (losses.ordinal_loss on the CORAL head; rows without
+    # `acne_severity` add nothing); 0 = the severity head is not trained.
+    severity_weight: float = 0.5
     batch_size: int = 32  # global batch, split over all devices and processes
     eval_batch_size: int = 64
     epochs: int = 10
@@ -184,6 +187,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config key 'loc_temperature' must be > 0, got {config.loc_temperature}")
     if config.loc_weight < 0:
         raise ConfigError(f"config key 'loc_weight' must be >= 0, got {config.loc_weight}")
+    if config.severity_weight < 0:
+        raise ConfigError(
+            f"config key 'severity_weight' must be >= 0, got {config.severity_weight}"
+        )
     if not 0.0 <= config.optim.ema_decay < 1.0:
         raise ConfigError(
             f"config key 'optim.ema_decay' must be in [0, 1), got {config.optim.ema_decay}"

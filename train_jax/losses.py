@@ -1,4 +1,5 @@
-"""Multi-label losses with masked (unknown) labels, group reweighting and GroupDRO.
+"""Multi-label losses with masked (unknown) labels, group reweighting and GroupDRO; the ordinal
+acne-severity loss; the lesion-localisation loss.
 
 All functions are pure `jax.numpy` functions of arrays, so they run inside the jitted step and
 are tested on their own. Shapes: logits, labels and label_mask are [B, C]; groups is int [B]
@@ -10,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from train_jax.models.ordinal import ordinal_targets
 
 
 def bce_elementwise(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -127,6 +130,28 @@ def compute_loss(
             f"loss must be one of ['bce', 'focal', 'groupdro', 'reweight'], got {name!r}"
         )
     return loss, aux
+
+
+# --- ordinal acne severity ----------------------------------------------------------------
+
+
+def ordinal_loss(
+    logits: jax.Array, grades: jax.Array, row_weight: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Ordinal (CORAL) loss: BCE of the cumulative logits [B, K-1] on the targets `grade > k`.
+
+    `grades` int [B] (any value where unknown), `row_weight` [B]: 0 masks a row out (unknown
+    severity, padding). Per row, the mean BCE over the K-1 cumulative events; then the weighted
+    mean over rows. Returns (loss, number of rows with weight > 0); the loss is 0 without any.
+
+    >>> loss, n = ordinal_loss(jnp.zeros((2, 3)), jnp.array([0, 3]), jnp.array([1.0, 0.0]))
+    >>> round(float(loss), 4), int(n)   # log(2) for every event of the one known row
+    (0.6931, 1)
+    """
+    targets = ordinal_targets(jnp.asarray(grades), logits.shape[-1] + 1)
+    per_row = bce_elementwise(logits, targets).mean(axis=-1)
+    row_weight = row_weight.astype(jnp.float32)
+    return weighted_mean(per_row, row_weight), (row_weight > 0).sum()
 
 
 # --- lesion localisation on the class activation map ---------------------------------------

@@ -2,7 +2,11 @@
 
 Columns (ARCHITECTURE.md, "Predictions"; `data.schema.PREDICTION_COLUMNS`): `image`,
 `fitzpatrick` (1-6 or empty), `group` (I-II, III-IV, V-VI or empty), `split`, each condition's
-label (0/1 or empty) and `<cond>_prob`. Rows follow metadata.csv order.
+label (0/1 or empty) and `<cond>_prob`; then `data.schema.PREDICTION_OPTIONAL_COLUMNS`:
+`tone_source` (labelled, estimated or empty), `acne_severity` (the label, 0-3 or empty),
+`acne_severity_grade` (the predicted grade, `fairness.severity.severity_grade`) and
+`acne_severity_prob_0` .. `acne_severity_prob_3` (class probabilities of the severity head).
+Rows follow metadata.csv order.
 
 The trainer writes them for its own val and test splits. For another dataset (a held-out draw,
 a clinic's own test set in the canonical format)::
@@ -28,15 +32,33 @@ import pandas as pd
 from flax import nnx
 from tqdm import tqdm
 
-from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS
+from data.schema import (
+    CONDITIONS,
+    GROUPS,
+    PREDICTION_COLUMNS,
+    PREDICTION_OPTIONAL_COLUMNS,
+    SEVERITY_GRADES,
+)
+from fairness.severity import severity_grade
 from train_jax.input import SplitMeta, eval_batches
 
 
-def predictions_frame(meta: SplitMeta, probs: np.ndarray, split: str) -> pd.DataFrame:
-    """One row per example of `meta` with labels and probabilities, in metadata.csv order."""
+def predictions_frame(
+    meta: SplitMeta, probs: np.ndarray, split: str, *, severity: np.ndarray | None = None
+) -> pd.DataFrame:
+    """One row per example of `meta` with labels and probabilities, in metadata.csv order.
+
+    `severity` holds the severity class probabilities [N, 4]; without it (a model without the
+    severity head) the grade and probability columns are empty.
+    """
     probs = np.asarray(probs, np.float64)
     if probs.shape != (len(meta), len(CONDITIONS)):
         raise ValueError(f"probs has shape {probs.shape}, expected {(len(meta), len(CONDITIONS))}")
+    num_grades = len(SEVERITY_GRADES)
+    if severity is not None and np.shape(severity) != (len(meta), num_grades):
+        raise ValueError(
+            f"severity has shape {np.shape(severity)}, expected {(len(meta), num_grades)}"
+        )
     frame = pd.DataFrame(
         {
             "image": meta.ids,
@@ -55,8 +77,22 @@ def predictions_frame(meta: SplitMeta, probs: np.ndarray, split: str) -> pd.Data
         )
     for c, cond in enumerate(CONDITIONS):
         frame[f"{cond}_prob"] = probs[:, c]
+    frame["tone_source"] = list(meta.tone_source)
+    frame["acne_severity"] = pd.array(
+        [int(s) if s >= 0 else None for s in meta.severity], dtype="Int64"
+    )
+    if severity is None:
+        frame["acne_severity_grade"] = pd.array([None] * len(meta), dtype="Int64")
+        for k in SEVERITY_GRADES:
+            frame[f"acne_severity_prob_{k}"] = np.nan
+    else:
+        severity = np.asarray(severity, np.float64)
+        frame["acne_severity_grade"] = pd.array(severity_grade(severity), dtype="Int64")
+        for k in SEVERITY_GRADES:
+            frame[f"acne_severity_prob_{k}"] = severity[:, k]
     order = np.argsort(meta.rows, kind="stable")
-    return frame.iloc[order].reset_index(drop=True)[list(PREDICTION_COLUMNS)]
+    columns = [*PREDICTION_COLUMNS, *PREDICTION_OPTIONAL_COLUMNS]
+    return frame.iloc[order].reset_index(drop=True)[columns]
 
 
 def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
@@ -72,20 +108,34 @@ def predict_probs(
     model: nnx.Module, source, *, batch_size: int = 64, progress: bool = False
 ) -> np.ndarray:
     """Sigmoid probabilities [N, 3] of `model` (eval mode) on every example of `source`."""
+    return predict_outputs(model, source, batch_size=batch_size, progress=progress)[0]
+
+
+def predict_outputs(
+    model: nnx.Module, source, *, batch_size: int = 64, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmoid probabilities [N, 3], severity class probabilities [N, 4]) of `model` (eval
+    mode) on every example of `source`."""
+    from train_jax.models.ordinal import severity_probs
+
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def forward(state, images):
-        return jax.nn.sigmoid(nnx.merge(graphdef, state)(images.astype(np.float32)))
+        m = nnx.merge(graphdef, state)
+        feats = m.features(images.astype(np.float32))
+        probs = jax.nn.sigmoid(m.pool_and_classify(feats))
+        return probs, severity_probs(m.severity_from_features(feats))
 
     out = []
     bar = tqdm(total=len(source), desc="predict", unit="img", disable=not progress)
     for batch in eval_batches(source, batch_size=batch_size):
-        probs = np.asarray(forward(state, batch["image"]))
-        out.append(probs[batch["weight"] > 0])
-        bar.update(len(out[-1]))
+        keep = batch["weight"] > 0
+        out.append(tuple(np.asarray(a)[keep] for a in forward(state, batch["image"])))
+        bar.update(len(out[-1][0]))
     bar.close()
-    return np.concatenate(out)[: len(source)]
+    probs, severity = (np.concatenate(parts)[: len(source)] for parts in zip(*out, strict=True))
+    return probs, severity
 
 
 EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
@@ -137,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DATA
     meta = split_metadata(builder, args.split)
     source = builder.as_data_source(split=args.split)
-    probs = predict_probs(model, source, batch_size=args.batch_size, progress=not args.no_progress)
-    frame = predictions_frame(meta, probs, args.split)
+    probs, severity = predict_outputs(
+        model, source, batch_size=args.batch_size, progress=not args.no_progress
+    )
+    frame = predictions_frame(meta, probs, args.split, severity=severity)
     write_predictions(frame, out)
     summary = {"out": str(out), "rows": len(frame), "run": str(args.run), "data": str(data)}
     summary["split"] = args.split

@@ -399,7 +399,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     fairness_dir = Path(args.fairness or run_dir / "fairness")
     explain_path = Path(args.explain or run_dir / "explain" / "explain_test.json")
     fairness = read_json(fairness_dir / "metrics.json")
-    metrics = fairness_metrics(fairness.get("test") or {})
+    # The split the report evaluated: test, or val (cross-fitted) for data without a test split.
+    metrics = fairness_metrics(fairness.get(fairness.get("evaluated_split", "test")) or {})
     if explain_path.is_file() or args.explain:
         metrics |= explain_metrics(read_json(explain_path))
     write_json(Path(args.metrics_out), metrics)

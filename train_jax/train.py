@@ -30,6 +30,8 @@ from jax.sharding import PartitionSpec as P
 
 from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from fairness.metrics import epoch_metrics
+from fairness.severity import mean_absolute_error as severity_mae
+from fairness.severity import quadratic_weighted_kappa, severity_grade, severity_metrics
 from train_jax import checkpoints as ckpt_lib
 from train_jax import config as config_lib
 from train_jax import input as input_lib
@@ -232,11 +234,13 @@ def make_train_step(
 
     With `config.loc_weight > 0` the batch carries lesion masks and the loss adds the
     localisation loss on the class map; `align` is where a feature cell sits in the input
-    (`explain.cam.cell_alignment`).
+    (`explain.cam.cell_alignment`). With `config.severity_weight > 0` and a batch that carries
+    `severity`, the loss adds the ordinal acne-severity loss (rows of unknown severity masked).
     """
     ema_decay = config.optim.ema_decay
     group_w = jnp.asarray(group_weights, jnp.float32)
     loc_weight = config.loc_weight
+    severity_weight = config.severity_weight
 
     def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
         def loss_fn(params):
@@ -267,6 +271,13 @@ def make_train_step(
                     temperature=config.loc_temperature,
                 )
                 loss = loss + loc_weight * aux["loc"]
+            if severity_weight > 0 and "severity" in batch:
+                aux["severity"], _ = losses.ordinal_loss(
+                    model.severity_from_features(feats),
+                    batch["severity"],
+                    batch["severity_mask"] * batch["weight"],
+                )
+                loss = loss + severity_weight * aux["severity"]
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (aux, rest)
 
@@ -286,6 +297,8 @@ def make_train_step(
         }
         if loc_weight > 0:
             metrics["loc"] = aux["loc"]
+        if "severity" in aux:
+            metrics["severity"] = aux["severity"]
         return new, metrics
 
     return jax.jit(
@@ -294,11 +307,15 @@ def make_train_step(
 
 
 def make_predict_fn(graphdef: nnx.GraphDef, repl: NamedSharding, data: NamedSharding) -> Callable:
-    """`predict(params, rest, images) -> probs`, jitted over the mesh (eval-mode graphdef)."""
+    """`predict(params, rest, images) -> (probs [B,3], severity [B,4])`, jitted over the mesh
+    (eval-mode graphdef); severity = the class probabilities of the acne-severity grades."""
+    from train_jax.models.ordinal import severity_probs
 
     def fn(params, rest, images):
         model = nnx.merge(graphdef, params, rest, copy=True)
-        return jax.nn.sigmoid(model(images.astype(jnp.float32)).astype(jnp.float32))
+        feats = model.features(images.astype(jnp.float32))
+        probs = jax.nn.sigmoid(model.pool_and_classify(feats).astype(jnp.float32))
+        return probs, severity_probs(model.severity_from_features(feats))
 
     return jax.jit(fn, in_shardings=(repl, repl, data), out_shardings=data)
 
@@ -312,8 +329,9 @@ def run_predictions(
     batch_size: int,
     sharding: NamedSharding,
     config: config_lib.TrainConfig,
-) -> np.ndarray:
-    """Probabilities [N, 3] for every example of `source`, in source order."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [N, 3], severity class probabilities [N, 4]) for every example of `source`,
+    in source order."""
     out = []
     batches = input_lib.eval_batches(
         source,
@@ -325,15 +343,35 @@ def run_predictions(
     )
     for batch in batches:
         images = jax.make_array_from_process_local_data(sharding, batch["image"])
-        out.append(_to_host(predict_fn(params, rest, images)))
-    return np.concatenate(out)[: len(source)]
+        out.append(tuple(_to_host(a) for a in predict_fn(params, rest, images)))
+    probs, severity = (np.concatenate(parts)[: len(source)] for parts in zip(*out, strict=True))
+    return probs, severity
 
 
-def validation_metrics(meta: input_lib.SplitMeta, probs: np.ndarray, prefix: str) -> dict:
-    """Macro-F1, per-condition, per-group and worst-group F1 (fairness/), keys prefixed."""
+def validation_metrics(
+    meta: input_lib.SplitMeta,
+    probs: np.ndarray,
+    prefix: str,
+    severity: np.ndarray | None = None,
+) -> dict:
+    """Macro-F1, per-condition, per-group and worst-group F1 (fairness/), keys prefixed; with
+    `severity` (class probabilities [N, 4]) also `acne_severity_qwk` and `acne_severity_mae` of
+    the predicted grade on the rows with a known severity (NaN without any)."""
     groups = [GROUPS[g] if g >= 0 else None for g in meta.groups]
     values = epoch_metrics(meta.labels, probs, groups)
+    if severity is not None:
+        known = meta.severity >= 0
+        y, grade = meta.severity[known], severity_grade(severity)[known]
+        values["acne_severity_qwk"] = quadratic_weighted_kappa(y, grade)
+        values["acne_severity_mae"] = severity_mae(y, grade)
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}
+
+
+def severity_report(meta: input_lib.SplitMeta, severity: np.ndarray, seed: int) -> dict:
+    """`fairness.severity.severity_metrics` of a split: QWK and MAE with bootstrap CIs."""
+    groups = [GROUPS[g] if g >= 0 else None for g in meta.groups]
+    y_true = np.where(meta.severity >= 0, meta.severity, np.nan)
+    return severity_metrics(y_true, severity_grade(severity), groups, n_boot=1000, seed=seed)
 
 
 def _score(value: float) -> float:
@@ -453,6 +491,7 @@ def train_and_evaluate(
         "best_step": None,
         "epoch_loss_sum": 0.0,
         "epoch_loc_sum": 0.0,
+        "epoch_severity_sum": 0.0,
         "epoch_steps": 0,
         "mlflow_run_id": None,
         "train_time_s": 0.0,
@@ -530,6 +569,8 @@ def train_and_evaluate(
                 meta["epoch_loss_sum"] += loss
                 if "loc" in metrics:
                     meta["epoch_loc_sum"] += float(metrics["loc"])
+                if "severity" in metrics:
+                    meta["epoch_severity_sum"] += float(metrics["severity"])
                 meta["epoch_steps"] += 1
                 speed.add(config.batch_size)
                 bar.update(1)
@@ -549,7 +590,7 @@ def train_and_evaluate(
 
             # End of epoch: validate, keep the best, checkpoint, log.
             params_eval = eval_params(state)
-            probs = run_predictions(
+            probs, severity = run_predictions(
                 predict_fn,
                 params_eval,
                 state["rest"],
@@ -563,8 +604,13 @@ def train_and_evaluate(
                 "step": step,
                 "train/loss": meta["epoch_loss_sum"] / max(meta["epoch_steps"], 1),
                 "train/lr": float(metrics["lr"]),
-                **validation_metrics(val_meta, probs, "val"),
+                **validation_metrics(val_meta, probs, "val", severity),
             }
+            if config.severity_weight > 0:
+                entry["train/severity_loss"] = meta["epoch_severity_sum"] / max(
+                    meta["epoch_steps"], 1
+                )
+                meta["epoch_severity_sum"] = 0.0
             if config.loc_weight > 0:
                 entry["train/loc_loss"] = meta["epoch_loc_sum"] / max(meta["epoch_steps"], 1)
                 if meta["epoch_loc_sum"] == 0.0 and is_main:
@@ -666,9 +712,10 @@ def finish_run(
         source_of_weights = f"best (epoch {meta['best_epoch']}, by {config.select})"
     splits = [s for s in ("val", "test") if s in builder.info.splits]
     result_splits: dict[str, dict[str, float]] = {}
+    severity_splits: dict[str, dict] = {}
     for split in splits:
         split_meta = input_lib.split_metadata(builder, split)
-        probs = run_predictions(
+        probs, severity = run_predictions(
             predict_fn,
             params,
             rest,
@@ -678,9 +725,10 @@ def finish_run(
             config=config,
         )
         if jax.process_index() == 0:
-            frame = predict.predictions_frame(split_meta, probs, split)
+            frame = predict.predictions_frame(split_meta, probs, split, severity=severity)
             predict.write_predictions(frame, workdir / f"predictions_{split}.csv")
-        result_splits[split] = validation_metrics(split_meta, probs, split)
+        result_splits[split] = validation_metrics(split_meta, probs, split, severity)
+        severity_splits[split] = severity_report(split_meta, severity, config.seed)
     from data.tfds_builder import build_stats
 
     best_entry = next((e for e in meta["history"] if e["step"] == meta["best_step"]), {})
@@ -701,6 +749,8 @@ def finish_run(
         "best": best_entry,
         "val": result_splits.get("val", {}),
         "test": result_splits.get("test", {}),
+        # QWK / MAE of the acne-severity grade with bootstrap CIs, overall and per group.
+        "acne_severity": severity_splits,
         "history": meta["history"],
         "data": {
             "train_group_counts": dict(zip(GROUPS, counts.tolist(), strict=True)),

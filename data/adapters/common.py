@@ -219,6 +219,9 @@ class Record:
     subject_id: str | None = None
     split: str | None = None  # train/val/test, TRAINVAL, or None = assign
     extra: dict[str, object] = field(default_factory=dict)
+    # Lesion-mask PNG bytes (3 channels, CONDITIONS in RGB order), encoded only when the row is
+    # written: thousands of full-size masks are not held in memory. None = no mask.
+    mask_png: Callable[[], bytes] | None = None
 
 
 @dataclass
@@ -277,6 +280,10 @@ class Summary:
 
 class AdapterError(ValueError):
     """The source files cannot be converted (missing file or column); message names it."""
+
+
+class UsageError(AdapterError):
+    """A flag value turns out wrong only once the source is read (e.g. an unknown class name)."""
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], file: Path) -> None:
@@ -377,6 +384,8 @@ def _to_frame(records: list[Record], source: str, seed: int, val_fraction: float
     for rec in records:
         extra_cols.extend(k for k in rec.extra if k not in extra_cols)
     used: set[str] = set()
+    used_masks: set[str] = set()
+    any_mask = any(rec.mask_png is not None for rec in records)
     rows = []
     for rec in records:
         name = _unique_name(rec.image_name, used)
@@ -392,6 +401,12 @@ def _to_frame(records: list[Record], source: str, seed: int, val_fraction: float
             "source": source,
             "subject_id": rec.subject_id,
         }
+        if any_mask:
+            mask_name = None
+            if rec.mask_png is not None:
+                mask_name = _unique_name(Path(name).with_suffix(".png").as_posix(), used_masks)
+                used_masks.add(mask_name)
+            row["mask"] = None if mask_name is None else f"masks/{mask_name}"
         row.update({k: rec.extra.get(k) for k in extra_cols})
         rows.append(row)
     columns = [
@@ -403,6 +418,7 @@ def _to_frame(records: list[Record], source: str, seed: int, val_fraction: float
         "split",
         "source",
         "subject_id",
+        *(["mask"] if any_mask else []),
         *extra_cols,
     ]
     df = pd.DataFrame(rows, columns=columns)
@@ -445,8 +461,14 @@ def write_dataset(
     val_fraction: float = 0.15,
     force: bool = False,
     progress: bool = False,
+    extra_files: dict[str, bytes] | None = None,
 ) -> pd.DataFrame:
-    """Write records as a canonical dataset at `out` (atomically, validated); return its table."""
+    """Write records as a canonical dataset at `out` (atomically, validated); return its table.
+
+    Records with a `mask_png` get ``masks/<image stem>.png`` and a ``mask`` column;
+    `extra_files` (name -> bytes, e.g. a ``dataset.json`` with the source's licence) are
+    written beside metadata.csv.
+    """
     from tqdm import tqdm
 
     from data.canonical import validate_dataset
@@ -464,9 +486,15 @@ def write_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    masks = df["mask"].tolist() if "mask" in df else [None] * len(records)
     try:
-        for rec in tqdm(
-            records, desc="writing images", unit="img", disable=not progress, leave=False
+        for rec, mask in tqdm(
+            zip(records, masks, strict=True),
+            total=len(records),
+            desc="writing images",
+            unit="img",
+            disable=not progress,
+            leave=False,
         ):
             target = tmp / "images" / rec.image_name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -475,6 +503,12 @@ def write_dataset(
                 os.symlink(rec.image_src.absolute(), target)
             else:
                 shutil.copyfile(rec.image_src, target)
+            if mask is not None and rec.mask_png is not None:
+                mask_path = tmp / mask
+                mask_path.parent.mkdir(parents=True, exist_ok=True)
+                mask_path.write_bytes(rec.mask_png())
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         text = df.map(_fmt).to_csv(index=False, lineterminator="\n")
         (tmp / METADATA_NAME).write_text(text, encoding="utf-8")
         problems = validate_dataset(tmp, check_images=True)
@@ -519,14 +553,15 @@ def write_from_args(
     return summary
 
 
-def make_parser(prog: str, description: str, *, images_help: str) -> argparse.ArgumentParser:
-    """The flags every adapter shares."""
+def make_parser(prog: str, description: str, *, images_help: str | None) -> argparse.ArgumentParser:
+    """The flags every adapter shares (`images_help` None: the adapter has no --images)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description + " Exit 0 = written, 1 = bad source data, 2 = usage."
     )
     parser.add_argument("--src", required=True, type=Path, help="folder with the dataset's files")
     parser.add_argument("--out", required=True, type=Path, help="output canonical dataset folder")
-    parser.add_argument("--images", type=Path, default=None, help=images_help)
+    if images_help is not None:
+        parser.add_argument("--images", type=Path, default=None, help=images_help)
     parser.add_argument(
         "--link", action="store_true", help="symlink the images instead of copying them"
     )
@@ -553,8 +588,9 @@ def run_cli(
     if not args.src.is_dir():
         print(f"error: --src {args.src} is not a folder", file=sys.stderr)
         return EXIT_USAGE
-    if args.images is not None and not args.images.is_dir():
-        print(f"error: --images {args.images} is not a folder", file=sys.stderr)
+    images = getattr(args, "images", None)
+    if images is not None and not images.is_dir():
+        print(f"error: --images {images} is not a folder", file=sys.stderr)
         return EXIT_USAGE
     silence_decoder_warnings()
     progress = not args.json and sys.stderr.isatty()
@@ -569,6 +605,9 @@ def run_cli(
     except DatasetError as exc:
         print(f"error: the converted dataset is invalid (nothing written): {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except AdapterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -105,3 +105,51 @@ def test_two_builds_in_separate_processes_write_identical_shards(
     # The feature map of each tf.train.Example is serialized in key order, not in a
     # per-process hash order: the DVC hash of the crop cache is reproducible.
     assert digests[0] == digests[1]
+
+
+def test_features_carry_severity_tone_source_and_group_only_rows(
+    dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    data = tmp_path / "faces"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("tfds"))
+    meta = pd.read_csv(data / "metadata.csv")
+    meta["fitzpatrick"] = meta["fitzpatrick"].astype("Int64")
+    meta["acne_severity"] = meta["acne_severity"].astype("Int64")
+    meta["fitzpatrick_group"] = ""
+    meta["tone_source"] = ""
+    meta.loc[0, "acne_severity"] = pd.NA  # unknown severity
+    meta.loc[[1, 2], ["fitzpatrick", "fitzpatrick_group", "tone_source"]] = [
+        pd.NA,
+        "V-VI",
+        "estimated",
+    ]  # an estimated group (acne-new)
+    meta.loc[3, ["fitzpatrick", "fitzpatrick_group"]] = [pd.NA, "III-IV"]  # a group-only label
+    meta.to_csv(data / "metadata.csv", index=False)
+
+    builder = tfds_builder.build_dataset(data, crop_size=32, cache_dir=tmp_path / "cache")
+    records = {}
+    for split in builder.info.splits:
+        source = builder.as_data_source(split=split)
+        records.update({int(source[i]["row"]): source[i] for i in range(len(source))})
+    assert sorted(records) == list(range(len(meta)))
+    assert int(records[0]["acne_severity"]) == -1
+    for row in range(1, len(meta)):
+        assert int(records[row]["acne_severity"]) == int(meta.loc[row, "acne_severity"])
+    for row in (1, 2):  # group from fitzpatrick_group, no type, estimated
+        assert int(records[row]["group"]) == 2 and int(records[row]["fitzpatrick"]) == 0
+        assert records[row]["tone_source"] == b"estimated"
+    assert int(records[3]["group"]) == 1 and records[3]["tone_source"] == b""
+    fitz = int(meta.loc[4, "fitzpatrick"])
+    assert int(records[4]["group"]) == (fitz - 1) // 2
+    assert records[4]["tone_source"] == b"labelled"  # a type and no tone_source: labelled
+
+
+def test_tone_source_rule() -> None:
+    assert tfds_builder.tone_source("estimated", None) == "estimated"
+    assert tfds_builder.tone_source(" labelled ", 3) == "labelled"
+    assert tfds_builder.tone_source(float("nan"), 3) == "labelled"
+    assert tfds_builder.tone_source("", None) == ""
+    with pytest.raises(ValueError, match=r"one of \['estimated', 'labelled'\]"):
+        tfds_builder.tone_source("guessed", None)

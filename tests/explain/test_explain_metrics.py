@@ -12,6 +12,7 @@ from explain.metrics import (
     perturbation_curve,
     pointing_ceiling,
     pointing_game,
+    pointing_game_dilated,
     random_order,
     saliency_order,
     spread,
@@ -128,3 +129,27 @@ def test_pointing_ceiling() -> None:
     assert pointing_ceiling(mask, (8, 8))
     mask[40, 40] = True
     assert pointing_ceiling(mask, (4, 4))
+
+
+def test_pointing_game_dilated_box_known_answer() -> None:
+    """A 96 px crop holds a 64 px wide face (margin 0.25): 2% of it is 1.28 px of allowance."""
+    box = np.zeros((96, 96), bool)
+    box[30:50, 40:60] = True  # a filled lesion box, columns 40..59
+    one_out = np.zeros((96, 96))
+    one_out[40, 60] = 1.0  # 1 px right of the box
+    two_out = np.zeros((96, 96))
+    two_out[40, 61] = 1.0  # 2 px right of the box
+    assert not pointing_game_dilated(one_out, box, face_width_px=64.0, dilate=0.0)
+    assert pointing_game_dilated(one_out, box, face_width_px=64.0, dilate=0.02)
+    assert pointing_game_dilated(one_out, box, face_width_px=64.0)  # default 0.02
+    assert not pointing_game_dilated(two_out, box, face_width_px=64.0, dilate=0.02)
+    assert pointing_game_dilated(two_out, box, face_width_px=64.0, dilate=0.04)  # 2.56 px
+    # the allowance scales with the face: the same 2% on a 128 px wide face is 2.56 px
+    assert pointing_game_dilated(two_out, box, face_width_px=128.0, dilate=0.02)
+    corner = np.zeros((96, 96))
+    corner[29, 39] = 1.0  # diagonal neighbour of the box's corner: sqrt(2) = 1.41 > 1.28 px
+    assert not pointing_game_dilated(corner, box, face_width_px=64.0, dilate=0.02)
+    with pytest.raises(ValueError, match="dilate must be >= 0"):
+        pointing_game_dilated(one_out, box, face_width_px=64.0, dilate=-0.01)
+    with pytest.raises(ValueError, match="face_width_px > 0"):
+        pointing_game_dilated(one_out, box, face_width_px=0.0)

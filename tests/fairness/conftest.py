@@ -51,3 +51,9 @@ def run_dir(tmp_path: Path) -> Path:
     simulate_predictions(600, 1, split="val").to_csv(folder / "predictions_val.csv", index=False)
     simulate_predictions(600, 2, split="test").to_csv(folder / "predictions_test.csv", index=False)
     return folder
+
+
+@pytest.fixture()
+def simulate():
+    """`simulate_predictions` itself, for tests that build their own predictions files."""
+    return simulate_predictions

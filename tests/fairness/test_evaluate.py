@@ -137,3 +137,27 @@ def test_unknown_groups_count_only_in_overall():
     assert sum(acne["by_type"][str(t)]["n"] for t in range(1, 7)) == sum(
         acne["by_group"][x]["n"] for x in GROUPS
     )
+
+
+def test_condition_without_labels_reads_no_ground_truth_and_leaves_the_macro():
+    """Wrinkles unlabelled everywhere (acne-new): "no ground truth", macro over the other two."""
+    from fairness.evaluate import NO_GROUND_TRUTH
+
+    y, p, g, f = _data(6, n=600)
+    y[:, 2] = np.nan
+    out = evaluate_predictions((y, p, g, f), n_boot=20, seed=0)
+    wrinkles = out["conditions"]["wrinkles"]
+    assert wrinkles["overall"]["n"] == 0 and wrinkles["overall"]["status"] == NO_GROUND_TRUTH
+    assert wrinkles["by_group"]["V-VI"]["f1"]["status"] == NO_GROUND_TRUTH
+    assert wrinkles["gaps"]["f1_dark_vs_medium"]["status"] == NO_GROUND_TRUTH
+    assert out["summary"]["f1/wrinkles"]["value"] is None
+    assert out["no_ground_truth"] == ["wrinkles"]
+    assert out["macro"]["conditions"] == ["acne", "hyperpigmentation"]
+    two = [out["conditions"][c]["overall"]["f1"]["value"] for c in ("acne", "hyperpigmentation")]
+    assert out["summary"]["macro_f1"]["status"] == "ok"
+    assert out["summary"]["macro_f1"]["value"] == pytest.approx(np.mean(two))
+    assert out["summary"]["gap_dark_vs_medium_f1"]["status"] == "ok"
+    # with every condition labelled nothing is left out
+    full = evaluate_predictions(_data(6, n=600)[:4], n_boot=0)
+    assert full["no_ground_truth"] == [] and len(full["macro"]["conditions"]) == 3
+    json.dumps(out, allow_nan=False)

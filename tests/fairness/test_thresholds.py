@@ -160,3 +160,14 @@ def test_import_pulls_in_numpy_only():
         cwd=Path(__file__).parents[2],
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_shrinkage_keeps_a_group_threshold_equal_to_the_global_one_exact():
+    # raw == global == 0.9: w * 0.9 + (1 - w) * 0.9 is 0.9000000000000001 for w = 10 / 30,
+    # which would decide the positives scored exactly 0.9 as negative.
+    y = np.array([[0.0]] * 10 + [[1.0]] * 10)
+    p = np.where(y > 0, 0.9, 0.1)
+    th = fit_thresholds(y, p, ["V-VI"] * 20, conditions=["acne"], group_names=["V-VI"])
+    assert th.by_group["acne"]["V-VI"]["weight"] == pytest.approx(1 / 3)
+    assert th.group_threshold("acne", "V-VI") == 0.9
+    assert apply_thresholds(p, ["V-VI"] * 20, th)[0][:, 0].tolist() == [False] * 10 + [True] * 10

@@ -7,12 +7,19 @@ import pytest
 
 from preprocessing.align import transform_points
 from preprocessing.augment import (
+    WHITE_BALANCE_SHIFT,
+    AugmentParams,
+    add_noise,
+    apply_params,
     augment,
     augment_with_masks,
     clahe_l,
+    gaussian_blur,
     hflip,
+    jpeg_roundtrip,
     random_resized_crop,
     rotate,
+    white_balance_shift,
 )
 from preprocessing.pipeline import analyze_image
 from preprocessing.skin_mask import skin_mask
@@ -88,3 +95,35 @@ def test_augmentation_moves_mean_ita_by_less_than_two_degrees(face_crop, skin, s
         itas.append(estimate_skin_tone(image, mask).ita)
     assert all(v is not None for v in itas)
     assert abs(float(np.mean(itas)) - base) < 2.0
+
+
+def test_camera_degradations_change_pixels_not_mean_colour(face_crop):
+    base = rgb_to_lab(face_crop).reshape(-1, 3).mean(axis=0)
+    for out in (
+        jpeg_roundtrip(face_crop, 50),
+        gaussian_blur(face_crop, 1.0),
+        add_noise(face_crop, 4.0, seed=0),
+    ):
+        assert out.shape == face_crop.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - face_crop).mean() > 0.5
+        lab = rgb_to_lab(out).reshape(-1, 3).mean(axis=0)
+        assert np.abs(lab - base).max() < 1.0
+
+
+def test_white_balance_shift_is_warm_or_cool_and_small(face_crop):
+    warm = white_balance_shift(face_crop, WHITE_BALANCE_SHIFT)
+    cool = white_balance_shift(face_crop, -WHITE_BALANCE_SHIFT)
+    b_star = [rgb_to_lab(x)[..., 2].mean() for x in (cool, face_crop, warm)]
+    assert b_star[0] < b_star[1] < b_star[2]  # warm = yellower (b* up), cool = bluer
+    assert b_star[2] - b_star[0] < 6.0
+    assert np.array_equal(white_balance_shift(face_crop, 0.0), face_crop)
+
+
+def test_degradations_apply_to_the_image_only(face_crop):
+    h, w = face_crop.shape[:2]
+    params = AugmentParams((0, 0, h, w), False, 0.0, False, jpeg_quality=60, blur_sigma=1.0,
+                           noise_sigma=3.0, white_balance=0.02, noise_seed=1)  # fmt: skip
+    mask = np.zeros((h, w, 3), np.uint8)
+    mask[10:20, 10:20, 0] = 255
+    assert np.array_equal(apply_params(mask, params, is_mask=True), mask)
+    assert not np.array_equal(apply_params(face_crop, params), face_crop)

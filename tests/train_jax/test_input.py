@@ -109,6 +109,9 @@ def test_tfds_build_matches_metadata(builder, tiny_dataset: Path) -> None:
         fitz = rows["fitzpatrick"].fillna(0).astype(int).to_numpy()
         np.testing.assert_array_equal(meta.fitzpatrick, fitz)
         np.testing.assert_array_equal(meta.groups, np.where(fitz > 0, (fitz - 1) // 2, -1))
+        severity = rows["acne_severity"].fillna(-1).astype(int).to_numpy()
+        np.testing.assert_array_equal(meta.severity, severity)
+        assert meta.tone_source == ["labelled" if f > 0 else "" for f in fitz]
     assert total == len(df)
     record = builder.as_data_source(split="train")[0]
     assert record["image"].shape == (32, 32, 3) and record["image"].dtype == np.uint8
@@ -146,11 +149,18 @@ def test_train_batches_deterministic_and_resumable(builder) -> None:
     assert batch["image"].dtype == np.uint8 and batch["image"].shape == (4, 32, 32, 3)
     assert set(np.unique(batch["label_mask"])) <= {0.0, 1.0}
     assert np.all(batch["labels"][batch["label_mask"] == 0] == 0)
+    assert batch["severity"].dtype == np.int32 and batch["severity"].shape == (4,)
+    assert batch["severity_mask"].dtype == np.float32
 
 
 def test_eval_batches_cover_every_example_once_with_padding(builder) -> None:
     source = builder.as_data_source(split="val")
     batches = list(I.eval_batches(source, batch_size=4))
+    severity = np.concatenate([b["severity"] for b in batches])[: len(source)]
+    known = np.concatenate([b["severity_mask"] for b in batches])[: len(source)]
+    expected = np.array([int(source[i]["acne_severity"]) for i in range(len(source))])
+    np.testing.assert_array_equal(np.where(known > 0, severity, -1), expected)
+    assert np.all(severity[known == 0] == 0)
     weights = np.concatenate([b["weight"] for b in batches])
     assert weights.sum() == len(source) and len(weights) % 4 == 0
     images = np.concatenate([b["image"] for b in batches])[: len(source)]

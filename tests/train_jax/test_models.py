@@ -26,22 +26,23 @@ from train_jax.models.layers import (
 )
 
 # Expected trainable parameter counts with a 3-class head. Published counts (timm / Keras,
-# 1000 classes, trainable parameters only) minus their head (C*1000 + 1000) plus ours (C*3 + 3):
-#   B0: 5,288,548 - (1280*1000 + 1000) + (1280*3 + 3) = 4,011,391
-#   B1: 7,794,184 - 1,281,000 + 3,843 = 6,517,027
-#   B2: 9,109,994 - (1408*1000 + 1000) + (1408*3 + 3) = 7,705,221
-#   B3: 12,233,232 - (1536*1000 + 1000) + (1536*3 + 3) = 10,700,843
+# 1000 classes, trainable parameters only) minus their head (C*1000 + 1000) plus ours (C*3 + 3)
+# plus the ordinal acne-severity head (CORAL: one shared weight vector C and 3 biases, C + 3):
+#   B0: 5,288,548 - (1280*1000 + 1000) + (1280*3 + 3) + (1280 + 3) = 4,012,674
+#   B1: 7,794,184 - 1,281,000 + 3,843 + 1,283 = 6,518,310
+#   B2: 9,109,994 - (1408*1000 + 1000) + (1408*3 + 3) + (1408 + 3) = 7,706,632
+#   B3: 12,233,232 - (1536*1000 + 1000) + (1536*3 + 3) + (1536 + 3) = 10,702,382
 # ViT (timm vit_*_patch16_224, 1000 classes); ours has no class token, so it also loses the
 # class token (D) and its position embedding (D):
-#   Ti: 5,717,416 - (192*1000 + 1000) + (192*3 + 3) - 2*192 = 5,524,611
-#   S: 22,050,664 - (384*1000 + 1000) + (384*3 + 3) - 2*384 = 21,666,051
+#   Ti: 5,717,416 - (192*1000 + 1000) + (192*3 + 3) - 2*192 + (192 + 3) = 5,524,806
+#   S: 22,050,664 - (384*1000 + 1000) + (384*3 + 3) - 2*384 + (384 + 3) = 21,666,438
 EXPECTED_PARAMS = {
-    "efficientnet_b0": 4_011_391,
-    "efficientnet_b1": 6_517_027,
-    "efficientnet_b2": 7_705_221,
-    "efficientnet_b3": 10_700_843,
-    "vit_tiny": 5_524_611,
-    "vit_small": 21_666_051,
+    "efficientnet_b0": 4_012_674,
+    "efficientnet_b1": 6_518_310,
+    "efficientnet_b2": 7_706_632,
+    "efficientnet_b3": 10_702_382,
+    "vit_tiny": 5_524_806,
+    "vit_small": 21_666_438,
 }
 
 
@@ -66,6 +67,8 @@ def test_published_parameter_counts(name):
     abstract = nnx.eval_shape(lambda: create_model(name, num_classes=3, rngs=nnx.Rngs(0)))
     assert _num_params(abstract) == EXPECTED_PARAMS[name]
     assert abstract.head.kernel.shape[1] == 3
+    assert abstract.severity_head.linear.kernel.shape == (abstract.num_features, 1)
+    assert abstract.severity_head.bias.shape == (3,)
 
 
 def test_compound_scaling_rounding():

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS
+from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS, PREDICTION_OPTIONAL_COLUMNS
 from tests.train_jax.conftest import quick_args
 from train_jax import main as main_lib
 
 ROOT = Path(__file__).resolve().parents[2]
+ALL_COLUMNS = (*PREDICTION_COLUMNS, *PREDICTION_OPTIONAL_COLUMNS)
+SEVERITY_PROBS = [f"acne_severity_prob_{k}" for k in range(4)]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_run_folder_holds_every_output(runs: Path, tiny_dataset: Path) -> None:
     meta = pd.read_csv(tiny_dataset / "metadata.csv")
     for split in ("val", "test"):
         pred = pd.read_csv(run / f"predictions_{split}.csv")
-        assert tuple(pred.columns) == PREDICTION_COLUMNS
+        assert tuple(pred.columns) == ALL_COLUMNS
         expected = meta[meta["split"] == split]
         assert list(pred["image"]) == list(expected["image"])  # metadata.csv order
         for cond in CONDITIONS:
@@ -53,6 +55,14 @@ def test_run_folder_holds_every_output(runs: Path, tiny_dataset: Path) -> None:
             assert pred[f"{cond}_prob"].between(0, 1).all()
         assert set(pred["group"].dropna()) <= set(GROUPS)
         assert (pred["split"] == split).all()
+        # Acne severity: the label, the predicted grade (median) and the class probabilities.
+        from fairness.severity import severity_grade
+
+        np.testing.assert_array_equal(pred["acne_severity"], expected["acne_severity"])
+        probs = pred[SEVERITY_PROBS].to_numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(pred["acne_severity_grade"], severity_grade(probs))
+        assert (pred["tone_source"] == "labelled").all()  # synthetic: true skin types
 
 
 def test_metrics_json(runs: Path) -> None:
@@ -62,6 +72,14 @@ def test_metrics_json(runs: Path) -> None:
     assert [e["epoch"] for e in m["history"]] == [1, 2]
     for key in ("val/macro_f1", "val/worst_group_f1", "val/f1/V-VI", "val/f1/acne", "train/loss"):
         assert key in m["history"][0], key
+    # The ordinal severity head is trained and evaluated (demo default severity_weight > 0).
+    for key in ("val/acne_severity_qwk", "val/acne_severity_mae", "train/severity_loss"):
+        assert key in m["history"][0], key
+    assert 0 < m["history"][0]["train/severity_loss"] < 5
+    assert 0 <= m["test"]["test/acne_severity_mae"] <= 3
+    sev = m["acne_severity"]["test"]
+    assert sev["n"] == sev["overall"]["n"] > 0 and set(sev["by_group"]) == set(GROUPS)
+    assert sev["overall"]["mae"]["value"] == pytest.approx(m["test"]["test/acne_severity_mae"])
     best = max(
         m["history"], key=lambda e: e["val/macro_f1"] if e["val/macro_f1"] is not None else -1
     )
@@ -130,12 +148,9 @@ def test_predict_cli_reproduces_the_trainers_csv_and_rejects_bad_input(
     )
     got = pd.read_csv(out)
     want = pd.read_csv(runs / "full" / "predictions_val.csv")
-    assert list(got.columns) == list(PREDICTION_COLUMNS)
-    pd.testing.assert_frame_equal(
-        got.drop(columns=[f"{c}_prob" for c in CONDITIONS]),
-        want.drop(columns=[f"{c}_prob" for c in CONDITIONS]),
-    )
-    probs = [f"{c}_prob" for c in CONDITIONS]
+    assert list(got.columns) == list(ALL_COLUMNS)
+    probs = [f"{c}_prob" for c in CONDITIONS] + SEVERITY_PROBS
+    pd.testing.assert_frame_equal(got.drop(columns=probs), want.drop(columns=probs))
     np.testing.assert_allclose(got[probs], want[probs], atol=2e-6)
 
     # Bad input: exit code and one message naming the problem; nothing written.

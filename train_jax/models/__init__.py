@@ -4,7 +4,9 @@ Every model takes float32 RGB in [0, 255], NHWC, normalises inside (ImageNet mea
 ``features(x) -> [B, h, w, C]``, ``head: nnx.Linear(C, num_classes)`` and
 ``__call__(x) = head(mean(features(x), axis=(1, 2)))``. Named intermediates:
 ``features(x, return_intermediates=True) -> (feat, {stage: map})``, ``model.stage_names`` and
-``model.logits_from(stage, a)`` (see ``train_jax.models.base``).
+``model.logits_from(stage, a)`` (see ``train_jax.models.base``). Every model also has the ordinal
+acne-severity head ``severity_head`` (CORAL, ``train_jax.models.ordinal``) on the same pooled
+features: ``severity_logits(x) -> [B, 3]`` cumulative logits, ``severity_probs(x) -> [B, 4]``.
 
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),

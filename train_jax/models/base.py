@@ -6,6 +6,12 @@ the normalised input and returns the last feature map ``[B, h, w, C]``;
 ``logits_from(name, a)`` continues the forward pass from the output ``a`` of stage ``name`` to the
 logits, so Grad-CAM at any stage is ``jax.grad`` of ``logits_from`` with respect to ``a``.
 ``__call__(x) = head(mean(features(x), axis=(1, 2)))``.
+
+Beside the condition head sits the ordinal acne-severity head (``severity_head``, CORAL,
+``train_jax.models.ordinal``) on the same pooled features: ``severity_logits(x)`` gives the
+3 cumulative logits ``logit P(grade > k)``, ``severity_from_features(feat)`` the same from a
+feature map, and ``severity_probs(x)`` the 4 class probabilities. ``__call__``, ``logits_from``
+and ``pool_and_classify`` stay the condition logits (CAM and Grad-CAM use them).
 """
 
 from __future__ import annotations
@@ -17,17 +23,21 @@ import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.input_norm import normalize_input
+from train_jax.models.ordinal import OrdinalHead
+from train_jax.models.ordinal import severity_probs as _severity_probs
 
 Stage = tuple[str, Callable[[jax.Array], jax.Array]]
 
 
 class StagedClassifier(nnx.Module):
-    """Base class: subclasses set ``self.head`` and ``self.dtype`` and implement ``stages()``.
+    """Base class: subclasses set ``self.head``, ``self.severity_head`` and ``self.dtype`` and
+    implement ``stages()``.
 
     ``self.input_norm`` (default "imagenet") picks the in-graph input normalisation.
     """
 
     head: nnx.Linear
+    severity_head: OrdinalHead
     dtype: jnp.dtype | None
     input_norm: str = "imagenet"  # see train_jax.models.input_norm.INPUT_NORMS
 
@@ -70,3 +80,17 @@ class StagedClassifier(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Logits ``[B, num_classes]``."""
         return self.pool_and_classify(self.features(x))
+
+    def severity_from_features(self, feat: jax.Array) -> jax.Array:
+        """Global average pooling over (h, w), then the ordinal head: ``[B, 3]`` cumulative
+        logits ``logit P(grade > k)``, float32 (no dropout, unlike EfficientNet's class head)."""
+        pooled = jnp.mean(feat.astype(jnp.float32), axis=(1, 2))
+        return self.severity_head(pooled)
+
+    def severity_logits(self, x: jax.Array) -> jax.Array:
+        """Cumulative severity logits ``[B, 3]`` of images ``x``."""
+        return self.severity_from_features(self.features(x))
+
+    def severity_probs(self, x: jax.Array) -> jax.Array:
+        """Severity class probabilities ``[B, 4]`` (grades 0-3) of images ``x``."""
+        return _severity_probs(self.severity_logits(x))

@@ -23,6 +23,7 @@ from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
 from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, dense_init, swish
+from train_jax.models.ordinal import OrdinalHead
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class EfficientNet(StagedClassifier):
         rate = v.dropout if drop_rate is None else drop_rate
         self.dropout = nnx.Dropout(rate, rngs=rngs)
         self.head = nnx.Linear(head_c, num_classes, kernel_init=dense_init, rngs=rngs)
+        self.severity_head = OrdinalHead(head_c, rngs=rngs)
 
     def _stem(self, x: jax.Array) -> jax.Array:
         return swish(self.stem_bn(self.stem(x)))

@@ -19,6 +19,7 @@ from flax import nnx
 from train_jax.models.base import Stage, StagedClassifier
 from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, dense_init, swish
+from train_jax.models.ordinal import OrdinalHead
 
 # (output channels, stride) per depthwise-separable block; the stem has 32 channels.
 SMALL_CNN_BLOCKS = ((64, 2), (128, 2), (128, 1), (256, 2), (256, 1))
@@ -97,6 +98,7 @@ class SmallCNN(StagedClassifier):
         self.blocks = nnx.List(blocks)
         self.num_features = c
         self.head = nnx.Linear(c, num_classes, kernel_init=dense_init, rngs=rngs)
+        self.severity_head = OrdinalHead(c, rngs=rngs)
 
     def _stem(self, x: jax.Array) -> jax.Array:
         return swish(self.stem_bn(self.stem(x)))

@@ -17,6 +17,7 @@ from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
 from train_jax.models.layers import DropPath
+from train_jax.models.ordinal import OrdinalHead
 
 PATCH = 16
 LN_EPSILON = 1e-6
@@ -103,6 +104,7 @@ class ViT(StagedClassifier):
         self.norm = nnx.LayerNorm(v.dim, epsilon=LN_EPSILON, dtype=dtype, rngs=rngs)
         self.num_features = v.dim
         self.head = nnx.Linear(v.dim, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.severity_head = OrdinalHead(v.dim, rngs=rngs)
 
     def _embed(self, x: jax.Array) -> jax.Array:
         g = self.grid

@@ -1,0 +1,151 @@
+"""train_jax/export.py: the card's training_data (datasets, licences, evidence per condition)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from train_jax.export import make_model_card, make_training_data, training_evidence
+from train_jax.registry import model_tags
+
+ACNE_NEW = {
+    "name": "acne-new v36",
+    "licence": "CC BY 4.0",
+    "attribution": "acne-new v36 by buyumedatasets on Roboflow Universe, "
+    "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36, licence CC BY 4.0",
+    "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
+    "tone_source": "estimated",
+}
+COLUMNS = ["image", "acne", "hyperpigmentation", "wrinkles", "split", "source"]
+
+
+def test_training_evidence_counts_labelled_train_rows_by_kind():
+    frame = pd.DataFrame(
+        [
+            # acne: a real and a synthetic train label; hyperpigmentation: real only (the
+            # synthetic label is in val); wrinkles: synthetic only ("" and NaN are unknown).
+            ["a.jpg", "1", "0", "", "train"],
+            ["b.jpg", "0", "", "1", "train"],
+            ["c.jpg", "", "1", np.nan, "train"],
+            ["d.jpg", "", "1", "", "val"],
+            ["e.jpg", "", "", "1", "test"],
+        ],
+        columns=["image", "acne", "hyperpigmentation", "wrinkles", "split"],
+    )
+    synthetic = [False, True, False, True, False]
+    assert training_evidence(frame, synthetic) == {
+        "acne": "real+synthetic",
+        "hyperpigmentation": "real",
+        "wrinkles": "synthetic",
+    }
+    # The same rows all real, wrinkles unlabelled in train: real / none.
+    assert training_evidence(frame.assign(wrinkles=""), [False] * 5) == {
+        "acne": "real",
+        "hyperpigmentation": "real",
+        "wrinkles": "none",
+    }
+    assert training_evidence(frame, synthetic, split="test")["wrinkles"] == "real"
+    with pytest.raises(ValueError, match="4 rows"):
+        training_evidence(frame, synthetic[:4])
+
+
+def _write(folder: Path, name: str, doc: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(doc))
+
+
+@pytest.fixture
+def combined(tmp_path: Path) -> Path:
+    """The layout `data.combine` writes: OUT/<input>/ with each input's provenance files."""
+    out = tmp_path / "acne-new-plus-synth"
+    rows = [
+        ["acne-new-v36/images/a.jpg", 1, 1, "", "train", "acne-new-v36"],
+        ["acne-new-v36/images/b.jpg", 0, 1, "", "val", "acne-new-v36"],
+        ["synthskin-v1/images/c.jpg", 1, 0, 1, "train", "synthskin-v1"],
+        ["synthskin-v1/images/d.jpg", 0, 0, 0, "test", "synthskin-v1"],
+    ]
+    out.mkdir()
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(out / "metadata.csv", index=False)
+    inputs = {"acne-new-v36": {"synthetic": False}, "synthskin-v1": {"synthetic": True}}
+    _write(out, "dataset.json", {"combined": list(inputs), "synthetic": False, "inputs": inputs})
+    _write(out / "acne-new-v36", "datacard.json", ACNE_NEW)
+    _write(out / "acne-new-v36", "dataset.json", {"synthetic": False})
+    _write(out / "synthskin-v1", "dataset.json", {"generator": "data.synthetic"})
+    return out
+
+
+def test_combined_dataset_names_each_input_and_its_evidence(combined: Path):
+    data = make_training_data(str(combined))
+    acne_new = {k: ACNE_NEW[k] for k in ("name", "licence", "attribution", "url")}
+    assert data == {
+        "dataset": str(combined),
+        "synthetic": False,
+        "datasets": [
+            {**acne_new, "folder": "acne-new-v36", "synthetic": False},
+            {
+                "name": "synthskin-v1",  # no datacard: the folder name
+                "folder": "synthskin-v1",
+                "licence": None,
+                "attribution": None,
+                "url": None,
+                "synthetic": True,  # the combined dataset.json's inputs say so
+            },
+        ],
+        "evidence": {
+            "acne": "real+synthetic",
+            "hyperpigmentation": "real+synthetic",
+            "wrinkles": "synthetic",
+        },
+        "test_split": "synthetic",
+        "note": "trained on real photos (acne-new v36, CC BY 4.0) and synthetic faces "
+        "(synthskin-v1); wrinkles: synthetic data only",
+    }
+    card = make_model_card(
+        architecture="small_cnn", input_size=32, opset=18, version="v", dataset=str(combined),
+        metrics=None, run=None, parity=None, normalisation="n", training_data=data,
+    )  # fmt: skip
+    assert card["metrics_note"] == "measured on synthetic data"  # the test split is synthetic
+    config = {"data": {"data_dir": str(combined)}}
+    assert model_tags(config, card)["synthetic_data"] == "false"  # registry reads the bool
+
+
+def test_combined_before_dataset_json_groups_rows_by_source(combined: Path):
+    """A combined folder without provenance files (made before they existed): one dataset per
+    `source` with a folder of its own, synthetic by the source name."""
+    for path in [combined / "dataset.json", *combined.glob("*/*.json")]:
+        path.unlink()
+    data = make_training_data(str(combined))
+    assert [(d["name"], d["synthetic"]) for d in data["datasets"]] == [
+        ("acne-new-v36", False),
+        ("synthskin-v1", True),
+    ]
+    assert data["evidence"]["wrinkles"] == "synthetic"
+    assert data["evidence"]["acne"] == "real+synthetic"
+    assert data["note"].startswith("trained on real photos (acne-new-v36) and synthetic faces")
+
+
+def test_synthetic_only_dataset_and_unknown_folder(tmp_path: Path):
+    synth = tmp_path / "synthskin-v1"
+    synth.mkdir()
+    rows = [["images/a.jpg", 1, 0, 1, "train", "synthskin-v1"]]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(synth / "metadata.csv", index=False)
+    data = make_training_data(str(synth))
+    assert data["synthetic"] is True and data["test_split"] == "none"
+    assert data["evidence"] == dict.fromkeys(("acne", "hyperpigmentation", "wrinkles"), "synthetic")
+    assert data["note"] == "trained on synthetic faces (synthskin-v1), demonstration only"
+    # No such folder (a card exported without its data): the name decides, no evidence.
+    missing = make_training_data("gone/real-faces")
+    assert (missing["synthetic"], missing["evidence"]) == (False, None)
+    assert missing["datasets"][0]["name"] == "real-faces"
+
+
+def test_bad_datacard_names_its_file(combined: Path):
+    from fairness.model_card import DatacardError
+
+    _write(combined / "acne-new-v36", "datacard.json", {"name": "x", "licence": 4})
+    with pytest.raises(DatacardError, match=r"acne-new-v36/datacard.json.*licence"):
+        make_training_data(str(combined))
