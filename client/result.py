@@ -8,6 +8,7 @@ same JSON for the same image.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ import numpy as np
 from data.schema import CONDITIONS, DISCLAIMER
 
 STATUS_OK, STATUS_NO_FACE, STATUS_INVALID = "ok", "no_face", "invalid_image"
+# conditions.<cond>.evidence: which kinds of data had labels for the condition in training
+# (the model card's training_data.evidence, train_jax/export.py); null = unknown.
+EVIDENCE_VALUES = ("none", "real", "real+synthetic", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class RawAnalysis:
     thresholds: np.ndarray  # float64 [F, 3]
     decisions: np.ndarray  # bool [F, 3]
     cam: np.ndarray  # float32 [F, 3, h, w]
+    # float32 [F, 4] acne-severity probabilities (grades 0-3); None or NaN rows = the model has
+    # no severity output
+    severity: np.ndarray | None = None
 
     @property
     def num_faces(self) -> int:
@@ -45,6 +52,28 @@ class ModelInfo:
     name: str
     version: str
     backend: str  # "embedded" | "triton-grpc" | "triton-http"
+    # condition -> EVIDENCE_VALUES or None (`card_evidence`); None = unknown for every condition
+    evidence: Mapping[str, str | None] | None = None
+    training_data: str | None = None  # the model card's training_data.note
+
+
+def card_evidence(card: Mapping) -> dict[str, str | None]:
+    """Per condition, the model card's ``training_data.evidence``; a card without it gives
+    "synthetic" when ``training_data.synthetic`` is true (all training data synthetic), else
+    None (unknown)."""
+    data = card.get("training_data") or {}
+    evidence = data.get("evidence") or {}
+    fallback = "synthetic" if data.get("synthetic") is True else None
+    return {
+        cond: evidence[cond] if evidence.get(cond) in EVIDENCE_VALUES else fallback
+        for cond in CONDITIONS
+    }
+
+
+def card_training_note(card: Mapping) -> str | None:
+    """The model card's one-line ``training_data.note``, if any."""
+    note = (card.get("training_data") or {}).get("note")
+    return str(note) if note else None
 
 
 def _number(value) -> float | None:
@@ -69,15 +98,45 @@ def build_result(
     else:
         result["status"] = STATUS_OK if raw.num_faces else STATUS_NO_FACE
         result["faces"] = [
-            _face(raw, i, (heatmaps or [None] * raw.num_faces)[i]) for i in range(raw.num_faces)
+            _face(raw, i, (heatmaps or [None] * raw.num_faces)[i], model.evidence or {})
+            for i in range(raw.num_faces)
         ]
-    result["model"] = {"name": model.name, "version": model.version, "backend": model.backend}
+    result["model"] = {
+        "name": model.name,
+        "version": model.version,
+        "backend": model.backend,
+        "training_data": model.training_data,
+    }
     result["disclaimer"] = DISCLAIMER
     return result
 
 
-def _face(raw: RawAnalysis, i: int, heatmaps: dict[str, str | None] | None) -> dict:
+def _severity(raw: RawAnalysis, i: int) -> dict | None:
+    """`{"grade", "probabilities"}` of face i, or None when the model has no severity output."""
+    if raw.severity is None:
+        return None
+    probs = np.asarray(raw.severity[i], np.float64)
+    if not np.all(np.isfinite(probs)):
+        return None
+    from fairness.severity import severity_grade
+
+    return {"grade": int(severity_grade(probs)), "probabilities": [float(p) for p in probs]}
+
+
+def _face(
+    raw: RawAnalysis, i: int, heatmaps: dict[str, str | None] | None, evidence: Mapping
+) -> dict:
     given = raw.sources[i] == "given"
+    conditions = {
+        cond: {
+            "probability": float(raw.probs[i, c]),
+            "threshold": float(raw.thresholds[i, c]),
+            "present": bool(raw.decisions[i, c]),
+            "evidence": evidence.get(cond),
+        }
+        for c, cond in enumerate(CONDITIONS)
+    }
+    conditions["acne"]["severity"] = _severity(raw, i)
     return {
         "box": [float(v) for v in raw.boxes[i]],
         "score": float(raw.scores[i]),
@@ -87,14 +146,7 @@ def _face(raw: RawAnalysis, i: int, heatmaps: dict[str, str | None] | None) -> d
             "source": raw.sources[i],
             "confidence": 1.0 if given else float(raw.tone_confidence[i]),
         },
-        "conditions": {
-            cond: {
-                "probability": float(raw.probs[i, c]),
-                "threshold": float(raw.thresholds[i, c]),
-                "present": bool(raw.decisions[i, c]),
-            }
-            for c, cond in enumerate(CONDITIONS)
-        },
+        "conditions": conditions,
         "heatmaps": {cond: (heatmaps or {}).get(cond) for cond in CONDITIONS},
     }
 
@@ -113,13 +165,22 @@ def summarize(result: dict) -> str:
         )
         for cond, c in face["conditions"].items():
             mark = "present" if c["present"] else "absent"
+            if c.get("evidence"):
+                mark += f" [trained on: {c['evidence']}]"
             lines.append(
                 f"    {cond:<18} p={c['probability']:.3f} (threshold {c['threshold']:.3f}) {mark}"
             )
+            if c.get("severity"):
+                lines.append(
+                    f"      severity grade {c['severity']['grade']} (0-3, "
+                    f"p={max(c['severity']['probabilities']):.2f})"
+                )
             if face["heatmaps"].get(cond):
                 lines.append(f"      heatmap: {face['heatmaps'][cond]}")
     model = result["model"]
     lines.append(
         f"  model {model['name']} {model['version']} via {model['backend']}; {result['disclaimer']}"
     )
+    if model.get("training_data"):
+        lines.append(f"  {model['training_data']}")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The embedded runner: the serving pipeline in-process, with the same ONNX files as Triton.
 
-decode_step -> BlazeFace ONNX -> crop_step -> classifier ONNX -> threshold_step, exactly the
-steps the Triton ensemble runs (client/steps.py), with no server.
+decode_step -> BlazeFace ONNX -> crop_step -> classifier ONNX -> threshold_step (and
+severity_step), exactly the steps the Triton ensemble runs (client/steps.py), with no server.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from client.result import ModelInfo, RawAnalysis
-from client.steps import crop_step, decode_step, threshold_step
+from client.result import ModelInfo, RawAnalysis, card_evidence, card_training_note
+from client.steps import SEVERITY_OUTPUT, crop_step, decode_step, severity_step, threshold_step
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
@@ -47,7 +47,13 @@ class EmbeddedRunner:
         self.model_dir = Path(model_dir)
         card = read_model_dir(self.model_dir)
         self.input_size = int(card["input_size"])
-        self.info = ModelInfo(str(card["name"]), str(card["version"]), "embedded")
+        self.info = ModelInfo(
+            str(card["name"]),
+            str(card["version"]),
+            "embedded",
+            evidence=card_evidence(card),
+            training_data=card_training_note(card),
+        )
         self.detector = FaceDetector(num_threads=num_threads)
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
@@ -56,6 +62,9 @@ class EmbeddedRunner:
             str(self.model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self.thresholds = load_thresholds(self.model_dir / "thresholds.json")
+        # Exports before the acne-severity head have only probs and cam.
+        names = {o.name for o in self.classifier.get_outputs()}
+        self.outputs = ["probs", "cam"] + ([SEVERITY_OUTPUT] if SEVERITY_OUTPUT in names else [])
 
     def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
         """Analyse one encoded image; raises InvalidImageError or ValueError on bad input."""
@@ -64,7 +73,7 @@ class EmbeddedRunner:
         faces = crop_step(
             decoded.image, regressors, scores, decoded.detector_meta, size=self.input_size
         )
-        probs, cam = self.classifier.run(["probs", "cam"], {"image": faces.crops})
+        probs, cam, *severity = self.classifier.run(self.outputs, {"image": faces.crops})
         num = faces.num_faces
         out = threshold_step(probs[:num], faces.tone_groups, fitzpatrick, self.thresholds)
         return RawAnalysis(
@@ -79,6 +88,7 @@ class EmbeddedRunner:
             thresholds=out.thresholds,
             decisions=out.decisions,
             cam=np.asarray(cam[:num], np.float32),
+            severity=severity_step(severity[0] if severity else None, num),
         )
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.schema import CONDITIONS, fitzpatrick_to_group
+from data.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
 from fairness.thresholds import apply_thresholds
 from preprocessing.align import align_and_crop
 from preprocessing.face_detect import decode_detections, make_detector_input
@@ -22,6 +22,8 @@ from preprocessing.tone import estimate_skin_tone
 INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
 FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone from the crop
 BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, got {value!r}"
+# The classifier's optional acne-severity output (train_jax/export.py); older exports lack it.
+SEVERITY_OUTPUT = "severity"
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,18 @@ def threshold_step(
         return Decisions(groups, sources, empty, empty.astype(bool))
     decisions, used = apply_thresholds(probs, groups, thresholds)
     return Decisions(groups, sources, np.asarray(used, np.float64), np.asarray(decisions, bool))
+
+
+def severity_step(severity: np.ndarray | None, num_faces: int) -> np.ndarray:
+    """The acne-severity probabilities of the F faces, float32 [F, 4].
+
+    `severity` is the classifier's `severity` output (max(F, 1) rows) or None for a model
+    without it; then every row is NaN, which the result JSON shows as `"severity": null`.
+    """
+    num_grades = len(SEVERITY_GRADES)
+    if severity is None:
+        return np.full((num_faces, num_grades), np.nan, np.float32)
+    out = np.asarray(severity, np.float32).reshape(-1, num_grades)[:num_faces]
+    if out.shape[0] != num_faces:
+        raise ValueError(f"severity has {out.shape[0]} rows for {num_faces} faces")
+    return np.ascontiguousarray(out)

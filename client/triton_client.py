@@ -6,9 +6,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from client.result import ModelInfo, RawAnalysis
+from client.result import EVIDENCE_VALUES, ModelInfo, RawAnalysis
 from client.steps import INVALID_IMAGE_PREFIX
-from data.schema import CONDITIONS
+from data.schema import CONDITIONS, SEVERITY_GRADES
 
 ENSEMBLE = "skin_analysis"
 OUTPUTS = (
@@ -24,7 +24,15 @@ OUTPUTS = (
     "DECISIONS",
     "CAM",
 )
+# Acne-severity probabilities [F, 4]; NaN rows for a model without severity. Requested only
+# when the ensemble has it (repositories built before it do not).
+SEVERITY = "SEVERITY"
 SCHEMES = ("grpc", "http")
+# String parameters of the ensemble config, written by `python -m triton_models.build` from the
+# model card: name, version, per-condition training evidence ("" = unknown), training note.
+MODEL_NAME_PARAMETER, MODEL_VERSION_PARAMETER = "model_name", "model_version"
+EVIDENCE_PARAMETER = "evidence_{}"  # .format(condition)
+TRAINING_DATA_PARAMETER = "training_data"
 
 
 class ServerUnreachableError(ConnectionError):
@@ -45,6 +53,25 @@ def parse_url(url: str) -> tuple[str, str]:
     if parsed.scheme not in SCHEMES or not parsed.netloc:
         raise ValueError(f"--url must look like grpc://HOST:PORT or http://HOST:PORT, got {url!r}")
     return parsed.scheme, parsed.netloc
+
+
+def model_info_from_config(config: dict, backend: str) -> ModelInfo:
+    """The ensemble's model name, version, evidence and training note from its config (the
+    JSON of `get_model_config`); a repository built before a parameter existed gives
+    "unknown" (name, version) or None."""
+    params = config.get("parameters") or {}
+
+    def get(key: str) -> str | None:
+        return (params.get(key) or {}).get("string_value") or None
+
+    evidence = {c: get(EVIDENCE_PARAMETER.format(c)) for c in CONDITIONS}
+    return ModelInfo(
+        get(MODEL_NAME_PARAMETER) or "unknown",
+        get(MODEL_VERSION_PARAMETER) or "unknown",
+        backend,
+        evidence={c: v if v in EVIDENCE_VALUES else None for c, v in evidence.items()},
+        training_data=get(TRAINING_DATA_PARAMETER),
+    )
 
 
 def _strings(array: np.ndarray) -> list[str | None]:
@@ -70,6 +97,7 @@ class TritonRunner:
         )
         self.client = tc.InferenceServerClient(address, **kwargs)
         self.info = ModelInfo("unknown", "unknown", f"triton-{self.scheme}")
+        self.outputs = OUTPUTS
         if check_ready:
             self._check_ready()
 
@@ -86,12 +114,10 @@ class TritonRunner:
             ) from None
         if not ready:
             raise ServerUnreachableError(f"Triton server at {self.url} is not ready ({ENSEMBLE})")
-        params = config.get("parameters", {})
-        name, version = (
-            params.get(k, {}).get("string_value", "unknown")
-            for k in ("model_name", "model_version")
-        )
-        self.info = ModelInfo(name, version, f"triton-{self.scheme}")
+        # Read once per client: the result's model block and conditions.<cond>.evidence.
+        self.info = model_info_from_config(config, f"triton-{self.scheme}")
+        if any(o.get("name") == SEVERITY for o in config.get("output", [])):
+            self.outputs = (*OUTPUTS, SEVERITY)
 
     def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
         """Analyse one encoded image; raises ServerRequestError or ServerUnreachableError."""
@@ -105,7 +131,7 @@ class TritonRunner:
             fitz = tc.InferInput("FITZPATRICK", [1], "INT32")
             fitz.set_data_from_numpy(np.array([int(fitzpatrick)], dtype=np.int32))
             inputs.append(fitz)
-        outputs = [tc.InferRequestedOutput(name) for name in OUTPUTS]
+        outputs = [tc.InferRequestedOutput(name) for name in self.outputs]
         kwargs = {"client_timeout": self.timeout_s} if self.scheme == "grpc" else {}
         try:
             result = self.client.infer(ENSEMBLE, inputs, outputs=outputs, **kwargs)
@@ -137,6 +163,11 @@ class TritonRunner:
             thresholds=get("THRESHOLDS").reshape(num, len(CONDITIONS)),
             decisions=get("DECISIONS").reshape(num, len(CONDITIONS)).astype(bool),
             cam=get("CAM"),
+            severity=(
+                get(SEVERITY).reshape(num, len(SEVERITY_GRADES))
+                if SEVERITY in self.outputs
+                else None
+            ),
         )
 
     def close(self) -> None:

@@ -45,3 +45,22 @@ def group_photo_path() -> Path:
 @pytest.fixture(scope="session")
 def grayscale_photo_path() -> Path:
     return photo_path("Tom_Hanks_54745.png")
+
+
+@pytest.fixture(scope="session")
+def severity_model_dir(tmp_path_factory) -> Path:
+    """A model folder like models/default whose classifier has the acne-severity output: a tiny
+    untrained small_cnn exported at 32 px (probs, cam, severity), the shipped thresholds."""
+    import shutil
+
+    from flax import nnx
+
+    from train_jax.export import export_model
+    from train_jax.models import create_model
+
+    out = tmp_path_factory.mktemp("severity_model")
+    model = create_model("small_cnn", rngs=nnx.Rngs(5), width=0.25)
+    export_model(model, out, architecture="small_cnn", input_size=32, dataset="synthskin-v1")
+    default = Path(__file__).resolve().parents[1] / "models" / "default"
+    shutil.copyfile(default / "thresholds.json", out / "thresholds.json")
+    return out

@@ -4,12 +4,19 @@
         [--optimize basic|extended|none] [--se-gate blocked|broadcast] [--int8]
 
 The graph: input ``image`` float32 [B, H, W, 3] (RGB 0..255, normalised inside), outputs ``probs``
-[B, 3] (sigmoid) and ``cam`` [B, 3, H, W] (CAM in [0, 1]); the batch dimension is dynamic.
+[B, 3] (sigmoid), ``cam`` [B, 3, H, W] (CAM in [0, 1]) and ``severity`` [B, 4] (class
+probabilities of the acne-severity grades 0-3 from the ordinal head,
+``train_jax.models.ordinal``); the batch dimension is dynamic.
 Every convolution is exported as a standard ``Conv`` node (``set_conv_impl(model, "conv")``;
 depthwise as grouped ``Conv``). By default the graph is then optimised offline: onnxruntime's
 portable ``basic`` level (constant folding, BatchNorm folded into the convs, layout transposes
 cancelled) and the exact rewrites of ``train_jax.onnx_passes``; parity with JAX is checked on
 the file that is written.
+
+The model card's ``training_data`` names every training dataset (name, licence, attribution,
+url, synthetic: from each input's datacard.json / dataset.json, also inside a `data.combine`
+folder) and, per condition, which kinds of data had labels in the train split (``evidence``:
+real, synthetic, real+synthetic or none), which the result JSON repeats per condition.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from data.schema import CONDITIONS, DISCLAIMER
+from data.schema import CONDITIONS, DISCLAIMER, SEVERITY_GRADES
 from fairness.report import training_recipe
 
 # Opset 17 is rejected: jax2onnx writes ReduceMean with axes as an input (an opset-18 form).
@@ -45,7 +52,19 @@ OPTIMIZE_LEVELS = ("none", "basic", "extended")
 SE_GATES = {"blocked": (), "broadcast": ("excite_in_blocked_layout",)}  # form -> passes left out
 DEFAULT_SE_GATE = "blocked"
 SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
-INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam")
+# Per condition, which kinds of data had labels in the train split (model card
+# training_data.evidence; the result JSON's conditions.<cond>.evidence).
+EVIDENCE_VALUES = ("none", "real", "real+synthetic", "synthetic")
+EVIDENCE_PHRASES = {
+    "real": "real photos only",
+    "synthetic": "synthetic data only",
+    "real+synthetic": "real photos and synthetic data",
+    "none": "no labels in the training data",
+}
+DATASET_INFO = "dataset.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam", "severity")
+SEVERITY_GRADES_NOTE = "ACNE04 bands of the acne lesion count: 0 <=5, 1 6-20, 2 21-50, 3 >50"
 
 
 class ExportError(RuntimeError):
@@ -103,6 +122,28 @@ def write_onnx(
     return rewrites
 
 
+def with_cam_and_severity(model):
+    """``x -> (probs, cam, severity)``: `explain.cam.with_cam` plus the severity probabilities,
+    from one pass through the features (what the exported graph computes)."""
+    import jax
+    import jax.numpy as jnp
+
+    from explain.cam import CamModel, class_activation_map, normalize_maps, upsample_maps
+    from train_jax.models.ordinal import severity_probs
+
+    # CamModel's forward pass (its checks and cell alignment too), plus the severity output.
+    class ServingModel(CamModel):
+        def __call__(self, x):
+            feats = self.model.features(x).astype(jnp.float32)
+            logits = self.model.head(jnp.mean(feats, axis=(1, 2)))
+            kernel = self.model.head.kernel[...].astype(jnp.float32)
+            cam = upsample_maps(class_activation_map(feats, kernel), x.shape[1:3], self.align)
+            severity = severity_probs(self.model.severity_from_features(feats))
+            return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam), severity
+
+    return ServingModel(model)
+
+
 def export_cam_onnx(
     model,
     path: Path,
@@ -112,18 +153,18 @@ def export_cam_onnx(
     optimize: str | None = DEFAULT_OPTIMIZE,
     se_gate: str = DEFAULT_SE_GATE,
 ) -> Path:
-    """Write ``with_cam(model)`` to ``path`` as ONNX with a dynamic batch; returns the path.
+    """Write ``with_cam_and_severity(model)`` to ``path`` as ONNX with a dynamic batch (outputs
+    ``probs``, ``cam``, ``severity``); returns the path.
 
     Every conv is exported as a standard ``Conv`` node (``set_conv_impl(model, "conv")``, which
     switches the model in place; outputs are unchanged).
     """
-    from explain.cam import with_cam
     from train_jax.models import set_conv_impl
 
     set_conv_impl(model, "conv")
     model.eval()
     write_onnx(
-        with_cam(model),
+        with_cam_and_severity(model),
         path,
         input_size=input_size,
         opset=opset,
@@ -136,7 +177,9 @@ def export_cam_onnx(
 def check_parity(
     model, onnx_path: Path, *, input_size: int, num_images: int = 3, seed: int = 0
 ) -> dict[str, float]:
-    """Max |ONNX - JAX| on probs and cam for random 0..255 images; raises ExportError above 1e-4."""
+    """Max |ONNX - JAX| on probs, cam and severity for random 0..255 images; raises ExportError
+    above 1e-4. The JAX side is `explain.cam.with_cam` and the model's own `severity_probs`,
+    not the exported wrapper, so the check covers the wrapper too."""
     import onnxruntime as ort
 
     from explain.cam import with_cam
@@ -144,11 +187,13 @@ def check_parity(
     x = np.random.default_rng(seed).uniform(0, 255, (num_images, input_size, input_size, 3))
     x = x.astype(np.float32)
     jax_probs, jax_cam = with_cam(model)(x)
+    jax_severity = model.severity_probs(x)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_probs, onnx_cam = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    onnx_probs, onnx_cam, onnx_severity = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
     diffs = {
         "probs": float(np.abs(onnx_probs - np.asarray(jax_probs)).max()),
         "cam": float(np.abs(onnx_cam - np.asarray(jax_cam)).max()),
+        "severity": float(np.abs(onnx_severity - np.asarray(jax_severity)).max()),
     }
     if max(diffs.values()) > PARITY_ATOL:
         raise ExportError(f"ONNX differs from JAX by more than {PARITY_ATOL}: {diffs}")
@@ -200,6 +245,190 @@ def find_value(tree: Any, key: str) -> Any:
     return None
 
 
+def training_evidence(frame, synthetic_rows, *, split: str = "train") -> dict[str, str]:
+    """Per condition, which kinds of rows of ``split`` have a label: real, synthetic,
+    real+synthetic or none (an empty or NaN label is unknown; no ``split`` column = all rows).
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"acne": [1, "0", 1], "hyperpigmentation": ["", 0, None],
+    ...                       "wrinkles": ["", "", 1], "split": ["train", "train", "val"]})
+    >>> training_evidence(frame, [False, True, True])
+    {'acne': 'real+synthetic', 'hyperpigmentation': 'synthetic', 'wrinkles': 'none'}
+    """
+    import pandas as pd
+
+    synthetic = np.asarray(synthetic_rows, bool).reshape(-1)
+    if synthetic.shape[0] != len(frame):
+        raise ValueError(f"synthetic_rows has {synthetic.shape[0]} rows, the frame {len(frame)}")
+    rows = np.ones(len(frame), bool)
+    if "split" in frame:
+        rows = (frame["split"].astype(str) == split).to_numpy()
+    out = {}
+    for cond in CONDITIONS:
+        known = rows.copy()
+        if cond in frame:
+            known &= pd.to_numeric(frame[cond], errors="coerce").notna().to_numpy()
+        else:
+            known[:] = False
+        kinds = [
+            kind
+            for kind, has in (("real", known & ~synthetic), ("synthetic", known & synthetic))
+            if has.any()
+        ]
+        out[cond] = "+".join(kinds) or "none"
+    return out
+
+
+def _kind_of_rows(synthetic: np.ndarray) -> str:
+    """real, synthetic, real+synthetic or none: the kinds among rows (True = synthetic)."""
+    kinds = [k for k, has in (("real", ~synthetic), ("synthetic", synthetic)) if has.any()]
+    return "+".join(kinds) or "none"
+
+
+def _json_object(path: Path) -> dict:
+    """The JSON object in `path`; {} when the file is missing or holds something else."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def find_data_dir(dataset: str | os.PathLike | None) -> Path | None:
+    """The folder holding the training metadata.csv: as written, else under the repository."""
+    if dataset is None:
+        return None
+    for folder in (Path(dataset), REPO_ROOT / dataset):
+        if (folder / "metadata.csv").is_file():
+            return folder
+    return None
+
+
+def _dataset_parts(data_dir: Path, frame, info: dict) -> list[tuple[str, Path | None, np.ndarray]]:
+    """(name, folder, row mask) of each input dataset: the inputs of a combined dataset
+    (`data.combine`: rows under ``<input>/``), else one per ``source`` with a folder of its
+    own (combined before dataset.json listed them), else the whole folder."""
+    combined = info.get("combined")
+    if isinstance(combined, list) and "image" in frame:
+        prefix = frame["image"].astype(str).str.split("/", n=1).str[0]
+        present = list(dict.fromkeys(prefix))
+        names = [n for n in combined if n in present] + [n for n in present if n not in combined]
+        return [(n, data_dir / n, (prefix == n).to_numpy()) for n in names]
+    if "source" in frame:
+        sources = list(dict.fromkeys(frame["source"].astype(str)))
+        if len(sources) > 1 and all((data_dir / s).is_dir() for s in sources):
+            return [(s, data_dir / s, (frame["source"] == s).to_numpy()) for s in sources]
+    return [(data_dir.name, data_dir, np.ones(len(frame), bool))]
+
+
+def _dataset_entry(name: str, folder: Path | None, sources: list[str], parent: dict) -> dict:
+    """One training dataset: name, licence, attribution, url from its datacard (else its
+    dataset.json, else the folder name) and whether it is synthetic (dataset.json's
+    ``synthetic``, else every row's ``source`` names the synthetic generator)."""
+    from fairness.model_card import DATACARD_NAMES, read_datacard
+
+    card: dict = {}
+    if folder is not None and any((folder / n).is_file() for n in DATACARD_NAMES):
+        card = read_datacard(folder)  # DatacardError names the file and field
+    info = _json_object(folder / DATASET_INFO) if folder is not None else {}
+    synthetic = info.get("synthetic")
+    if not isinstance(synthetic, bool):
+        synthetic = ((parent.get("inputs") or {}).get(name) or {}).get("synthetic")
+    if not isinstance(synthetic, bool):
+        synthetic = bool(sources) and all("synth" in s.lower() for s in sources)
+
+    def pick(*keys: str) -> str | None:
+        for key in keys:
+            value = card.get(key) or find_value(info, key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
+
+    return {
+        "name": pick("name") or name,
+        "folder": name,
+        "licence": pick("licence", "license"),
+        "attribution": pick("attribution"),
+        "url": pick("url"),
+        "synthetic": synthetic,
+    }
+
+
+def training_note(datasets: list[dict], evidence: dict[str, str] | None) -> str:
+    """One line: which real and synthetic datasets, and the conditions whose labels come
+    from fewer kinds of data than the whole set."""
+
+    def names(entries: list[dict]) -> str:
+        return "; ".join(
+            f"{d['name']}, {d['licence']}" if d.get("licence") else d["name"] for d in entries
+        )
+
+    real = [d for d in datasets if not d["synthetic"]]
+    synthetic = [d for d in datasets if d["synthetic"]]
+    parts = ([f"real photos ({names(real)})"] if real else []) + (
+        [f"synthetic faces ({names(synthetic)})"] if synthetic else []
+    )
+    note = "trained on " + " and ".join(parts)
+    overall = "+".join(k for k, ds in (("real", real), ("synthetic", synthetic)) if ds)
+    by_kind: dict[str, list[str]] = {}
+    for cond in CONDITIONS:
+        kind = (evidence or {}).get(cond, overall)
+        if kind != overall:
+            by_kind.setdefault(kind, []).append(cond)
+    for kind, conds in by_kind.items():
+        note += f"; {', '.join(conds)}: {EVIDENCE_PHRASES.get(kind, kind)}"
+    return note if real else note + ", demonstration only"
+
+
+def describe_training_data(data_dir: Path) -> dict:
+    """The model card's ``training_data`` from a canonical dataset folder (combined or not).
+
+    ``datasets``: one entry per input (`_dataset_entry`); ``synthetic``: all of them are;
+    ``evidence``: `training_evidence` of the train split, a row's kind being its dataset's;
+    ``test_split``: the kinds of the test rows (what the card's metrics are measured on).
+    """
+    import pandas as pd
+
+    data_dir = Path(data_dir)
+    frame = pd.read_csv(data_dir / "metadata.csv", dtype=str, keep_default_na=False)
+    info = _json_object(data_dir / DATASET_INFO)
+    datasets, synthetic_rows = [], np.zeros(len(frame), bool)
+    for name, folder, mask in _dataset_parts(data_dir, frame, info):
+        sources = sorted(set(frame.loc[mask, "source"])) if "source" in frame else []
+        entry = _dataset_entry(name, folder, sources, info)
+        synthetic_rows[mask] = entry["synthetic"]
+        datasets.append(entry)
+    evidence = training_evidence(frame, synthetic_rows)
+    test = (frame["split"] == "test").to_numpy() if "split" in frame else np.zeros(len(frame), bool)
+    return {
+        "dataset": str(data_dir),
+        "synthetic": all(d["synthetic"] for d in datasets),
+        "datasets": datasets,
+        "evidence": evidence,
+        "test_split": _kind_of_rows(synthetic_rows[test]),
+        "note": training_note(datasets, evidence),
+    }
+
+
+def make_training_data(dataset: str | None) -> dict:
+    """`describe_training_data` of the named folder; without one, what its name says (a name
+    with "synth", or no name, counts as synthetic) and no evidence."""
+    data_dir = find_data_dir(dataset)
+    if data_dir is not None:
+        return describe_training_data(data_dir) | {"dataset": dataset}
+    synthetic = dataset is None or "synth" in str(dataset).lower()
+    name = Path(str(dataset)).name if dataset is not None else "unknown"
+    entry = {"name": name, "folder": name, "licence": None, "attribution": None, "url": None}
+    return {
+        "dataset": dataset,
+        "synthetic": synthetic,
+        "datasets": [entry | {"synthetic": synthetic}],
+        "evidence": None,
+        "test_split": None,
+        "note": SYNTHETIC_LABEL if synthetic else "see the training run",
+    }
+
+
 def make_model_card(
     *,
     architecture: str,
@@ -214,13 +443,20 @@ def make_model_card(
     normalisation: str | None = None,
     graph_optimisation: str | None = None,
     training: dict | None = None,
+    training_data: dict | None = None,
 ) -> dict:
-    """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model")."""
+    """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model").
+
+    ``training_data`` is `make_training_data(dataset)` unless given.
+    """
     if normalisation is None:
         from train_jax.models.input_norm import describe
 
         normalisation = describe("imagenet")
-    synthetic = dataset is None or "synth" in str(dataset).lower()
+    if training_data is None:
+        training_data = make_training_data(dataset)
+    synthetic = bool(training_data["synthetic"])
+    test_kind = training_data.get("test_split")
     return {
         "name": f"{architecture}-{Path(str(dataset or 'unknown')).name}",
         "version": version,
@@ -244,17 +480,21 @@ def make_model_card(
                 "shape": ["B", len(CONDITIONS), input_size, input_size],
                 "meaning": "class activation map per condition, normalised to [0, 1]",
             },
+            "severity": {
+                "shape": ["B", len(SEVERITY_GRADES)],
+                "meaning": "acne severity: probability of each grade 0-3 (ordinal CORAL head; "
+                "the grade is the median, fairness.severity.severity_grade)",
+                "grades": SEVERITY_GRADES_NOTE,
+            },
         },
         "conditions": list(CONDITIONS),
         "onnx_opset": opset,
-        "training_data": {
-            "dataset": dataset,
-            "synthetic": synthetic,
-            "note": SYNTHETIC_LABEL if synthetic else "see the training run",
-        },
+        "training_data": training_data,
         "training": training,
         "metrics": metrics,
-        "metrics_note": "measured on synthetic data" if synthetic else None,
+        "metrics_note": (
+            "measured on synthetic data" if synthetic or test_kind == "synthetic" else None
+        ),
         "source_run": run,
         "export_parity_max_abs_diff": parity,
         "quantization": quantization,
@@ -332,8 +572,15 @@ def export_model(
     optimize: str | None = DEFAULT_OPTIMIZE,
     se_gate: str = DEFAULT_SE_GATE,
     training: dict | None = None,
+    training_data: dict | None = None,
 ) -> ExportResult:
-    """Export (offline-optimised unless ``optimize`` is None), check parity, write the card."""
+    """Export (offline-optimised unless ``optimize`` is None), check parity, write the card.
+
+    ``training_data`` (the card's block) is `make_training_data(dataset)` unless given; it is
+    read first, so a bad datacard fails before the export.
+    """
+    if training_data is None:
+        training_data = make_training_data(dataset)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
@@ -361,6 +608,7 @@ def export_model(
         run=run,
         parity=parity,
         training=training,
+        training_data=training_data,
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
         graph_optimisation=(
             f"onnxruntime {optimize} + train_jax/onnx_passes.py"
@@ -623,7 +871,7 @@ def record_quantization(model_dir: Path, numbers: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; exit 0 ok, 2 bad input, 1 export failure."""
+    """CLI entry point; exit 0 ok, 2 bad input (incl. a bad datacard), 1 export failure."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="training run folder outputs/RUN")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx + card")
@@ -659,6 +907,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    from fairness.model_card import DatacardError
+
     try:
         optimize = None if args.optimize == "none" else args.optimize
         result = export_run(
@@ -678,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = Path(str(find_value(load_run_config(args.run), "data_dir")))
             summary["int8"] = quantize_int8(args.out, data_dir)
             record_quantization(args.out, summary["int8"])
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DatacardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:

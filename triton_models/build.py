@@ -6,7 +6,13 @@
 
 Writes classify/1/model.onnx (+ model_card.json), group_threshold/1/thresholds.json and
 face_detect/1/model.onnx (BlazeFace), and sets the input size in the classify and preprocess
-configs and the model name/version in the skin_analysis config.
+configs and, from the model card, the skin_analysis config's string parameters: model_name,
+model_version, evidence_<condition> (which kinds of data had labels for it in training: real,
+synthetic, real+synthetic, none; "" = unknown) and training_data (the card's one-line note),
+which the Triton client reads once with the model config. When the model card lists the
+`severity` output (acne-severity probabilities [4]), the classify config gets that output and the
+ensemble maps it to group_threshold; otherwise both are left out (an older export still serves,
+its SEVERITY rows NaN), so rebuilding switches either way.
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from client.result import card_evidence, card_training_note
+from client.triton_client import (
+    EVIDENCE_PARAMETER,
+    MODEL_NAME_PARAMETER,
+    MODEL_VERSION_PARAMETER,
+    TRAINING_DATA_PARAMETER,
+)
+from data.schema import CONDITIONS
 from triton_models.local_repo import read_config_text
 
 TEMPLATE = Path(__file__).resolve().parent
@@ -27,6 +41,11 @@ REPO_ROOT = TEMPLATE.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 BLAZEFACE = REPO_ROOT / "preprocessing" / "assets" / "blazeface_short_range.onnx"
 MODELS = ("decode", "face_detect", "preprocess", "classify", "group_threshold", "skin_analysis")
+SEVERITY_OUTPUT = '{ name: "severity" data_type: TYPE_FP32 dims: [ 4 ] }'
+SEVERITY_MAPS = {  # ensemble line after which each severity mapping goes
+    'output_map { key: "cam" value: "cam" }': 'output_map { key: "severity" value: "severity" }',
+    'input_map { key: "cam" value: "cam" }': 'input_map { key: "severity" value: "severity" }',
+}
 
 
 class BuildError(ValueError):
@@ -57,6 +76,72 @@ def _rewrite(path: Path, edit) -> None:
     os.replace(tmp, path)
 
 
+def pbtxt_string(value: str) -> str:
+    """A protobuf text-format string literal (quotes and backslashes escaped, UTF-8 kept)."""
+    return json.dumps(" ".join(str(value).split()), ensure_ascii=False)
+
+
+def set_parameter(text: str, key: str, value: str) -> str:
+    """Set a top-level string parameter of a config: replace its one-line entry, else append
+    one (a parameter written any other way is a BuildError rather than a duplicate key)."""
+    quoted = json.dumps(key)
+    literal = r'"(?:[^"\\]|\\.)*"'  # a string literal with escapes
+    pattern = (
+        rf"(?m)^parameters \{{ key: {re.escape(quoted)} "
+        rf"value \{{ string_value: {literal} \}} \}}$"
+    )
+    line = f"parameters {{ key: {quoted} value {{ string_value: {pbtxt_string(value)} }} }}"
+    new, count = re.subn(pattern, lambda _: line, text)
+    if count:
+        return new
+    if f"key: {quoted}" in text:
+        raise BuildError(f"config: parameter {key!r} is not on one line; cannot set it")
+    return text.rstrip("\n") + "\n" + line + "\n"
+
+
+def ensemble_parameters(card: dict) -> dict[str, str]:
+    """The skin_analysis parameters that describe the model, from its card ("" = unknown)."""
+    evidence = card_evidence(card)
+    return {
+        MODEL_NAME_PARAMETER: str(card["name"]),
+        MODEL_VERSION_PARAMETER: str(card["version"]),
+        **{EVIDENCE_PARAMETER.format(c): evidence[c] or "" for c in CONDITIONS},
+        TRAINING_DATA_PARAMETER: card_training_note(card) or "",
+    }
+
+
+def has_severity(card: dict) -> bool:
+    """Whether the exported model has the acne-severity output (its card lists it)."""
+    return "severity" in (card.get("outputs") or {})
+
+
+def set_classify_severity(text: str, present: bool) -> str:
+    """Add (or remove) the `severity` output of the classify config, after `cam`."""
+    text = re.sub(r',\n\s*\{ name: "severity" [^\n]*\}', "", text)
+    if present:
+        text = _sub(
+            text,
+            r'(\{ name: "cam" data_type: TYPE_FP32 dims: \[[^\]]*\] \})',
+            lambda m: f"{m.group(1)},\n  {SEVERITY_OUTPUT}",
+            "classify output cam",
+        )
+    return text
+
+
+def set_ensemble_severity(text: str, present: bool) -> str:
+    """Add (or remove) the ensemble's mapping of classify's `severity` to group_threshold."""
+    text = re.sub(r'\n[ \t]*(in|out)put_map \{ key: "severity" value: "severity" \}', "", text)
+    if present:
+        for anchor, line in SEVERITY_MAPS.items():
+            text = _sub(
+                text,
+                rf"(\n([ \t]*){re.escape(anchor)})",
+                lambda m, line=line: f"{m.group(1)}\n{m.group(2)}{line}",
+                f"skin_analysis {anchor}",
+            )
+    return text
+
+
 def copy_template(repo: Path) -> None:
     """Copy the configs and python models of the template repository into `repo`."""
     for name in MODELS:
@@ -78,6 +163,7 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         raise BuildError(f"{model_dir}: missing {', '.join(missing)}")
     card = json.loads((model_dir / "model_card.json").read_text())
     size = int(card["input_size"])
+    severity = has_severity(card)
     if repo.resolve() != TEMPLATE:
         copy_template(repo)
     for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
@@ -101,12 +187,13 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
             rf"\1 dims: [ 3, {size}, {size} ]",
             "classify output cam",
         )
-        return _sub(
+        text = _sub(
             text,
             r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
             rf"\1 {hw3}\2",
             "classify warmup",
         )
+        return set_classify_severity(text, severity)
 
     def preprocess(text: str) -> str:
         text = _sub(
@@ -123,15 +210,9 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         )
 
     def ensemble(text: str) -> str:
-        for key in ("name", "version"):
-            value = json.dumps(str(card[key]))
-            text = _sub(
-                text,
-                rf'(key: "model_{key}" value {{ string_value:) "[^"]*"',
-                lambda m, v=value: f"{m.group(1)} {v}",
-                f"skin_analysis model_{key}",
-            )
-        return text
+        for key, value in ensemble_parameters(card).items():
+            text = set_parameter(text, key, value)
+        return set_ensemble_severity(text, severity)
 
     _rewrite(repo / "classify" / "config.pbtxt", classify)
     _rewrite(repo / "preprocess" / "config.pbtxt", preprocess)
@@ -141,6 +222,7 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         "model": card["name"],
         "version": card["version"],
         "input_size": size,
+        "severity": severity,
     }
 
 

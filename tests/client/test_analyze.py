@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from client.analyze import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE, main
+from client.runner import DEFAULT_MODEL_DIR
 from triton_models.server import free_port
 
 RESULT_KEYS = {"image", "status", "faces", "model", "disclaimer"}
@@ -30,9 +31,19 @@ def test_photo_gives_contract_json(astronaut_path, capsys):
     for cond in face["conditions"].values():
         assert 0.0 <= cond["probability"] <= 1.0
         assert cond["present"] == (cond["probability"] >= cond["threshold"])
+        assert cond["evidence"] in ("real", "synthetic", "real+synthetic", "none", None)
     assert face["skin_tone"]["source"] == "estimated"
     assert face["heatmaps"] == {"acne": None, "hyperpigmentation": None, "wrinkles": None}
     assert result["model"]["backend"] == "embedded"
+    assert set(result["model"]) == {"name", "version", "backend", "training_data"}
+    # Acne severity: null for an export without the severity output (the shipped model until
+    # it is re-exported), else the grade and the 4 probabilities.
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    severity = face["conditions"]["acne"]["severity"]
+    if "severity" in card["outputs"]:
+        assert set(severity) == {"grade", "probabilities"}
+    else:
+        assert severity is None
     assert result["disclaimer"] == "research aid, not a diagnosis"
 
 
@@ -93,3 +104,50 @@ def test_unreachable_server_exits_3_naming_the_url(scheme, astronaut_path, capsy
 def test_bad_url_exits_2(astronaut_path, capsys):
     assert main(["--image", str(astronaut_path), "--url", "ftp://x"]) == EXIT_BAD_INPUT
     assert "ftp://x" in capsys.readouterr().err
+
+
+def test_model_with_severity_gives_grade_and_probabilities(
+    severity_model_dir, astronaut_path, capsys
+):
+    from fairness.severity import severity_grade
+
+    args = ["--image", str(astronaut_path), "--json", "--model-dir", str(severity_model_dir)]
+    assert main(args) == EXIT_OK
+    (result,) = _json_lines(capsys.readouterr().out)
+    face = result["faces"][0]
+    severity = face["conditions"]["acne"]["severity"]
+    assert set(severity) == {"grade", "probabilities"} and len(severity["probabilities"]) == 4
+    assert sum(severity["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    assert severity["grade"] == int(severity_grade(severity["probabilities"]))
+    assert "severity" not in face["conditions"]["wrinkles"]
+
+
+MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real+synthetic", "wrinkles": "synthetic"}
+
+
+@pytest.mark.parametrize(
+    ("training_data", "expected"),
+    [
+        # A card with the evidence block (train_jax.export): passed on per condition.
+        ({"synthetic": False, "evidence": MIXED, "note": "real and synthetic"}, MIXED),
+        # Cards without it: all synthetic when all training data was synthetic, else unknown.
+        ({"synthetic": True, "note": "synthetic only"}, dict.fromkeys(MIXED, "synthetic")),
+        ({"synthetic": False, "note": "real"}, dict.fromkeys(MIXED)),
+    ],
+)
+def test_embedded_result_carries_the_cards_evidence(
+    training_data, expected, tmp_path, astronaut_path, capsys
+):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in ("model.onnx", "thresholds.json"):
+        (model_dir / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    card["training_data"] = training_data
+    (model_dir / "model_card.json").write_text(json.dumps(card))
+    args = ["--image", str(astronaut_path), "--json", "--model-dir", str(model_dir)]
+    assert main(args) == EXIT_OK
+    (result,) = _json_lines(capsys.readouterr().out)
+    conditions = result["faces"][0]["conditions"]
+    assert {c: v["evidence"] for c, v in conditions.items()} == expected
+    assert result["model"]["training_data"] == training_data["note"]

@@ -6,12 +6,13 @@ import json
 
 import numpy as np
 
-from client.result import ModelInfo, RawAnalysis, build_result
+from client.result import ModelInfo, RawAnalysis, build_result, card_evidence, summarize
 
 INFO = ModelInfo("m", "v1", "embedded")
+MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real", "wrinkles": "synthetic"}
 
 
-def _raw(num_faces: int) -> RawAnalysis:
+def _raw(num_faces: int, severity: np.ndarray | None = None) -> RawAnalysis:
     return RawAnalysis(
         boxes=np.arange(4 * num_faces, dtype=np.float32).reshape(num_faces, 4),
         scores=np.full(num_faces, 0.9, np.float32),
@@ -24,6 +25,7 @@ def _raw(num_faces: int) -> RawAnalysis:
         thresholds=np.full((num_faces, 3), 0.5),
         decisions=np.array([[False, True, True], [True, True, True]][:num_faces]),
         cam=np.zeros((num_faces, 3, 8, 8), np.float32),
+        severity=severity,
     )
 
 
@@ -41,6 +43,8 @@ def test_faces_carry_thresholds_decisions_and_null_for_unmeasured_tone():
         "probability": np.float32(0.2).item(),
         "threshold": 0.5,
         "present": False,
+        "evidence": None,  # INFO has no model card evidence: unknown
+        "severity": None,  # a model without the severity output
     }
     assert first["box"] == [0.0, 1.0, 2.0, 3.0]
     json.dumps(result, allow_nan=False)  # strict JSON: no NaN anywhere
@@ -50,4 +54,57 @@ def test_zero_faces_is_no_face_and_invalid_has_error():
     assert build_result("x.jpg", _raw(0), INFO)["status"] == "no_face"
     bad = build_result("y.jpg", None, INFO, error="not an image")
     assert (bad["status"], bad["faces"], bad["error"]) == ("invalid_image", [], "not an image")
-    assert bad["model"] == {"name": "m", "version": "v1", "backend": "embedded"}
+    assert bad["model"] == {
+        "name": "m",
+        "version": "v1",
+        "backend": "embedded",
+        "training_data": None,
+    }
+
+
+def test_acne_severity_is_grade_and_probabilities_or_null():
+    severity = np.array([[0.1, 0.3, 0.4, 0.2], [np.nan] * 4], np.float32)
+    result = build_result("x.jpg", _raw(2, severity), INFO)
+    json.dumps(result, allow_nan=False)
+    first, second = (face["conditions"] for face in result["faces"])
+    assert first["acne"]["severity"] == {
+        "grade": 2,  # the median: P(grade > 1) = 0.6 > 0.5, P(grade > 2) = 0.2
+        "probabilities": [float(np.float32(p)) for p in (0.1, 0.3, 0.4, 0.2)],
+    }
+    assert set(first["acne"]) == {"probability", "threshold", "present", "evidence", "severity"}
+    assert "severity" not in first["hyperpigmentation"] and "severity" not in first["wrinkles"]
+    assert second["acne"]["severity"] is None  # NaN row: no severity output in the model
+    assert "severity grade 2" in summarize(result)
+
+
+def test_severity_step_trims_to_the_faces_and_fills_nan_without_the_output():
+    from client.steps import severity_step
+
+    probs = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(severity_step(probs, 1), probs[:1])
+    assert severity_step(probs, 0).shape == (0, 4)
+    missing = severity_step(None, 3)
+    assert missing.shape == (3, 4) and missing.dtype == np.float32 and np.isnan(missing).all()
+
+
+def test_card_evidence_from_the_card_or_its_synthetic_flag():
+    assert card_evidence({"training_data": {"synthetic": False, "evidence": MIXED}}) == MIXED
+    # Today's synthetic card has no evidence block: every condition rests on synthetic data.
+    synthetic = {"training_data": {"dataset": "data/synthskin-v1", "synthetic": True}}
+    assert card_evidence(synthetic) == dict.fromkeys(MIXED, "synthetic")
+    assert card_evidence({"training_data": {"synthetic": False}}) == dict.fromkeys(MIXED)
+    assert card_evidence({}) == dict.fromkeys(MIXED)
+    # A value outside the vocabulary is not passed on.
+    odd = {"training_data": {"synthetic": True, "evidence": {**MIXED, "acne": "photos"}}}
+    assert card_evidence(odd)["acne"] == "synthetic"
+
+
+def test_every_face_carries_the_models_evidence_and_training_note():
+    info = ModelInfo("m", "v1", "embedded", evidence=MIXED, training_data="trained on X")
+    result = build_result("x.jpg", _raw(2), info)
+    json.dumps(result, allow_nan=False)
+    for face in result["faces"]:
+        assert {c: v["evidence"] for c, v in face["conditions"].items()} == MIXED
+    assert result["model"]["training_data"] == "trained on X"
+    text = summarize(result)
+    assert "[trained on: real+synthetic]" in text and "trained on X" in text

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 
 import numpy as np
 import pytest
 
 from client.result import build_result
+from client.runner import EmbeddedRunner
 from client.triton_client import ServerRequestError, TritonRunner
+from triton_models.build import build_repository
+from triton_models.server import TritonServer, free_port
 
 PROTOCOLS = ("grpc", "http")
+MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real+synthetic", "wrinkles": "synthetic"}
 
 
 @pytest.fixture(scope="module", params=PROTOCOLS)
@@ -31,10 +37,26 @@ def assert_same_analysis(remote_raw, local_raw) -> None:
     assert remote_raw.groups == local_raw.groups
     assert remote_raw.sources == local_raw.sources
     assert remote_raw.cam.shape == local_raw.cam.shape
+    # Acne severity [F, 4]: NaN rows on both paths for a model without the severity output.
+    assert remote_raw.severity.shape == local_raw.severity.shape == (local_raw.num_faces, 4)
+    np.testing.assert_allclose(remote_raw.severity, local_raw.severity, atol=1e-5, rtol=0)
+
+
+def test_shipped_model_without_severity_serves_null_severity(remote, embedded, astronaut_path):
+    raw = remote.analyze_bytes(astronaut_path.read_bytes())
+    card_outputs = embedded.classifier.get_outputs()
+    if "severity" in {o.name for o in card_outputs}:
+        pytest.skip("the shipped model has the severity output now")
+    face = build_result("a.png", raw, remote.info)["faces"][0]
+    assert face["conditions"]["acne"]["severity"] is None
 
 
 def test_model_info_comes_from_the_model_card(remote, embedded):
     assert (remote.info.name, remote.info.version) == (embedded.info.name, embedded.info.version)
+    # Evidence per condition and the training note: from the ensemble config on this path.
+    assert remote.info.evidence == embedded.info.evidence
+    assert set(embedded.info.evidence.values()) <= {"real", "synthetic", "real+synthetic", "none"}
+    assert remote.info.training_data == embedded.info.training_data is not None
 
 
 def test_synthetic_faces_match_embedded_runner(remote, embedded, synthetic_jpegs):
@@ -98,3 +120,63 @@ def test_sixteen_threads_of_twenty_five_requests(triton_server, synthetic_jpegs)
         t.join(timeout=300)
     assert not failures, failures[:3]
     assert len(faces) == 16 * 25 and all(n == 1 for n in faces)
+
+
+@pytest.fixture(scope="module")
+def mixed_model_dir(severity_model_dir, tmp_path_factory):
+    """The tiny export with the acne-severity output, its card saying it was trained on real
+    and synthetic data (wrinkles synthetic only), as a card of a combined dataset does."""
+    out = tmp_path_factory.mktemp("mixed_model")
+    shutil.copytree(severity_model_dir, out, dirs_exist_ok=True)
+    card = json.loads((out / "model_card.json").read_text())
+    note = "trained on real photos (acne-new v36, CC BY 4.0) and synthetic faces (synthskin-v1)"
+    card["training_data"] = {"synthetic": False, "evidence": MIXED, "note": note}
+    (out / "model_card.json").write_text(json.dumps(card))
+    return out
+
+
+@pytest.fixture(scope="module")
+def severity_server(mixed_model_dir, tmp_path_factory):
+    """A second server whose classifier has the acne-severity output (a tiny export) and whose
+    card has per-condition evidence."""
+    repo = tmp_path_factory.mktemp("severity_repo")
+    assert build_repository(mixed_model_dir, repo)["severity"] is True
+    server = TritonServer(
+        repo=repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        workdir=tmp_path_factory.mktemp("severity_triton"),
+    )
+    server.start(timeout_s=240)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_severity_and_evidence_match_embedded_runner(
+    protocol, severity_server, mixed_model_dir, synthetic_jpegs, astronaut_path
+):
+    url = severity_server.grpc_url if protocol == "grpc" else severity_server.http_url
+    remote = TritonRunner(url)
+    local = EmbeddedRunner(mixed_model_dir)
+    try:
+        for data in [*synthetic_jpegs[:2], astronaut_path.read_bytes()]:
+            local_raw = local.analyze_bytes(data)
+            remote_raw = remote.analyze_bytes(data)
+            assert_same_analysis(remote_raw, local_raw)
+            assert np.isfinite(remote_raw.severity).all()
+            result_a = build_result("x", remote_raw, remote.info)
+            result_b = build_result("x", local_raw, local.info)
+            assert result_a["model"]["training_data"] == result_b["model"]["training_data"]
+            assert result_a["model"]["training_data"].startswith("trained on real photos")
+            a, b = result_a["faces"], result_b["faces"]
+            for fa, fb in zip(a, b, strict=True):
+                evidence_a = {c: v["evidence"] for c, v in fa["conditions"].items()}
+                assert evidence_a == {c: v["evidence"] for c, v in fb["conditions"].items()}
+                assert evidence_a == MIXED
+                sa, sb = fa["conditions"]["acne"]["severity"], fb["conditions"]["acne"]["severity"]
+                assert sa["grade"] == sb["grade"] and len(sa["probabilities"]) == 4
+                np.testing.assert_allclose(sa["probabilities"], sb["probabilities"], atol=1e-5)
+    finally:
+        remote.close()

@@ -1,4 +1,4 @@
-"""ONNX export of with_cam(model): the contract, a dynamic batch, and parity with JAX."""
+"""ONNX export of with_cam(model) plus severity: the contract, a dynamic batch, parity with JAX."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def test_graph_follows_the_contract(exported):
     (inp,) = session.get_inputs()
     assert (inp.name, inp.type) == ("image", "tensor(float)")
     assert inp.shape[1:] == [SIZE, SIZE, 3] and isinstance(inp.shape[0], str)
-    assert [o.name for o in session.get_outputs()] == ["probs", "cam"]
+    assert [o.name for o in session.get_outputs()] == ["probs", "cam", "severity"]
+    severity = session.get_outputs()[2]
+    assert severity.type == "tensor(float)" and severity.shape[1:] == [4]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -38,11 +40,33 @@ def test_onnx_matches_jax_within_1e4(exported, batch):
     model, out = exported
     x = np.random.default_rng(batch).uniform(0, 255, (batch, SIZE, SIZE, 3)).astype(np.float32)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    probs, cam = session.run(["probs", "cam"], {"image": x})
+    probs, cam, severity = session.run(["probs", "cam", "severity"], {"image": x})
     jax_probs, jax_cam = with_cam(model)(x)
     assert probs.shape == (batch, 3) and cam.shape == (batch, 3, SIZE, SIZE)
     assert np.abs(probs - np.asarray(jax_probs)).max() <= 1e-4
     assert np.abs(cam - np.asarray(jax_cam)).max() <= 1e-4
+    assert severity.shape == (batch, 4) and severity.dtype == np.float32
+    assert np.abs(severity - np.asarray(model.severity_probs(x))).max() <= 1e-4
+    np.testing.assert_allclose(severity.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_severity_output_follows_the_head(exported, tmp_path):
+    """Parity is not vacuous: a head pushed towards grade 3 moves the exported output."""
+    model, _ = exported
+    x = np.random.default_rng(7).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    bias = model.severity_head.bias[...]
+    try:
+        model.severity_head.bias[...] = bias + 20.0
+        export_model(model, tmp_path, architecture="small_cnn", input_size=SIZE, dataset="x")
+        session = ort.InferenceSession(
+            str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"]
+        )
+        (severity,) = session.run(["severity"], {"image": x})
+        assert np.all(severity[:, 3] > 0.99)
+        card = json.loads((tmp_path / "model_card.json").read_text())
+        assert card["export_parity_max_abs_diff"]["severity"] <= 1e-4
+    finally:
+        model.severity_head.bias[...] = bias
 
 
 def test_model_card_describes_the_graph(exported):
@@ -54,6 +78,8 @@ def test_model_card_describes_the_graph(exported):
     assert card["training_data"]["synthetic"] is True
     assert "synthetic" in card["training_data"]["note"]
     assert card["intended_use"] == "research aid, not a diagnosis"
+    assert list(card["outputs"]) == ["probs", "cam", "severity"]
+    assert card["outputs"]["severity"]["shape"] == ["B", 4]
 
 
 def test_model_card_names_the_models_input_normalisation(tmp_path):

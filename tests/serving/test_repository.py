@@ -6,19 +6,33 @@ import json
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
-from triton_models.build import MODELS, BuildError, build_repository
+from client.triton_client import model_info_from_config
+from triton_models.build import (
+    DEFAULT_MODEL_DIR,
+    MODELS,
+    BuildError,
+    build_repository,
+    ensemble_parameters,
+)
 from triton_models.local_repo import prepare_local_repo, read_config
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "triton_models"
+MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real", "wrinkles": "synthetic"}
 
 
-def _fake_model_dir(tmp_path: Path, size: int) -> Path:
+def _fake_model_dir(
+    tmp_path: Path, size: int, *, severity: bool = False, training_data: dict | None = None
+) -> Path:
     model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    model_dir.mkdir(exist_ok=True)
     (model_dir / "model.onnx").write_bytes(b"onnx bytes")
     (model_dir / "thresholds.json").write_text("{}")
     card = {"name": "tiny-synthskin-v1", "version": "abc123", "input_size": size}
+    card["outputs"] = {"probs": {}, "cam": {}, **({"severity": {}} if severity else {})}
+    if training_data is not None:
+        card["training_data"] = training_data
     (model_dir / "model_card.json").write_text(json.dumps(card))
     return model_dir
 
@@ -71,3 +85,76 @@ def test_local_copy_swaps_onnx_models_for_python(tmp_path):
         assert (local / name / "1" / "model.py").is_file()
         assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
     assert read_config(repo / "classify" / "config.pbtxt").backend == "onnxruntime"
+
+
+def _severity_maps(repo: Path) -> dict[str, tuple[dict, dict]]:
+    ensemble = read_config(repo / "skin_analysis" / "config.pbtxt")
+    return {
+        step.model_name: (dict(step.input_map), dict(step.output_map))
+        for step in ensemble.ensemble_scheduling.step
+    }
+
+
+def test_severity_output_is_wired_only_when_the_card_lists_it(tmp_path):
+    repo = tmp_path / "repo"
+    for severity in (True, False, True):  # rebuilding switches either way
+        summary = build_repository(_fake_model_dir(tmp_path, 64, severity=severity), repo)
+        assert summary["severity"] is severity
+        classify = read_config(repo / "classify" / "config.pbtxt")
+        names = [o.name for o in classify.output]
+        assert names == (["probs", "cam", "severity"] if severity else ["probs", "cam"])
+        if severity:
+            assert list(classify.output[2].dims) == [4]
+        steps = _severity_maps(repo)
+        assert (steps["classify"][1].get("severity") == "severity") is severity
+        assert (steps["group_threshold"][0].get("severity") == "severity") is severity
+        # Static: group_threshold always answers SEVERITY (NaN rows without the output).
+        assert steps["group_threshold"][1]["SEVERITY"] == "SEVERITY"
+        outputs = {
+            o.name: list(o.dims)
+            for o in read_config(repo / "skin_analysis" / "config.pbtxt").output
+        }
+        assert outputs["SEVERITY"] == [-1, 4]
+
+
+def test_committed_group_threshold_takes_an_optional_severity():
+    config = read_config(TEMPLATE / "group_threshold" / "config.pbtxt")
+    (severity,) = [i for i in config.input if i.name == "severity"]
+    assert severity.optional and list(severity.dims) == [-1, 4]
+    assert [list(o.dims) for o in config.output if o.name == "SEVERITY"] == [[-1, 4]]
+
+
+def _parameters(repo: Path) -> dict[str, str]:
+    config = read_config(repo / "skin_analysis" / "config.pbtxt")
+    return {k: v.string_value for k, v in config.parameters.items()}
+
+
+def test_build_writes_evidence_and_training_note_that_the_client_reads(tmp_path):
+    repo = tmp_path / "repo"
+    note = 'trained on "real" photos (a\\b; CC BY 4.0); wrinkles: synthetic data only'
+    cards = [
+        {"synthetic": False, "evidence": MIXED, "note": note},
+        {"synthetic": True},  # no evidence block: synthetic for every condition
+        {"synthetic": False},  # no evidence, not synthetic: unknown ("")
+    ]
+    expected = [MIXED, dict.fromkeys(MIXED, "synthetic"), dict.fromkeys(MIXED)]
+    for training_data, evidence in zip(cards, expected, strict=True):  # rebuilt in place
+        build_repository(_fake_model_dir(tmp_path, 64, training_data=training_data), repo)
+        params = _parameters(repo)
+        assert {c: params[f"evidence_{c}"] or None for c in MIXED} == evidence
+        assert params["training_data"] == training_data.get("note", "")
+        text = (repo / "skin_analysis" / "config.pbtxt").read_text()
+        assert text.count('key: "evidence_acne"') == text.count('key: "training_data"') == 1
+        # What the client makes of the config JSON (tritonclient's get_model_config).
+        config = read_config(repo / "skin_analysis" / "config.pbtxt")
+        as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
+        info = model_info_from_config(as_json, "triton-grpc")
+        assert info.evidence == evidence
+        assert info.training_data == (training_data.get("note") or None)
+        assert (info.name, info.version) == ("tiny-synthskin-v1", "abc123")
+
+
+def test_committed_ensemble_parameters_describe_the_shipped_model():
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    assert _parameters(TEMPLATE) == ensemble_parameters(card)
+    assert _parameters(TEMPLATE)["evidence_wrinkles"] in ("real", "synthetic", "real+synthetic")

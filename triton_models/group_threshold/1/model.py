@@ -1,4 +1,6 @@
-"""group_threshold: per-group thresholds on the classifier output (client.steps.threshold_step)."""
+"""group_threshold: per-group thresholds on the classifier output (client.steps.threshold_step),
+and the acne-severity probabilities trimmed to the faces (client.steps.severity_step; NaN rows when
+the classifier has no `severity` output and the ensemble maps none)."""
 
 import json
 import os
@@ -6,7 +8,7 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from client.steps import threshold_step
+from client.steps import severity_step, threshold_step
 from fairness.thresholds import load_thresholds
 
 
@@ -40,6 +42,7 @@ class TritonPythonModel:
                     None if fitz is None else int(fitz.reshape(-1)[0]),
                     self.thresholds,
                 )
+                severity = severity_step(get("severity"), num_faces)
             except ValueError as exc:
                 responses.append(
                     pb_utils.InferenceResponse(
@@ -58,6 +61,7 @@ class TritonPythonModel:
                         pb_utils.Tensor("GROUP_SOURCE", _strings(out.sources)),
                         pb_utils.Tensor("THRESHOLDS", out.thresholds),
                         pb_utils.Tensor("DECISIONS", out.decisions),
+                        pb_utils.Tensor("SEVERITY", severity),
                     ]
                 )
             )
