@@ -57,6 +57,7 @@ def _write_tiny_yolo(root: Path) -> None:
     import numpy as np
 
     names = ["acne", "mole1", "mole2", "pimple", "scar", "spot"]
+    root.mkdir(parents=True)
     (root / "data.yaml").write_text(yaml.safe_dump({"nc": len(names), "names": names}))
     rng = np.random.default_rng(0)
     for split, count in (("train", 16), ("valid", 8)):
@@ -64,13 +65,13 @@ def _write_tiny_yolo(root: Path) -> None:
             image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
             (root / split / "images").mkdir(parents=True, exist_ok=True)
             (root / split / "labels").mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / split / "images" / f"p{i:02d}_jpg.rf.{i:04x}.jpg"), image)
+            cv2.imwrite(str(root / split / "images" / f"{split}{i:02d}_jpg.rf.{i:04x}.jpg"), image)
             lines = []
             if i % 2:
                 lines.append(f"{0 if i % 4 == 1 else 3} 0.4 0.5 0.1 0.1")
             if i % 3 == 0:
                 lines.append("5 0.6 0.3 0.08 0.06")
-            label = root / split / "labels" / f"p{i:02d}_jpg.rf.{i:04x}.txt"
+            label = root / split / "labels" / f"{split}{i:02d}_jpg.rf.{i:04x}.txt"
             label.write_text("".join(f"{line}\n" for line in lines))
 
 
@@ -216,7 +217,7 @@ def test_params_diff_sees_a_changed_knob(pipeline: dict) -> None:
         params_file.write_text(original)
     change = diff["params.yaml"]["evaluate.n_boot"]
     assert (change["old"], change["new"]) == (20, 21)
-    assert set(status) == {"evaluate"}  # only the stage that reads the knob is stale
+    assert set(status) == {"evaluate", "evaluate_real"}  # only the stages that read the knob
 
 
 def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: dict) -> None:

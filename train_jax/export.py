@@ -513,8 +513,12 @@ def _value(cell: dict, metric: str) -> float | None:
 
 
 def compact_metrics(report: dict) -> dict:
-    """Per condition and group: n, F1, AUROC on test from a fairness metrics.json; plus summary."""
-    report = report.get("test", report)
+    """Per condition and group: n, F1, AUROC from a fairness metrics.json (on the split it
+    evaluated: test, or val with cross-fitted thresholds when the data has no test split), the
+    evaluation method, and the summary."""
+    split = report.get("evaluated_split", "test")
+    evaluation = report.get("evaluation")
+    report = report.get(split, report)
     per_group: dict = {}
     for cond, block in (report.get("conditions") or {}).items():
         cells = {"overall": block.get("overall", {}), **block.get("by_group", {})}
@@ -522,7 +526,13 @@ def compact_metrics(report: dict) -> dict:
             name: {"n": cell.get("n"), "f1": _value(cell, "f1"), "auroc": _value(cell, "auroc")}
             for name, cell in cells.items()
         }
-    return {"split": "test", "per_group": per_group, "summary": report.get("summary")}
+    out = {"split": split, "per_group": per_group, "summary": report.get("summary")}
+    return out | ({"evaluation": evaluation} if evaluation else {})
+
+
+def _evaluated(report: dict) -> bool:
+    """Whether a fairness metrics.json holds the metrics of the split it says it evaluated."""
+    return report.get("evaluated_split", "test") in report
 
 
 def find_report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
@@ -535,7 +545,7 @@ def find_report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | No
         (
             d / "metrics.json"
             for d in candidates
-            if "test" in (_read_json(d / "metrics.json") or {})
+            if _evaluated(_read_json(d / "metrics.json") or {})
         ),
         None,
     )

@@ -50,7 +50,7 @@ def test_same_arguments_give_identical_files_whatever_the_workers(small_dataset,
     again = tmp_path / "b"
     generate_dataset(again, SMALL, workers=2, progress=False)
     first = tree_hashes(small_dataset)
-    assert len(first) == 2 * SMALL.n + 2  # images, masks, metadata.csv, dataset.json
+    assert len(first) == 2 * SMALL.n + 3  # images, masks, metadata.csv, dataset.json, datacard
     assert tree_hashes(again) == first
 
 
@@ -111,6 +111,9 @@ def test_rows_carry_type_group_and_ita_in_its_bin(small_dataset):
     info = json.loads((small_dataset / "dataset.json").read_text())
     assert info["seed"] == SMALL.seed and info["config"]["n"] == SMALL.n
     assert sum(info["group_counts"].values()) == SMALL.n
+    assert info["synthetic"] is True
+    card = json.loads((small_dataset / "datacard.json").read_text())
+    assert card["tone_source"] == "labelled" and card["name"]
 
 
 @pytest.mark.parametrize("mix", [(0.45, 0.40, 0.15), (0.2, 0.3, 0.5), (1 / 3, 1 / 3, 1 / 3)])

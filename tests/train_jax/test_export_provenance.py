@@ -149,3 +149,23 @@ def test_bad_datacard_names_its_file(combined: Path):
     _write(combined / "acne-new-v36", "datacard.json", {"name": "x", "licence": 4})
     with pytest.raises(DatacardError, match=r"acne-new-v36/datacard.json.*licence"):
         make_training_data(str(combined))
+
+
+def test_compact_metrics_reads_the_split_the_report_evaluated(tmp_path) -> None:
+    from train_jax.export import compact_metrics, find_report_files
+
+    cell = {"n": 10, "f1": {"value": 0.5}, "auroc": {"value": 0.8}}
+    conditions = {"acne": {"overall": cell, "by_group": {"V-VI": cell}}}
+    val_only = {
+        "evaluated_split": "val",
+        "evaluation": "val, 2-fold cross-fitted thresholds (no test split)",
+        "val": {"conditions": conditions},
+    }
+    out = compact_metrics(val_only)
+    assert out["split"] == "val" and out["evaluation"].startswith("val, 2-fold")
+    assert out["per_group"]["acne"]["V-VI"] == {"n": 10, "f1": 0.5, "auroc": 0.8}
+    assert compact_metrics({"test": {"conditions": conditions}})["split"] == "test"
+    (tmp_path / "metrics.json").write_text(json.dumps(val_only))
+    assert find_report_files(tmp_path / "run", tmp_path)[1] == tmp_path / "metrics.json"
+    (tmp_path / "metrics.json").write_text(json.dumps({"evaluated_split": "val"}))  # no metrics
+    assert find_report_files(tmp_path / "run", tmp_path)[1] is None
