@@ -131,10 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         "severity": (metrics.get("severity") or {}).get("overall"),
         "report": str(args.out / "fairness"),
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(json.dumps({k: v for k, v in summary.items() if k != "not_analysed_images"}, indent=2))
+    if not args.json:  # the list of images only in --json
+        summary.pop("not_analysed_images")
+    print(json.dumps(summary, indent=2))
     return 0
 
 

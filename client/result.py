@@ -39,6 +39,10 @@ class RawAnalysis:
     # float32 [F, 4] acne-severity probabilities (grades 0-3); None or NaN rows = the model has
     # no severity output
     severity: np.ndarray | None = None
+    # int [F] the grade of each face from the severity step (client.steps.severity_step, with
+    # the shipped cutpoints); None (a server built before it) or -1 = grade the probabilities
+    # with the default 0.5 rule
+    severity_grade: np.ndarray | None = None
 
     @property
     def num_faces(self) -> int:
@@ -118,9 +122,12 @@ def _severity(raw: RawAnalysis, i: int) -> dict | None:
     probs = np.asarray(raw.severity[i], np.float64)
     if not np.all(np.isfinite(probs)):
         return None
-    from fairness.severity import severity_grade
+    grade = -1 if raw.severity_grade is None else int(raw.severity_grade[i])
+    if grade < 0:
+        from fairness.severity import severity_grade
 
-    return {"grade": int(severity_grade(probs)), "probabilities": [float(p) for p in probs]}
+        grade = int(severity_grade(probs))
+    return {"grade": grade, "probabilities": [float(p) for p in probs]}
 
 
 def _face(

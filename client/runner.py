@@ -76,6 +76,9 @@ class EmbeddedRunner:
         probs, cam, *severity = self.classifier.run(self.outputs, {"image": faces.crops})
         num = faces.num_faces
         out = threshold_step(probs[:num], faces.tone_groups, fitzpatrick, self.thresholds)
+        grades = severity_step(
+            severity[0] if severity else None, num, self.thresholds.severity_cutpoints
+        )
         return RawAnalysis(
             boxes=faces.boxes,
             scores=faces.scores,
@@ -88,7 +91,8 @@ class EmbeddedRunner:
             thresholds=out.thresholds,
             decisions=out.decisions,
             cam=np.asarray(cam[:num], np.float32),
-            severity=severity_step(severity[0] if severity else None, num),
+            severity=grades.probabilities,
+            severity_grade=grades.grades,
         )
 
     def close(self) -> None:

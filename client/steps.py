@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
+from fairness.severity import severity_grade
 from fairness.thresholds import apply_thresholds
 from preprocessing.align import align_and_crop
 from preprocessing.face_detect import decode_detections, make_detector_input
@@ -24,6 +25,7 @@ FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone 
 BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, got {value!r}"
 # The classifier's optional acne-severity output (train_jax/export.py); older exports lack it.
 SEVERITY_OUTPUT = "severity"
+NO_GRADE = -1  # severity grade of a face without severity probabilities (result: null)
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ class Decisions:
     sources: list[str]  # "given" or "estimated"
     thresholds: np.ndarray  # float64 [F, 3]
     decisions: np.ndarray  # bool [F, 3]
+
+
+@dataclass(frozen=True)
+class Severity:
+    """Output of the severity step for F faces."""
+
+    probabilities: np.ndarray  # float32 [F, 4]; NaN rows = the model has no severity output
+    grades: np.ndarray  # int32 [F]; NO_GRADE where the probabilities are NaN
 
 
 def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
@@ -127,16 +137,21 @@ def threshold_step(
     return Decisions(groups, sources, np.asarray(used, np.float64), np.asarray(decisions, bool))
 
 
-def severity_step(severity: np.ndarray | None, num_faces: int) -> np.ndarray:
-    """The acne-severity probabilities of the F faces, float32 [F, 4].
+def severity_step(severity: np.ndarray | None, num_faces: int, cutpoints=None) -> Severity:
+    """The acne-severity probabilities of the F faces and their grades.
 
     `severity` is the classifier's `severity` output (max(F, 1) rows) or None for a model
-    without it; then every row is NaN, which the result JSON shows as `"severity": null`.
+    without it; then every row is NaN and every grade NO_GRADE, which the result JSON shows as
+    `"severity": null`. `cutpoints`: the shipped ones (`Thresholds.severity_cutpoints` of
+    thresholds.json); None grades with the default 0.5 rule (`fairness.severity.severity_grade`).
     """
     num_grades = len(SEVERITY_GRADES)
     if severity is None:
-        return np.full((num_faces, num_grades), np.nan, np.float32)
-    out = np.asarray(severity, np.float32).reshape(-1, num_grades)[:num_faces]
-    if out.shape[0] != num_faces:
-        raise ValueError(f"severity has {out.shape[0]} rows for {num_faces} faces")
-    return np.ascontiguousarray(out)
+        probs = np.full((num_faces, num_grades), np.nan, np.float32)
+    else:
+        probs = np.asarray(severity, np.float32).reshape(-1, num_grades)[:num_faces]
+        if probs.shape[0] != num_faces:
+            raise ValueError(f"severity has {probs.shape[0]} rows for {num_faces} faces")
+    known = np.isfinite(probs).all(axis=1)
+    grades = np.where(known, severity_grade(probs, cutpoints), NO_GRADE).astype(np.int32)
+    return Severity(np.ascontiguousarray(probs), grades)

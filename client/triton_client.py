@@ -27,6 +27,9 @@ OUTPUTS = (
 # Acne-severity probabilities [F, 4]; NaN rows for a model without severity. Requested only
 # when the ensemble has it (repositories built before it do not).
 SEVERITY = "SEVERITY"
+# Acne-severity grade [F] (INT32, -1 = none) graded with the shipped cutpoints; requested only
+# when the ensemble has it (the result then grades the probabilities with the default rule).
+SEVERITY_GRADE = "SEVERITY_GRADE"
 SCHEMES = ("grpc", "http")
 # String parameters of the ensemble config, written by `python -m triton_models.build` from the
 # model card: name, version, per-condition training evidence ("" = unknown), training note.
@@ -116,8 +119,8 @@ class TritonRunner:
             raise ServerUnreachableError(f"Triton server at {self.url} is not ready ({ENSEMBLE})")
         # Read once per client: the result's model block and conditions.<cond>.evidence.
         self.info = model_info_from_config(config, f"triton-{self.scheme}")
-        if any(o.get("name") == SEVERITY for o in config.get("output", [])):
-            self.outputs = (*OUTPUTS, SEVERITY)
+        names = {o.get("name") for o in config.get("output", [])}
+        self.outputs = (*OUTPUTS, *(n for n in (SEVERITY, SEVERITY_GRADE) if n in names))
 
     def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
         """Analyse one encoded image; raises ServerRequestError or ServerUnreachableError."""
@@ -167,6 +170,9 @@ class TritonRunner:
                 get(SEVERITY).reshape(num, len(SEVERITY_GRADES))
                 if SEVERITY in self.outputs
                 else None
+            ),
+            severity_grade=(
+                get(SEVERITY_GRADE).reshape(num) if SEVERITY_GRADE in self.outputs else None
             ),
         )
 

@@ -5,7 +5,8 @@ threshold-dependent metric. Cross-fitting avoids that: the rows are split into K
 subject (`subject_folds`; one subject's rows stay in one fold), and each fold is decided with
 thresholds fitted on the other folds only (`cross_fit`). F1, precision, recall etc. are then
 measured on the union of these out-of-fold decisions; threshold-free metrics (AUROC, AP) use
-every row as they are. The thresholds shipped for serving are still fitted on all rows.
+every row as they are. The acne-severity cutpoints are cross-fitted the same way
+(`cross_fit_severity_grades`). The thresholds shipped for serving are still fitted on all rows.
 
 The validation split also chose the training checkpoint, which cross-fitting cannot undo: the
 report says so. numpy only at import (scikit-learn through `fairness.thresholds` when fitting).
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from fairness.severity import fit_severity_cutpoints, severity_grade
 from fairness.thresholds import apply_thresholds, fit_thresholds
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "NUM_FOLDS",
     "cross_fit",
     "cross_fit_decisions",
+    "cross_fit_severity_grades",
     "subject_folds",
     "subject_keys",
 ]
@@ -108,8 +111,8 @@ def cross_fit(
 
     Parameters
     ----------
-    y_true, probs : array [N, C]
-        Labels (NaN = unknown) and probabilities.
+    y_true, probs : array [N, ...]
+        Labels (NaN = unknown) and probabilities, one row per image (e.g. [N, C] and [N, C]).
     groups : sequence of str or None, length N
     folds : int array [N]
         Fold per row (`subject_folds`).
@@ -126,7 +129,7 @@ def cross_fit(
     p = np.asarray(probs, dtype=np.float64)
     g = list(groups)
     folds = np.asarray(folds)
-    if folds.shape != (y.shape[0],) or len(g) != y.shape[0] or p.shape != y.shape:
+    if folds.shape != (y.shape[0],) or len(g) != y.shape[0] or p.shape[:1] != y.shape[:1]:
         raise ValueError("y_true, probs, groups and folds must have one entry per row")
     out: np.ndarray | None = None
     fitted = []
@@ -159,3 +162,35 @@ def cross_fit_decisions(
         return apply_thresholds(p, g, thresholds)[0]
 
     return cross_fit(y_true, probs, groups, folds, fit, apply)
+
+
+def cross_fit_severity_grades(
+    y_true, probs, folds: np.ndarray, **fit_options
+) -> tuple[np.ndarray, list[dict]]:
+    """Out-of-fold acne-severity grades [N]: each fold graded with cutpoints fitted on the others.
+
+    Parameters
+    ----------
+    y_true : array [N]
+        True grade 0-3 (NaN = unknown: not fitted on, still graded).
+    probs : array [N, 4]
+        Severity class probabilities.
+    folds : int array [N]
+        Fold per row (`subject_folds`).
+    **fit_options
+        Passed to `fairness.severity.fit_severity_cutpoints`.
+
+    Returns
+    -------
+    (int64 array [N] of grades, list of the fit dicts, one per fold)
+    """
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+
+    def fit(y_fit, p_fit, _groups):
+        return fit_severity_cutpoints(y_fit, p_fit, **fit_options)  # looked up here: spied on
+
+    def apply(fitted, p_fold, _groups):
+        return severity_grade(p_fold, fitted["cutpoints"])
+
+    return cross_fit(y, p, [None] * y.shape[0], folds, fit, apply)

@@ -631,6 +631,7 @@ def severity_blocks(severity: dict, tone: ToneBasis, heading: str = "h2") -> lis
             f"{int(severity['ci_level'] * 100)}% {severity['ci_method']}, "
             f"{severity['n_boot']} replicates.",
         ),
+        *_severity_rule_blocks(severity),
         (
             "table",
             ["subset", "n", "QWK", "MAE"],
@@ -645,6 +646,32 @@ def severity_blocks(severity: dict, tone: ToneBasis, heading: str = "h2") -> lis
             ],
         ),
     ]
+
+
+def _severity_rule_blocks(severity: dict) -> list[tuple]:
+    """The grade rule the severity numbers used, and the default rule's numbers beside them."""
+    rule = severity.get("grade_rule")
+    if not rule:
+        return []
+
+    def cuts(values) -> str:
+        return "[" + ", ".join(f"{c:.3f}" for c in values) + "]"
+
+    text = f"Grade rule: {rule['description']}"
+    if rule.get("cutpoints"):
+        text += f"; cutpoints {cuts(rule['cutpoints'])}"
+    if rule.get("cutpoints_per_fold"):
+        text += "; cutpoints per fold " + ", ".join(cuts(c) for c in rule["cutpoints_per_fold"])
+    text += "."
+    default = severity.get("default_rule")
+    if default:
+        qwk, mae = default["qwk"], default["mae"]
+        text += (
+            " With the default 0.5 rule on the same rows: QWK "
+            f"{'undefined' if qwk is None else f'{qwk:.3f}'}, MAE "
+            f"{'undefined' if mae is None else f'{mae:.3f}'}."
+        )
+    return [("p", text)]
 
 
 def _provenance_blocks(card: dict) -> list[tuple]:

@@ -15,8 +15,16 @@ rows; thresholds.json is still fitted on all validation rows (what is shipped). 
 thresholds (no test split)", and the metrics sit under the evaluated split's name (``test`` or
 ``val``, with ``<split>_global_threshold``). metrics.json also holds ``goals`` (acne and
 hyperpigmentation AUROC, acne AUROC per group and the largest gap to the best group) and, when
-the predictions carry ``acne_severity`` and ``acne_severity_grade``, ``severity`` (QWK and MAE
-with CIs, grade distribution).
+the predictions carry ``acne_severity`` and a grade, ``severity`` (QWK and MAE with CIs, grade
+distribution, and the grade rule it used).
+
+Acne severity: when the predictions carry ``acne_severity_prob_0..3``, the grade is recomputed
+from them with cutpoints (`fairness.severity.fit_severity_cutpoints`, QWK-optimal) fitted on the
+validation rows with a known severity, like the condition thresholds: applied to test, or
+cross-fitted on the same folds when there is no test split. The cutpoints fitted on all
+validation rows are shipped in thresholds.json under ``acne_severity`` (serving grades with
+them). Without the probabilities the predictions' ``acne_severity_grade`` (the model's default
+0.5 rule) is evaluated, and the section says so.
 
 Writes into DIR: metrics.json, thresholds.json, calibration.json, report.md, report.html
 (self-contained), group_metrics.png, roc.png, reliability.png, coverage.png, model_card.md,
@@ -36,6 +44,7 @@ Exit codes: 0 success; 2 bad input (file, line and column named on stderr); 3 ML
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -65,6 +74,18 @@ CROSS_FITTED_GLOBAL = "one global threshold per condition, cross-fitted (2 folds
 GOAL_MIN_FACES = 10
 CROSS_FITTED_METRICS = ("f1", "precision", "recall", "specificity", "fpr")
 GOAL_CONDITIONS = ("acne", "hyperpigmentation")
+SEVERITY_PROB_COLUMNS = tuple(f"acne_severity_prob_{k}" for k in range(4))
+SEVERITY_RULE_DEFAULT = (
+    "default rule: grade = number of k with P(grade > k) > 0.5 (the model's own grade)"
+)
+SEVERITY_RULE_FITTED = (
+    "cutpoints fitted on val (QWK-optimal), applied to test: grade = number of k with "
+    "P(grade > k) > cutpoint k"
+)
+SEVERITY_RULE_CROSS_FITTED = (
+    "cutpoints cross-fitted on val (2 folds by {by}; each fold graded with cutpoints fitted on "
+    "the other fold): grade = number of k with P(grade > k) > cutpoint k"
+)
 GOALS_CI_METHOD = (
     "percentile bootstrap over images, stratified by skin-tone group x label; one set of "
     "replicates for all groups, so the gap's interval is paired"
@@ -148,6 +169,10 @@ def make_report(
     global_options = dict(min_positives=10**9, shrinkage_k=shrinkage_k)
     thresholds = fit_thresholds(val.y_true, val.probs, val.groups, **fit_options)
     thresholds.extra.update(tone.to_dict())  # thresholds.json says what its groups are
+    # Acne-severity cutpoints for serving: fitted on every validation row with a severity.
+    severity_fit = fit_shipped_severity(val_df)
+    if severity_fit is not None:
+        thresholds = dataclasses.replace(thresholds, acne_severity=severity_fit)
     global_only = fit_thresholds(val.y_true, val.probs, val.groups, **global_options)
     options = dict(
         n_boot=n_boot,
@@ -166,6 +191,7 @@ def make_report(
         metrics_global["thresholds"] = "one global threshold per condition (fitted on val)"
         scaled_probs = apply_group_temperatures(ev.probs, ev.groups, temperatures)
         temperatures_applied = "fitted on val, applied to test"
+        severity_grades, severity_rule = fitted_severity_grades(ev_df, severity_fit)
     else:
         # No test split: each fold of the validation rows is decided with thresholds fitted on
         # the other fold; threshold-free numbers use every row.
@@ -196,6 +222,11 @@ def make_report(
         )
         temperatures_applied = f"cross-fitted on val (2 folds by {by})"
         cross_fitting = cross_fitting_info(keys, folds, fold_thresholds, seed, subjects)
+        severity_grades, severity_rule = cross_fitted_severity_grades(
+            val_df, severity_fit, folds, by
+        )
+        if "cutpoints_per_fold" in severity_rule:
+            cross_fitting["severity_cutpoints_per_fold"] = severity_rule["cutpoints_per_fold"]
 
     calibration = calibration_by_group(ev.y_true, ev.probs, ev.groups)
     scaled = calibration_by_group(ev.y_true, scaled_probs, ev.groups)
@@ -220,7 +251,9 @@ def make_report(
         if test_df is not None:
             coverage["test_by_group"] = coverage_by_group(ev.y_true, ev.groups, "test", tone)
     shown_coverage = coverage[split] if by_types else coverage[f"{split}_by_group"]
-    severity = severity_section(ev_df, ev.groups, split, n_boot=n_boot, seed=seed)
+    severity = severity_section(
+        ev_df, ev.groups, split, n_boot=n_boot, seed=seed, grade=severity_grades, rule=severity_rule
+    )
     goals = auroc_goals(
         ev.y_true,
         ev.probs,
@@ -355,30 +388,39 @@ def cross_fitting_info(keys, folds, fold_thresholds, seed: int, subjects) -> dic
             }
             for c in first.conditions
         },
-        "cross_fitted": [*CROSS_FITTED_METRICS, "gaps built on them", "calibration ece_after"],
-        "all_rows": ["auroc", "ap", "calibration ece and brier", "severity", "goals"],
-        "shipped_thresholds": "thresholds.json: fitted on all validation rows",
+        "cross_fitted": [
+            *CROSS_FITTED_METRICS,
+            "gaps built on them",
+            "calibration ece_after",
+            "severity (grade cutpoints, when the predictions carry the severity probabilities)",
+        ],
+        "all_rows": ["auroc", "ap", "calibration ece and brier", "goals"],
+        "shipped_thresholds": "thresholds.json: fitted on all validation rows (severity "
+        "cutpoints included)",
     }
 
 
-def severity_section(df, groups, split: str, *, n_boot: int, seed: int) -> dict | None:
-    """QWK and MAE of the acne-severity grade with CIs, and the grade distribution.
-
-    From the predictions' `acne_severity` (label) and `acne_severity_grade` (predicted)
-    columns (`fairness.severity.severity_metrics`); None when either column is missing or no
-    row has both.
-    """
+def severity_probs(df):
+    """The predictions' ``acne_severity_prob_0..3`` as float64 [N, 4], or None when absent."""
     import numpy as np
 
-    from data.schema import GROUPS, SEVERITY_GRADES
-    from fairness.severity import severity_metrics
-
-    if "acne_severity" not in df.columns or "acne_severity_grade" not in df.columns:
+    if not all(c in df.columns for c in SEVERITY_PROB_COLUMNS):
         return None
+    return df[list(SEVERITY_PROB_COLUMNS)].to_numpy(dtype=np.float64)
+
+
+def _severity_labels(df):
+    """The ``acne_severity`` labels as float64 [N] (NaN = unknown), after checking them and the
+    ``acne_severity_grade`` column hold grades 0-3; a `PredictionsError` names the lines."""
+    import numpy as np
+
+    from data.schema import SEVERITY_GRADES
+
     label = df["acne_severity"].to_numpy(dtype=np.float64)
-    grade = df["acne_severity_grade"].to_numpy(dtype=np.float64)
-    bad = np.isfinite(grade) & ~np.isin(grade, SEVERITY_GRADES)
-    bad |= np.isfinite(label) & ~np.isin(label, SEVERITY_GRADES)
+    bad = np.isfinite(label) & ~np.isin(label, SEVERITY_GRADES)
+    if "acne_severity_grade" in df.columns:
+        column = df["acne_severity_grade"].to_numpy(dtype=np.float64)
+        bad |= np.isfinite(column) & ~np.isin(column, SEVERITY_GRADES)
     if bad.any():
         rows = ", ".join(str(int(i) + 2) for i in np.flatnonzero(bad)[:5])
         raise PredictionsError(
@@ -386,6 +428,113 @@ def severity_section(df, groups, split: str, *, n_boot: int, seed: int) -> dict 
             f"'acne_severity_grade', line(s) {rows}: a grade must be one of "
             f"{list(SEVERITY_GRADES)} or empty"
         )
+    return label
+
+
+def fit_shipped_severity(val_df) -> dict | None:
+    """Cutpoints fitted on every validation row with a known severity and probabilities (the
+    ``acne_severity`` entry of thresholds.json); None when there is no such row."""
+    import numpy as np
+
+    from fairness.severity import fit_severity_cutpoints
+
+    probs = severity_probs(val_df)
+    if probs is None or "acne_severity" not in val_df.columns:
+        return None
+    label = _severity_labels(val_df)
+    if not (np.isfinite(label) & np.isfinite(probs).all(axis=1)).any():
+        return None
+    return fit_severity_cutpoints(label, probs)
+
+
+def _graded(probs, grades):
+    """Grades as float64 [N], NaN where the probabilities are missing."""
+    import numpy as np
+
+    return np.where(np.isfinite(probs).all(axis=1), np.asarray(grades, np.float64), np.nan)
+
+
+def fitted_severity_grades(test_df, fitted: dict | None) -> tuple:
+    """(grades [N] or None, rule) of the test rows with the cutpoints fitted on val.
+
+    None (the predictions' own grade column, the default rule) when either split lacks the
+    severity probabilities.
+    """
+    from fairness.severity import severity_grade
+
+    probs = severity_probs(test_df)
+    if fitted is None or probs is None:
+        return None, {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
+    rule = {
+        "name": "cutpoints fitted on val",
+        "description": SEVERITY_RULE_FITTED,
+        "cutpoints": fitted["cutpoints"],
+        "fitted_on_rows": fitted["n"],
+    }
+    return _graded(probs, severity_grade(probs, fitted["cutpoints"])), rule
+
+
+def cross_fitted_severity_grades(val_df, fitted: dict | None, folds, by: str) -> tuple:
+    """(out-of-fold grades [N] or None, rule): each fold graded with cutpoints fitted on the
+    other fold (the folds of the cross-fitted thresholds)."""
+    from fairness import crossfit
+
+    probs = severity_probs(val_df)
+    if fitted is None or probs is None:
+        return None, {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
+    grades, fold_fits = crossfit.cross_fit_severity_grades(_severity_labels(val_df), probs, folds)
+    rule = {
+        "name": "cross-fitted cutpoints",
+        "description": SEVERITY_RULE_CROSS_FITTED.format(by=by),
+        "cutpoints": None,
+        "cutpoints_per_fold": [f["cutpoints"] for f in fold_fits],
+        "fitted_on_rows_per_fold": [f["n"] for f in fold_fits],
+    }
+    return _graded(probs, grades), rule
+
+
+def severity_section(
+    df,
+    groups,
+    split: str,
+    *,
+    n_boot: int,
+    seed: int,
+    grade=None,
+    rule: dict | None = None,
+) -> dict | None:
+    """QWK and MAE of the acne-severity grade with CIs, and the grade distribution.
+
+    From the predictions' `acne_severity` (label) and the predicted grade
+    (`fairness.severity.severity_metrics`): `grade` (float [N], NaN = none; computed with the
+    fitted cutpoints, `rule` saying how) or, when None, the `acne_severity_grade` column (the
+    model's default rule). None when the label or every grade is missing.
+    """
+    import numpy as np
+
+    from data.schema import GROUPS, SEVERITY_GRADES
+    from fairness.severity import (
+        mean_absolute_error,
+        quadratic_weighted_kappa,
+        severity_grade,
+        severity_metrics,
+    )
+
+    if "acne_severity" not in df.columns:
+        return None
+    label = _severity_labels(df)
+    column = (
+        df["acne_severity_grade"].to_numpy(dtype=np.float64)
+        if "acne_severity_grade" in df.columns
+        else None
+    )
+    probs = severity_probs(df)
+    if grade is None:
+        if column is None and probs is None:
+            return None
+        grade = column if column is not None else _graded(probs, severity_grade(probs))
+        rule = {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
+    grade = np.asarray(grade, dtype=np.float64)
     has_grade = np.isfinite(grade)
     both = has_grade & np.isfinite(label)
     if not both.any():
@@ -394,10 +543,24 @@ def severity_section(df, groups, split: str, *, n_boot: int, seed: int) -> dict 
     rows = np.flatnonzero(has_grade)
     out = {
         "split": split,
+        "grade_rule": rule
+        or {"name": "given", "description": "grades given by the caller", "cutpoints": None},
         **severity_metrics(
             label[rows], grade[rows].astype(np.int64), list(group[rows]), n_boot, seed
         ),
     }
+    if out["grade_rule"]["name"] != "default" and probs is not None:
+        # The model's default rule on the same rows, to show what the cutpoints changed.
+        default = _graded(probs, severity_grade(probs))
+        same = both & np.isfinite(default)
+        qwk = quadratic_weighted_kappa(label[same], default[same]) if same.any() else np.nan
+        mae = mean_absolute_error(label[same], default[same]) if same.any() else np.nan
+        out["default_rule"] = {
+            "description": SEVERITY_RULE_DEFAULT,
+            "n": int(same.sum()),
+            "qwk": float(qwk) if np.isfinite(qwk) else None,
+            "mae": float(mae) if np.isfinite(mae) else None,
+        }
 
     def counts(values: np.ndarray) -> dict[str, int]:
         return {str(k): int((values == k).sum()) for k in SEVERITY_GRADES}
@@ -739,11 +902,12 @@ def _report_blocks(
                 (
                     "p",
                     "Cross-fitted: F1, precision, recall, specificity, FPR, the gaps built on "
-                    "them and 'ECE after temperature'. On all validation rows, not "
-                    "cross-fitted (no threshold): AUROC, AP, ECE, Brier, acne severity and the "
-                    "AUROC goals. thresholds.json (what is shipped) is fitted on all "
-                    "validation rows; the tables below are out-of-fold. Intervals treat the "
-                    "cross-fitted decisions as fixed.",
+                    "them, 'ECE after temperature' and the acne-severity grade (its "
+                    "cutpoints, when the predictions carry the severity probabilities). On "
+                    "all validation rows, not cross-fitted (no threshold): AUROC, AP, ECE, "
+                    "Brier and the AUROC goals. thresholds.json (what is shipped, severity "
+                    "cutpoints included) is fitted on all validation rows; the tables below "
+                    "are out-of-fold. Intervals treat the cross-fitted decisions as fixed.",
                 ),
             ]
             if crossed
@@ -879,6 +1043,7 @@ def _report_blocks(
                 for c in conditions
             ],
         ),
+        *_severity_cutpoint_blocks(thresholds.get("acne_severity")),
         ("h2", f"Calibration ({split} split)"),
         (
             "table",
@@ -921,6 +1086,26 @@ def _report_blocks(
 
         blocks += severity_blocks(severity, tone)
     return blocks
+
+
+def _severity_cutpoint_blocks(fit: dict | None) -> list[tuple]:
+    """One line on the shipped acne-severity cutpoints (thresholds.json ``acne_severity``)."""
+    if not fit:
+        return []
+
+    def qwk(value) -> str:
+        return "undefined" if value is None else f"{value:.3f}"
+
+    cuts = ", ".join(f"{c:.3f}" for c in fit["cutpoints"])
+    return [
+        (
+            "p",
+            f"Acne-severity cutpoints (thresholds.json acne_severity, shipped): grade = number "
+            f"of k with P(grade > k) > cutpoint k, cutpoints [{cuts}]; {fit['method']} on "
+            f"{fit['n']} rows with a known severity (QWK {qwk(fit['qwk'])} on them; the "
+            f"default 0.5 rule: {qwk(fit.get('qwk_default'))}).",
+        )
+    ]
 
 
 def _goal_blocks(goals: dict, tone: ToneBasis) -> list[tuple]:

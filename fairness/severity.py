@@ -11,6 +11,12 @@ and every replicate go through the same code. QWK is NaN when the expected disag
 `severity_metrics` is the entry point: overall and per skin-tone group, with stratified
 percentile bootstrap intervals (`fairness.bootstrap`). numpy only (no JAX, no scikit-learn at
 import), so the Triton python models and the client can import `severity_grade`.
+
+Cutpoints: the grade counts the k with ``P(grade > k) > cutpoints[k]``. The default 0.5 for every
+k is CORAL's median rule; on data where grade 0 dominates (acne-new: 91%) P(grade > 0) never
+reaches 0.5 and every grade is 0. `fit_severity_cutpoints` picks the cutpoints that maximise QWK
+on validation rows; they are shipped in thresholds.json (key ``acne_severity``,
+`fairness.thresholds`) and applied by the serving step (`client.steps.severity_step`).
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ import numpy as np
 from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
 
 __all__ = [
+    "CUTPOINT_METHOD",
+    "DEFAULT_CUTPOINT",
     "MIN_ROWS",
     "SEVERITY_METRICS",
+    "exceedance_probs",
+    "fit_severity_cutpoints",
     "mean_absolute_error",
     "quadratic_weighted_kappa",
     "severity_grade",
@@ -35,35 +45,175 @@ SEVERITY_METRICS: tuple[str, ...] = ("qwk", "mae")
 MIN_ROWS = 5  # a cell with fewer rows of known severity reports "insufficient evidence"
 INSUFFICIENT = "insufficient evidence"
 CI_METHOD = "percentile bootstrap, stratified by tone group x true grade"
+DEFAULT_CUTPOINT = 0.5  # CORAL's median rule
+CUTPOINT_METHOD = "QWK-optimal on validation (coordinate ascent)"
+NUM_QUANTILES = 100  # default candidates per cutpoint: the 0, 1, ..., 100th percentiles
+MAX_ROUNDS = 20  # coordinate-ascent sweeps over k (each move strictly raises QWK; it stops early)
 
 
 # --- grades from probabilities ---------------------------------------------------------------
 
 
-def severity_grade(probs) -> np.ndarray:
-    """Median grade of severity class probabilities [..., 4] -> int64 [...].
+def exceedance_probs(probs) -> np.ndarray:
+    """``P(grade > k) = 1 - cumsum(p)_k`` for k = 0, 1, 2 of class probabilities [..., 4].
 
-    The number of k with ``P(grade > k) = 1 - cumsum(p)_k > 0.5``, the numpy twin of
-    `train_jax.models.ordinal.severity_grade` (CORAL's rule for rank-consistent outputs).
+    float32, computed as the served grade computes it, so a cutpoint fitted on these values
+    splits the same rows at serving time.
 
-    >>> severity_grade([[0.1, 0.3, 0.4, 0.2], [0.5, 0.2, 0.2, 0.1]]).tolist()
-    [2, 0]
+    >>> exceedance_probs([0.1, 0.3, 0.4, 0.2]).astype(float).round(2).tolist()
+    [0.9, 0.6, 0.2]
     """
     p = np.asarray(probs, dtype=np.float32)
     if p.shape[-1:] != (NUM_GRADES,):
         raise ValueError(f"probs must have shape [..., {NUM_GRADES}], got {p.shape}")
-    above = np.float32(1.0) - np.cumsum(p, axis=-1, dtype=np.float32)[..., :-1]
-    return (above > 0.5).sum(axis=-1).astype(np.int64)
+    return np.float32(1.0) - np.cumsum(p, axis=-1, dtype=np.float32)[..., :-1]
+
+
+def _check_cutpoints(cutpoints) -> np.ndarray:
+    c = np.asarray(cutpoints, dtype=np.float64)
+    if c.shape != (NUM_GRADES - 1,) or not np.all(np.isfinite(c)):
+        raise ValueError(
+            f"cutpoints must be {NUM_GRADES - 1} finite numbers, got {np.asarray(cutpoints)!r}"
+        )
+    return c
+
+
+def severity_grade(probs, cutpoints=None) -> np.ndarray:
+    """Grade of severity class probabilities [..., 4] -> int64 [...].
+
+    Parameters
+    ----------
+    probs : array-like, shape [..., 4]
+        Class probabilities of the grades 0-3 (the exported `severity` output).
+    cutpoints : sequence of 3 floats, optional
+        The grade is the number of k with ``P(grade > k) > cutpoints[k]``. None: 0.5 each, the
+        median (CORAL's rule, the numpy twin of `train_jax.models.ordinal.severity_grade`).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape [...]
+
+    >>> severity_grade([[0.1, 0.3, 0.4, 0.2], [0.5, 0.2, 0.2, 0.1]]).tolist()
+    [2, 0]
+    >>> severity_grade([[0.1, 0.3, 0.4, 0.2], [0.5, 0.2, 0.2, 0.1]], [0.3, 0.35, 0.15]).tolist()
+    [3, 1]
+    """
+    above = exceedance_probs(probs)
+    if cutpoints is None:
+        return (above > DEFAULT_CUTPOINT).sum(axis=-1).astype(np.int64)
+    return (above > _check_cutpoints(cutpoints)).sum(axis=-1).astype(np.int64)
+
+
+def fit_severity_cutpoints(
+    y_true, probs, *, candidates=NUM_QUANTILES, max_rounds: int = MAX_ROUNDS
+) -> dict:
+    """Cutpoints for `severity_grade` that maximise QWK on the given (validation) rows.
+
+    Coordinate ascent from 0.5 each: for k = 0, 1, 2 in turn, try every candidate cutpoint of
+    ``P(grade > k)`` with the other two fixed and move only when QWK strictly rises; sweep again
+    until no k moves. Deterministic (no randomness; ties keep the current value). A k with no
+    known row of grade > k keeps 0.5 (nothing to separate), so rows of unseen grades are not
+    invented. Rows with an unknown grade or non-finite probabilities are left out.
+
+    Parameters
+    ----------
+    y_true : array-like, shape [N]
+        True grade 0-3; NaN, None or a negative value = unknown.
+    probs : array-like, shape [N, 4]
+        Severity class probabilities.
+    candidates : int or sequence of 3 sequences of float
+        An int q: the 0, 1/q, ..., 1 quantiles of each ``P(grade > k)`` on the rows; or the
+        candidate cutpoints of each k. 0.5 is always a candidate.
+    max_rounds : int
+        At most this many sweeps over k.
+
+    Returns
+    -------
+    dict (JSON-ready)
+        ``{"cutpoints": [c0, c1, c2], "qwk": QWK with them (None when undefined),
+        "qwk_default": QWK with 0.5 each, "n": rows used, "method": CUTPOINT_METHOD}``.
+
+    >>> probs = [[0.7, 0.2, 0.05, 0.05]] * 3 + [[0.55, 0.3, 0.1, 0.05]] * 2
+    >>> fit = fit_severity_cutpoints([0, 0, 0, 1, 1], probs)
+    >>> fit["cutpoints"][1:], fit["qwk"], fit["qwk_default"]
+    ([0.5, 0.5], 1.0, 0.0)
+    """
+    y_all = _float_grades(y_true)
+    above_all = exceedance_probs(probs).astype(np.float64)
+    if above_all.ndim != 2 or above_all.shape[0] != y_all.size:
+        raise ValueError(
+            f"y_true has {y_all.size} rows but probs has shape {np.shape(probs)}; "
+            f"expected [{y_all.size}, {NUM_GRADES}]"
+        )
+    keep = np.isfinite(y_all) & (y_all >= 0) & np.isfinite(above_all).all(axis=1)
+    y, _, _ = _prepare(y_all[keep], np.zeros(int(keep.sum())), None)
+    above = above_all[keep]
+    cut = np.full(NUM_GRADES - 1, DEFAULT_CUTPOINT)
+    grid = _candidate_grid(above, candidates)
+
+    def qwk_of(grades: np.ndarray) -> np.ndarray:  # grades [C, n] -> QWK [C], NaN -> -inf
+        q = _kappa(_confusions(y, grades))
+        return np.where(np.isfinite(q), q, -np.inf)
+
+    best = float(qwk_of(severity_grade_from_above(above, cut)[None, :])[0])
+    default = best
+    active = [k for k in range(NUM_GRADES - 1) if y.size and (y > k).any()]
+    for _ in range(max(int(max_rounds), 0)):
+        moved = False
+        for k in active:
+            others = (above > cut)[:, np.arange(NUM_GRADES - 1) != k].sum(axis=1)
+            grades = others[None, :] + (above[None, :, k] > grid[k][:, None])
+            scores = qwk_of(grades)
+            j = int(np.argmax(scores))  # the first (lowest) candidate among equals
+            if scores[j] > best + 1e-12:
+                cut[k], best, moved = grid[k][j], float(scores[j]), True
+        if not moved:
+            break
+    return {
+        "cutpoints": [float(c) for c in cut],
+        "qwk": best if np.isfinite(best) else None,
+        "qwk_default": default if np.isfinite(default) else None,
+        "n": int(y.size),
+        "method": CUTPOINT_METHOD,
+    }
+
+
+def severity_grade_from_above(above: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
+    """`severity_grade` from precomputed ``P(grade > k)`` [..., 3] (the fitter's inner loop)."""
+    return (above > np.asarray(cutpoints, np.float64)).sum(axis=-1).astype(np.int64)
+
+
+def _candidate_grid(above: np.ndarray, candidates) -> list[np.ndarray]:
+    """Sorted unique candidate cutpoints per k, 0.5 included."""
+    if isinstance(candidates, int | np.integer) and not isinstance(candidates, bool):
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1 quantiles, got {candidates}")
+        levels = np.linspace(0.0, 1.0, int(candidates) + 1)
+        per_k = [
+            np.quantile(above[:, k], levels) if above.shape[0] else np.empty(0)
+            for k in range(NUM_GRADES - 1)
+        ]
+    else:
+        per_k = [np.asarray(c, np.float64).ravel() for c in candidates]
+        if len(per_k) != NUM_GRADES - 1:
+            raise ValueError(f"candidates must give {NUM_GRADES - 1} lists, got {len(per_k)}")
+    return [np.unique(np.append(c[np.isfinite(c)], DEFAULT_CUTPOINT)) for c in per_k]
 
 
 # --- batched cores -----------------------------------------------------------------------------
 
 
-def qwk_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """QWK per row of the weight matrix ``weights [B, n]`` -> [B] (NaN where undefined)."""
-    cell = np.asarray(y, np.int64) * NUM_GRADES + np.asarray(pred, np.int64)
-    one_hot = (cell[:, None] == np.arange(NUM_GRADES**2)[None, :]).astype(np.float64)
-    observed = (weights @ one_hot).reshape(-1, NUM_GRADES, NUM_GRADES)  # [B, true, predicted]
+def _confusions(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Confusion counts [C, true, predicted] of grades ``pred [C, n]`` against ``y [n]``."""
+    num_cells = NUM_GRADES**2
+    cell = y[None, :] * NUM_GRADES + pred + num_cells * np.arange(pred.shape[0])[:, None]
+    counts = np.bincount(cell.ravel(), minlength=num_cells * pred.shape[0])
+    return counts.reshape(-1, NUM_GRADES, NUM_GRADES).astype(np.float64)
+
+
+def _kappa(observed: np.ndarray) -> np.ndarray:
+    """Quadratic weighted kappa of confusion matrices [B, true, predicted] -> [B] (NaN where
+    undefined)."""
     total = observed.sum(axis=(1, 2))
     rows, cols = observed.sum(axis=2), observed.sum(axis=1)
     expected = rows[:, :, None] * cols[:, None, :] / np.where(total > 0, total, 1.0)[:, None, None]
@@ -74,6 +224,14 @@ def qwk_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndar
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = 1.0 - disagree_obs / disagree_exp
     return np.where((disagree_exp > 0) & (total > 0), kappa, np.nan)
+
+
+def qwk_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """QWK per row of the weight matrix ``weights [B, n]`` -> [B] (NaN where undefined)."""
+    cell = np.asarray(y, np.int64) * NUM_GRADES + np.asarray(pred, np.int64)
+    one_hot = (cell[:, None] == np.arange(NUM_GRADES**2)[None, :]).astype(np.float64)
+    observed = (weights @ one_hot).reshape(-1, NUM_GRADES, NUM_GRADES)  # [B, true, predicted]
+    return _kappa(observed)
 
 
 def mae_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -15,6 +15,11 @@ Method, per condition (documented in docs/fairness.md):
    (or no negatives) gets ``w = 0``, i.e. the global threshold.
 
 A row whose group is unknown, None or not one of the fitted groups uses the global threshold.
+
+Optional top-level key ``acne_severity``: the acne-severity cutpoints fitted on validation
+(`fairness.severity.fit_severity_cutpoints`: ``{"cutpoints": [c0, c1, c2], "qwk", "n",
+"method", ...}``), read back as `Thresholds.severity_cutpoints`. A file without it (older
+reports, a model without the severity head) grades with the default 0.5 rule.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "ThresholdsError",
     "apply_thresholds",
     "fit_thresholds",
+    "load_severity_cutpoints",
     "load_thresholds",
     "save_thresholds",
 ]
@@ -43,6 +49,8 @@ SCHEMA_VERSION = 1
 METHOD = "f1_optimal_precision_recall_curve_shrunk_to_global"
 SHRINKAGE_RULE = "t_group = w * t_raw + (1 - w) * t_global, w = n_pos / (n_pos + k)"
 DEFAULT_THRESHOLD = 0.5
+SEVERITY_KEY = "acne_severity"  # top-level key of the severity cutpoints in thresholds.json
+NUM_CUTPOINTS = 3  # grades 0-3: P(grade > k) for k = 0, 1, 2
 
 
 class ThresholdsError(ValueError):
@@ -66,6 +74,15 @@ class Thresholds:
     shrinkage_k: float = 20.0
     method: str = METHOD
     extra: dict = field(default_factory=dict)
+    # The ``acne_severity`` entry (`fairness.severity.fit_severity_cutpoints`); None = absent.
+    acne_severity: dict | None = None
+
+    @property
+    def severity_cutpoints(self) -> tuple[float, ...] | None:
+        """The acne-severity cutpoints, or None (grade with the default 0.5 rule)."""
+        if self.acne_severity is None:
+            return None
+        return tuple(float(c) for c in self.acne_severity["cutpoints"])
 
     def global_threshold(self, condition: str) -> float:
         """The global threshold of one condition."""
@@ -97,6 +114,7 @@ class Thresholds:
                 for c in self.conditions
             },
             **({"extra": self.extra} if self.extra else {}),
+            **({SEVERITY_KEY: dict(self.acne_severity)} if self.acne_severity is not None else {}),
         }
 
     @classmethod
@@ -138,6 +156,9 @@ class Thresholds:
                 for g in groups
             }
         shrinkage = doc.get("shrinkage", {})
+        severity = doc.get(SEVERITY_KEY)
+        if severity is not None:
+            severity = _check_severity(severity, fail)
         return cls(
             conditions=tuple(conditions),
             groups=tuple(groups),
@@ -147,6 +168,7 @@ class Thresholds:
             shrinkage_k=float(shrinkage.get("k", 20.0)),
             method=str(doc.get("method", METHOD)),
             extra=dict(doc.get("extra", {})),
+            acne_severity=severity,
         )
 
 
@@ -160,6 +182,26 @@ def _check_entry(entry, where: str, fail) -> dict:
         v = entry.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise fail(f"{where}.{key}", f"expected a non-negative integer, got {v!r}")
+    return dict(entry)
+
+
+def _check_severity(entry, fail) -> dict:
+    """The ``acne_severity`` entry: an object whose ``cutpoints`` are 3 numbers in [0, 1]."""
+    if not isinstance(entry, dict):
+        raise fail(SEVERITY_KEY, f"expected an object, got {type(entry).__name__}")
+    cuts = entry.get("cutpoints")
+    ok = (
+        isinstance(cuts, list)
+        and len(cuts) == NUM_CUTPOINTS
+        and all(
+            not isinstance(c, bool) and isinstance(c, int | float) and 0.0 <= c <= 1.0 for c in cuts
+        )
+    )
+    if not ok:
+        raise fail(
+            f"{SEVERITY_KEY}.cutpoints",
+            f"expected {NUM_CUTPOINTS} numbers in [0, 1], got {cuts!r}",
+        )
     return dict(entry)
 
 
@@ -459,3 +501,8 @@ def load_thresholds(path: str | os.PathLike) -> Thresholds:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ThresholdsError(f"{path}: not valid JSON ({exc})") from None
     return Thresholds.from_dict(doc, source=str(path))
+
+
+def load_severity_cutpoints(path: str | os.PathLike) -> tuple[float, ...] | None:
+    """The acne-severity cutpoints of a thresholds.json, or None when it has none."""
+    return load_thresholds(path).severity_cutpoints

@@ -12,7 +12,8 @@ synthetic, real+synthetic, none; "" = unknown) and training_data (the card's one
 which the Triton client reads once with the model config. When the model card lists the
 `severity` output (acne-severity probabilities [4]), the classify config gets that output and the
 ensemble maps it to group_threshold; otherwise both are left out (an older export still serves,
-its SEVERITY rows NaN), so rebuilding switches either way.
+its SEVERITY rows NaN), so rebuilding switches either way. SEVERITY and SEVERITY_GRADE (the grade
+under the thresholds.json cutpoints) are static outputs of group_threshold and the ensemble.
 """
 
 from __future__ import annotations

@@ -122,6 +122,35 @@ def test_model_with_severity_gives_grade_and_probabilities(
     assert "severity" not in face["conditions"]["wrinkles"]
 
 
+def test_embedded_grade_uses_the_shipped_cutpoints(severity_model_dir, astronaut_path, tmp_path):
+    import dataclasses
+    import shutil
+
+    from client.result import build_result
+    from client.runner import EmbeddedRunner
+    from fairness.severity import severity_grade
+    from fairness.thresholds import load_thresholds, save_thresholds
+
+    data = astronaut_path.read_bytes()
+    plain = EmbeddedRunner(severity_model_dir).analyze_bytes(data)
+    assert plain.severity_grade.tolist() == severity_grade(plain.severity).tolist()  # no key
+    default = int(plain.severity_grade[0])
+    # cutpoints that must move the grade: everything counts (3), or nothing does (0)
+    cutpoints = [0.999] * 3 if default == 3 else [0.001] * 3
+    model_dir = tmp_path / "model"
+    shutil.copytree(severity_model_dir, model_dir)
+    thresholds = load_thresholds(model_dir / "thresholds.json")
+    fit = {"cutpoints": cutpoints, "qwk": None, "n": 0, "method": "planted"}
+    save_thresholds(
+        dataclasses.replace(thresholds, acne_severity=fit), model_dir / "thresholds.json"
+    )
+    runner = EmbeddedRunner(model_dir)
+    raw = runner.analyze_bytes(data)
+    severity = build_result("a.png", raw, runner.info)["faces"][0]["conditions"]["acne"]["severity"]
+    expected = int(severity_grade(raw.severity[0], cutpoints))
+    assert severity["grade"] == expected == (0 if default == 3 else 3) != default
+
+
 MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real+synthetic", "wrinkles": "synthetic"}
 
 

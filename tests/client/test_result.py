@@ -81,10 +81,35 @@ def test_severity_step_trims_to_the_faces_and_fills_nan_without_the_output():
     from client.steps import severity_step
 
     probs = np.arange(8, dtype=np.float32).reshape(2, 4)
-    np.testing.assert_array_equal(severity_step(probs, 1), probs[:1])
-    assert severity_step(probs, 0).shape == (0, 4)
+    np.testing.assert_array_equal(severity_step(probs, 1).probabilities, probs[:1])
+    empty = severity_step(probs, 0)
+    assert empty.probabilities.shape == (0, 4) and empty.grades.shape == (0,)
     missing = severity_step(None, 3)
-    assert missing.shape == (3, 4) and missing.dtype == np.float32 and np.isnan(missing).all()
+    assert missing.probabilities.shape == (3, 4) and missing.probabilities.dtype == np.float32
+    assert np.isnan(missing.probabilities).all()
+    assert missing.grades.dtype == np.int32 and missing.grades.tolist() == [-1, -1, -1]
+
+
+def test_severity_step_grades_with_the_cutpoints():
+    from client.steps import severity_step
+
+    # P(grade > k): row 0 (0.9, 0.6, 0.2), row 1 (0.3, 0.1, 0.05)
+    probs = np.array([[0.1, 0.3, 0.4, 0.2], [0.7, 0.2, 0.05, 0.05]], np.float32)
+    assert severity_step(probs, 2).grades.tolist() == [2, 0]  # default: the median
+    assert severity_step(probs, 2, (0.25, 0.08, 0.5)).grades.tolist() == [2, 2]
+    assert severity_step(probs, 2, [0.95, 0.95, 0.1]).grades.tolist() == [1, 0]
+
+
+def test_result_shows_the_steps_grade_and_grades_itself_without_one():
+    severity = np.array([[0.1, 0.3, 0.4, 0.2], [0.7, 0.2, 0.05, 0.05]], np.float32)
+    raw = _raw(2, severity)
+    given = RawAnalysis(**{**raw.__dict__, "severity_grade": np.array([3, -1], np.int32)})
+    faces = build_result("x.jpg", given, INFO)["faces"]
+    # a given grade wins; -1 (or no grades at all: a server built before them) falls back to
+    # the default rule on the probabilities
+    assert [f["conditions"]["acne"]["severity"]["grade"] for f in faces] == [3, 0]
+    faces = build_result("x.jpg", raw, INFO)["faces"]
+    assert [f["conditions"]["acne"]["severity"]["grade"] for f in faces] == [2, 0]
 
 
 def test_card_evidence_from_the_card_or_its_synthetic_flag():

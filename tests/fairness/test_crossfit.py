@@ -86,3 +86,34 @@ def test_cross_fit_decisions_equal_thresholds_fitted_on_the_other_fold():
         assert fitted[fold].global_threshold("acne") == th.global_threshold("acne")
     in_sample = apply_thresholds(probs, groups, fit_thresholds(y, probs, groups))[0]
     assert not np.array_equal(decisions, in_sample)  # cross-fitting changes the decisions
+
+
+def test_cross_fit_severity_grades_never_fit_on_a_folds_own_rows(monkeypatch):
+    from fairness.severity import fit_severity_cutpoints, severity_grade
+
+    rng = np.random.default_rng(1)
+    n = 60
+    y = np.array([i % 3 for i in range(n)], dtype=float)
+    above0 = np.linspace(0.01, 0.45, n)  # distinct: P(grade > 0) names its row
+    probs = np.stack([1 - above0, above0 * 0.6, above0 * 0.3, above0 * 0.1], axis=1)
+    y[rng.random(n) < 0.1] = np.nan
+    folds = crossfit.subject_folds([f"s{i // 2}" for i in range(n)], 2, seed=0)
+    seen: list[set[float]] = []
+
+    def spy(y_fit, p_fit, **options):
+        seen.append(set(np.round(1 - p_fit[:, 0], 9).tolist()))
+        return fit_severity_cutpoints(y_fit, p_fit, **options)
+
+    monkeypatch.setattr(crossfit, "fit_severity_cutpoints", spy)
+    grades, fits = crossfit.cross_fit_severity_grades(y, probs, folds)
+    assert grades.shape == (n,) and len(fits) == len(seen) == 2
+    for fold, fitted_on in zip((0, 1), seen, strict=True):
+        own = set(np.round(above0[folds == fold], 9).tolist())
+        assert fitted_on and not fitted_on & own  # never its own rows
+        rows = folds == fold
+        other = ~rows
+        expected = fit_severity_cutpoints(y[other], probs[other])
+        assert fits[fold] == expected
+        np.testing.assert_array_equal(
+            grades[rows], severity_grade(probs[rows], expected["cutpoints"])
+        )

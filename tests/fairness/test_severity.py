@@ -10,6 +10,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from fairness.severity import (
     INSUFFICIENT,
+    exceedance_probs,
+    fit_severity_cutpoints,
     mean_absolute_error,
     quadratic_weighted_kappa,
     severity_grade,
@@ -144,3 +146,90 @@ def test_read_predictions_keeps_the_severity_columns_and_does_not_need_them(tmp_
     old = tmp_path / "old.csv"  # a file from before the severity head
     old.write_text("\n".join([",".join(PREDICTION_COLUMNS), rows[0].rsplit(",", 7)[0]]) + "\n")
     assert "acne_severity" not in read_predictions(old).columns
+
+
+# --- cutpoints ---------------------------------------------------------------------------------
+
+
+def _old_median_grade(probs) -> np.ndarray:
+    """The grade rule before cutpoints existed: P(grade > k) > 0.5 in float32."""
+    p = np.asarray(probs, dtype=np.float32)
+    above = np.float32(1.0) - np.cumsum(p, axis=-1, dtype=np.float32)[..., :-1]
+    return (above > 0.5).sum(axis=-1).astype(np.int64)
+
+
+def test_default_cutpoints_reproduce_the_median_grade(convert) -> None:
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=500).astype(np.float32)
+    expected = _old_median_grade(probs)
+    assert len(set(expected.tolist())) == 4  # every grade occurs: a real check
+    np.testing.assert_array_equal(severity_grade(convert(probs)), expected)
+    np.testing.assert_array_equal(severity_grade(convert(probs), [0.5, 0.5, 0.5]), expected)
+
+
+def test_cutpoints_count_the_exceedances_above_each_cutpoint() -> None:
+    # P(grade > k) of the row: 0.9, 0.6, 0.2 (exactly, in float32 arithmetic up to an ulp)
+    row = [0.1, 0.3, 0.4, 0.2]
+    assert severity_grade(row).tolist() == 2
+    assert severity_grade(row, [0.95, 0.95, 0.95]).tolist() == 0
+    assert severity_grade(row, [0.8, 0.7, 0.1]).tolist() == 2  # k = 0 and k = 2 count
+    assert severity_grade(row, [0.0, 0.0, 0.0]).tolist() == 3
+    with pytest.raises(ValueError, match="cutpoints must be 3 finite numbers"):
+        severity_grade(row, [0.5, 0.5])
+
+
+def _planted_cutpoint_data():
+    """Grade 0: P(grade > 0) in [0.05, 0.2]; grade 1: [0.3, 0.4]; grade 2: P(grade > 0) in
+    [0.42, 0.48] and P(grade > 1) in [0.25, 0.3] (others <= 0.12); no grade 3. Every
+    P(grade > 0) < 0.5, so the median rule grades everything 0."""
+    rng = np.random.default_rng(7)
+    n0, n1, n2 = 90, 25, 10
+    y = np.array([0] * n0 + [1] * n1 + [2] * n2, dtype=float)
+    a0 = np.concatenate(
+        [rng.uniform(0.05, 0.2, n0), rng.uniform(0.3, 0.4, n1), rng.uniform(0.42, 0.48, n2)]
+    )
+    a1 = np.where(y == 2, rng.uniform(0.25, 0.3, y.size), rng.uniform(0.0, 0.12, y.size) * a0)
+    a1 = np.minimum(a1, a0)
+    a2 = a1 * 0.1
+    probs = np.stack([1 - a0, a0 - a1, a1 - a2, a2], axis=1)
+    return y, probs
+
+
+def test_fit_finds_the_planted_cutpoints() -> None:
+    y, probs = _planted_cutpoint_data()
+    assert (severity_grade(probs) == 0).all()
+    fit = fit_severity_cutpoints(y, probs)
+    assert fit["method"] == "QWK-optimal on validation (coordinate ascent)"
+    assert fit["n"] == y.size
+    assert fit["qwk"] == pytest.approx(1.0) and fit["qwk_default"] == pytest.approx(0.0)
+    c0, c1, c2 = fit["cutpoints"]
+    above = exceedance_probs(probs)
+    assert above[y == 0, 0].max() <= c0 < above[y == 1, 0].min()  # splits grade 0 from 1
+    assert above[y < 2, 1].max() <= c1 < above[y == 2, 1].min()  # splits grade 1 from 2
+    assert c2 == 0.5  # no grade 3 in the data: the last cutpoint keeps its default
+    grade = severity_grade(probs, fit["cutpoints"])
+    np.testing.assert_array_equal(grade, y.astype(int))
+    assert quadratic_weighted_kappa(y, grade) == pytest.approx(fit["qwk"])
+    assert fit_severity_cutpoints(y, probs) == fit  # deterministic
+    json.dumps(fit, allow_nan=False)
+
+
+def test_fit_ignores_unknown_rows_and_takes_explicit_candidates() -> None:
+    y, probs = _planted_cutpoint_data()
+    noisy_y = np.concatenate([y, [np.nan, -1, 3]])
+    noisy_p = np.concatenate([probs, [[0.0, 0.0, 0.0, 1.0]] * 2, [[np.nan] * 4]])
+    fit = fit_severity_cutpoints(list(noisy_y), noisy_p)
+    assert fit == fit_severity_cutpoints(y, probs)  # unknown grade or no probabilities: left out
+    # Only the given candidates (and 0.5) are tried.
+    fit = fit_severity_cutpoints(y, probs, candidates=[[0.25, 0.45], [0.2], [0.9]])
+    assert fit["cutpoints"] == [0.25, 0.2, 0.5]
+    with pytest.raises(ValueError, match="must give 3 lists"):
+        fit_severity_cutpoints(y, probs, candidates=[[0.2]])
+
+
+def test_fit_without_known_rows_keeps_the_default() -> None:
+    fit = fit_severity_cutpoints([np.nan, None], [[0.7, 0.1, 0.1, 0.1]] * 2)
+    assert fit["cutpoints"] == [0.5, 0.5, 0.5] and fit["n"] == 0 and fit["qwk"] is None
+    only_zero = fit_severity_cutpoints([0, 0, 0], [[0.7, 0.1, 0.1, 0.1]] * 3)
+    assert only_zero["cutpoints"] == [0.5, 0.5, 0.5] and only_zero["n"] == 3
+    with pytest.raises(ValueError, match="expected \\[2, 4\\]"):
+        fit_severity_cutpoints([0, 1], [[0.7, 0.1, 0.1, 0.1]] * 3)

@@ -14,6 +14,7 @@ from fairness.thresholds import (
     apply_thresholds,
     f1_optimal_threshold,
     fit_thresholds,
+    load_severity_cutpoints,
     load_thresholds,
     save_thresholds,
 )
@@ -171,3 +172,47 @@ def test_shrinkage_keeps_a_group_threshold_equal_to_the_global_one_exact():
     assert th.by_group["acne"]["V-VI"]["weight"] == pytest.approx(1 / 3)
     assert th.group_threshold("acne", "V-VI") == 0.9
     assert apply_thresholds(p, ["V-VI"] * 20, th)[0][:, 0].tolist() == [False] * 10 + [True] * 10
+
+
+SEVERITY_FIT = {
+    "cutpoints": [0.23, 0.06, 0.5],
+    "qwk": 0.61,
+    "qwk_default": 0.0,
+    "n": 125,
+    "method": "QWK-optimal on validation (coordinate ascent)",
+}
+
+
+def test_severity_cutpoints_round_trip_and_files_without_them(tmp_path):
+    import dataclasses
+
+    th = fit_thresholds(*_validation(6))
+    assert th.severity_cutpoints is None and "acne_severity" not in th.to_dict()
+    old = save_thresholds(th, tmp_path / "old" / "thresholds.json")
+    assert load_thresholds(old).severity_cutpoints is None  # a file from before the key
+    assert load_severity_cutpoints(old) is None
+
+    with_cuts = dataclasses.replace(th, acne_severity=SEVERITY_FIT)
+    path = save_thresholds(with_cuts, tmp_path / "new" / "thresholds.json")
+    doc = json.loads(path.read_text())
+    assert doc["acne_severity"] == SEVERITY_FIT  # a new top-level key: the fit dict
+    loaded = load_thresholds(path)
+    assert loaded.severity_cutpoints == (0.23, 0.06, 0.5)
+    assert load_severity_cutpoints(path) == (0.23, 0.06, 0.5)
+    assert loaded.to_dict() == doc
+    # the condition thresholds are untouched by the key
+    for cond in th.conditions:
+        assert loaded.global_threshold(cond) == th.global_threshold(cond)
+
+
+@pytest.mark.parametrize(
+    "entry", [[0.2, 0.1, 0.5], {"cutpoints": [0.2, 0.1]}, {"cutpoints": [0.2, 1.5, 0.5]}, {}]
+)
+def test_malformed_severity_cutpoints_name_the_field(tmp_path, entry):
+    doc = fit_thresholds(*_validation(5)).to_dict()
+    doc["acne_severity"] = entry
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ThresholdsError, match="acne_severity") as info:
+        load_thresholds(path)
+    assert str(path) in str(info.value)

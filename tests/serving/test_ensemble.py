@@ -17,6 +17,9 @@ from triton_models.server import TritonServer, free_port
 
 PROTOCOLS = ("grpc", "http")
 MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real+synthetic", "wrinkles": "synthetic"}
+# Planted severity cutpoints for the tiny export (its P(grade > k) sit near 0.73, 0.66, 0.58:
+# grade 3 by the median rule, 1 with these).
+CUTPOINTS = [0.7, 0.7, 0.7]
 
 
 @pytest.fixture(scope="module", params=PROTOCOLS)
@@ -40,6 +43,9 @@ def assert_same_analysis(remote_raw, local_raw) -> None:
     # Acne severity [F, 4]: NaN rows on both paths for a model without the severity output.
     assert remote_raw.severity.shape == local_raw.severity.shape == (local_raw.num_faces, 4)
     np.testing.assert_allclose(remote_raw.severity, local_raw.severity, atol=1e-5, rtol=0)
+    # The grade from the one severity step (cutpoints of thresholds.json; -1 without severity).
+    assert remote_raw.severity_grade.dtype == np.int32
+    np.testing.assert_array_equal(remote_raw.severity_grade, local_raw.severity_grade)
 
 
 def test_shipped_model_without_severity_serves_null_severity(remote, embedded, astronaut_path):
@@ -125,9 +131,17 @@ def test_sixteen_threads_of_twenty_five_requests(triton_server, synthetic_jpegs)
 @pytest.fixture(scope="module")
 def mixed_model_dir(severity_model_dir, tmp_path_factory):
     """The tiny export with the acne-severity output, its card saying it was trained on real
-    and synthetic data (wrinkles synthetic only), as a card of a combined dataset does."""
+    and synthetic data (wrinkles synthetic only), as a card of a combined dataset does, and
+    planted severity cutpoints in its thresholds.json."""
+    import dataclasses
+
+    from fairness.thresholds import load_thresholds, save_thresholds
+
     out = tmp_path_factory.mktemp("mixed_model")
     shutil.copytree(severity_model_dir, out, dirs_exist_ok=True)
+    fit = {"cutpoints": CUTPOINTS, "qwk": None, "n": 0, "method": "planted for the test"}
+    thresholds = load_thresholds(out / "thresholds.json")
+    save_thresholds(dataclasses.replace(thresholds, acne_severity=fit), out / "thresholds.json")
     card = json.loads((out / "model_card.json").read_text())
     note = "trained on real photos (acne-new v36, CC BY 4.0) and synthetic faces (synthskin-v1)"
     card["training_data"] = {"synthetic": False, "evidence": MIXED, "note": note}
@@ -157,9 +171,13 @@ def severity_server(mixed_model_dir, tmp_path_factory):
 def test_severity_and_evidence_match_embedded_runner(
     protocol, severity_server, mixed_model_dir, synthetic_jpegs, astronaut_path
 ):
+    from fairness.severity import severity_grade
+
     url = severity_server.grpc_url if protocol == "grpc" else severity_server.http_url
     remote = TritonRunner(url)
     local = EmbeddedRunner(mixed_model_dir)
+    assert local.thresholds.severity_cutpoints == tuple(CUTPOINTS)
+    moved = 0  # faces whose grade the cutpoints changed
     try:
         for data in [*synthetic_jpegs[:2], astronaut_path.read_bytes()]:
             local_raw = local.analyze_bytes(data)
@@ -178,5 +196,10 @@ def test_severity_and_evidence_match_embedded_runner(
                 sa, sb = fa["conditions"]["acne"]["severity"], fb["conditions"]["acne"]["severity"]
                 assert sa["grade"] == sb["grade"] and len(sa["probabilities"]) == 4
                 np.testing.assert_allclose(sa["probabilities"], sb["probabilities"], atol=1e-5)
+                # Both paths grade with the shipped cutpoints, not the median rule.
+                probs = np.asarray(sb["probabilities"], np.float32)
+                assert sa["grade"] == int(severity_grade(probs, CUTPOINTS))
+                moved += sa["grade"] != int(severity_grade(probs))
     finally:
         remote.close()
+    assert moved > 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
 
 from client.triton_client import model_info_from_config
 from triton_models.build import (
@@ -108,13 +109,16 @@ def test_severity_output_is_wired_only_when_the_card_lists_it(tmp_path):
         steps = _severity_maps(repo)
         assert (steps["classify"][1].get("severity") == "severity") is severity
         assert (steps["group_threshold"][0].get("severity") == "severity") is severity
-        # Static: group_threshold always answers SEVERITY (NaN rows without the output).
+        # Static: group_threshold always answers SEVERITY (NaN rows without the output) and
+        # SEVERITY_GRADE (-1 without it).
         assert steps["group_threshold"][1]["SEVERITY"] == "SEVERITY"
+        assert steps["group_threshold"][1]["SEVERITY_GRADE"] == "SEVERITY_GRADE"
         outputs = {
             o.name: list(o.dims)
             for o in read_config(repo / "skin_analysis" / "config.pbtxt").output
         }
         assert outputs["SEVERITY"] == [-1, 4]
+        assert outputs["SEVERITY_GRADE"] == [-1]
 
 
 def test_committed_group_threshold_takes_an_optional_severity():
@@ -122,6 +126,9 @@ def test_committed_group_threshold_takes_an_optional_severity():
     (severity,) = [i for i in config.input if i.name == "severity"]
     assert severity.optional and list(severity.dims) == [-1, 4]
     assert [list(o.dims) for o in config.output if o.name == "SEVERITY"] == [[-1, 4]]
+    (grade,) = [o for o in config.output if o.name == "SEVERITY_GRADE"]
+    assert list(grade.dims) == [-1]
+    assert model_config_pb2.DataType.Name(grade.data_type) == "TYPE_INT32"
 
 
 def _parameters(repo: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """group_threshold: per-group thresholds on the classifier output (client.steps.threshold_step),
-and the acne-severity probabilities trimmed to the faces (client.steps.severity_step; NaN rows when
-the classifier has no `severity` output and the ensemble maps none)."""
+and the acne-severity probabilities trimmed to the faces with their grades under the cutpoints of
+thresholds.json (client.steps.severity_step; NaN rows and grade -1 when the classifier has no
+`severity` output and the ensemble maps none)."""
 
 import json
 import os
@@ -42,7 +43,9 @@ class TritonPythonModel:
                     None if fitz is None else int(fitz.reshape(-1)[0]),
                     self.thresholds,
                 )
-                severity = severity_step(get("severity"), num_faces)
+                severity = severity_step(
+                    get("severity"), num_faces, self.thresholds.severity_cutpoints
+                )
             except ValueError as exc:
                 responses.append(
                     pb_utils.InferenceResponse(
@@ -61,7 +64,8 @@ class TritonPythonModel:
                         pb_utils.Tensor("GROUP_SOURCE", _strings(out.sources)),
                         pb_utils.Tensor("THRESHOLDS", out.thresholds),
                         pb_utils.Tensor("DECISIONS", out.decisions),
-                        pb_utils.Tensor("SEVERITY", severity),
+                        pb_utils.Tensor("SEVERITY", severity.probabilities),
+                        pb_utils.Tensor("SEVERITY_GRADE", severity.grades),
                     ]
                 )
             )

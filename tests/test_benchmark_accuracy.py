@@ -1,0 +1,71 @@
+"""benchmarks/compare_runs.py and benchmarks/served_accuracy.py: known-answer inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _meta(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "acne": (np.arange(n) % 2).astype(float),
+            "hyperpigmentation": (np.arange(n) // 2 % 2).astype(float),
+            "group": ["I-II"] * (n // 2) + ["V-VI"] * (n // 2 - 3) + ["III-IV"] * 3,
+        },
+        index=[f"p{i}.jpg" for i in range(n)],
+    )
+    frame["noise"] = rng.random(n)
+    return frame
+
+
+def test_compare_runs_perfect_and_inverted_predictors() -> None:
+    compare_runs = _load("compare_runs")
+    meta = _meta()
+    perfect = pd.DataFrame(
+        {"acne_prob": meta["acne"], "hyperpigmentation_prob": meta["hyperpigmentation"]},
+        index=meta.index,
+    )
+    inverted = 1.0 - perfect
+    extra = perfect.iloc[:5].rename(index=lambda k: "other_" + k)  # rows of another dataset
+    out = compare_runs.compare(
+        meta, {"perfect": pd.concat([perfect, extra]), "inverted": inverted}, n_boot=50, seed=0
+    )
+    assert out["rows"] == len(meta)
+    assert out["perfect"]["acne"]["overall"]["auroc"] == 1.0
+    assert out["perfect"]["acne"]["overall"]["ci"] == [1.0, 1.0]
+    assert out["inverted"]["hyperpigmentation"]["V-VI"]["auroc"] == 0.0
+    assert out["perfect"]["acne"]["III-IV"] == {"n": 3, "auroc": None, "ci": None}  # too few
+
+
+def test_served_prediction_row_takes_the_first_face_and_skips_no_face() -> None:
+    served = _load("served_accuracy")
+    row = pd.Series({"image": "images/a.jpg", "acne": 1.0, "hyperpigmentation": 0.0,
+                     "wrinkles": np.nan, "acne_severity": 1, "subject_id": "s1"})  # fmt: skip
+    conditions = {c: {"probability": p} for c, p in
+                  (("acne", 0.9), ("hyperpigmentation", 0.2), ("wrinkles", 0.4))}  # fmt: skip
+    conditions["acne"]["severity"] = {"grade": 1, "probabilities": [0.1, 0.6, 0.2, 0.1]}
+    second = {"skin_tone": {"fitzpatrick_group": "I-II", "source": "estimated"},
+              "conditions": conditions}  # fmt: skip
+    first = {**second, "skin_tone": {"fitzpatrick_group": "V-VI", "source": "estimated"}}
+    result = {"status": "ok", "faces": [first, second]}
+    out = served.prediction_row(row, result, "val")
+    assert out["group"] == "V-VI" and out["tone_source"] == "estimated"
+    assert (out["acne"], out["acne_prob"], out["wrinkles"]) == (1, 0.9, "")
+    assert out["acne_severity_grade"] == 1 and out["acne_severity_prob_1"] == 0.6
+    assert served.prediction_row(row, {"status": "no_face", "faces": []}, "val") is None
