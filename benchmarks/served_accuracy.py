@@ -18,6 +18,7 @@ Exit codes: 0 ok, 2 bad arguments or dataset.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -109,11 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     csv = args.out / f"predictions_{args.split}.csv"
     frame.to_csv(csv.with_suffix(".tmp"), index=False, float_format="%.6f")
     csv.with_suffix(".tmp").replace(csv)
-    code = report.main(
-        ["--predictions", str(csv), "--out", str(args.out / "fairness"),
-         "--n-boot", str(args.n_boot), "--no-progress"]
-        + (["--evaluate-on", args.split] if args.split != "test" else [])
-    )  # fmt: skip
+    argv_report = [
+        "--predictions",
+        str(csv),
+        "--out",
+        str(args.out / "fairness"),
+        "--n-boot",
+        str(args.n_boot),
+        "--datacard",
+        str(args.data),
+        "--no-progress",
+    ]
+    if args.split != "test":
+        argv_report += ["--evaluate-on", args.split]
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries this script's JSON only
+        code = report.main(argv_report)  # fmt: skip
     if code != 0:
         return code
     metrics = json.loads((args.out / "fairness" / "metrics.json").read_text())

@@ -205,12 +205,15 @@ def resolve_prediction_files(inputs: Sequence[str | os.PathLike]) -> tuple[Path,
     return val, test
 
 
-def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
+def read_dataset_info(
+    run_dir: Path | None, frames: Sequence = (), data_dirs: Sequence[str | os.PathLike] = ()
+) -> dict:
     """What data the predictions come from: `dataset.json`, the `source` column, or unknown.
 
     Looks for `dataset.json` in the run folder, then for the data folder named in the run's
-    `config.json` (any string value that is a folder holding `dataset.json`), then for a
-    `source` column. Returns ``{"name", "kind": "synthetic"|"real"|"unknown", "sources", ...}``.
+    `config.json` (any string value that is a folder holding `dataset.json`), then in
+    `data_dirs` (e.g. the dataset folders given as datacards), then for a `source` column.
+    Returns ``{"name", "kind": "synthetic"|"real"|"unknown", "sources", ...}``.
     """
     candidates: list[Path] = []
     if run_dir is not None:
@@ -222,6 +225,7 @@ def read_dataset_info(run_dir: Path | None, frames: Sequence = ()) -> dict:
                     candidates.append(Path(value) / "dataset.json")
             except (OSError, json.JSONDecodeError):
                 pass
+    candidates += [Path(d) / "dataset.json" for d in data_dirs]
     for candidate in candidates:
         try:
             if candidate.is_file():

@@ -151,7 +151,8 @@ def make_report(
     val = to_arrays(val_df)
     ev_df = val_df if test_df is None else test_df
     ev = to_arrays(ev_df)
-    dataset = read_dataset_info(run_dir, frames)
+    folders = [p for p in datacards or [] if Path(p).is_dir()]
+    dataset = read_dataset_info(run_dir, frames, data_dirs=folders)
     if datacards is None:
         provenance = find_datacards(run_dir)
     else:

@@ -163,3 +163,16 @@ def test_bad_face_found_value_is_named(run_dir, tmp_path, capsys):
                  "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "column 'face_found', line 4: must be 0, 1 or empty" in err
+
+
+def test_dataset_json_beside_a_datacard_folder_names_the_data_kind(tmp_path):
+    from fairness.io import read_dataset_info
+
+    data = tmp_path / "acne-new"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"name": "acne-new v36", "synthetic": False}))
+    run = tmp_path / "preds"  # a folder of predictions with no config.json
+    run.mkdir()
+    assert read_dataset_info(run)["kind"] == "unknown"
+    info = read_dataset_info(run, data_dirs=[data])
+    assert (info["kind"], info["name"]) == ("real", "acne-new v36")
