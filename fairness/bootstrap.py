@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["percentile_ci", "stratified_bootstrap_weights", "strata_codes"]
+__all__ = [
+    "INSUFFICIENT",
+    "estimate",
+    "insufficient",
+    "percentile_ci",
+    "stratified_bootstrap_weights",
+    "strata_codes",
+]
+
+INSUFFICIENT = "insufficient evidence"  # status of a cell that reports no number
 
 
 def strata_codes(*keys: Sequence | np.ndarray) -> np.ndarray:
@@ -87,3 +96,27 @@ def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, f
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def insufficient(reason: str, status: str = INSUFFICIENT) -> dict:
+    """A metric cell without a number: ``{"value": None, ..., "status", "reason"}``."""
+    return {"value": None, "ci_low": None, "ci_high": None, "status": status, "reason": reason}
+
+
+def estimate(point: float, replicates: np.ndarray | None, level: float) -> dict:
+    """A metric cell: the point value and the percentile interval of its replicates.
+
+    >>> estimate(0.5, np.array([0.4, 0.5, 0.6]), 0.5)["status"]
+    'ok'
+    >>> estimate(float("nan"), None, 0.95)["status"]
+    'insufficient evidence'
+    """
+    if not np.isfinite(point):
+        return insufficient("metric undefined on this data")
+    low, high = percentile_ci(replicates, level) if replicates is not None else (np.nan, np.nan)
+    return {
+        "value": float(point),
+        "ci_low": float(low) if np.isfinite(low) else None,
+        "ci_high": float(high) if np.isfinite(high) else None,
+        "status": "ok",
+    }

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fairness import gaps
-from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
+from fairness.bootstrap import (
+    INSUFFICIENT,
+    estimate,
+    insufficient,
+    strata_codes,
+    stratified_bootstrap_weights,
+)
 from fairness.io import PredictionArrays, to_arrays
 from fairness.metrics import SCORE_METRICS, THRESHOLD_METRICS, batched_metrics
 
@@ -38,7 +44,6 @@ __all__ = [
     "evaluate_predictions",
 ]
 
-INSUFFICIENT = "insufficient evidence"
 NO_GROUND_TRUTH = "no ground truth"
 NO_GROUND_TRUTH_REASON = "no image has a label for this condition"
 # Below 10 positives (or negatives) even a perfect-looking recall has a 95% CI wider than
@@ -93,34 +98,6 @@ def coerce_arrays(data) -> PredictionArrays:
     return PredictionArrays(
         y_true=y, probs=np.asarray(p, dtype=np.float64), groups=groups, fitzpatrick=fitz
     )
-
-
-def _estimate(point: float, replicates: np.ndarray | None, level: float) -> dict:
-    if not np.isfinite(point):
-        return {
-            "value": None,
-            "ci_low": None,
-            "ci_high": None,
-            "status": INSUFFICIENT,
-            "reason": "metric undefined on this data",
-        }
-    low, high = percentile_ci(replicates, level) if replicates is not None else (np.nan, np.nan)
-    return {
-        "value": float(point),
-        "ci_low": float(low) if np.isfinite(low) else None,
-        "ci_high": float(high) if np.isfinite(high) else None,
-        "status": "ok",
-    }
-
-
-def _insufficient(reason: str, status: str = INSUFFICIENT) -> dict:
-    return {
-        "value": None,
-        "ci_low": None,
-        "ci_high": None,
-        "status": status,
-        "reason": reason,
-    }
 
 
 def evaluate_predictions(
@@ -266,9 +243,9 @@ def evaluate_predictions(
         }
         for metric in METRICS:
             if cell.ok:
-                out[metric] = _estimate(points[key][metric], replicates[key][metric], ci_level)
+                out[metric] = estimate(points[key][metric], replicates[key][metric], ci_level)
             else:
-                out[metric] = _insufficient(cell.reason, cell.status)
+                out[metric] = insufficient(cell.reason, cell.status)
         out["status"] = cell.status
         return out
 
@@ -328,14 +305,14 @@ def _between_groups(group_values: dict, level: float) -> dict:
 
     def combine(fn, *metrics) -> dict:
         if reason is not None:
-            return _insufficient(reason)
+            return insufficient(reason)
         point_args = [{g: v[0][m] for g, v in group_values.items()} for m in metrics]
         point = float(fn(*point_args))
         reps = None
         if all(v[1][m] is not None for v in group_values.values() for m in metrics):
             rep_args = [{g: v[1][m] for g, v in group_values.items()} for m in metrics]
             reps = fn(*rep_args)
-        return _estimate(point, reps, level)
+        return estimate(point, reps, level)
 
     out = {
         "difference": {m: combine(gaps.difference, m) for m in METRICS},
@@ -348,7 +325,7 @@ def _between_groups(group_values: dict, level: float) -> dict:
         absolute = _combine_pair(pair, lambda d: np.abs(gaps.dark_vs_medium(d)), "f1", level)
         dvm = {**absolute, "signed": signed}
     else:
-        dvm = _insufficient(f"needs enough evidence in both {gaps.MEDIUM} and {gaps.DARK}")
+        dvm = insufficient(f"needs enough evidence in both {gaps.MEDIUM} and {gaps.DARK}")
     out["gaps"] = {
         "f1_dark_vs_medium": dvm,
         "f1_worst_best": out["difference"]["f1"],
@@ -362,7 +339,7 @@ def _between_groups(group_values: dict, level: float) -> dict:
 def _mark_no_ground_truth(tree):
     """The same between-group dict with every estimate marked "no ground truth"."""
     if isinstance(tree, dict) and "status" in tree:
-        return _insufficient(NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH)
+        return insufficient(NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH)
     if isinstance(tree, dict):
         return {k: _mark_no_ground_truth(v) for k, v in tree.items()}
     return tree
@@ -373,7 +350,7 @@ def _combine_pair(pair: dict, fn, metric: str, level: float) -> dict:
     reps = None
     if all(v[1][metric] is not None for v in pair.values()):
         reps = fn({g: v[1][metric] for g, v in pair.items()})
-    return _estimate(point, reps, level)
+    return estimate(point, reps, level)
 
 
 def _macro(conditions, groups, cells, points, replicates, level) -> dict:
@@ -394,9 +371,9 @@ def _macro(conditions, groups, cells, points, replicates, level) -> dict:
     def macro_cell(kind: str, name: str) -> dict:
         values, reason = macro_of(kind, name)
         if values is None:
-            return {**{m: _insufficient(reason) for m in METRICS}, "status": INSUFFICIENT}
+            return {**{m: insufficient(reason) for m in METRICS}, "status": INSUFFICIENT}
         return {
-            **{m: _estimate(values[0][m], values[1][m], level) for m in METRICS},
+            **{m: estimate(values[0][m], values[1][m], level) for m in METRICS},
             "status": "ok",
         }
 

@@ -25,7 +25,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
+from fairness.bootstrap import (
+    INSUFFICIENT,
+    estimate,
+    insufficient,
+    strata_codes,
+    stratified_bootstrap_weights,
+)
 
 __all__ = [
     "CUTPOINT_METHOD",
@@ -43,7 +49,6 @@ __all__ = [
 NUM_GRADES = 4  # data.schema.SEVERITY_GRADES
 SEVERITY_METRICS: tuple[str, ...] = ("qwk", "mae")
 MIN_ROWS = 5  # a cell with fewer rows of known severity reports "insufficient evidence"
-INSUFFICIENT = "insufficient evidence"
 CI_METHOD = "percentile bootstrap, stratified by tone group x true grade"
 DEFAULT_CUTPOINT = 0.5  # CORAL's median rule
 CUTPOINT_METHOD = "QWK-optimal on validation (coordinate ascent)"
@@ -308,32 +313,10 @@ def mean_absolute_error(y_true, y_pred, *, sample_weight=None) -> float:
 # --- entry point -------------------------------------------------------------------------------
 
 
-def _estimate(point: float, replicates: np.ndarray | None, level: float) -> dict:
-    if not np.isfinite(point):
-        return _insufficient("metric undefined on this data")
-    low, high = percentile_ci(replicates, level) if replicates is not None else (np.nan, np.nan)
-    return {
-        "value": float(point),
-        "ci_low": float(low) if np.isfinite(low) else None,
-        "ci_high": float(high) if np.isfinite(high) else None,
-        "status": "ok",
-    }
-
-
 def _float_grades(values) -> np.ndarray:
     """Grades as float64 [N]; None becomes NaN (unknown)."""
     flat = np.asarray(values, dtype=object).ravel()
     return np.asarray([np.nan if v is None else float(v) for v in flat], np.float64)
-
-
-def _insufficient(reason: str) -> dict:
-    return {
-        "value": None,
-        "ci_low": None,
-        "ci_high": None,
-        "status": INSUFFICIENT,
-        "reason": reason,
-    }
 
 
 def severity_metrics(
@@ -403,11 +386,11 @@ def severity_metrics(
         out: dict = {"n": n}
         for metric, fn in _BATCHED.items():
             if n < need:
-                out[metric] = _insufficient(f"{n} rows with a known severity; need at least {need}")
+                out[metric] = insufficient(f"{n} rows with a known severity; need at least {need}")
                 continue
             point = float(fn(y[mask], pred[mask], np.ones((1, n)))[0])
             replicates = None if weights is None else fn(y[mask], pred[mask], weights[:, mask])
-            out[metric] = _estimate(point, replicates, ci_level)
+            out[metric] = estimate(point, replicates, ci_level)
         ok = all(out[m]["status"] == "ok" for m in SEVERITY_METRICS)
         out["status"] = "ok" if ok else INSUFFICIENT
         return out

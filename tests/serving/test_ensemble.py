@@ -48,13 +48,11 @@ def assert_same_analysis(remote_raw, local_raw) -> None:
     np.testing.assert_array_equal(remote_raw.severity_grade, local_raw.severity_grade)
 
 
-def test_shipped_model_without_severity_serves_null_severity(remote, embedded, astronaut_path):
+def test_shipped_model_serves_the_acne_severity_grade(remote, astronaut_path):
     raw = remote.analyze_bytes(astronaut_path.read_bytes())
-    card_outputs = embedded.classifier.get_outputs()
-    if "severity" in {o.name for o in card_outputs}:
-        pytest.skip("the shipped model has the severity output now")
-    face = build_result("a.png", raw, remote.info)["faces"][0]
-    assert face["conditions"]["acne"]["severity"] is None
+    severity = build_result("a.png", raw, remote.info)["faces"][0]["conditions"]["acne"]["severity"]
+    assert severity["grade"] in (0, 1, 2, 3)
+    assert sum(severity["probabilities"]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_model_info_comes_from_the_model_card(remote, embedded):

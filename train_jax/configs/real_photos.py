@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 from train_jax.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
-from train_jax.configs.demo import LOC_WEIGHT
+from train_jax.configs.demo import LOC_WEIGHT, shrink_for_tests
 
 COMBINED_DATA = "data/acne-new-plus-synth"
 REAL_DATA = "data/acne-new-v36"
@@ -50,19 +50,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
     )
     for part in [p.strip() for p in (variant or "").split(",") if p.strip()]:
         if part == "quick":
-            config = dataclasses.replace(
-                config,
-                name="real-photos-quick",
-                model=dataclasses.replace(
-                    config.model,
-                    image_size=32,
-                    overrides={**config.model.overrides, "width": 0.25},
-                ),
-                optim=dataclasses.replace(config.optim, warmup_steps=2),
-                batch_size=8,
-                eval_batch_size=32,
-                epochs=2,
-            )
+            config = shrink_for_tests(config, "real-photos-quick")
         elif part == "realonly":
             config = dataclasses.replace(
                 config, data=dataclasses.replace(config.data, data_dir=REAL_DATA)
