@@ -3,9 +3,10 @@
 The model: small_cnn at width 0.5 with output stride 4 (a 24x24 feature map, so a 24x24 CAM, at
 96 px) and the tone-aware input normalisation (`train_jax.models.input_norm`). The training:
 tone-balanced sampling, GroupDRO and the lesion-localisation loss for 24 epochs (about 5 min on
-2 CPU cores), the fairness ablation's variant (g) (docs/fairness.md). The DVC pipeline adds the
-`wide` variant (width 1.0, ablation (k), about twice the time): the shipped model.
-`--balance none --loss bce --epochs 12` gives the demo of sessions 5-8.
+2 CPU cores; docs/fairness.md has the ablation on synthskin-v1 behind these choices). The `wide`
+variant (width 1.0, about twice the time) is the synthetic-only model the fairness ablation
+reports; the shipped model's config is `train_jax/configs/real_photos.py`.
+`--balance none --loss bce --epochs 12` gives the unbalanced BCE baseline.
 
     python train_jax/main.py                                   # this config, default variant
     python train_jax/main.py --config train_jax/configs/demo.py:quick --data DIR   # seconds
@@ -62,8 +63,9 @@ def get_config(variant: str | None = None) -> TrainConfig:
         optim=OptimConfig(learning_rate=3e-3, weight_decay=1e-4, warmup_steps=30),
         batch_size=32,
         eval_batch_size=128,
-        # Ablation variant (g) (docs/fairness.md): balanced sampling (`data.balance` below),
-        # GroupDRO, the localisation loss, 24 epochs; per-group thresholds come from the report.
+        # The ablation's full synthetic recipe (docs/fairness.md): balanced sampling
+        # (`data.balance` above), GroupDRO, the localisation loss, 24 epochs; per-group
+        # thresholds come from the report.
         epochs=24,
         loss="groupdro",
         loc_weight=LOC_WEIGHT,
