@@ -15,10 +15,9 @@ import numpy as np
 from data.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
 from fairness.severity import severity_grade
 from fairness.thresholds import apply_thresholds
-from preprocessing.align import align_and_crop
 from preprocessing.face_detect import decode_detections, make_detector_input
 from preprocessing.image_io import load_image
-from preprocessing.tone import estimate_skin_tone
+from preprocessing.pipeline import crop_face
 
 INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
 FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone from the crop
@@ -85,13 +84,18 @@ def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
 def crop_step(
     image: np.ndarray, regressors: np.ndarray, scores: np.ndarray, meta: np.ndarray, *, size: int
 ) -> FaceBatch:
-    """Decode detections, align and crop each face, and estimate its skin tone."""
+    """Decode detections, align and crop each face, and estimate its skin tone.
+
+    Each face goes through `preprocessing.pipeline.crop_face`: the skin tone is measured on the
+    skin mask from the face's keypoints, the same path as the training crops, the dataset
+    converters and the tone accuracy in docs/preprocessing.md.
+    """
     faces = decode_detections(regressors, scores, meta)
     crops, affines, boxes, face_scores, ita, groups, conf = [], [], [], [], [], [], []
     for face in faces:
-        crop, affine = align_and_crop(image, face, size=size)
+        face_crop = crop_face(image, face, size=size)
+        crop, affine, tone = face_crop.crop, face_crop.affine, face_crop.skin_tone
         affines.append(affine)
-        tone = estimate_skin_tone(crop)
         crops.append(crop)
         boxes.append(face.box)
         face_scores.append(face.score)
