@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+# The datacard of acne-new v36 (datacard format of fairness.model_card), for tests that write one.
+ACNE_NEW = {
+    "name": "acne-new v36",
+    "licence": "CC BY 4.0",
+    "attribution": "buyumedatasets (Roboflow Universe workspace)",
+    "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
+    "tone_source": "estimated",
+}
+
 _INSIGHTFACE_HINT = "pip install --no-deps insightface==2.1 (the README's test command does this)"
 
 

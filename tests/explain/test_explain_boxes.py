@@ -25,15 +25,9 @@ from explain.evaluate import (
     main,
     read_data_facts,
 )
+from tests.conftest import ACNE_NEW
 
 N, S = 6, 96  # a 96 px crop: face 64 px wide, 2% = 1.28 px
-ACNE_NEW = {
-    "name": "acne-new v36",
-    "licence": "CC BY 4.0",
-    "attribution": "buyumedatasets (Roboflow Universe workspace)",
-    "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
-    "tone_source": "estimated",
-}
 # The only way an estimated-tone report may name Fitzpatrick: to say its groups are not that.
 ALLOWED = ("not Fitzpatrick types", "not Fitzpatrick")
 

@@ -11,14 +11,8 @@ import pytest
 
 from fairness import plots
 from fairness.report import EXIT_BAD_INPUT, main
+from tests.conftest import ACNE_NEW
 
-ACNE_NEW = {
-    "name": "acne-new v36",
-    "licence": "CC BY 4.0",
-    "attribution": "buyumedatasets (Roboflow Universe workspace)",
-    "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
-    "tone_source": "estimated",
-}
 # The only ways an estimated-tone report may name Fitzpatrick: to say its groups are not that.
 ALLOWED = re.compile(r"not (a )?Fitzpatrick( types?)?")
 

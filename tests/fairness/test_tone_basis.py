@@ -14,14 +14,7 @@ from fairness.model_card import (
     read_datacard,
 )
 from fairness.tone_basis import make_tone_basis, row_tone_sources, tone_basis
-
-ACNE_NEW = {
-    "name": "acne-new v36",
-    "licence": "CC BY 4.0",
-    "attribution": "buyumedatasets (Roboflow Universe workspace)",
-    "url": "https://universe.roboflow.com/buyumedatasets/acne-new/dataset/36",
-    "tone_source": "estimated",
-}
+from tests.conftest import ACNE_NEW
 
 
 def test_row_sources_column_wins_then_type_then_default() -> None:

@@ -16,6 +16,19 @@ from triton_models.build import build_repository
 from triton_models.server import TritonServer, free_port
 
 
+def start_server(repo, workdir) -> TritonServer:
+    """A real tritonserver on free loopback ports serving `repo`, started and ready."""
+    server = TritonServer(
+        repo=repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        workdir=workdir,
+    )
+    server.start(timeout_s=240)
+    return server
+
+
 @pytest.fixture(scope="session")
 def embedded() -> EmbeddedRunner:
     return EmbeddedRunner(DEFAULT_MODEL_DIR)
@@ -26,14 +39,7 @@ def triton_server(tmp_path_factory):
     """A tritonserver on free loopback ports; SIGTERM on teardown."""
     repo = tmp_path_factory.mktemp("repo")
     build_repository(DEFAULT_MODEL_DIR, repo)
-    server = TritonServer(
-        repo=repo,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        workdir=tmp_path_factory.mktemp("triton"),
-    )
-    server.start(timeout_s=240)
+    server = start_server(repo, tmp_path_factory.mktemp("triton"))
     yield server
     server.stop()
 

@@ -12,8 +12,8 @@ import pytest
 from client.result import build_result
 from client.runner import EmbeddedRunner
 from client.triton_client import ServerRequestError, TritonRunner
+from tests.serving.conftest import start_server
 from triton_models.build import build_repository
-from triton_models.server import TritonServer, free_port
 
 PROTOCOLS = ("grpc", "http")
 MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real+synthetic", "wrinkles": "synthetic"}
@@ -153,14 +153,7 @@ def severity_server(mixed_model_dir, tmp_path_factory):
     card has per-condition evidence."""
     repo = tmp_path_factory.mktemp("severity_repo")
     assert build_repository(mixed_model_dir, repo)["severity"] is True
-    server = TritonServer(
-        repo=repo,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        workdir=tmp_path_factory.mktemp("severity_triton"),
-    )
-    server.start(timeout_s=240)
+    server = start_server(repo, tmp_path_factory.mktemp("severity_triton"))
     yield server
     server.stop()
 
