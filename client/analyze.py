@@ -60,7 +60,15 @@ def write_overlays(image_path: Path, raw, out_dir: Path) -> list[dict[str, str |
     return paths
 
 
-def analyze_file(runner, path: Path, *, fitzpatrick: int | None, overlay: Path | None) -> dict:
+def analyze_file(
+    runner,
+    path: Path,
+    *,
+    fitzpatrick: int | None,
+    overlay: Path | None,
+    force: bool = False,
+    region: str = "face",
+) -> dict:
     """The result dict for one file; invalid images give status invalid_image."""
     from client.result import build_result
     from client.triton_client import ServerRequestError
@@ -71,13 +79,14 @@ def analyze_file(runner, path: Path, *, fitzpatrick: int | None, overlay: Path |
     except OSError as exc:
         return build_result(str(path), None, runner.info, error=f"cannot read: {exc.strerror}")
     try:
-        raw = runner.analyze_bytes(data, fitzpatrick=fitzpatrick)
+        kwargs = {"region": region} if region != "face" else {}
+        raw = runner.analyze_bytes(data, fitzpatrick=fitzpatrick, **kwargs)
     except (InvalidImageError, ServerRequestError) as exc:
         if isinstance(exc, ServerRequestError) and not exc.invalid_input:
             raise
         return build_result(str(path), None, runner.info, error=str(exc))
     heatmaps = write_overlays(path, raw, overlay) if overlay is not None and raw.num_faces else None
-    return build_result(str(path), raw, runner.info, heatmaps=heatmaps)
+    return build_result(str(path), raw, runner.info, heatmaps=heatmaps, force=force, region=region)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,6 +116,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print the result JSON (one line each)")
     parser.add_argument(
+        "--region",
+        choices=("face", "whole"),
+        default="face",
+        help="face: detect and verify faces (default); whole: analyse the image as one skin "
+        "region (close-ups without a face; embedded runner only)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="report yes/no decisions even for faces with a blur, exposure or size warning "
+        "(by default their conditions are reported as uncertain, present: null)",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
         default=None,
@@ -125,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.image.exists():
         print(f"error: {args.image}: no such file or folder", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.region == "whole" and args.url is not None:
+        print(
+            "error: --region whole runs in the embedded runner only (drop --url)", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
     paths = list_images(args.image)
     if not paths:
         print(f"error: {args.image}: no images ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
@@ -140,7 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     code = EXIT_OK
     try:
         for path in paths:
-            result = analyze_file(runner, path, fitzpatrick=args.fitzpatrick, overlay=args.overlay)
+            result = analyze_file(
+                runner,
+                path,
+                fitzpatrick=args.fitzpatrick,
+                overlay=args.overlay,
+                force=args.force,
+                region=args.region,
+            )
             if result["status"] == "invalid_image":
                 print(f"error: {path}: {result.get('error', 'invalid image')}", file=sys.stderr)
                 code = EXIT_BAD_INPUT

@@ -1,7 +1,8 @@
 """The embedded runner: the serving pipeline in-process, with the same ONNX files as Triton.
 
-decode_step -> BlazeFace ONNX -> crop_step -> classifier ONNX -> threshold_step (and
-severity_step), exactly the steps the Triton ensemble runs (client/steps.py), with no server.
+decode_step -> BlazeFace ONNX -> landmark_input_step -> FaceMesh ONNX -> crop_step ->
+classifier ONNX -> threshold_step (and severity_step, ood_step), exactly the steps the Triton
+ensemble runs (client/steps.py), with no server.
 """
 
 from __future__ import annotations
@@ -11,12 +12,37 @@ from pathlib import Path
 
 import numpy as np
 
+from client.ood import FILENAME as OOD_FILENAME
+from client.ood import load_ood, ood_step
 from client.result import ModelInfo, RawAnalysis, card_evidence, card_training_note
-from client.steps import SEVERITY_OUTPUT, crop_step, decode_step, severity_step, threshold_step
+from client.steps import (
+    FEATURES_OUTPUT,
+    SEVERITY_OUTPUT,
+    DecodedImage,
+    FaceBatch,
+    crop_step,
+    decode_step,
+    landmark_input_step,
+    severity_step,
+    threshold_step,
+    whole_image_step,
+)
+
+REGION_FACE, REGION_WHOLE = "face", "whole"
+
+OPTIONAL_OUTPUTS = (SEVERITY_OUTPUT, FEATURES_OUTPUT)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
-MODEL_FILES = ("model.onnx", "model_card.json", "thresholds.json")
+MODEL_FILES = ("model.onnx", "model_card.json", "thresholds.json")  # ood.json is optional
+
+
+def face_steps(decoded: DecodedImage, detector, landmark_model, *, size: int) -> FaceBatch:
+    """BlazeFace ONNX -> landmark_input_step -> FaceMesh ONNX -> crop_step, in this process."""
+    regressors, scores = detector.run(decoded.detector_input)
+    mesh = landmark_input_step(decoded.image, regressors, scores, decoded.detector_meta)
+    landmarks, face_flag = landmark_model.run(mesh.tensor)
+    return crop_step(decoded.image, mesh.candidates, landmarks, face_flag, mesh.affines, size=size)
 
 
 class ModelDirError(FileNotFoundError):
@@ -43,6 +69,7 @@ class EmbeddedRunner:
 
         from fairness.thresholds import load_thresholds
         from preprocessing.face_detect import FaceDetector
+        from preprocessing.landmarks import LandmarkModel
 
         self.model_dir = Path(model_dir)
         card = read_model_dir(self.model_dir)
@@ -55,6 +82,7 @@ class EmbeddedRunner:
             training_data=card_training_note(card),
         )
         self.detector = FaceDetector(num_threads=num_threads)
+        self.landmarks = LandmarkModel()
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.log_severity_level = 3
@@ -62,23 +90,33 @@ class EmbeddedRunner:
             str(self.model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self.thresholds = load_thresholds(self.model_dir / "thresholds.json")
-        # Exports before the acne-severity head have only probs and cam.
+        self.ood = load_ood(self.model_dir / OOD_FILENAME)
+        # Older exports lack the acne-severity and features outputs.
         names = {o.name for o in self.classifier.get_outputs()}
-        self.outputs = ["probs", "cam"] + ([SEVERITY_OUTPUT] if SEVERITY_OUTPUT in names else [])
+        self.outputs = ["probs", "cam"] + [n for n in OPTIONAL_OUTPUTS if n in names]
 
-    def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
-        """Analyse one encoded image; raises InvalidImageError or ValueError on bad input."""
+    def analyze_bytes(
+        self, data: bytes, *, fitzpatrick: int | None = None, region: str = REGION_FACE
+    ) -> RawAnalysis:
+        """Analyse one encoded image; raises InvalidImageError or ValueError on bad input.
+
+        region: "face" (detect and verify faces) or "whole" (the image as one skin region).
+        """
         decoded = decode_step(data)
-        regressors, scores = self.detector.run(decoded.detector_input)
-        faces = crop_step(
-            decoded.image, regressors, scores, decoded.detector_meta, size=self.input_size
-        )
-        probs, cam, *severity = self.classifier.run(self.outputs, {"image": faces.crops})
+        if region == REGION_WHOLE:
+            faces = whole_image_step(decoded.image, size=self.input_size)
+        elif region == REGION_FACE:
+            faces = face_steps(decoded, self.detector, self.landmarks, size=self.input_size)
+        else:
+            raise ValueError(f"region must be {REGION_FACE!r} or {REGION_WHOLE!r}, got {region!r}")
+        probs, cam, *rest = self.classifier.run(self.outputs, {"image": faces.crops})
+        optional = dict(zip(self.outputs[2:], rest, strict=True))
         num = faces.num_faces
         out = threshold_step(probs[:num], faces.tone_groups, fitzpatrick, self.thresholds)
         grades = severity_step(
-            severity[0] if severity else None, num, self.thresholds.severity_cutpoints
+            optional.get(SEVERITY_OUTPUT), num, self.thresholds.severity_cutpoints
         )
+        ood = ood_step(optional.get(FEATURES_OUTPUT), num, self.ood)
         return RawAnalysis(
             boxes=faces.boxes,
             scores=faces.scores,
@@ -93,6 +131,13 @@ class EmbeddedRunner:
             cam=np.asarray(cam[:num], np.float32),
             severity=grades.probabilities,
             severity_grade=grades.grades,
+            tone_reasons=faces.tone_reasons,
+            ita_interval=faces.ita_interval,
+            face_presence=faces.face_presence,
+            warnings=faces.warnings,
+            rejected=faces.rejected,
+            ood_distance=ood.distance,
+            out_of_distribution=ood.flagged,
         )
 
     def close(self) -> None:

@@ -15,15 +15,26 @@ import numpy as np
 from data.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
 from fairness.severity import severity_grade
 from fairness.thresholds import apply_thresholds
-from preprocessing.face_detect import decode_detections, make_detector_input
+from preprocessing.face_detect import (
+    decode_detections,
+    faces_from_array,
+    faces_to_array,
+    make_detector_input,
+)
 from preprocessing.image_io import load_image
-from preprocessing.pipeline import crop_face
+from preprocessing.landmarks import INPUT_SIZE as LANDMARK_INPUT_SIZE
+from preprocessing.landmarks import decode_landmarks, make_landmark_input
+from preprocessing.pipeline import FaceCrop, crop_face
+from preprocessing.quality import assess_quality
+from preprocessing.verify import verify_faces
+from preprocessing.whole_image import whole_image_crop
 
 INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
 FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone from the crop
 BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, got {value!r}"
 # The classifier's optional acne-severity output (train_jax/export.py); older exports lack it.
 SEVERITY_OUTPUT = "severity"
+FEATURES_OUTPUT = "features"  # the classifier's pooled features (out-of-distribution score)
 NO_GRADE = -1  # severity grade of a face without severity probabilities (result: null)
 
 
@@ -37,6 +48,19 @@ class DecodedImage:
 
 
 @dataclass(frozen=True)
+class LandmarkInput:
+    """Output of the landmark-input step for F detector candidates."""
+
+    candidates: np.ndarray  # float64 [F, 17] box, score, keypoints (faces_to_array)
+    tensor: np.ndarray  # float32 [max(F, 1), 192, 192, 3] FaceMesh input; zeros when F == 0
+    affines: np.ndarray  # float64 [max(F, 1), 2, 3] FaceMesh input -> image pixels
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.candidates.shape[0])
+
+
+@dataclass(frozen=True)
 class FaceBatch:
     """Output of the crop step for F faces (largest first); `crops` has max(F, 1) rows."""
 
@@ -47,6 +71,11 @@ class FaceBatch:
     tone_confidence: np.ndarray  # float32 [F]
     affines: np.ndarray  # float32 [F, 2, 3] original pixels -> crop pixels
     crops: np.ndarray  # float32 [max(F, 1), size, size, 3] in 0..255; a zero crop when F == 0
+    tone_reasons: list[str | None]  # why the tone estimate abstained (None = it did not)
+    ita_interval: np.ndarray  # float32 [F, 2] low, high; NaN = no interval
+    face_presence: np.ndarray  # float32 [F] FaceMesh face-presence probability
+    warnings: list[tuple[str, ...]]  # quality warnings per face (preprocessing.quality)
+    rejected: list[str]  # one reason per detector candidate that failed verification
 
     @property
     def num_faces(self) -> int:
@@ -81,36 +110,87 @@ def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
     )
 
 
-def crop_step(
-    image: np.ndarray, regressors: np.ndarray, scores: np.ndarray, meta: np.ndarray, *, size: int
-) -> FaceBatch:
-    """Decode detections, align and crop each face, and estimate its skin tone.
+def landmark_input_step(
+    image: np.ndarray, regressors: np.ndarray, scores: np.ndarray, meta: np.ndarray
+) -> LandmarkInput:
+    """Decode the detector's candidates and build FaceMesh's input for each of them."""
+    candidates = decode_detections(regressors, scores, meta)
+    tensor, affines = make_landmark_input(image, candidates)
+    if not candidates:  # Triton tensors need a row: a zero input FaceMesh ignores
+        tensor = np.zeros((1, LANDMARK_INPUT_SIZE, LANDMARK_INPUT_SIZE, 3), np.float32)
+        affines = np.zeros((1, 2, 3), np.float64)
+    return LandmarkInput(faces_to_array(candidates), np.ascontiguousarray(tensor), affines)
 
-    Each face goes through `preprocessing.pipeline.crop_face`: the skin tone is measured on the
-    skin mask from the face's keypoints, the same path as the training crops, the dataset
-    converters and the tone accuracy in docs/preprocessing.md.
+
+def crop_step(
+    image: np.ndarray,
+    candidates: np.ndarray,
+    landmarks: np.ndarray,
+    face_flag: np.ndarray,
+    affines: np.ndarray,
+    *,
+    size: int,
+) -> FaceBatch:
+    """Verify the candidates, align and crop each face, and measure its tone and quality.
+
+    `landmarks` [max(F, 1), 1404] and `face_flag` [max(F, 1), 1] are FaceMesh's outputs on the
+    landmark-input step's tensor. `preprocessing.verify.verify_faces` rejects non-faces (face
+    presence, skin plausibility), which are only counted; each kept face goes through
+    `preprocessing.pipeline.crop_face` with its landmarks (the path whose accuracy
+    docs/preprocessing.md reports) and `preprocessing.quality.assess_quality`.
     """
-    faces = decode_detections(regressors, scores, meta)
-    crops, affines, boxes, face_scores, ita, groups, conf = [], [], [], [], [], [], []
-    for face in faces:
-        face_crop = crop_face(image, face, size=size)
-        crop, affine, tone = face_crop.crop, face_crop.affine, face_crop.skin_tone
-        affines.append(affine)
-        crops.append(crop)
-        boxes.append(face.box)
-        face_scores.append(face.score)
-        ita.append(np.nan if tone.ita is None else tone.ita)
-        groups.append(tone.fitzpatrick_group)
-        conf.append(tone.confidence)
-    stacked = np.stack(crops) if crops else np.zeros((1, size, size, 3), np.uint8)
+    faces = faces_from_array(candidates)
+    num = len(faces)
+    points, presence = decode_landmarks(
+        np.asarray(landmarks)[:num], np.asarray(face_flag)[:num], np.asarray(affines)[:num]
+    )
+    kept, rejected = verify_faces(image, points, presence)
+    crops = [crop_face(image, faces[i], size=size, landmarks=points[i]) for i in kept]
+    warnings = [assess_quality(f.crop, f.skin_mask, float(f.box[2])).warnings for f in crops]
+    return _face_batch(crops, presence[kept], warnings, rejected, size)
+
+
+def _face_batch(
+    faces: list[FaceCrop], presence: np.ndarray, warnings: list, rejected: list[str], size: int
+) -> FaceBatch:
+    """Stack the kept faces' crops and per-face outputs."""
+    tones = [f.skin_tone for f in faces]
+    interval = [t.ita_interval or (np.nan, np.nan) for t in tones]
+    crops = np.stack([f.crop for f in faces]) if faces else np.zeros((1, size, size, 3), np.uint8)
     return FaceBatch(
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-        scores=np.asarray(face_scores, np.float32),
-        ita=np.asarray(ita, np.float32),
-        tone_groups=groups,
-        tone_confidence=np.asarray(conf, np.float32),
-        affines=np.asarray(affines, np.float32).reshape(-1, 2, 3),
-        crops=stacked.astype(np.float32),
+        boxes=np.asarray([f.box for f in faces], np.float32).reshape(-1, 4),
+        scores=np.asarray([f.score for f in faces], np.float32),
+        ita=np.asarray([np.nan if t.ita is None else t.ita for t in tones], np.float32),
+        tone_groups=[t.fitzpatrick_group for t in tones],
+        tone_confidence=np.asarray([t.confidence for t in tones], np.float32),
+        affines=np.asarray([f.affine for f in faces], np.float32).reshape(-1, 2, 3),
+        crops=crops.astype(np.float32),
+        tone_reasons=[t.reason for t in tones],
+        ita_interval=np.asarray(interval, np.float32).reshape(-1, 2),
+        face_presence=np.asarray(presence, np.float32).reshape(-1),
+        warnings=[tuple(w) for w in warnings],
+        rejected=list(rejected),
+    )
+
+
+def whole_image_step(image: np.ndarray, *, size: int) -> FaceBatch:
+    """The whole image as one region (`--region whole`: skin close-ups without a face)."""
+    region = whole_image_crop(image, size=size)
+    tone = region.skin_tone
+    warnings = assess_quality(region.crop, region.skin_mask, region.box[2]).warnings
+    return FaceBatch(
+        boxes=np.asarray([region.box], np.float32),
+        scores=np.full(1, np.nan, np.float32),
+        ita=np.asarray([np.nan if tone.ita is None else tone.ita], np.float32),
+        tone_groups=[tone.fitzpatrick_group],
+        tone_confidence=np.asarray([tone.confidence], np.float32),
+        affines=np.asarray([region.affine], np.float32),
+        crops=region.crop[None].astype(np.float32),
+        tone_reasons=[tone.reason],
+        ita_interval=np.full((1, 2), np.nan, np.float32),
+        face_presence=np.full(1, np.nan, np.float32),
+        warnings=[tuple(warnings)],
+        rejected=[],
     )
 
 

@@ -30,6 +30,10 @@ SEVERITY = "SEVERITY"
 # Acne-severity grade [F] (INT32, -1 = none) graded with the shipped cutpoints; requested only
 # when the ensemble has it (the result then grades the probabilities with the default rule).
 SEVERITY_GRADE = "SEVERITY_GRADE"
+# Verification, tone-abstention and quality outputs of preprocess; requested only when the
+# ensemble has them (repositories built before them do not).
+TRUST_OUTPUTS = ("TONE_REASON", "ITA_INTERVAL", "FACE_PRESENCE", "WARNINGS", "REJECTED")
+OOD_OUTPUTS = ("OOD_DISTANCE", "OUT_OF_DISTRIBUTION")
 SCHEMES = ("grpc", "http")
 # String parameters of the ensemble config, written by `python -m triton_models.build` from the
 # model card: name, version, per-condition training evidence ("" = unknown), training note.
@@ -120,7 +124,8 @@ class TritonRunner:
         # Read once per client: the result's model block and conditions.<cond>.evidence.
         self.info = model_info_from_config(config, f"triton-{self.scheme}")
         names = {o.get("name") for o in config.get("output", [])}
-        self.outputs = (*OUTPUTS, *(n for n in (SEVERITY, SEVERITY_GRADE) if n in names))
+        optional = (SEVERITY, SEVERITY_GRADE, *TRUST_OUTPUTS, *OOD_OUTPUTS)
+        self.outputs = (*OUTPUTS, *(n for n in optional if n in names))
 
     def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
         """Analyse one encoded image; raises ServerRequestError or ServerUnreachableError."""
@@ -174,8 +179,27 @@ class TritonRunner:
             severity_grade=(
                 get(SEVERITY_GRADE).reshape(num) if SEVERITY_GRADE in self.outputs else None
             ),
+            **_trust_fields(get, num, set(self.outputs)),
         )
 
     def close(self) -> None:
         """Close the connection."""
         self.client.close()
+
+
+def _trust_fields(get, num: int, requested: set[str]) -> dict:
+    """RawAnalysis's verification, tone-abstention, quality and OOD fields (absent: left out)."""
+    fields = {}
+    if set(OOD_OUTPUTS) <= requested:
+        fields["ood_distance"] = get("OOD_DISTANCE").reshape(num)
+        fields["out_of_distribution"] = get("OUT_OF_DISTRIBUTION").reshape(num).astype(bool)
+    if not set(TRUST_OUTPUTS) <= requested:
+        return fields
+    return {
+        **fields,
+        "tone_reasons": [s or None for s in _strings(get("TONE_REASON"))],
+        "ita_interval": get("ITA_INTERVAL").reshape(num, 2),
+        "face_presence": get("FACE_PRESENCE").reshape(num),
+        "warnings": [tuple(w.split(",")) if w else () for w in _strings(get("WARNINGS"))],
+        "rejected": [s or "" for s in _strings(get("REJECTED"))],
+    }

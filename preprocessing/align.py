@@ -15,6 +15,12 @@ import numpy as np
 
 DEFAULT_MARGIN = 0.25
 RIGHT_EYE, LEFT_EYE = 0, 1
+# The landmark frame (`landmark_frame`) reproduces the BlazeFace box on average: measured on the
+# 321 verified faces of acne-new v36 valid, the FaceMesh face width (points 234-454) is a median
+# 0.883 of the box side, and the box centre lies 0.022 box sides below the landmark centroid.
+FACE_WIDTH_PER_BOX_SIDE = 0.883
+BOX_CENTRE_BELOW_CENTROID = 0.022
+FACE_EDGES = (234, 454)  # FaceMesh points at the right and left edge of the face
 
 
 def crop_affine(box, keypoints: np.ndarray, *, size: int, margin: float = DEFAULT_MARGIN):
@@ -37,6 +43,26 @@ def crop_affine(box, keypoints: np.ndarray, *, size: int, margin: float = DEFAUL
     centre = np.array([x + w / 2.0, y + h / 2.0])
     shift = np.array([size / 2.0, size / 2.0]) - rot @ centre
     return np.hstack([rot, shift[:, None]])
+
+
+def landmark_frame(
+    landmarks: np.ndarray, right_eye: tuple[int, ...], left_eye: tuple[int, ...]
+) -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """A face box (x, y, w, h) and the two eye centres [2, 2] from FaceMesh landmarks.
+
+    Steadier than BlazeFace's box and eye keypoints: under a 5 degree rotation of the photo
+    the crop moves by 0.31 px instead of 1.39 px on average (128 px crops, 60 acne-new valid
+    faces). The eye centres are the means of the eye-contour points `right_eye`/`left_eye`.
+    """
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    eyes = np.stack([points[list(right_eye)].mean(axis=0), points[list(left_eye)].mean(axis=0)])
+    axis = eyes[1] - eyes[0]
+    axis /= max(float(np.hypot(*axis)), 1e-9)
+    down = np.array([-axis[1], axis[0]])
+    side = float(np.hypot(*(points[FACE_EDGES[1]] - points[FACE_EDGES[0]])))
+    side /= FACE_WIDTH_PER_BOX_SIDE
+    centre = points.mean(axis=0) + BOX_CENTRE_BELOW_CENTROID * side * down
+    return (centre[0] - side / 2, centre[1] - side / 2, side, side), eyes
 
 
 def transform_points(points: np.ndarray, affine: np.ndarray) -> np.ndarray:

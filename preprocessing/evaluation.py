@@ -18,6 +18,7 @@ import numpy as np
 from data.schema import GROUPS, fitzpatrick_to_group
 from preprocessing.face_detect import Face, FaceDetector
 from preprocessing.image_io import InvalidImageError, load_image
+from preprocessing.landmarks import is_face, landmarks_for
 from preprocessing.pipeline import crop_face
 
 NO_FACE = "no face"
@@ -103,7 +104,11 @@ def evaluate(
     progress: bool = False,
     reject_lesions: bool = True,
 ) -> list[EvalResult]:
-    """Detect and estimate the tone of every image; one EvalResult per illumination option."""
+    """Detect and estimate the tone of every image; one EvalResult per illumination option.
+
+    The tone is the served one (`crop_face` with FaceMesh landmarks) for illumination "none";
+    "shades_of_gray" is the keypoint-mask ablation.
+    """
     detector = detector or FaceDetector()
     rows = read_rows(data_dir)[:limit]
     results = [EvalResult(name) for name in illuminations]
@@ -123,6 +128,10 @@ def evaluate(
         box = [float(v) for v in row["face_box"].split()] if row.get("face_box") else None
         faces = detector.detect(image)
         matched = [f for f in faces if _matches(f, box)]
+        # The served path: FaceMesh verifies the face and gives the landmark frame and mask.
+        landmarks, presence = landmarks_for(image, matched[:1])
+        if matched and not is_face(presence).all():
+            matched = []
         for res in results:
             res.true_groups.append(truth)
             res.false_positives += len(faces) - len(matched)
@@ -135,6 +144,7 @@ def evaluate(
                 size=size,
                 illumination=res.illumination,
                 reject_lesions=reject_lesions,
+                landmarks=landmarks[0],
             ).skin_tone
             res.predicted.append(tone.fitzpatrick_group or ABSTAIN)
             if tone.ita is not None and row.get("ita_true"):

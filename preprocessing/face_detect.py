@@ -8,20 +8,20 @@ dropping faces cut by a tile edge, weighted NMS across tiles, largest first).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from preprocessing import decode
+from preprocessing import decode, onnx_session
 from preprocessing.anchors import INPUT_SIZE, make_anchors
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MODEL_PATH = ASSETS / "blazeface_short_range.onnx"
 # sha256 of the committed model (PROVENANCE.md); checked every time the model is loaded.
 MODEL_SHA256 = "7c6b3dfa32f8233c5cba853618b543131638cc6a0a5f519a81bc09ecc56a4da3"
+CONVERTER = "preprocessing/convert_blazeface.py"
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("regressors", "classificators")
 
@@ -72,6 +72,21 @@ class DetectorMeta:
         """Inverse of `to_array`."""
         array = np.asarray(array, dtype=np.float64).reshape(-1, 10)
         return cls(array[:, :4], array[:, 4:8], (int(array[0, 8]), int(array[0, 9])))
+
+
+FACE_ARRAY_WIDTH = 17  # box (4), score (1), keypoints (6 x 2)
+
+
+def faces_to_array(faces: list[Face]) -> np.ndarray:
+    """Faces as float64 [F, 17]: box, score, keypoints (to pass between Triton models)."""
+    rows = [np.concatenate([f.box, [f.score], np.ravel(f.keypoints)]) for f in faces]
+    return np.asarray(rows, np.float64).reshape(-1, FACE_ARRAY_WIDTH)
+
+
+def faces_from_array(array: np.ndarray) -> list[Face]:
+    """Inverse of `faces_to_array`."""
+    rows = np.asarray(array, np.float64).reshape(-1, FACE_ARRAY_WIDTH)
+    return [Face(tuple(float(v) for v in r[:4]), float(r[4]), r[5:].reshape(6, 2)) for r in rows]
 
 
 def tile_positions(length: int, tile: int) -> list[int]:
@@ -225,12 +240,7 @@ def suppress_contained(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
 
 def verify_checksum(path: Path, expected: str = MODEL_SHA256) -> None:
     """Raise RuntimeError when the model file's sha256 differs from the committed one."""
-    actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if actual != expected:
-        raise RuntimeError(
-            f"{path}: sha256 {actual} does not match the expected {expected}; "
-            "re-run preprocessing/convert_blazeface.py or restore the committed file"
-        )
+    onnx_session.verify_checksum(path, expected, CONVERTER)
 
 
 class FaceDetector:
@@ -248,16 +258,9 @@ class FaceDetector:
         num_threads: int = 1,
         expected_sha256: str | None = MODEL_SHA256,
     ) -> None:
-        import onnxruntime as ort
-
         path = Path(model_path) if model_path is not None else MODEL_PATH
-        if expected_sha256 is not None:
-            verify_checksum(path, expected_sha256)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        self.session = onnx_session.verified_session(
+            path, expected_sha256=expected_sha256, converter=CONVERTER, num_threads=num_threads
         )
         self.min_score = min_score
 

@@ -5,11 +5,21 @@ before anything is decoded, so a decompression bomb is refused cheaply. JPEG is 
 with OpenCV's `IMREAD_COLOR`, which applies the EXIF orientation; PNG, WebP and BMP are
 decoded unchanged so that 16-bit samples and alpha are handled here (alpha is composited
 over white). Every failure raises `InvalidImageError` naming the input.
+
+EXIF orientation of PNG and WebP is read here from the bytes already held and applied
+after decoding with the eight transforms JPEG gets (`apply_orientation`): for PNG the
+`eXIf` chunk, else an ImageMagick "Raw profile type exif" in a `tEXt` or `zTXt` chunk;
+for WebP the `EXIF` chunk of an extended (`VP8X`) file. `tiff_orientation` reads tag
+0x0112 from IFD0 of the TIFF block (byte order II or MM). Unreadable EXIF (bad chunk CRC,
+truncated or malformed TIFF block, bad hex, an orientation outside 1-8) is ignored and the
+image is returned as stored, as browsers and OpenCV's JPEG path do: metadata never makes
+a photo fail. BMP carries no EXIF.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -17,6 +27,9 @@ import numpy as np
 
 DEFAULT_MAX_PIXELS = 50_000_000
 SUPPORTED_FORMATS = ("BMP", "JPEG", "PNG", "WebP")
+ORIENTATION_TAG = 0x0112
+MAX_PROFILE_TEXT_BYTES = 3 << 20  # inflate no more zTXt text than this (a zip bomb in metadata)
+RAW_PROFILE_EXIF = b"Raw profile type exif"
 
 
 class InvalidImageError(ValueError):
@@ -96,6 +109,119 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     return None
 
 
+def tiff_orientation(tiff: bytes) -> int:
+    """EXIF orientation (1-8) from a TIFF/EXIF block; 1 when absent or unreadable.
+
+    >>> tiff_orientation(bytes.fromhex("4d4d002a00000008 0001 0112 0003 00000001 0006 0000"))
+    6
+    """
+    if tiff[:6] == b"Exif\x00\x00":  # the JPEG APP1 prefix; some PNG/WebP writers keep it
+        tiff = tiff[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    magic, ifd = struct.unpack_from(order + "HI", tiff, 2)
+    if magic != 42 or ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack_from(order + "H", tiff, ifd)
+    count = min(count, (len(tiff) - ifd - 2) // 12)
+    for pos in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, num = struct.unpack_from(order + "HHI", tiff, pos)
+        if tag != ORIENTATION_TAG:
+            continue
+        if num != 1 or kind not in (3, 4):  # SHORT, or LONG from a lax writer
+            return 1
+        (value,) = struct.unpack_from(order + ("H" if kind == 3 else "I"), tiff, pos + 8)
+        return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def png_chunks(data: bytes, kinds: tuple[bytes, ...]):
+    """Yield (type, payload) of the PNG chunks of `kinds` whose CRC is valid, in file order."""
+    pos = 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if kind == b"IEND" or end + 4 > len(data):
+            return
+        if kind in kinds:
+            (crc,) = struct.unpack_from(">I", data, end)
+            if zlib.crc32(data[pos + 4 : end]) == crc:  # libpng drops such chunks too
+                yield kind, data[pos + 8 : end]
+        pos = end + 4
+
+
+def raw_profile_exif(chunk: bytes, compressed: bool) -> bytes | None:
+    """EXIF bytes of an ImageMagick "Raw profile type exif" tEXt/zTXt payload, else None.
+
+    The text is "\\nexif\\n<length>\\n<hex lines>"; the bytes usually start with "Exif\\0\\0".
+    """
+    keyword, _, text = chunk.partition(b"\x00")
+    if keyword != RAW_PROFILE_EXIF:
+        return None
+    try:
+        if compressed:  # compression method byte (0 = zlib), then the stream
+            text = zlib.decompressobj().decompress(text[1:], MAX_PROFILE_TEXT_BYTES)
+        name, length, *hex_lines = text.split()
+        exif = bytes.fromhex(b"".join(hex_lines).decode("ascii"))
+    except (zlib.error, ValueError, UnicodeDecodeError):
+        return None
+    if name != b"exif" or not length.isdigit() or len(exif) < int(length):
+        return None
+    return exif[: int(length)]
+
+
+def png_exif(data: bytes) -> bytes | None:
+    """The EXIF block of a PNG: its eXIf chunk, else a raw profile in tEXt/zTXt, else None."""
+    profile = None
+    for kind, payload in png_chunks(data, (b"eXIf", b"tEXt", b"zTXt")):
+        if kind == b"eXIf":
+            return payload
+        if profile is None:
+            profile = raw_profile_exif(payload, compressed=kind == b"zTXt")
+    return profile
+
+
+def webp_exif(data: bytes) -> bytes | None:
+    """The EXIF chunk of an extended (VP8X) WebP, or None."""
+    if data[12:16] != b"VP8X":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack_from("<4sI", data, pos)
+        if kind == b"EXIF":
+            payload = data[pos + 8 : pos + 8 + length]
+            return payload if len(payload) == length else None
+        pos += 8 + length + (length & 1)  # chunks are padded to an even size
+    return None
+
+
+def exif_orientation(data: bytes, fmt: str) -> int:
+    """EXIF orientation (1-8) of a PNG or WebP file; 1 for other formats or without EXIF."""
+    exif = png_exif(data) if fmt == "PNG" else webp_exif(data) if fmt == "WebP" else None
+    return 1 if exif is None else tiff_orientation(exif)
+
+
+# EXIF orientation -> the transform from the stored to the displayed (upright) pixels.
+_ORIENT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # shown rotated 90 clockwise
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transversed
+    8: lambda a: np.rot90(a, 1),  # shown rotated 90 counter-clockwise
+}
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The upright image [H, W, ...] for the stored pixels and their EXIF orientation (1-8)."""
+    if orientation not in _ORIENT:
+        raise ValueError(f"EXIF orientation must be one of 1..8, got {orientation}")
+    return np.ascontiguousarray(_ORIENT[orientation](image))
+
+
 def jpeg_complete(data: bytes) -> bool:
     """True when an end-of-image marker follows the last start-of-scan (not truncated)."""
     last_sos = data.rfind(b"\xff\xda")
@@ -167,6 +293,7 @@ def load_image(
     if decoded is None or decoded.size == 0:
         raise InvalidImageError(f"{label}: corrupt or truncated {fmt} data")
     try:
-        return to_rgb_uint8(decoded)
+        rgb = to_rgb_uint8(decoded)
     except TypeError as err:
         raise InvalidImageError(f"{label}: {err}") from None
+    return apply_orientation(rgb, exif_orientation(data, fmt))

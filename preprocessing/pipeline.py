@@ -8,10 +8,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from preprocessing.align import DEFAULT_MARGIN, align_and_crop, transform_points
+from preprocessing.align import DEFAULT_MARGIN, align_and_crop, landmark_frame, transform_points
+from preprocessing.colour import white_patch_gains
 from preprocessing.face_detect import Face, FaceDetector
+from preprocessing.landmark_mask import (
+    LEFT_EYE,
+    RIGHT_EYE,
+    landmark_skin_regions,
+    sclera_mask,
+    teeth_mask,
+)
+from preprocessing.landmarks import LandmarkModel, landmarks_for
 from preprocessing.skin_mask import skin_mask
-from preprocessing.tone import SkinTone, estimate_skin_tone
+from preprocessing.tone import SkinTone, estimate_skin_tone, estimate_tone_in_regions
+from preprocessing.verify import verify_faces
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
@@ -25,6 +35,7 @@ class FaceCrop:
     crop: np.ndarray
     affine: np.ndarray
     skin_tone: SkinTone
+    skin_mask: np.ndarray | None = None  # bool [size, size] the skin pixels the tone used
 
 
 _DEFAULT_DETECTOR: FaceDetector | None = None
@@ -46,13 +57,49 @@ def crop_face(
     margin: float = DEFAULT_MARGIN,
     illumination: str = "none",
     reject_lesions: bool = True,
+    landmarks: np.ndarray | None = None,
 ) -> FaceCrop:
-    """Align, crop and estimate the skin tone of one detected face."""
-    crop, affine = align_and_crop(image_rgb, face, size=size, margin=margin)
-    kps_crop = transform_points(face.keypoints, affine)
-    mask = skin_mask(kps_crop, (size, size))
-    tone = estimate_skin_tone(crop, mask, illumination=illumination, reject_lesions=reject_lesions)
-    return FaceCrop(face.box, face.score, face.keypoints, crop, affine, tone)
+    """Align, crop and estimate the skin tone of one detected face.
+
+    With `landmarks` (FaceMesh [468, 2 or 3] in image pixels) the crop follows the landmark
+    frame (`preprocessing.align.landmark_frame`: eye centres and face width, steadier than the
+    detector's box) and the tone is measured on the landmark skin regions (cheeks, forehead,
+    chin) after the white-patch white balance of the sclera and teeth, with an ITA interval over
+    the regions (`landmark_tone`); without them, the crop follows the detector's box and eye
+    keypoints and the tone the keypoint ellipses (`preprocessing.skin_mask`).
+    """
+    frame = face
+    if landmarks is not None:
+        box, eyes = landmark_frame(landmarks, RIGHT_EYE, LEFT_EYE)
+        frame = Face(box, face.score, np.vstack([eyes, np.asarray(face.keypoints)[2:]]))
+    crop, affine = align_and_crop(image_rgb, frame, size=size, margin=margin)
+    if landmarks is not None and illumination == "none":
+        tone, mask = landmark_tone(
+            image_rgb, crop, affine, landmarks, reject_lesions=reject_lesions
+        )
+    else:
+        mask = skin_mask(transform_points(face.keypoints, affine), (size, size))
+        tone = estimate_skin_tone(
+            crop, mask, illumination=illumination, reject_lesions=reject_lesions
+        )
+    return FaceCrop(face.box, face.score, face.keypoints, crop, affine, tone, mask)
+
+
+def landmark_tone(
+    image_rgb: np.ndarray,
+    crop: np.ndarray,
+    affine: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    reject_lesions: bool = True,
+) -> tuple[SkinTone, np.ndarray]:
+    """Skin tone of an aligned crop from the face's landmarks, and the skin mask it used."""
+    points = np.asarray(landmarks, np.float64)[:, :2]
+    regions = landmark_skin_regions(transform_points(points, affine), crop.shape[:2])
+    reference = sclera_mask(points, image_rgb) | teeth_mask(points, image_rgb)
+    gains = white_patch_gains(image_rgb[reference])
+    tone = estimate_tone_in_regions(crop, regions, gains=gains, reject_lesions=reject_lesions)
+    return tone, np.logical_or.reduce(list(regions.values()))
 
 
 def analyze_image(
@@ -63,29 +110,46 @@ def analyze_image(
     faces: list[Face] | None = None,
     margin: float = DEFAULT_MARGIN,
     illumination: str = "none",
+    landmark_model: LandmarkModel | None = None,
 ) -> list[FaceCrop]:
-    """All faces of an RGB uint8 image, largest first, aligned and cropped to size x size.
+    """The verified faces of an RGB uint8 image, largest first, aligned and cropped.
 
-    `faces` skips detection (e.g. when Triton ran the detector model already).
+    Every candidate goes through FaceMesh: `preprocessing.verify.verify_faces` drops
+    non-faces, and each kept face's tone is measured on its landmark skin regions
+    (`crop_face` with landmarks), as in serving (`client.steps.crop_step`). `faces` skips
+    detection. `illumination="shades_of_gray"` is the older keypoint-mask ablation.
     """
     if faces is None:
         faces = (detector or default_detector()).detect(image_rgb)
+    landmarks, presence = landmarks_for(image_rgb, faces, landmark_model)
+    kept, _ = verify_faces(image_rgb, landmarks, presence)
     return [
-        crop_face(image_rgb, f, size=size, margin=margin, illumination=illumination) for f in faces
+        crop_face(
+            image_rgb,
+            faces[i],
+            size=size,
+            margin=margin,
+            illumination=illumination,
+            landmarks=landmarks[i],
+        )
+        for i in kept
     ]
 
 
 def face_crop_to_dict(face: FaceCrop, *, ndigits: int = 3) -> dict:
     """The `faces[i]` detection and skin-tone part of the result JSON (ARCHITECTURE.md)."""
     tone = face.skin_tone
+    interval = tone.ita_interval and [round(float(v), 2) for v in tone.ita_interval]
     return {
         "box": [round(float(v), 1) for v in face.box],
         "score": round(float(face.score), ndigits),
         "keypoints": [[round(float(x), 1), round(float(y), 1)] for x, y in face.keypoints],
         "skin_tone": {
             "ita": None if tone.ita is None else round(float(tone.ita), 2),
+            "ita_interval": interval,
             "fitzpatrick_group": tone.fitzpatrick_group,
             "source": "estimated",
             "confidence": round(float(tone.confidence), ndigits),
+            "abstain_reason": tone.reason,
         },
     }

@@ -51,19 +51,25 @@ REASON_TOO_SMALL = "skin region too small"
 REASON_LOW_CHROMA = "grayscale or low-chroma image"
 REASON_OVER = "over-exposed skin region"
 REASON_UNDER = "under-exposed skin region"
+REASON_SPANS_CUT = "ITA interval spans a group boundary"
+MIN_REGION_PIXELS = 60  # a skin region with fewer pixels does not enter the ITA interval
+INTERVAL_Z = 1.0  # the ITA interval: ITA +- INTERVAL_Z standard errors of the region ITAs
 
 
 @dataclass(frozen=True)
 class SkinTone:
     """ITA in degrees, group ('I-II', 'III-IV', 'V-VI' or None when abstaining), confidence.
 
-    When abstaining, ita and the group are None, confidence is 0 and `reason` says why.
+    When abstaining, the group is None, confidence is 0 and `reason` says why; ita is None too
+    unless the abstention is REASON_SPANS_CUT. `ita_interval` (low, high): the range of the
+    ITA over the skin regions (cheeks, forehead, chin) when they were measured separately.
     """
 
     ita: float | None
     fitzpatrick_group: str | None
     confidence: float
     reason: str | None = None
+    ita_interval: tuple[float, float] | None = None
 
 
 def ita_degrees(lightness, b_star):
@@ -224,3 +230,41 @@ def estimate_skin_tone(
         if kept.sum() >= MIN_SKIN_PIXELS:
             mask = kept
     return tone_from_pixels(crop[mask])
+
+
+def estimate_tone_in_regions(
+    crop: np.ndarray,
+    regions: dict[str, np.ndarray],
+    *,
+    gains: np.ndarray | None = None,
+    reject_lesions: bool = True,
+) -> SkinTone:
+    """Skin tone over the union of `regions` (bool masks) with an ITA interval over regions.
+
+    `gains`: chromatic white-balance gains in linear RGB (`preprocessing.colour.
+    white_patch_gains` of the sclera and teeth) applied first. The interval is the overall
+    ITA +- INTERVAL_Z standard errors of the mean of the region ITAs (regions with at least
+    MIN_REGION_PIXELS pixels; none with fewer than two regions); when it spans a group cut the
+    estimate abstains with REASON_SPANS_CUT and keeps the ITA and the interval.
+    """
+    from preprocessing.colour import apply_gains
+
+    if gains is not None:
+        crop = apply_gains(crop, gains)
+    union = np.logical_or.reduce([np.asarray(m, bool) for m in regions.values()])
+    overall = estimate_skin_tone(crop, union, reject_lesions=reject_lesions)
+    if overall.ita is None:
+        return overall
+    itas = []
+    for mask in regions.values():
+        if np.count_nonzero(mask) >= MIN_REGION_PIXELS:
+            region = estimate_skin_tone(crop, mask, reject_lesions=reject_lesions)
+            if region.ita is not None:
+                itas.append(region.ita)
+    if len(itas) < 2:
+        return overall
+    half = INTERVAL_Z * float(np.std(itas, ddof=1)) / np.sqrt(len(itas))
+    interval = (round(overall.ita - half, 2), round(overall.ita + half, 2))
+    if ita_to_group(interval[0]) != ita_to_group(interval[1]):
+        return SkinTone(overall.ita, None, 0.0, REASON_SPANS_CUT, interval)
+    return SkinTone(overall.ita, overall.fitzpatrick_group, overall.confidence, None, interval)

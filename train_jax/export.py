@@ -63,7 +63,7 @@ EVIDENCE_PHRASES = {
 }
 DATASET_INFO = "dataset.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam", "severity")
+INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam", "severity", "features")
 SEVERITY_GRADES_NOTE = "ACNE04 bands of the acne lesion count: 0 <=5, 1 6-20, 2 21-50, 3 >50"
 
 
@@ -123,8 +123,9 @@ def write_onnx(
 
 
 def with_cam_and_severity(model):
-    """``x -> (probs, cam, severity)``: `explain.cam.with_cam` plus the severity probabilities,
-    from one pass through the features (what the exported graph computes)."""
+    """``x -> (probs, cam, severity, features)``: `explain.cam.with_cam` plus the severity
+    probabilities and the pooled features the head sees (for the out-of-distribution score,
+    client/ood.py), from one pass through the features (what the exported graph computes)."""
     import jax
     import jax.numpy as jnp
 
@@ -135,11 +136,13 @@ def with_cam_and_severity(model):
     class ServingModel(CamModel):
         def __call__(self, x):
             feats = self.model.features(x).astype(jnp.float32)
-            logits = self.model.head(jnp.mean(feats, axis=(1, 2)))
+            pooled = jnp.mean(feats, axis=(1, 2))
+            logits = self.model.head(pooled)
             kernel = self.model.head.kernel[...].astype(jnp.float32)
             cam = upsample_maps(class_activation_map(feats, kernel), x.shape[1:3], self.align)
             severity = severity_probs(self.model.severity_from_features(feats))
-            return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam), severity
+            probs = jax.nn.sigmoid(logits.astype(jnp.float32))
+            return probs, normalize_maps(cam), severity, pooled
 
     return ServingModel(model)
 
@@ -154,7 +157,7 @@ def export_cam_onnx(
     se_gate: str = DEFAULT_SE_GATE,
 ) -> Path:
     """Write ``with_cam_and_severity(model)`` to ``path`` as ONNX with a dynamic batch (outputs
-    ``probs``, ``cam``, ``severity``); returns the path.
+    ``probs``, ``cam``, ``severity``, ``features``); returns the path.
 
     Every conv is exported as a standard ``Conv`` node (``set_conv_impl(model, "conv")``, which
     switches the model in place; outputs are unchanged).
@@ -177,9 +180,10 @@ def export_cam_onnx(
 def check_parity(
     model, onnx_path: Path, *, input_size: int, num_images: int = 3, seed: int = 0
 ) -> dict[str, float]:
-    """Max |ONNX - JAX| on probs, cam and severity for random 0..255 images; raises ExportError
-    above 1e-4. The JAX side is `explain.cam.with_cam` and the model's own `severity_probs`,
-    not the exported wrapper, so the check covers the wrapper too."""
+    """Max |ONNX - JAX| on probs, cam, severity and features for random 0..255 images; raises
+    ExportError above 1e-4. The JAX side is `explain.cam.with_cam`, the model's own
+    `severity_probs` and the mean of its `features`, not the exported wrapper, so the check
+    covers the wrapper too."""
     import onnxruntime as ort
 
     from explain.cam import with_cam
@@ -188,12 +192,16 @@ def check_parity(
     x = x.astype(np.float32)
     jax_probs, jax_cam = with_cam(model)(x)
     jax_severity = model.severity_probs(x)
+    jax_features = np.asarray(model.features(x), np.float32).mean(axis=(1, 2))
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_probs, onnx_cam, onnx_severity = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    onnx_probs, onnx_cam, onnx_severity, onnx_features = session.run(
+        list(OUTPUT_NAMES), {INPUT_NAME: x}
+    )
     diffs = {
         "probs": float(np.abs(onnx_probs - np.asarray(jax_probs)).max()),
         "cam": float(np.abs(onnx_cam - np.asarray(jax_cam)).max()),
         "severity": float(np.abs(onnx_severity - np.asarray(jax_severity)).max()),
+        "features": float(np.abs(onnx_features - jax_features).max()),
     }
     if max(diffs.values()) > PARITY_ATOL:
         raise ExportError(f"ONNX differs from JAX by more than {PARITY_ATOL}: {diffs}")
@@ -444,10 +452,12 @@ def make_model_card(
     graph_optimisation: str | None = None,
     training: dict | None = None,
     training_data: dict | None = None,
+    feature_dim: int | None = None,
 ) -> dict:
     """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model").
 
-    ``training_data`` is `make_training_data(dataset)` unless given.
+    ``training_data`` is `make_training_data(dataset)` unless given; ``feature_dim`` is the
+    width of the ``features`` output (None: the model has none).
     """
     if normalisation is None:
         from train_jax.models.input_norm import describe
@@ -486,6 +496,7 @@ def make_model_card(
                 "the grade is the median, fairness.severity.severity_grade)",
                 "grades": SEVERITY_GRADES_NOTE,
             },
+            **_features_output(feature_dim),
         },
         "conditions": list(CONDITIONS),
         "onnx_opset": opset,
@@ -559,6 +570,29 @@ def write_json_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _features_output(feature_dim: int | None) -> dict:
+    """The model card's ``outputs.features`` entry (none for a model without that output)."""
+    if not feature_dim:
+        return {}
+    return {
+        "features": {
+            "shape": ["B", feature_dim],
+            "meaning": "pooled features the heads see; their Mahalanobis distance to the "
+            "training data is the out-of-distribution score (client/ood.py, ood.json)",
+        }
+    }
+
+
+def onnx_output_width(path: Path, name: str) -> int | None:
+    """The last dimension of output `name` of an ONNX model (None: no such output)."""
+    import onnx
+
+    for output in onnx.load(str(path), load_external_data=False).graph.output:
+        if output.name == name:
+            return int(output.type.tensor_type.shape.dim[-1].dim_value) or None
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
     """What export_run wrote."""
@@ -612,6 +646,7 @@ def export_model(
         architecture=architecture,
         input_size=input_size,
         opset=opset,
+        feature_dim=onnx_output_width(out_dir / "model.onnx", "features"),
         version=file_digest(out_dir / "model.onnx"),
         dataset=dataset,
         metrics=metrics,
@@ -693,19 +728,19 @@ def _split_crops(data_dir: Path, split: str, size: int, limit: int):
     """Serving-path crops (client.steps) of one split: (crops [N,S,S,3], labels [N,3], groups)."""
     import pandas as pd
 
-    from client.steps import crop_step, decode_step
+    from client.runner import face_steps
+    from client.steps import decode_step
     from data.schema import fitzpatrick_to_group
     from preprocessing.face_detect import FaceDetector
+    from preprocessing.landmarks import LandmarkModel
 
     df = pd.read_csv(data_dir / "metadata.csv")
     df = df[df["split"] == split].head(limit)
-    detector = FaceDetector()
+    detector, landmark_model = FaceDetector(), LandmarkModel()
     crops, labels, groups = [], [], []
     for row in df.itertuples():
         decoded = decode_step((data_dir / row.image).read_bytes())
-        faces = crop_step(
-            decoded.image, *detector.run(decoded.detector_input), decoded.detector_meta, size=size
-        )
+        faces = face_steps(decoded, detector, landmark_model, size=size)
         if faces.num_faces:
             crops.append(faces.crops[0])
             labels.append([getattr(row, c) for c in CONDITIONS])

@@ -4,16 +4,20 @@
     python -m triton_models.build --run outputs/RUN      # export the run first (needs JAX)
     python -m triton_models.build --model-dir DIR --repo /tmp/repo
 
-Writes classify/1/model.onnx (+ model_card.json), group_threshold/1/thresholds.json and
-face_detect/1/model.onnx (BlazeFace), and sets the input size in the classify and preprocess
-configs and, from the model card, the skin_analysis config's string parameters: model_name,
+Writes classify/1/model.onnx (+ model_card.json), group_threshold/1/thresholds.json,
+face_detect/1/model.onnx (BlazeFace) and face_landmark/1/model.onnx (FaceMesh), and sets the
+input size in the classify and preprocess configs and, from the model card, the skin_analysis
+config's string parameters: model_name,
 model_version, evidence_<condition> (which kinds of data had labels for it in training: real,
 synthetic, real+synthetic, none; "" = unknown) and training_data (the card's one-line note),
 which the Triton client reads once with the model config. When the model card lists the
-`severity` output (acne-severity probabilities [4]), the classify config gets that output and the
-ensemble maps it to group_threshold; otherwise both are left out (an older export still serves,
-its SEVERITY rows NaN), so rebuilding switches either way. SEVERITY and SEVERITY_GRADE (the grade
-under the thresholds.json cutpoints) are static outputs of group_threshold and the ensemble.
+`severity` output (acne-severity probabilities [4]) or the `features` output (pooled features
+[C]), the classify config gets that output and the ensemble maps it to group_threshold;
+otherwise both are left out (an older export still serves, its SEVERITY rows NaN and no OOD
+score), so rebuilding switches either way. SEVERITY and SEVERITY_GRADE (the grade under the
+thresholds.json cutpoints), OOD_DISTANCE and OUT_OF_DISTRIBUTION (client/ood.py, with the
+model folder's ood.json copied to group_threshold/1/) are static outputs of group_threshold
+and the ensemble.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from client.ood import FILENAME as OOD_FILENAME
 from client.result import card_evidence, card_training_note
 from client.triton_client import (
     EVIDENCE_PARAMETER,
@@ -34,19 +39,29 @@ from client.triton_client import (
     MODEL_VERSION_PARAMETER,
     TRAINING_DATA_PARAMETER,
 )
-from data.schema import CONDITIONS
+from data.schema import CONDITIONS, SEVERITY_GRADES
 from triton_models.local_repo import read_config_text
 
 TEMPLATE = Path(__file__).resolve().parent
 REPO_ROOT = TEMPLATE.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 BLAZEFACE = REPO_ROOT / "preprocessing" / "assets" / "blazeface_short_range.onnx"
-MODELS = ("decode", "face_detect", "preprocess", "classify", "group_threshold", "skin_analysis")
-SEVERITY_OUTPUT = '{ name: "severity" data_type: TYPE_FP32 dims: [ 4 ] }'
-SEVERITY_MAPS = {  # ensemble line after which each severity mapping goes
-    'output_map { key: "cam" value: "cam" }': 'output_map { key: "severity" value: "severity" }',
-    'input_map { key: "cam" value: "cam" }': 'input_map { key: "severity" value: "severity" }',
-}
+FACEMESH = REPO_ROOT / "preprocessing" / "assets" / "face_landmark.onnx"
+MODELS = (
+    "decode",
+    "face_detect",
+    "landmark_input",
+    "face_landmark",
+    "preprocess",
+    "classify",
+    "group_threshold",
+    "skin_analysis",
+)
+# Optional classifier outputs, in config order after `cam`: listed in the classify config and
+# mapped to group_threshold only when the model card lists them.
+OPTIONAL_OUTPUTS = ("severity", "features")
+DEFAULT_WIDTHS = {"severity": len(SEVERITY_GRADES), "features": None}  # card without a shape
+MAP_ANCHORS = ('output_map { key: "cam" value: "cam" }', 'input_map { key: "cam" value: "cam" }')
 
 
 class BuildError(ValueError):
@@ -111,33 +126,56 @@ def ensemble_parameters(card: dict) -> dict[str, str]:
     }
 
 
+def optional_outputs(card: dict) -> dict[str, int]:
+    """The optional outputs the exported model has (its card lists them) -> their width."""
+    outputs = card.get("outputs") or {}
+    widths = {}
+    for name in OPTIONAL_OUTPUTS:
+        if name not in outputs:
+            continue
+        shape = (outputs[name] or {}).get("shape") or [None]
+        width = shape[-1] if isinstance(shape[-1], int) else DEFAULT_WIDTHS[name]
+        if width is not None:
+            widths[name] = int(width)
+    return widths
+
+
 def has_severity(card: dict) -> bool:
     """Whether the exported model has the acne-severity output (its card lists it)."""
-    return "severity" in (card.get("outputs") or {})
+    return "severity" in optional_outputs(card)
 
 
-def set_classify_severity(text: str, present: bool) -> str:
-    """Add (or remove) the `severity` output of the classify config, after `cam`."""
-    text = re.sub(r',\n\s*\{ name: "severity" [^\n]*\}', "", text)
-    if present:
-        text = _sub(
-            text,
-            r'(\{ name: "cam" data_type: TYPE_FP32 dims: \[[^\]]*\] \})',
-            lambda m: f"{m.group(1)},\n  {SEVERITY_OUTPUT}",
-            "classify output cam",
-        )
-    return text
+def set_classify_outputs(text: str, present: dict[str, int]) -> str:
+    """List exactly the `present` optional outputs in the classify config, after `cam`."""
+    for name in OPTIONAL_OUTPUTS:
+        text = re.sub(rf',\n\s*\{{ name: "{name}" [^\n]*\}}', "", text)
+    lines = "".join(
+        f',\n  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {present[name]} ] }}'
+        for name in OPTIONAL_OUTPUTS
+        if name in present
+    )
+    if not lines:
+        return text
+    return _sub(
+        text,
+        r'(\{ name: "cam" data_type: TYPE_FP32 dims: \[[^\]]*\] \})',
+        lambda m: m.group(1) + lines,
+        "classify output cam",
+    )
 
 
-def set_ensemble_severity(text: str, present: bool) -> str:
-    """Add (or remove) the ensemble's mapping of classify's `severity` to group_threshold."""
-    text = re.sub(r'\n[ \t]*(in|out)put_map \{ key: "severity" value: "severity" \}', "", text)
-    if present:
-        for anchor, line in SEVERITY_MAPS.items():
+def set_ensemble_outputs(text: str, present: dict[str, int]) -> str:
+    """Map exactly the `present` optional classifier outputs to group_threshold."""
+    for name in OPTIONAL_OUTPUTS:
+        text = re.sub(rf'\n[ \t]*(in|out)put_map \{{ key: "{name}" value: "{name}" \}}', "", text)
+    for anchor in MAP_ANCHORS:
+        kind = anchor.split(" ")[0]
+        lines = [f'{kind} {{ key: "{n}" value: "{n}" }}' for n in OPTIONAL_OUTPUTS if n in present]
+        if lines:
             text = _sub(
                 text,
                 rf"(\n([ \t]*){re.escape(anchor)})",
-                lambda m, line=line: f"{m.group(1)}\n{m.group(2)}{line}",
+                lambda m, lines=lines: m.group(1) + "".join(f"\n{m.group(2)}{x}" for x in lines),
                 f"skin_analysis {anchor}",
             )
     return text
@@ -164,14 +202,20 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         raise BuildError(f"{model_dir}: missing {', '.join(missing)}")
     card = json.loads((model_dir / "model_card.json").read_text())
     size = int(card["input_size"])
-    severity = has_severity(card)
+    present = optional_outputs(card)
     if repo.resolve() != TEMPLATE:
         copy_template(repo)
     for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
         _copy(extra, repo / "classify" / "1" / extra.name)
     _copy(model_dir / "model_card.json", repo / "classify" / "1" / "model_card.json")
     _copy(model_dir / "thresholds.json", repo / "group_threshold" / "1" / "thresholds.json")
+    ood_target = repo / "group_threshold" / "1" / OOD_FILENAME
+    if (model_dir / OOD_FILENAME).is_file():
+        _copy(model_dir / OOD_FILENAME, ood_target)
+    elif ood_target.exists():
+        ood_target.unlink()  # a model without an OOD score must not inherit another's
     _copy(BLAZEFACE, repo / "face_detect" / "1" / "model.onnx")
+    _copy(FACEMESH, repo / "face_landmark" / "1" / "model.onnx")
     (repo / "skin_analysis" / "1").mkdir(parents=True, exist_ok=True)
 
     def classify(text: str) -> str:
@@ -194,7 +238,7 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
             rf"\1 {hw3}\2",
             "classify warmup",
         )
-        return set_classify_severity(text, severity)
+        return set_classify_outputs(text, present)
 
     def preprocess(text: str) -> str:
         text = _sub(
@@ -213,7 +257,7 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
     def ensemble(text: str) -> str:
         for key, value in ensemble_parameters(card).items():
             text = set_parameter(text, key, value)
-        return set_ensemble_severity(text, severity)
+        return set_ensemble_outputs(text, present)
 
     _rewrite(repo / "classify" / "config.pbtxt", classify)
     _rewrite(repo / "preprocess" / "config.pbtxt", preprocess)
@@ -223,7 +267,9 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         "model": card["name"],
         "version": card["version"],
         "input_size": size,
-        "severity": severity,
+        "severity": "severity" in present,
+        "features": "features" in present,
+        "ood": ood_target.exists(),
     }
 
 

@@ -47,6 +47,8 @@ from data.adapters.common import (
     severity_from_count,
     write_dataset,
 )
+from data.adapters.tone_labels import FILENAME as LABELS_FILENAME
+from data.adapters.tone_labels import checked_tone_labels
 from data.canonical import TONE_ESTIMATED, check_image_bytes
 from data.schema import CONDITIONS, GROUPS, SPLITS
 
@@ -752,6 +754,10 @@ def convert(args: argparse.Namespace, progress: bool = False) -> YoloSummary:
             1 for it in items if it.split == split and it.label_missing
         )
     records = [make_record(it, names, class_ids, tone=not args.no_tone) for it in items]
+    extra = {}
+    if args.tone_labels is not None:
+        images = [f"images/{r.image_name}" for r in records]
+        extra[LABELS_FILENAME] = checked_tone_labels(args.tone_labels, images)
     df = write_dataset(
         records,
         out,
@@ -765,6 +771,7 @@ def convert(args: argparse.Namespace, progress: bool = False) -> YoloSummary:
                 src, config, names, summary.mapping, tone=not args.no_tone
             ),
             "datacard.json": _json_bytes(datacard(src, config, tone=not args.no_tone)),
+            **extra,
         },
     )
     for split, stats in summary.split_stats.items():
@@ -800,6 +807,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-tone",
         action="store_true",
         help="skip the skin-tone estimate (faster; tone columns left out)",
+    )
+    parser.add_argument(
+        "--tone-labels",
+        type=Path,
+        default=None,
+        help="by-eye skin-tone labels CSV (image, tone_by_eye) to check and ship as "
+        f"OUT/{LABELS_FILENAME}",
     )
     args = parser.parse_args(argv)
     try:

@@ -13,8 +13,27 @@ from client.analyze import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNREACHABLE, main
 from client.runner import DEFAULT_MODEL_DIR
 from triton_models.server import free_port
 
-RESULT_KEYS = {"image", "status", "faces", "model", "disclaimer"}
-FACE_KEYS = {"box", "score", "skin_tone", "conditions", "heatmaps"}
+RESULT_KEYS = {
+    "image",
+    "region",
+    "status",
+    "faces",
+    "rejected_candidates",
+    "rejected_reasons",
+    "model",
+    "disclaimer",
+}
+FACE_KEYS = {
+    "box",
+    "score",
+    "face_presence",
+    "ood_distance",
+    "skin_tone",
+    "warnings",
+    "conditions",
+    "heatmaps",
+}
+TONE_KEYS = {"ita", "ita_interval", "fitzpatrick_group", "source", "confidence", "abstain_reason"}
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -33,6 +52,9 @@ def test_photo_gives_contract_json(astronaut_path, capsys):
         assert cond["present"] == (cond["probability"] >= cond["threshold"])
         assert cond["evidence"] in ("real", "synthetic", "real+synthetic", "none", None)
     assert face["skin_tone"]["source"] == "estimated"
+    assert set(face["skin_tone"]) == TONE_KEYS
+    assert face["face_presence"] >= 0.999 and face["warnings"] == []
+    assert result["rejected_candidates"] == 0 and result["rejected_reasons"] == {}
     assert face["heatmaps"] == {"acne": None, "hyperpigmentation": None, "wrinkles": None}
     assert result["model"]["backend"] == "embedded"
     assert set(result["model"]) == {"name", "version", "backend", "training_data"}
@@ -180,3 +202,26 @@ def test_embedded_result_carries_the_cards_evidence(
     conditions = result["faces"][0]["conditions"]
     assert {c: v["evidence"] for c, v in conditions.items()} == expected
     assert result["model"]["training_data"] == training_data["note"]
+
+
+def test_region_whole_analyses_a_close_up_without_a_face(astronaut_path, tmp_path, capsys):
+    image = cv2.imread(str(astronaut_path))
+    close_up = tmp_path / "cheek.png"
+    cv2.imwrite(str(close_up), image[120:170, 200:250])  # a patch of cheek: no face in it
+    assert main(["--image", str(close_up), "--json"]) == EXIT_OK
+    (faces,) = _json_lines(capsys.readouterr().out)
+    assert faces["status"] == "no_face" and faces["region"] == "face"
+    assert main(["--image", str(close_up), "--json", "--region", "whole"]) == EXIT_OK
+    (whole,) = _json_lines(capsys.readouterr().out)
+    assert whole["status"] == "ok" and whole["region"] == "whole"
+    (region,) = whole["faces"]
+    assert region["box"] == [0.0, 0.0, 50.0, 50.0] and region["face_presence"] is None
+    assert region["score"] is None
+    json.dumps(whole, allow_nan=False)
+    assert main(["--image", str(close_up), "--region", "whole"]) == EXIT_OK
+    assert "region: box [0, 0, 50, 50], skin tone" in capsys.readouterr().out
+    assert region["skin_tone"]["fitzpatrick_group"] is not None
+    assert main(["--image", str(close_up), "--region", "whole", "--url", "http://127.0.0.1:1"]) == (
+        EXIT_BAD_INPUT
+    )
+    assert "embedded runner only" in capsys.readouterr().err

@@ -35,9 +35,11 @@ def test_faces_carry_thresholds_decisions_and_null_for_unmeasured_tone():
     first = result["faces"][0]
     assert first["skin_tone"] == {
         "ita": None,
+        "ita_interval": None,
         "fitzpatrick_group": None,
         "source": "estimated",
         "confidence": 0.5,
+        "abstain_reason": None,
     }
     assert first["conditions"]["acne"] == {
         "probability": np.float32(0.2).item(),
@@ -133,3 +135,40 @@ def test_every_face_carries_the_models_evidence_and_training_note():
     assert result["model"]["training_data"] == "trained on X"
     text = summarize(result)
     assert "[trained on: real+synthetic]" in text and "trained on X" in text
+
+
+def _with_trust(raw, warnings, rejected):
+    num = raw.num_faces
+    return RawAnalysis(
+        **{
+            **raw.__dict__,
+            "tone_reasons": ["ITA interval spans a group boundary"] + [None] * (num - 1),
+            "ita_interval": np.array([[5.0, 15.0]] + [[np.nan, np.nan]] * (num - 1), np.float32),
+            "face_presence": np.full(num, 0.9999, np.float32),
+            "warnings": warnings,
+            "rejected": rejected,
+        }
+    )
+
+
+def test_unusable_face_is_uncertain_unless_forced_and_rejected_candidates_are_counted():
+    raw = _with_trust(_raw(2), [("blur",), ("colour_cast",)], ["not a face", "not a face", "x"])
+    result = build_result("x.jpg", raw, INFO)
+    blurred, cast = result["faces"]
+    assert blurred["warnings"] == ["blur"]
+    assert {c["present"] for c in blurred["conditions"].values()} == {None}
+    # a colour cast alone only warns: the decisions stay yes/no
+    assert [c["present"] for c in cast["conditions"].values()] == [True, True, True]
+    assert blurred["skin_tone"]["ita_interval"] == [5.0, 15.0]
+    assert blurred["skin_tone"]["abstain_reason"] == "ITA interval spans a group boundary"
+    assert result["rejected_candidates"] == 3
+    assert result["rejected_reasons"] == {"not a face": 2, "x": 1}
+    forced = build_result("x.jpg", raw, INFO, force=True)
+    assert [c["present"] for c in forced["faces"][0]["conditions"].values()] == [
+        False,
+        True,
+        True,
+    ]
+    text = summarize(result)
+    assert "warnings: blur" in text and "uncertain" in text and "not analysed: 3" in text
+    json.dumps(result, allow_nan=False)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from client.steps import crop_step, decode_step
+from client.steps import crop_step, decode_step, landmark_input_step
 from preprocessing.face_detect import FaceDetector
 from preprocessing.image_io import load_image
+from preprocessing.landmarks import LandmarkModel
 from preprocessing.pipeline import analyze_image
 
 
@@ -14,7 +15,9 @@ def test_crop_step_tone_equals_the_pipeline_tone(astronaut_path) -> None:
     detector = FaceDetector()
     decoded = decode_step(astronaut_path.read_bytes())
     regressors, scores = detector.run(decoded.detector_input)
-    served = crop_step(decoded.image, regressors, scores, decoded.detector_meta, size=96)
+    mesh = landmark_input_step(decoded.image, regressors, scores, decoded.detector_meta)
+    landmarks, face_flag = LandmarkModel().run(mesh.tensor)
+    served = crop_step(decoded.image, mesh.candidates, landmarks, face_flag, mesh.affines, size=96)
     measured = analyze_image(load_image(astronaut_path), size=96, detector=detector)
     assert served.tone_groups == [f.skin_tone.fitzpatrick_group for f in measured]
     np.testing.assert_allclose(served.ita, [f.skin_tone.ita for f in measured], atol=1e-4)

@@ -534,3 +534,32 @@ def test_ultralytics_layout(tmp_path: Path, capsys) -> None:
     code, summary, err = run(capsys, "--src", str(src), "--out", str(tmp_path / "o"), "--no-tone")
     assert code == 0, err
     assert summary["splits"]["train"]["rows"] == 2 and summary["splits"]["val"]["rows"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# By-eye tone labels shipped beside the converted dataset.
+
+
+def test_tone_labels_are_checked_and_shipped(tmp_path, capsys) -> None:
+    src = write_export(tmp_path / "faces-v3")
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "image,tone_by_eye,between,note\n"
+        "images/v2_jpg.rf.777.jpg,between,I-II|III-IV,dim\n"
+        "images/a1_jpg.rf.111.jpg,V-VI,,\n"
+    )
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "--src", str(src), "--out", str(out), "--tone-labels", str(labels))
+    assert code == 0, err
+    assert (out / "tone_labels.csv").read_text() == labels.read_text()
+    labels.write_text("image,tone_by_eye\nimages/a1_jpg.rf.111.jpg,dark\n")
+    code, _, err = run(
+        capsys, "--src", str(src), "--out", str(tmp_path / "o2"), "--tone-labels", str(labels)
+    )
+    assert code != 0 and f"{labels}:2" in err and "'dark'" in err
+    labels.write_text("image,tone_by_eye\nimages/nope.jpg,I-II\n")
+    code, _, err = run(
+        capsys, "--src", str(src), "--out", str(tmp_path / "o3"), "--tone-labels", str(labels)
+    )
+    assert code != 0 and "nope.jpg" in err and "not in the dataset" in err
+    assert not (tmp_path / "o3").exists()  # nothing half-written

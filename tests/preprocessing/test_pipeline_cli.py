@@ -38,7 +38,14 @@ def test_cli_json_matches_the_result_contract(astronaut_path, tmp_path, capsys):
     (face,) = result["faces"]
     assert set(face) == {"box", "score", "keypoints", "skin_tone"}
     assert len(face["box"]) == 4 and len(face["keypoints"]) == 6
-    assert set(face["skin_tone"]) == {"ita", "fitzpatrick_group", "source", "confidence"}
+    assert set(face["skin_tone"]) == {
+        "ita",
+        "ita_interval",
+        "fitzpatrick_group",
+        "source",
+        "confidence",
+        "abstain_reason",
+    }
     crops = list(tmp_path.glob("*.png"))
     assert len(crops) == 1 and load_image(crops[0]).shape == (224, 224, 3)
 

@@ -46,6 +46,15 @@ def assert_same_analysis(remote_raw, local_raw) -> None:
     # The grade from the one severity step (cutpoints of thresholds.json; -1 without severity).
     assert remote_raw.severity_grade.dtype == np.int32
     np.testing.assert_array_equal(remote_raw.severity_grade, local_raw.severity_grade)
+    # Verification, tone abstention, quality and the out-of-distribution score.
+    assert remote_raw.rejected == local_raw.rejected
+    assert remote_raw.warnings == local_raw.warnings
+    assert remote_raw.tone_reasons == local_raw.tone_reasons
+    np.testing.assert_allclose(remote_raw.ita, local_raw.ita, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(remote_raw.ita_interval, local_raw.ita_interval, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(remote_raw.face_presence, local_raw.face_presence, atol=1e-4)
+    np.testing.assert_allclose(remote_raw.ood_distance, local_raw.ood_distance, atol=1e-3)
+    np.testing.assert_array_equal(remote_raw.out_of_distribution, local_raw.out_of_distribution)
 
 
 def test_shipped_model_serves_the_acne_severity_grade(remote, astronaut_path):
@@ -94,6 +103,13 @@ def test_image_without_face_is_no_face(remote, no_face_png):
     raw = remote.analyze_bytes(no_face_png)
     result = build_result("gradient.png", raw, remote.info)
     assert result["status"] == "no_face" and result["faces"] == []
+
+
+def test_group_photo_counts_the_hand_as_a_rejected_candidate(remote, embedded, group_photo_path):
+    data = group_photo_path.read_bytes()
+    remote_raw, local_raw = remote.analyze_bytes(data), embedded.analyze_bytes(data)
+    assert remote_raw.num_faces == 6 and len(remote_raw.rejected) == 1
+    assert_same_analysis(remote_raw, local_raw)
 
 
 def test_corrupt_bytes_fail_one_request_and_server_stays_up(remote, synthetic_jpegs):

@@ -30,9 +30,11 @@ def test_graph_follows_the_contract(exported):
     (inp,) = session.get_inputs()
     assert (inp.name, inp.type) == ("image", "tensor(float)")
     assert inp.shape[1:] == [SIZE, SIZE, 3] and isinstance(inp.shape[0], str)
-    assert [o.name for o in session.get_outputs()] == ["probs", "cam", "severity"]
-    severity = session.get_outputs()[2]
+    assert [o.name for o in session.get_outputs()] == ["probs", "cam", "severity", "features"]
+    severity, features = session.get_outputs()[2:]
     assert severity.type == "tensor(float)" and severity.shape[1:] == [4]
+    card = json.loads((out / "model_card.json").read_text())
+    assert features.shape[1:] == [card["outputs"]["features"]["shape"][1]]
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -40,8 +42,12 @@ def test_onnx_matches_jax_within_1e4(exported, batch):
     model, out = exported
     x = np.random.default_rng(batch).uniform(0, 255, (batch, SIZE, SIZE, 3)).astype(np.float32)
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    probs, cam, severity = session.run(["probs", "cam", "severity"], {"image": x})
+    probs, cam, severity, features = session.run(
+        ["probs", "cam", "severity", "features"], {"image": x}
+    )
     jax_probs, jax_cam = with_cam(model)(x)
+    jax_features = np.asarray(model.features(x)).mean(axis=(1, 2))
+    assert np.abs(features - jax_features).max() <= 1e-4
     assert probs.shape == (batch, 3) and cam.shape == (batch, 3, SIZE, SIZE)
     assert np.abs(probs - np.asarray(jax_probs)).max() <= 1e-4
     assert np.abs(cam - np.asarray(jax_cam)).max() <= 1e-4
@@ -78,7 +84,7 @@ def test_model_card_describes_the_graph(exported):
     assert card["training_data"]["synthetic"] is True
     assert "synthetic" in card["training_data"]["note"]
     assert card["intended_use"] == "research aid, not a diagnosis"
-    assert list(card["outputs"]) == ["probs", "cam", "severity"]
+    assert list(card["outputs"]) == ["probs", "cam", "severity", "features"]
     assert card["outputs"]["severity"]["shape"] == ["B", 4]
 
 

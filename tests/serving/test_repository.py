@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
@@ -24,7 +25,12 @@ MIXED = {"acne": "real+synthetic", "hyperpigmentation": "real", "wrinkles": "syn
 
 
 def _fake_model_dir(
-    tmp_path: Path, size: int, *, severity: bool = False, training_data: dict | None = None
+    tmp_path: Path,
+    size: int,
+    *,
+    severity: bool = False,
+    training_data: dict | None = None,
+    features: int | None = None,
 ) -> Path:
     model_dir = tmp_path / "model"
     model_dir.mkdir(exist_ok=True)
@@ -32,6 +38,8 @@ def _fake_model_dir(
     (model_dir / "thresholds.json").write_text("{}")
     card = {"name": "tiny-synthskin-v1", "version": "abc123", "input_size": size}
     card["outputs"] = {"probs": {}, "cam": {}, **({"severity": {}} if severity else {})}
+    if features:
+        card["outputs"]["features"] = {"shape": ["B", features]}
     if training_data is not None:
         card["training_data"] = training_data
     (model_dir / "model_card.json").write_text(json.dumps(card))
@@ -119,6 +127,31 @@ def test_severity_output_is_wired_only_when_the_card_lists_it(tmp_path):
         }
         assert outputs["SEVERITY"] == [-1, 4]
         assert outputs["SEVERITY_GRADE"] == [-1]
+
+
+def test_features_output_and_ood_json_are_wired_only_when_present(tmp_path):
+    from client.ood import OodModel, write_ood
+
+    repo = tmp_path / "repo"
+    model_dir = _fake_model_dir(tmp_path, 64, severity=True, features=24)
+    write_ood(OodModel(np.zeros(24), np.eye(24), 5.0, 0.95), model_dir / "ood.json")
+    summary = build_repository(model_dir, repo)
+    assert summary["features"] and summary["ood"]
+    classify = read_config(repo / "classify" / "config.pbtxt")
+    assert [o.name for o in classify.output] == ["probs", "cam", "severity", "features"]
+    assert list(classify.output[3].dims) == [24]
+    steps = _severity_maps(repo)
+    assert steps["classify"][1].get("features") == "features"
+    assert steps["group_threshold"][0].get("features") == "features"
+    assert (repo / "group_threshold" / "1" / "ood.json").is_file()
+    # Rebuilt from a model without them: the output, the mapping and the ood.json go.
+    (model_dir / "ood.json").unlink()
+    summary = build_repository(_fake_model_dir(tmp_path, 64, severity=True), repo)
+    assert not summary["features"] and not summary["ood"]
+    classify = read_config(repo / "classify" / "config.pbtxt")
+    assert [o.name for o in classify.output] == ["probs", "cam", "severity"]
+    assert "features" not in _severity_maps(repo)["group_threshold"][0]
+    assert not (repo / "group_threshold" / "1" / "ood.json").exists()
 
 
 def test_committed_group_threshold_takes_an_optional_severity():

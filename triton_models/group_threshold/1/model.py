@@ -1,7 +1,8 @@
 """group_threshold: per-group thresholds on the classifier output (client.steps.threshold_step),
 and the acne-severity probabilities trimmed to the faces with their grades under the cutpoints of
 thresholds.json (client.steps.severity_step; NaN rows and grade -1 when the classifier has no
-`severity` output and the ensemble maps none)."""
+`severity` output and the ensemble maps none), and the out-of-distribution score of the
+classifier's `features` (client.ood.ood_step with 1/ood.json; NaN and False without them)."""
 
 import json
 import os
@@ -9,6 +10,8 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from client.ood import FILENAME as OOD_FILENAME
+from client.ood import load_ood, ood_step
 from client.steps import severity_step, threshold_step
 from fairness.thresholds import load_thresholds
 
@@ -23,6 +26,8 @@ class TritonPythonModel:
         name = params.get("thresholds_file", {}).get("string_value", "thresholds.json")
         path = os.path.join(args["model_repository"], args["model_version"], name)
         self.thresholds = load_thresholds(path)
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        self.ood = load_ood(os.path.join(folder, OOD_FILENAME))
 
     def execute(self, requests):
         responses = []
@@ -46,6 +51,7 @@ class TritonPythonModel:
                 severity = severity_step(
                     get("severity"), num_faces, self.thresholds.severity_cutpoints
                 )
+                ood = ood_step(get("features"), num_faces, self.ood)
             except ValueError as exc:
                 responses.append(
                     pb_utils.InferenceResponse(
@@ -66,6 +72,8 @@ class TritonPythonModel:
                         pb_utils.Tensor("DECISIONS", out.decisions),
                         pb_utils.Tensor("SEVERITY", severity.probabilities),
                         pb_utils.Tensor("SEVERITY_GRADE", severity.grades),
+                        pb_utils.Tensor("OOD_DISTANCE", ood.distance),
+                        pb_utils.Tensor("OUT_OF_DISTRIBUTION", ood.flagged),
                     ]
                 )
             )

@@ -1,4 +1,5 @@
-"""preprocess: BlazeFace outputs -> aligned face crops + skin tone (client.steps.crop_step)."""
+"""preprocess: candidates + FaceMesh outputs -> verified, aligned face crops + skin tone +
+quality warnings (client.steps.crop_step)."""
 
 import json
 
@@ -27,9 +28,10 @@ class TritonPythonModel:
             try:
                 faces = crop_step(
                     get("RGB"),
-                    get("regressors"),
-                    get("classificators"),
-                    get("DETECTOR_META"),
+                    get("CANDIDATES"),
+                    get("landmarks"),
+                    get("face_flag"),
+                    get("FACEMESH_AFFINES"),
                     size=self.crop_size,
                 )
             except Exception as exc:  # one bad request must never fail the batch
@@ -51,6 +53,13 @@ class TritonPythonModel:
                         pb_utils.Tensor("TONE_CONFIDENCE", faces.tone_confidence),
                         pb_utils.Tensor("AFFINES", faces.affines),
                         pb_utils.Tensor("CROPS", np.ascontiguousarray(faces.crops, np.float32)),
+                        pb_utils.Tensor("TONE_REASON", _strings(faces.tone_reasons)),
+                        pb_utils.Tensor("ITA_INTERVAL", faces.ita_interval),
+                        pb_utils.Tensor("FACE_PRESENCE", faces.face_presence),
+                        pb_utils.Tensor(
+                            "WARNINGS", _strings([",".join(w) for w in faces.warnings])
+                        ),
+                        pb_utils.Tensor("REJECTED", _strings(faces.rejected)),
                     ]
                 )
             )

@@ -1,0 +1,44 @@
+"""By-eye skin-tone labels shipped beside a converted dataset (OUT/tone_labels.csv).
+
+A labels CSV has the columns `image` (the metadata.csv path), `tone_by_eye` (one of
+TONE_LABELS) and optional others (`between`, `note`). The labels are a person's look at the
+face crop, not Fitzpatrick types; `preprocessing.tone_eval --lighting --labels` measures the
+estimated tone's agreement with them. data/tone_labels/PROTOCOL.md says how they were made.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from data.adapters.common import UsageError
+
+TONE_LABELS = ("I-II", "III-IV", "V-VI", "between", "unusable")
+FILENAME = "tone_labels.csv"
+
+
+class ToneLabelError(UsageError):
+    """The labels file is malformed or names an image the dataset does not have."""
+
+
+def checked_tone_labels(path: Path, images: Iterable[str]) -> bytes:
+    """The labels file's bytes after checking every row; raises ToneLabelError (file:line)."""
+    known = set(images)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ToneLabelError(f"{path}: cannot read the tone labels: {exc}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"image", "tone_by_eye"} - set(reader.fieldnames or ())
+    if missing:
+        raise ToneLabelError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}")
+    for line, row in enumerate(reader, start=2):
+        if row["tone_by_eye"] not in TONE_LABELS:
+            raise ToneLabelError(
+                f"{path}:{line}: tone_by_eye {row['tone_by_eye']!r} is not one of {TONE_LABELS}"
+            )
+        if row["image"] not in known:
+            raise ToneLabelError(f"{path}:{line}: image {row['image']!r} is not in the dataset")
+    return text.encode("utf-8")
