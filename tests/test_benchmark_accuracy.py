@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tests.benchmark_loader import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _meta(n: int = 40) -> pd.DataFrame:
@@ -35,7 +27,7 @@ def _meta(n: int = 40) -> pd.DataFrame:
 
 
 def test_compare_runs_perfect_and_inverted_predictors() -> None:
-    compare_runs = _load("compare_runs")
+    compare_runs = load_benchmark("compare_runs")
     meta = _meta()
     perfect = pd.DataFrame(
         {"acne_prob": meta["acne"], "hyperpigmentation_prob": meta["hyperpigmentation"]},
@@ -54,7 +46,7 @@ def test_compare_runs_perfect_and_inverted_predictors() -> None:
 
 
 def test_served_prediction_row_takes_the_first_face_and_skips_no_face() -> None:
-    served = _load("served_accuracy")
+    served = load_benchmark("served_accuracy")
     row = pd.Series({"image": "images/a.jpg", "acne": 1.0, "hyperpigmentation": 0.0,
                      "wrinkles": np.nan, "acne_severity": 1, "subject_id": "s1"})  # fmt: skip
     conditions = {c: {"probability": p} for c, p in

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import doctest
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,19 +14,12 @@ import numpy as np
 import pytest
 
 from preprocessing.image_io import load_image
+from tests.benchmark_loader import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load("robustness")
+rb = load_benchmark("robustness")
 
 
 def _face_set(root: Path, photos: list[Path], split: str = "val") -> Path:

@@ -62,13 +62,13 @@ def test_ood_cli_refuses_a_model_folder_without_its_files(tmp_path, capsys):
     assert code == 2 and str(tmp_path) in capsys.readouterr().err
 
 
-def test_served_photo_gets_a_distance_when_the_model_has_an_ood_json(astronaut_path):
-    from client.runner import DEFAULT_MODEL_DIR, EmbeddedRunner
+def test_shipped_model_scores_a_face_in_and_a_chessboard_out(astronaut_path):
+    from client.runner import EmbeddedRunner
 
     runner = EmbeddedRunner()
-    raw = runner.analyze_bytes(astronaut_path.read_bytes())
-    if not (DEFAULT_MODEL_DIR / "ood.json").is_file():
-        assert np.isnan(raw.ood_distance).all() and not raw.out_of_distribution.any()
-        return
-    assert np.isfinite(raw.ood_distance).all() and raw.ood_distance[0] > 0
-    assert bool(raw.out_of_distribution[0]) == (raw.ood_distance[0] > runner.ood.limit)
+    assert runner.ood is not None  # models/default ships ood.json
+    face = runner.analyze_bytes(astronaut_path.read_bytes())
+    assert np.isfinite(face.ood_distance).all() and not face.out_of_distribution.any()
+    chessboard = astronaut_path.with_name("chessboard_RGB.png").read_bytes()
+    board = runner.analyze_bytes(chessboard, region="whole")
+    assert board.out_of_distribution.all() and board.ood_distance[0] > runner.ood.limit

@@ -4,10 +4,8 @@ pure halves on synthetic arrays, the committed asset."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -28,6 +26,7 @@ from preprocessing.landmarks import (
     roi_affine,
     warp_roi,
 )
+from tests.benchmark_loader import load_benchmark
 
 # MediaPipe 0.10.21's own FaceMesh (static_image_mode, refine_landmarks=False) on
 # astronaut.png, in image pixels: nose tip, forehead top, eye corners, chin.
@@ -40,7 +39,6 @@ MEDIAPIPE_ASTRONAUT = {
     263: (256.7, 104.1),
     362: (237.4, 104.8),
 }
-PIPS = {5: [(-1, -1), (1, -1), (0, 0), (-1, 1), (1, 1)]}
 
 
 @pytest.fixture(scope="module")
@@ -48,31 +46,14 @@ def landmark_model() -> LandmarkModel:
     return LandmarkModel()
 
 
-def draw_die(value: int = 5, side: int = 160, size: int = 320) -> np.ndarray:
+def draw_die(value: int = 5, size: int = 320) -> np.ndarray:
     """A white rounded die with black pips on grey; BlazeFace scores it 0.69 (a 'face')."""
-    img = np.full((size, size, 3), 200, np.uint8)
-    c, h, r = size // 2, side // 2, side // 6
-    white = (245, 245, 245)
-    cv2.rectangle(img, (c - h + r, c - h), (c + h - r, c + h), white, -1)
-    cv2.rectangle(img, (c - h, c - h + r), (c + h, c + h - r), white, -1)
-    for sx, sy in itertools.product((-1, 1), repeat=2):
-        cv2.circle(img, (c + sx * (h - r), c + sy * (h - r)), r, white, -1, cv2.LINE_AA)
-    for dx, dy in PIPS[value]:
-        centre = (c + dx * side // 4, c + dy * side // 4)
-        cv2.circle(img, centre, side // 10, (15, 15, 15), -1, cv2.LINE_AA)
-    return img
+    return load_benchmark("robustness").draw_die(value, np.full((size, size, 3), 200, np.uint8))
 
 
 def draw_smiley(size: int = 160) -> np.ndarray:
     """A yellow smiley logo with dot eyes: the most face-like drawing measured (presence 0.99)."""
-    img = np.full((size, size, 3), 255, np.uint8)
-    c, r = size // 2, int(size * 0.38)
-    cv2.circle(img, (c, c), r, (255, 215, 0), -1, cv2.LINE_AA)
-    cv2.circle(img, (c, c), r, (0, 0, 0), 2, cv2.LINE_AA)
-    for ex in (c - r // 3, c + r // 3):
-        cv2.circle(img, (ex, c - r // 4), max(3, r // 9), (0, 0, 0), -1, cv2.LINE_AA)
-    cv2.ellipse(img, (c, c + r // 10), (r // 2, r // 2), 0, 20, 160, (0, 0, 0), 3, cv2.LINE_AA)
-    return img
+    return load_benchmark("robustness").draw_smiley(size)
 
 
 # --- the committed asset
