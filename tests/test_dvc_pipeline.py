@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = (
     "generate",
     "convert",
+    "tone_real",
     "combine",
     "build",
     "train",
@@ -37,7 +38,7 @@ STAGES = (
 )
 TINY_YOLO = "tiny-yolo"  # written by `_write_tiny_yolo` inside the copy
 TINY = {
-    "real": {"src": TINY_YOLO},
+    "real": {"src": TINY_YOLO, "tone_labels": f"{TINY_YOLO}/tone_labels.csv"},
     "generate": {"n": 120, "size": 64, "workers": 1},
     "build": {"image_size": 32},
     "train": {"variant": "quick", "batch": 8, "epochs": 1},
@@ -73,6 +74,10 @@ def _write_tiny_yolo(root: Path) -> None:
                 lines.append("5 0.6 0.3 0.08 0.06")
             label = root / split / "labels" / f"{split}{i:02d}_jpg.rf.{i:04x}.txt"
             label.write_text("".join(f"{line}\n" for line in lines))
+    (root / "tone_labels.csv").write_text(
+        "image,tone_by_eye\nimages/valid00_jpg.rf.0000.jpg,I-II\n"
+        "images/valid01_jpg.rf.0001.jpg,between\n"
+    )
 
 
 def _tracked_files() -> list[str]:
