@@ -91,6 +91,7 @@ CLIPPED = 250  # a channel at or above this is treated as clipped
 SCLERA_MIN_L = 40.0  # CIELAB L* floor for sclera and teeth
 SCLERA_REL_L = 0.75  # ... and at least this fraction of the opening's 95th-percentile L*
 TEETH_MAX_CHROMA = 30.0  # CIELAB chroma ceiling for teeth (lips and gums are redder)
+WINDOW_PAD = 0.1  # `face_window`: margin around the landmarks, in units of their extent
 
 
 def _check(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -128,6 +129,27 @@ def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         inside ^= crosses & (cx < x_at)
     mask[y0:y1, x0:x1] = inside
     return mask
+
+
+def face_window(
+    landmarks: np.ndarray, shape: tuple[int, int], pad: float = WINDOW_PAD
+) -> tuple[slice, slice, np.ndarray]:
+    """(rows, cols, offset): the landmarks' bounding box grown by `pad` of its size on every
+    side and clipped to `shape`, and its top-left corner (x, y). Every mask of this module lies
+    inside it, so masks of `image[rows, cols]` with `landmarks - offset` equal the full-image
+    ones there; on a 12 MP photo that is most of the cost saved.
+
+    >>> rows, cols, offset = face_window(np.array([[10, 20], [30, 60.]]), (100, 100), pad=0.1)
+    >>> (rows, cols, offset.tolist())
+    (slice(14, 66, None), slice(6, 34, None), [6, 14])
+    """
+    points = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    margin = pad * (hi - lo) + 2.0
+    x0, y0 = np.maximum(np.floor(lo - margin).astype(int), 0)
+    x1 = int(min(np.ceil(hi[0] + margin[0]), shape[1]))
+    y1 = int(min(np.ceil(hi[1] + margin[1]), shape[0]))
+    return slice(int(y0), max(int(y0), y1)), slice(int(x0), max(int(x0), x1)), np.array([x0, y0])
 
 
 def eye_distance(landmarks: np.ndarray) -> float:

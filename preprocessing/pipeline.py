@@ -14,6 +14,7 @@ from preprocessing.face_detect import Face, FaceDetector
 from preprocessing.landmark_mask import (
     LEFT_EYE,
     RIGHT_EYE,
+    face_window,
     landmark_skin_regions,
     sclera_mask,
     teeth_mask,
@@ -96,8 +97,10 @@ def landmark_tone(
     """Skin tone of an aligned crop from the face's landmarks, and the skin mask it used."""
     points = np.asarray(landmarks, np.float64)[:, :2]
     regions = landmark_skin_regions(transform_points(points, affine), crop.shape[:2])
-    reference = sclera_mask(points, image_rgb) | teeth_mask(points, image_rgb)
-    gains = white_patch_gains(image_rgb[reference])
+    rows, cols, offset = face_window(points, image_rgb.shape[:2])
+    window, local = image_rgb[rows, cols], points - offset
+    reference = sclera_mask(local, window) | teeth_mask(local, window)
+    gains = white_patch_gains(window[reference])
     tone = estimate_tone_in_regions(crop, regions, gains=gains, reject_lesions=reject_lesions)
     return tone, np.logical_or.reduce(list(regions.values()))
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from preprocessing.landmark_mask import landmark_skin_mask
+from preprocessing.landmark_mask import face_window, landmark_skin_mask
 from preprocessing.landmarks import MIN_FACE_PRESENCE
 from preprocessing.tone import MIN_CHROMA, ita_degrees, rgb_to_lab
 
@@ -88,8 +88,10 @@ def verify_faces(
         if score < min_presence:
             rejected.append(REASON_NOT_A_FACE.format(presence=float(score), limit=min_presence))
             continue
-        mask = landmark_skin_mask(np.asarray(points)[:, :2], shape)
-        reason = skin_plausibility(image_rgb[mask])
+        rows, cols, offset = face_window(points, shape)
+        window = image_rgb[rows, cols]
+        mask = landmark_skin_mask(np.asarray(points)[:, :2] - offset, window.shape[:2])
+        reason = skin_plausibility(window[mask])
         if reason is None:
             kept.append(i)
         else:

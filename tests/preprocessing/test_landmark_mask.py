@@ -14,6 +14,7 @@ from preprocessing.landmark_mask import (
     RIGHT_EYE,
     SKIN_REGIONS,
     excluded_mask,
+    face_window,
     landmark_skin_mask,
     landmark_skin_regions,
     polygon_mask,
@@ -156,3 +157,18 @@ def test_clipped_pixels_are_not_white_references(astronaut_landmarks):
     image = np.full((512, 512, 3), 255, np.uint8)
     assert not sclera_mask(astronaut_landmarks, image).any()
     assert not teeth_mask(astronaut_landmarks, image).any()
+
+
+def test_masks_in_the_face_window_equal_the_full_image_masks(astronaut, astronaut_landmarks):
+    big = cv2.resize(astronaut, (1536, 1536), interpolation=cv2.INTER_CUBIC)
+    points = astronaut_landmarks[:, :2] * 3.0
+    rows, cols, offset = face_window(points, big.shape[:2])
+    window, local = big[rows, cols], points - offset
+    assert window.shape[0] * window.shape[1] < 0.2 * big.shape[0] * big.shape[1]
+    for full, part in (
+        (landmark_skin_mask(points, big.shape[:2]), landmark_skin_mask(local, window.shape[:2])),
+        (sclera_mask(points, big), sclera_mask(local, window)),
+        (teeth_mask(points, big), teeth_mask(local, window)),
+    ):
+        np.testing.assert_array_equal(full[rows, cols], part)
+        assert full.sum() == part.sum()  # nothing of the mask lies outside the window
