@@ -284,8 +284,30 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MODEL_DIR,
         help="folder with model.onnx, model_card.json, thresholds.json",
     )
-    parser.add_argument("--repo", type=Path, default=TEMPLATE, help="repository to fill")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=TEMPLATE,
+        help="repository to fill (default: the shipped, git-tracked triton_models/, which only "
+        "the shipped model may fill unless --force)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="fill triton_models/ with a model other than models/default",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
+    shipped = args.run is None and args.model_dir.resolve() == DEFAULT_MODEL_DIR.resolve()
+    if args.repo.resolve() == TEMPLATE and not shipped and not args.force:
+        print(
+            f"error: this would replace the shipped, git-tracked repository {TEMPLATE} with "
+            f"{args.run or args.model_dir}; fill another one with --repo DIR (then "
+            "python -m triton_models.serve --repo DIR), or pass --force "
+            "(git checkout -- triton_models restores the shipped one)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.run is not None:
             from train_jax.export import export_run
@@ -298,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(summary))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"filled {summary['repo']} with {summary['model']} {summary['version']} "
+            f"(input {summary['input_size']} px)"
+        )
     return 0
 
 

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             f"ready in {time.monotonic() - start:.1f} s\n"
             f"  HTTP    {server.http_url}\n  gRPC    {server.grpc_url}\n"
             f"  metrics http://{args.host}:{args.metrics_port}/metrics\n"
-            f"  try:    python client/analyze.py --image face.jpg --url {server.grpc_url}\n"
+            "  try:    python client/analyze.py --image docs/examples/face.jpg "
+            f"--url {server.grpc_url}\n"
             "Ctrl-C to stop.",
             flush=True,
         )

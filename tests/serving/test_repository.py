@@ -198,3 +198,18 @@ def test_committed_ensemble_parameters_describe_the_shipped_model():
     card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert _parameters(TEMPLATE) == ensemble_parameters(card)
     assert _parameters(TEMPLATE)["evidence_wrinkles"] in ("real", "synthetic", "real+synthetic")
+
+
+def test_cli_refuses_to_replace_the_shipped_repository_with_another_model(tmp_path, capsys):
+    from triton_models.build import main
+
+    model_dir = _fake_model_dir(tmp_path, 64)
+    before = (TEMPLATE / "classify" / "config.pbtxt").read_text()
+    assert main(["--model-dir", str(model_dir)]) == 2
+    assert "--repo DIR" in capsys.readouterr().err
+    assert (TEMPLATE / "classify" / "config.pbtxt").read_text() == before
+    assert main(["--model-dir", str(model_dir), "--repo", str(tmp_path / "repo"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["input_size"] == 64
+    assert main(["--model-dir", str(model_dir), "--repo", str(tmp_path / "repo")]) == 0
+    assert capsys.readouterr().out.startswith(f"filled {tmp_path / 'repo'} with tiny-synthskin-v1")
