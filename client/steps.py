@@ -174,24 +174,20 @@ def _face_batch(
 
 
 def whole_image_step(image: np.ndarray, *, size: int) -> FaceBatch:
-    """The whole image as one region (`--region whole`: skin close-ups without a face)."""
+    """The whole image as one region (`--region whole`: skin close-ups without a face); no
+    detection score, keypoints or face presence (NaN)."""
     region = whole_image_crop(image, size=size)
-    tone = region.skin_tone
-    warnings = assess_quality(region.crop, region.skin_mask, region.box[2]).warnings
-    return FaceBatch(
-        boxes=np.asarray([region.box], np.float32),
-        scores=np.full(1, np.nan, np.float32),
-        ita=np.asarray([np.nan if tone.ita is None else tone.ita], np.float32),
-        tone_groups=[tone.fitzpatrick_group],
-        tone_confidence=np.asarray([tone.confidence], np.float32),
-        affines=np.asarray([region.affine], np.float32),
-        crops=region.crop[None].astype(np.float32),
-        tone_reasons=[tone.reason],
-        ita_interval=np.full((1, 2), np.nan, np.float32),
-        face_presence=np.full(1, np.nan, np.float32),
-        warnings=[tuple(warnings)],
-        rejected=[],
+    face = FaceCrop(
+        region.box,
+        float("nan"),
+        np.full((6, 2), np.nan),
+        region.crop,
+        region.affine,
+        region.skin_tone,
+        region.skin_mask,
     )
+    warnings = assess_quality(region.crop, region.skin_mask, region.box[2]).warnings
+    return _face_batch([face], np.full(1, np.nan), [warnings], [], size)
 
 
 def parse_fitzpatrick(value: int | None) -> int | None:

@@ -66,6 +66,7 @@ import cv2
 import numpy as np
 
 from preprocessing.align import DEFAULT_MARGIN
+from preprocessing.colour import srgb_to_linear
 from preprocessing.tone import rgb_to_lab
 
 WARNINGS = ("blur", "underexposed", "overexposed", "face_too_small", "colour_cast")
@@ -113,12 +114,7 @@ class QualityReport:
     warnings: tuple[str, ...]
 
 
-def _srgb_to_linear_table() -> np.ndarray:
-    x = np.arange(256, dtype=np.float64) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-_LINEAR = _srgb_to_linear_table()
+_LINEAR = srgb_to_linear(np.arange(256))  # lookup table for uint8 pixels
 
 
 def padding_mask(crop: np.ndarray) -> np.ndarray:
