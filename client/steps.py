@@ -24,9 +24,8 @@ from preprocessing.face_detect import (
 from preprocessing.image_io import load_image
 from preprocessing.landmarks import INPUT_SIZE as LANDMARK_INPUT_SIZE
 from preprocessing.landmarks import decode_landmarks, make_landmark_input
-from preprocessing.pipeline import FaceCrop, crop_face
+from preprocessing.pipeline import FaceCrop, verified_crops
 from preprocessing.quality import assess_quality
-from preprocessing.verify import verify_faces
 from preprocessing.whole_image import whole_image_crop
 
 INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
@@ -137,17 +136,17 @@ def crop_step(
     landmark-input step's tensor. `preprocessing.verify.verify_faces` rejects non-faces (face
     presence, skin plausibility), which are only counted; each kept face goes through
     `preprocessing.pipeline.crop_face` with its landmarks (the path whose accuracy
-    docs/preprocessing.md reports) and `preprocessing.quality.assess_quality`.
+    docs/preprocessing.md reports; `preprocessing.pipeline.verified_crops`, shared with
+    `analyze_image`) and `preprocessing.quality.assess_quality`.
     """
     faces = faces_from_array(candidates)
     num = len(faces)
     points, presence = decode_landmarks(
         np.asarray(landmarks)[:num], np.asarray(face_flag)[:num], np.asarray(affines)[:num]
     )
-    kept, rejected = verify_faces(image, points, presence)
-    crops = [crop_face(image, faces[i], size=size, landmarks=points[i]) for i in kept]
+    crops, kept_presence, rejected = verified_crops(image, faces, points, presence, size=size)
     warnings = [assess_quality(f.crop, f.skin_mask, float(f.box[2])).warnings for f in crops]
-    return _face_batch(crops, presence[kept], warnings, rejected, size)
+    return _face_batch(crops, kept_presence, warnings, rejected, size)
 
 
 def _face_batch(

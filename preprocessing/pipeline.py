@@ -125,8 +125,32 @@ def analyze_image(
     if faces is None:
         faces = (detector or default_detector()).detect(image_rgb)
     landmarks, presence = landmarks_for(image_rgb, faces, landmark_model)
-    kept, _ = verify_faces(image_rgb, landmarks, presence)
-    return [
+    crops, _, _ = verified_crops(
+        image_rgb,
+        faces,
+        landmarks,
+        presence,
+        size=size,
+        margin=margin,
+        illumination=illumination,
+    )
+    return crops
+
+
+def verified_crops(
+    image_rgb: np.ndarray,
+    faces: list[Face],
+    landmarks: np.ndarray,
+    presence: np.ndarray,
+    *,
+    size: int,
+    margin: float = DEFAULT_MARGIN,
+    illumination: str = "none",
+) -> tuple[list[FaceCrop], np.ndarray, list[str]]:
+    """The faces that pass `verify_faces`, cropped with their landmarks; their face presence;
+    and one reason per rejected candidate (the step serving and `analyze_image` share)."""
+    kept, rejected = verify_faces(image_rgb, landmarks, presence)
+    crops = [
         crop_face(
             image_rgb,
             faces[i],
@@ -137,6 +161,7 @@ def analyze_image(
         )
         for i in kept
     ]
+    return crops, np.asarray(presence)[kept], rejected
 
 
 def face_crop_to_dict(face: FaceCrop, *, ndigits: int = 3) -> dict:
