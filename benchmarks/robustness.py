@@ -258,7 +258,7 @@ def non_face_summary(runner, images: list[tuple[str, str, bytes]], progress: boo
     """Acceptance rate (>= 1 analysed face) of the non-face set, per source, and the rejects."""
     accepted, rejected = [], 0
     sources = {s: {"images": 0, "accepted": 0} for s in ("scikit-image", "opencv", "drawn")}
-    for source, name, data in tqdm(images, desc="non-faces", disable=not progress):
+    for source, name, data in tqdm(images, desc="non-faces", disable=None if progress else True):
         raw = runner.analyze_bytes(data)
         sources[source]["images"] += 1
         rejected += len(raw.rejected or [])
@@ -431,7 +431,7 @@ def run_benchmark(
     paths = face_photos(faces_dir, limit)
     results = [
         measure_photo(runner, path, k)
-        for k, path in enumerate(tqdm(paths, desc="faces", disable=not progress))
+        for k, path in enumerate(tqdm(paths, desc="faces", disable=None if progress else True))
     ]
     found = [r["as taken"] is not None for r in results]
     non_faces = non_face_summary(runner, non_face_images(seed), progress)

@@ -76,7 +76,9 @@ def served_predictions(
     if meta.empty:
         raise ValueError(f"{data}: no rows in split {split!r}")
     rows, missed = [], []
-    for _, row in tqdm(meta.iterrows(), total=len(meta), desc="analyse", disable=not progress):
+    for _, row in tqdm(
+        meta.iterrows(), total=len(meta), desc="analyse", disable=None if progress else True
+    ):
         result = analyze_file(runner, data / row["image"], fitzpatrick=None, overlay=None)
         pred = prediction_row(row, result, split)
         if pred is None:

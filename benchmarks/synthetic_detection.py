@@ -35,7 +35,7 @@ def measure(per_type: int, seed: int, size: int = 256) -> dict[str, object]:
     config = PRESETS["synthskin-v1"]
     out: dict[str, object] = {}
     total_found = total_tone = total = 0
-    for ftype in tqdm(range(1, 7), desc="types"):
+    for ftype in tqdm(range(1, 7), desc="types", disable=None):
         found = tone_ok = 0
         scores, itas = [], []
         group = fitzpatrick_to_group(ftype)

@@ -420,7 +420,7 @@ def _check_files(
                 total=len(jobs),
                 desc="checking images",
                 unit="file",
-                disable=not progress,
+                disable=None if progress else True,
                 leave=False,
             )
         )

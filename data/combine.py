@@ -129,7 +129,9 @@ def write_combined(
             df = read_input(path)
             for col in PATH_COLUMNS:
                 values = [v for v in df.get(col, []) if v]
-                for rel in tqdm(values, desc=f"{name}: {col}s", disable=not progress, leave=False):
+                for rel in tqdm(
+                    values, desc=f"{name}: {col}s", disable=None if progress else True, leave=False
+                ):
                     _place_file(path / rel, tmp / name / rel, link)
             for info in PROVENANCE_FILES:
                 if (path / info).is_file():

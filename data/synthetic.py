@@ -256,7 +256,7 @@ def generate_dataset(
         (tmp / "images").mkdir(parents=True)
         (tmp / "masks").mkdir()
         rows = []
-        bar = tqdm(total=config.n, desc="synthetic", unit="img", disable=not progress)
+        bar = tqdm(total=config.n, desc="synthetic", unit="img", disable=None if progress else True)
         for row, jpeg, png in iter_records(config, workers=workers):
             (tmp / str(row["image"])).write_bytes(jpeg)
             (tmp / str(row["mask"])).write_bytes(png)

@@ -115,7 +115,9 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
         from tqdm.auto import tqdm
 
         split = str(df["split"].iloc[0]) if len(df) else ""
-        for row_index, row in tqdm(df.iterrows(), total=len(df), desc=f"face crops ({split})"):
+        for row_index, row in tqdm(
+            df.iterrows(), total=len(df), desc=f"face crops ({split})", disable=None
+        ):
             rel = str(row["image"])
             image = _load_rgb(self._source_dir / rel)
             mask = _load_mask(self._source_dir, row, image.shape[:2])

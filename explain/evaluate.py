@@ -660,7 +660,10 @@ def evaluate_run(
 
     try:
         with tqdm(
-            total=len(ex.images), desc="CAM", disable=not show_progress, file=sys.stderr
+            total=len(ex.images),
+            desc="CAM",
+            disable=None if show_progress else True,
+            file=sys.stderr,
         ) as bar:
             probs, cams = compute_cams(
                 model,
@@ -693,7 +696,7 @@ def evaluate_run(
     with tqdm(
         total=total_curves,
         desc="deletion/insertion",
-        disable=not show_progress,
+        disable=None if show_progress else True,
         file=sys.stderr,
     ) as bar:
         predict = make_predict_fn(model)

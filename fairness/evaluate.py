@@ -219,7 +219,7 @@ def evaluate_predictions(
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(chunks, desc="bootstrap", unit="chunk", leave=False)
+            iterator = tqdm(chunks, desc="bootstrap", unit="chunk", leave=False, disable=None)
         for size in iterator:
             weights = stratified_bootstrap_weights(strata, size, rng)
             for key in points:

@@ -116,7 +116,7 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(rows, desc="evaluate", unit="img")
+        iterator = tqdm(rows, desc="evaluate", unit="img", disable=None)
     for row in iterator:
         truth = fitzpatrick_to_group(int(row["fitzpatrick"]))
         try:

@@ -103,7 +103,7 @@ def lighting_main(args: argparse.Namespace) -> int:
         rows = [r for r in csv.DictReader(handle) if not args.split or r["split"] == args.split]
     rows = rows[: args.limit] if args.limit else rows
     results = {}
-    for row in tqdm(rows, desc="lighting", unit="img", disable=args.json):
+    for row in tqdm(rows, desc="lighting", unit="img", disable=True if args.json else None):
         image = load_image(args.data / row["image"])
         results[row["image"]] = estimate_under_lighting(image, size=args.size)
     report = {

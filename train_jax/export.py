@@ -917,7 +917,9 @@ def record_quantization(model_dir: Path, numbers: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; exit 0 ok, 2 bad input (incl. a bad datacard), 1 export failure."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m train_jax.export", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--run", type=Path, required=True, help="training run folder outputs/RUN")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.onnx + card")
     parser.add_argument(
@@ -979,8 +981,28 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=None if args.json else 2))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(_summary_line(summary))
     return 0
+
+
+def _summary_line(summary: dict[str, Any]) -> str:
+    """The export result as one human-readable line (``--json`` prints the full document)."""
+    parity = summary["parity_max_abs_diff"]
+    worst = max(parity.values()) if isinstance(parity, dict) else parity
+    line = (
+        f"exported {summary['model']} (model card {summary['card']}); ONNX Runtime matches JAX "
+        f"to {worst:.1e} (largest |difference| over outputs)"
+    )
+    int8 = summary.get("int8")
+    if isinstance(int8, dict):
+        line += (
+            f"; int8: largest per-group F1 drop {int8['max_f1_drop']:.3f}, "
+            f"adopted {int8['adopted_as_default']}"
+        )
+    return line
 
 
 if __name__ == "__main__":

@@ -97,6 +97,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _fmt(value: object) -> str:
+    """A metric for people: three decimals, or "n/a" when it is missing."""
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+
+
+def summary_line(run_dir: Path, result: dict) -> str:
+    """The run's closing line: status, best epoch and its validation metrics."""
+    best = result.get("best") or {}
+    return (
+        f"run {run_dir}: {result['status']}, best epoch {best.get('epoch')} "
+        f"val macro-F1 {_fmt(best.get('val/macro_f1'))} worst-group F1 "
+        f"{_fmt(best.get('val/worst_group_f1'))} (synthetic data: {result['synthetic']}; "
+        f"{result['disclaimer']})"
+    )
+
+
 def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
     """Dotted config keys set on the command line."""
     updates: dict[str, object] = {}
@@ -184,13 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        best = result.get("best") or {}
-        print(
-            f"run {run_dir}: {result['status']}, best epoch {best.get('epoch')} "
-            f"val macro-F1 {best.get('val/macro_f1')} worst-group F1 "
-            f"{best.get('val/worst_group_f1')} (synthetic data: {result['synthetic']}; "
-            f"{result['disclaimer']})"
-        )
+        print(summary_line(run_dir, result))
     return 0
 
 

@@ -37,7 +37,7 @@ def onnx_features(model_path: Path, source, *, batch_size: int = 64, progress: b
     if FEATURES not in {o.name for o in session.get_outputs()}:
         raise ValueError(f"{model_path}: the model has no {FEATURES!r} output (re-export it)")
     out = []
-    bar = tqdm(total=len(source), desc="features", unit="img", disable=not progress)
+    bar = tqdm(total=len(source), desc="features", unit="img", disable=None if progress else True)
     for batch in eval_batches(source, batch_size=batch_size):
         keep = batch["weight"] > 0
         images = np.asarray(batch["image"], np.float32)[keep]

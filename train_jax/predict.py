@@ -128,7 +128,7 @@ def predict_outputs(
         return probs, severity_probs(m.severity_from_features(feats))
 
     out = []
-    bar = tqdm(total=len(source), desc="predict", unit="img", disable=not progress)
+    bar = tqdm(total=len(source), desc="predict", unit="img", disable=None if progress else True)
     for batch in eval_batches(source, batch_size=batch_size):
         keep = batch["weight"] > 0
         out.append(tuple(np.asarray(a)[keep] for a in forward(state, batch["image"])))

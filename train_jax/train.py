@@ -405,7 +405,12 @@ def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, initial=initial, disable=not enabled, desc="train", unit="step", leave=False
+        total=total,
+        initial=initial,
+        disable=None if enabled else True,
+        desc="train",
+        unit="step",
+        leave=False,
     )
 
 

@@ -275,7 +275,9 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; exit 0 ok, 2 bad input."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m triton_models.build", description=__doc__.split("\n\n")[0]
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="training run folder (exported first)")
     source.add_argument(

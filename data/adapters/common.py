@@ -337,7 +337,9 @@ def _accept_images(records: list[Record], summary: Summary, progress: bool) -> l
 
     kept: list[Record] = []
     first_by_hash: dict[str, str] = {}
-    for rec in tqdm(records, desc="checking images", unit="img", disable=not progress, leave=False):
+    for rec in tqdm(
+        records, desc="checking images", unit="img", disable=None if progress else True, leave=False
+    ):
         src = rec.image_src
         if src is None or not src.is_file():
             summary.skip(rec.row_id, f"missing image: {src}")
@@ -493,7 +495,7 @@ def write_dataset(
             total=len(records),
             desc="writing images",
             unit="img",
-            disable=not progress,
+            disable=None if progress else True,
             leave=False,
         ):
             target = tmp / "images" / rec.image_name

@@ -421,7 +421,7 @@ def decode_items(
     kept = []
     start = time.perf_counter()
     desc = "decoding + estimating tone" if tone else "decoding"
-    for item in tqdm(items, desc=desc, unit="img", disable=not progress, leave=False):
+    for item in tqdm(items, desc=desc, unit="img", disable=None if progress else True, leave=False):
         data = item.image.read_bytes()
         error = check_image_bytes(data)
         image = None
