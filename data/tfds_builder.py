@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import sys
@@ -297,8 +298,14 @@ def build_dataset(
                     f"--image-size {crop_size}"
                 )
             tfds.display_progress_bar(False)  # our own bar counts the face crops
-            # TFDS prints "Downloading and preparing..." on stdout: keep stdout for --json.
-            with contextlib.redirect_stdout(sys.stderr), deterministic_serialization():
+            # TFDS prints "Downloading and preparing dataset ..." although nothing is downloaded:
+            # say what happens in our own words and keep stdout free for --json.
+            print(
+                f"building {crop_size} px face crops of {source_dir} into {cache} "
+                "(once; later runs reuse them)",
+                file=sys.stderr,
+            )
+            with contextlib.redirect_stdout(io.StringIO()), deterministic_serialization():
                 builder.download_and_prepare()
             stats_path = Path(builder.data_dir) / BUILD_STATS_FILE
             stats_path.write_text(json.dumps(builder.face_stats, indent=2) + "\n")

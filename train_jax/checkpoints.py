@@ -61,8 +61,22 @@ def _abstract(tree: Any) -> Any:
 
 
 def _manager(directory: Path, items: tuple[str, ...], *, read_only: bool = False):
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only)
-    return ocp.CheckpointManager(directory, options=options, item_names=items)
+    if not read_only:
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        return ocp.CheckpointManager(directory, options=options, item_names=items)
+    # Reading a checkpoint is the normal case for export, predict and evaluation: orbax's
+    # warnings that a read-only manager saves nothing ("Given directory is read only") are
+    # expected, so they are not shown.
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None, save_interval_steps=0, create=False, read_only=True
+    )
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        return ocp.CheckpointManager(directory, options=options, item_names=items)
+    finally:
+        absl_logger.setLevel(level)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:
