@@ -91,6 +91,7 @@ def analyze_file(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python client/analyze.py",
         description=__doc__.split("\n\n")[0],
         epilog="Exit codes: 0 ok/no face, 2 bad input, 3 server unreachable.",
     )

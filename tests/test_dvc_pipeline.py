@@ -12,9 +12,6 @@ training, real MLflow SQLite store.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,8 +19,8 @@ import pytest
 import yaml
 
 from data.schema import CONDITIONS, GROUPS
+from tests.repo_copy import copy_repository, run
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = (
     "generate",
     "convert",
@@ -80,56 +77,25 @@ def _write_tiny_yolo(root: Path) -> None:
     )
 
 
-def _tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
-    return [p for p in out.split("\0") if p and (REPO / p).is_file()]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", MPLBACKEND="Agg")
-    # The stages call `python`: make it this interpreter even when the venv is not activated.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _run(args: list[str], cwd: Path, timeout: int = 600) -> str:
-    proc = subprocess.run(
-        args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 def _dvc(*args: str, cwd: Path) -> str:
-    return _run([sys.executable, "-m", "dvc", *args], cwd)
-
-
-def _git(*args: str, cwd: Path) -> None:
-    _run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.invalid", *args], cwd)
+    proc = run([sys.executable, "-m", "dvc", *args], cwd)
+    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny copy of the repo after two `dvc repro` runs: its path and the second run's log."""
-    root = tmp_path_factory.mktemp("pipeline")
-    for rel in _tracked_files():
-        dst = root / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / rel, dst)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in TINY.items():
-        assert set(values) <= set(params[section]), f"params.yaml lost a key of {section}"
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _write_tiny_yolo(root / TINY_YOLO)
-    _git("init", "-q", cwd=root)
-    _git("add", "-A", cwd=root)
-    _git("commit", "-q", "-m", "tiny pipeline", cwd=root)
+    params: dict = {}
+
+    def shrink(root: Path) -> None:
+        params.update(yaml.safe_load((root / "params.yaml").read_text()))
+        for section, values in TINY.items():
+            assert set(values) <= set(params[section]), f"params.yaml lost a key of {section}"
+            params[section].update(values)
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        _write_tiny_yolo(root / TINY_YOLO)
+
+    root = copy_repository(tmp_path_factory.mktemp("pipeline"), edit=shrink)
     first = _dvc("repro", cwd=root)
     second = _dvc("repro", cwd=root)
     return {"root": root, "params": params, "first": first, "second": second}
@@ -144,7 +110,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
     for stage, entry in lock.items():
         for out in entry.get("outs", []):
             assert (root / out["path"]).exists(), f"{stage}: {out['path']} missing"
-    run = root / "outputs" / "pipeline"
+    run_dir = root / "outputs" / "pipeline"
     for rel in (
         "predictions_test.csv",
         "real/predictions_val.csv",
@@ -160,7 +126,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
         "plots/history.csv",
         "plots/reliability.csv",
     ):
-        assert (run / rel).is_file(), rel
+        assert (run_dir / rel).is_file(), rel
     # The dataset folders hold no crop cache: the build stage wrote them outside.
     for section in ("generate", "real", "combine"):
         data_dir = root / pipeline["params"][section]["out"]
