@@ -9,7 +9,7 @@ Triton server with --url): decoding, face detection, alignment, the estimated sk
 ONNX classifier and the per-group thresholds. The first face of each result (the detector's
 best) gives the row's probabilities and its estimated tone group; an image whose result has no
 face counts as not analysed and is left out of the metrics (the count and share are printed).
-The rows are written as a predictions CSV (ARCHITECTURE.md, "Predictions") and
+The rows are written as a predictions CSV (docs/architecture.md, "Predictions") and
 `python -m fairness.report` evaluates them, so the served code's accuracy is measured with the
 same report as the training run's. Photos are read, never written or logged.
 Exit codes: 0 ok, 2 bad arguments or dataset.

@@ -1,7 +1,7 @@
 """The analysis result: per-face arrays shared by both backends, and the JSON of the contract.
 
 Both the embedded runner and the Triton client produce a `RawAnalysis` (the ensemble outputs);
-`build_result` turns it into the ARCHITECTURE.md "Analysis result" dict, so both paths print the
+`build_result` turns it into the "Analysis result" dict of docs/architecture.md, so both paths print the
 same JSON for the same image.
 """
 

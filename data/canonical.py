@@ -1,6 +1,6 @@
 """The canonical dataset format: loader, validator, split assignment and coverage table.
 
-A dataset is ``DIR/metadata.csv`` beside its images (ARCHITECTURE.md, "Canonical dataset").
+A dataset is ``DIR/metadata.csv`` beside its images (docs/architecture.md, "Canonical dataset").
 Every problem is reported as a `Problem` naming the file, the 1-based CSV line (the header
 is line 1) and the column, and all problems are collected in one pass.
 

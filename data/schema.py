@@ -11,7 +11,7 @@ GROUPS: tuple[str, ...] = ("I-II", "III-IV", "V-VI")
 FITZPATRICK_TYPES: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-# Columns of metadata.csv (ARCHITECTURE.md, "Canonical dataset").
+# Columns of metadata.csv (docs/architecture.md, "Canonical dataset").
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", *CONDITIONS, "fitzpatrick", "split", "source")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "acne_severity",
@@ -26,7 +26,7 @@ SEVERITY_GRADES: tuple[int, ...] = (0, 1, 2, 3)
 # Where a row's skin tone comes from: a label, or an estimate from the photo (never a type).
 TONE_SOURCES: tuple[str, ...] = ("labelled", "estimated")
 
-# Columns of predictions_{val,test}.csv (ARCHITECTURE.md, "Predictions").
+# Columns of predictions_{val,test}.csv (docs/architecture.md, "Predictions").
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image",
     "fitzpatrick",

@@ -3,7 +3,7 @@
 Each example is the face crop the serving path would see (same preprocessing function:
 `preprocessing.pipeline.analyze_image`), with the lesion mask carried into the crop by the
 same affine transform. Images without a detected face fall back to a centred square crop and
-are marked `face_found=0`. No TensorFlow is needed (../shared/notes/data-and-tracking.md).
+are marked `face_found=0`. No TensorFlow is needed.
 Besides the labels each example carries its tone `group` (from `fitzpatrick`, else the optional
 `fitzpatrick_group`: `data.splits.row_group`), `acne_severity` (0-3, -1 = unknown) and
 `tone_source` (`labelled`, `estimated` or empty = unknown; a row with a Fitzpatrick type and no

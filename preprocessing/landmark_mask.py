@@ -2,7 +2,7 @@
 
 Landmarks are (x, y[, z]) in image pixels (`preprocessing.landmarks.decode_landmarks`), with
 pixel (j, i) covering [j, j + 1) x [i, i + 1). Skin regions are polygons over FaceMesh
-indices: both cheeks and the forehead (shared/notes/face-and-tone.md) and the chin between
+indices: both cheeks and the forehead (docs/preprocessing.md) and the chin between
 the lip-chin crease and the jaw; eyes, brows, lips and the nose base (nostrils) are cut out
 again, dilated by `EXCLUDE_MARGIN` of the eye distance, so an odd pose cannot bring them in.
 

@@ -165,7 +165,7 @@ def verified_crops(
 
 
 def face_crop_to_dict(face: FaceCrop, *, ndigits: int = 3) -> dict:
-    """The `faces[i]` detection and skin-tone part of the result JSON (ARCHITECTURE.md)."""
+    """The `faces[i]` detection and skin-tone part of the result JSON (docs/architecture.md)."""
     tone = face.skin_tone
     interval = tone.ita_interval and [round(float(v), 2) for v in tone.ita_interval]
     return {

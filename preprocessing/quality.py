@@ -4,7 +4,7 @@
 `preprocessing.pipeline.crop_face` (RGB uint8 [S, S, 3], black outside the source image),
 the bool skin mask of that crop (`FaceCrop.skin_mask`: the landmark skin regions serving
 uses) and the face box width in original pixels. It returns the signals and the
-warnings they raise; the codes are the ARCHITECTURE.md result vocabulary (`WARNINGS`;
+warnings they raise; the codes are the result vocabulary of docs/architecture.md (`WARNINGS`;
 `out_of_distribution` is decided elsewhere). Exact black pixels are padding and are left
 out of every signal.
 

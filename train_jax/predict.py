@@ -1,6 +1,6 @@
 """Predictions of a trained model on a split, written as `predictions_{split}.csv`.
 
-Columns (ARCHITECTURE.md, "Predictions"; `data.schema.PREDICTION_COLUMNS`): `image`,
+Columns (docs/architecture.md, "Predictions"; `data.schema.PREDICTION_COLUMNS`): `image`,
 `fitzpatrick` (1-6 or empty), `group` (I-II, III-IV, V-VI or empty), `split`, each condition's
 label (0/1 or empty) and `<cond>_prob`; then `data.schema.PREDICTION_OPTIONAL_COLUMNS`:
 `tone_source` (labelled, estimated or empty), `acne_severity` (the label, 0-3 or empty),

@@ -1,6 +1,6 @@
 """YOLO detection export (Roboflow's YOLOv8 layout) -> canonical dataset.
 
-    python -m data.adapters.yolo --src /work/shared/data/acne-new-v36 --out data/acne-new-v36 \\
+    python -m data.adapters.yolo --src data/raw/acne-new-v36 --out data/acne-new-v36 \\
         [--map acne=acne,pimple --map hyperpigmentation=spot] [--link] [--force] [--json] \\
         [--no-tone] [--source-name NAME]
 
