@@ -1,8 +1,8 @@
 """The analysis result: per-face arrays shared by both backends, and the JSON of the contract.
 
 Both the embedded runner and the Triton client produce a `RawAnalysis` (the ensemble outputs);
-`build_result` turns it into the "Analysis result" dict of docs/architecture.md, so both paths print the
-same JSON for the same image.
+`build_result` turns it into the "Analysis result" dict of docs/architecture.md, so both paths
+print the same JSON for the same image.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from preprocessing.face_detect import (
 )
 from preprocessing.image_io import load_image
 
-# MediaPipe 0.10.21's own result on astronaut.png (measured once with the mediapipe wheel; docs/preprocessing.md).
+# MediaPipe 0.10.21's own result on astronaut.png (measured once with its wheel).
 MEDIAPIPE_ASTRONAUT_BOX = [177.0, 82.0, 95.0, 95.0]
 MEDIAPIPE_ASTRONAUT_SCORE = 0.922
 # Face centres in t1.jpg, annotated by hand on a 100 px grid (not from this detector).
