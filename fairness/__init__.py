@@ -1,8 +1,10 @@
 """Fairness evaluation: per-group metrics with bootstrap CIs, gaps, calibration, thresholds.
 
 numpy, scikit-learn and fairlearn only (never JAX), so Triton's python models can import it.
-Modules: `metrics` (pure metric functions, `epoch_metrics`), `bootstrap`, `gaps`, `evaluate`
-(`evaluate_predictions`), `calibration`, `thresholds` (numpy-only: fit/save/load/apply),
-`coverage`, `severity` (acne-severity QWK / MAE with CIs), `io` (predictions CSVs), `plots`,
-`render`, `model_card`, `report` (the CLI).
+Modules: `batched` (metric cores over bootstrap weight matrices), `metrics` (pure metric
+functions, `epoch_metrics`), `bootstrap`, `gaps`, `evaluate` (`evaluate_predictions`),
+`calibration`, `thresholds` (numpy-only: fit/save/load/apply), `coverage`, `severity`
+(acne-severity QWK / MAE with CIs), `io` (predictions CSVs), `plots`, `render`, `model_card`,
+`report` (the CLI) with `report_goals` (AUROC goals), `report_severity` (the severity section)
+and `report_blocks` (the report's document layout).
 """

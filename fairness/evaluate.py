@@ -20,12 +20,14 @@ the others are listed in ``no_ground_truth``). No NaN is ever returned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fairness import gaps
+from fairness.batched import SCORE_METRICS, THRESHOLD_METRICS, batched_metrics
 from fairness.bootstrap import (
     INSUFFICIENT,
     estimate,
@@ -34,7 +36,6 @@ from fairness.bootstrap import (
     stratified_bootstrap_weights,
 )
 from fairness.io import PredictionArrays, to_arrays
-from fairness.metrics import SCORE_METRICS, THRESHOLD_METRICS, batched_metrics
 
 __all__ = [
     "INSUFFICIENT",
@@ -73,6 +74,21 @@ class _Cell:
     @property
     def ok(self) -> bool:
         return self.reason is None
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The evaluated rows as arrays."""
+
+    y: np.ndarray  # labels [N, C], NaN = unknown
+    p: np.ndarray  # probabilities [N, C]
+    decisions: np.ndarray  # 0/1 decisions [N, C], float64
+    group: np.ndarray  # group name per row, "" = unknown
+    types: np.ndarray  # Fitzpatrick type per row, 0 = unknown
+
+
+CellKey = tuple[str, str, str]  # (condition, "overall" | "by_group" | "by_type", subset name)
+Replicates = dict[CellKey, dict[str, np.ndarray | None]]
 
 
 def coerce_arrays(data) -> PredictionArrays:
@@ -143,12 +159,49 @@ def evaluate_predictions(
     """
     from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
 
+    rows, method = _evaluated_rows(data, thresholds, decisions, len(CONDITIONS))
+    no_ground_truth = [c for i, c in enumerate(CONDITIONS) if not _has_labels(rows.y[:, i])]
+    subsets = _subset_masks(rows.group, rows.types, GROUPS, FITZPATRICK_TYPES)
+    cells = _cells(rows.y, subsets, CONDITIONS, no_ground_truth, min_positives, min_negatives)
+    points = _point_estimates(rows, cells, CONDITIONS)
+    replicates = _bootstrap_replicates(
+        rows, cells, list(points), CONDITIONS, n_boot, seed, chunk_size, progress
+    )
+    result_conditions = {
+        cond: _condition_entry(cond, cells, points, replicates, ci_level, cond in no_ground_truth)
+        for cond in CONDITIONS
+    }
+    # Conditions nobody labelled would make every macro cell insufficient: average the others.
+    scored = [c for c in CONDITIONS if c not in no_ground_truth] or list(CONDITIONS)
+    macro = _macro(scored, GROUPS, cells, points, replicates, ci_level)
+    macro["conditions"] = scored
+    return {
+        "schema_version": 1,
+        "n": int(rows.y.shape[0]),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "ci_level": ci_level,
+        "ci_method": CI_METHOD if (rows.types > 0).any() else CI_METHOD_GROUPS,
+        "min_positives": min_positives,
+        "min_negatives": min_negatives,
+        "thresholds": method,
+        "conditions": result_conditions,
+        "no_ground_truth": no_ground_truth,
+        "macro": macro,
+        "summary": _summary(macro, result_conditions, CONDITIONS, GROUPS),
+    }
+
+
+def _evaluated_rows(
+    data: Any, thresholds: Any, decisions: Any, num_conditions: int
+) -> tuple[_Rows, str]:
+    """The rows to evaluate, their decisions, and the name of how the decisions were made."""
     arr = coerce_arrays(data)
     y, p = arr.y_true, arr.probs
     n_rows = y.shape[0]
-    if y.shape != (n_rows, len(CONDITIONS)) or p.shape != y.shape:
+    if y.shape != (n_rows, num_conditions) or p.shape != y.shape:
         raise ValueError(
-            f"y_true and probs must both have shape [N, {len(CONDITIONS)}], "
+            f"y_true and probs must both have shape [N, {num_conditions}], "
             f"got {y.shape} and {p.shape}"
         )
     if len(arr.groups) != n_rows or arr.fitzpatrick.shape[0] != n_rows:
@@ -167,131 +220,197 @@ def evaluate_predictions(
         from fairness.thresholds import apply_thresholds
 
         decisions, _ = apply_thresholds(p, arr.groups, thresholds)
-    decisions = decisions.astype(np.float64)
     group = np.asarray([g or "" for g in arr.groups], dtype=object)
-    types = arr.fitzpatrick
+    return _Rows(y, p, decisions.astype(np.float64), group, arr.fitzpatrick), method
 
-    subsets: dict[str, dict[str, np.ndarray]] = {
-        "overall": {"all": np.ones(n_rows, dtype=bool)},
-        "by_group": {g: group == g for g in GROUPS},
-        "by_type": {str(t): types == t for t in FITZPATRICK_TYPES},
+
+def _has_labels(labels: np.ndarray) -> bool:
+    """Whether any row has a known (finite) label."""
+    return bool(np.isfinite(labels).any())
+
+
+def _subset_masks(
+    group: np.ndarray,
+    types: np.ndarray,
+    groups: tuple[str, ...],
+    fitzpatrick_types: tuple[int, ...],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Row masks of the subsets: all rows, each group and each Fitzpatrick type."""
+    return {
+        "overall": {"all": np.ones(group.shape[0], dtype=bool)},
+        "by_group": {g: group == g for g in groups},
+        "by_type": {str(t): types == t for t in fitzpatrick_types},
     }
-    no_ground_truth = [c for i, c in enumerate(CONDITIONS) if not np.isfinite(y[:, i]).any()]
-    cells: dict[tuple[str, str, str], _Cell] = {}
-    for c, cond in enumerate(CONDITIONS):
+
+
+def _cells(
+    y: np.ndarray,
+    subsets: dict[str, dict[str, np.ndarray]],
+    conditions: tuple[str, ...],
+    no_ground_truth: list[str],
+    min_positives: int,
+    min_negatives: int,
+) -> dict[CellKey, _Cell]:
+    """Every condition x subset cell: its rows with a known label and its evidence status."""
+    cells: dict[CellKey, _Cell] = {}
+    for c, cond in enumerate(conditions):
         known = np.isfinite(y[:, c])
         for kind, members in subsets.items():
             for name, mask in members.items():
                 rows = np.flatnonzero(known & mask)
-                pos = int(y[rows, c].sum())
-                neg = int(rows.size - pos)
-                reason, status = None, "ok"
-                if cond in no_ground_truth:
-                    reason, status = NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH
-                elif pos < min_positives or neg < min_negatives:
-                    reason, status = (
-                        f"{pos} positives and {neg} negatives; need at least "
-                        f"{min_positives} and {min_negatives}",
-                        INSUFFICIENT,
-                    )
-                cells[(cond, kind, name)] = _Cell(rows, pos, neg, reason, status)
+                cells[(cond, kind, name)] = _make_cell(
+                    rows, y[rows, c], cond in no_ground_truth, min_positives, min_negatives
+                )
+    return cells
 
-    # Point estimates: the same batched code with unit weights.
-    points: dict[tuple[str, str, str], dict[str, float]] = {}
+
+def _make_cell(
+    rows: np.ndarray, labels: np.ndarray, no_truth: bool, min_positives: int, min_negatives: int
+) -> _Cell:
+    """A cell of `rows` with 0/1 `labels`; a reason when it reports no number."""
+    pos = int(labels.sum())
+    neg = int(rows.size - pos)
+    if no_truth:
+        return _Cell(rows, pos, neg, NO_GROUND_TRUTH_REASON, NO_GROUND_TRUTH)
+    if pos < min_positives or neg < min_negatives:
+        reason = (
+            f"{pos} positives and {neg} negatives; need at least "
+            f"{min_positives} and {min_negatives}"
+        )
+        return _Cell(rows, pos, neg, reason, INSUFFICIENT)
+    return _Cell(rows, pos, neg, None, "ok")
+
+
+def _point_estimates(
+    rows: _Rows, cells: dict[CellKey, _Cell], conditions: tuple[str, ...]
+) -> dict[CellKey, dict[str, float]]:
+    """Point estimates of the cells with enough evidence: the batched code with unit weights."""
+    points: dict[CellKey, dict[str, float]] = {}
     for (cond, kind, name), cell in cells.items():
         if cell.ok:
-            c = CONDITIONS.index(cond)
+            c = conditions.index(cond)
             r = cell.rows
-            m = batched_metrics(y[r, c], p[r, c], decisions[r, c], np.ones((1, r.size)))
+            m = batched_metrics(
+                rows.y[r, c], rows.p[r, c], rows.decisions[r, c], np.ones((1, r.size))
+            )
             points[(cond, kind, name)] = {k: float(v[0]) for k, v in m.items()}
+    return points
 
-    # Bootstrap replicates, stratified by type (group if unknown) x label pattern.
-    reps: dict[tuple[str, str, str], dict[str, list[np.ndarray]]] = {
-        key: {m: [] for m in METRICS} for key in points
+
+def _bootstrap_strata(y: np.ndarray, group: np.ndarray, types: np.ndarray) -> np.ndarray:
+    """Stratum code per row: Fitzpatrick type (group when the type is unknown) x label
+    pattern."""
+    tone_key = [str(t) if t > 0 else f"g:{g}" for t, g in zip(types, group, strict=True)]
+    label_key = [",".join("u" if np.isnan(v) else str(int(v)) for v in row) for row in y]
+    return strata_codes(tone_key, label_key)
+
+
+def _chunks(n_boot: int, chunk_size: int, progress: bool) -> Iterable[int]:
+    """Replicates per bootstrap chunk (behind a tqdm bar when `progress`)."""
+    chunks = [min(chunk_size, n_boot - s) for s in range(0, n_boot, chunk_size)]
+    if not progress:
+        return chunks
+    from tqdm import tqdm
+
+    return tqdm(chunks, desc="bootstrap", unit="chunk", leave=False, disable=None)
+
+
+def _bootstrap_replicates(
+    rows: _Rows,
+    cells: dict[CellKey, _Cell],
+    keys: list[CellKey],
+    conditions: tuple[str, ...],
+    n_boot: int,
+    seed: int,
+    chunk_size: int,
+    progress: bool,
+) -> Replicates:
+    """Bootstrap replicates [n_boot] of every metric of the cells `keys` (None if n_boot is
+    0), stratified by type (group if unknown) x label pattern."""
+    reps: dict[CellKey, dict[str, list[np.ndarray]]] = {
+        key: {m: [] for m in METRICS} for key in keys
     }
     if n_boot > 0:
-        tone_key = [str(t) if t > 0 else f"g:{g}" for t, g in zip(types, group, strict=True)]
-        label_key = [",".join("u" if np.isnan(v) else str(int(v)) for v in row) for row in y]
-        strata = strata_codes(tone_key, label_key)
+        strata = _bootstrap_strata(rows.y, rows.group, rows.types)
         rng = np.random.default_rng(seed)
-        chunks = [min(chunk_size, n_boot - s) for s in range(0, n_boot, chunk_size)]
-        iterator = chunks
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(chunks, desc="bootstrap", unit="chunk", leave=False, disable=None)
-        for size in iterator:
+        for size in _chunks(n_boot, chunk_size, progress):
             weights = stratified_bootstrap_weights(strata, size, rng)
-            for key in points:
-                c, r = CONDITIONS.index(key[0]), cells[key].rows
-                m = batched_metrics(y[r, c], p[r, c], decisions[r, c], weights[:, r])
+            for key in keys:
+                c, r = conditions.index(key[0]), cells[key].rows
+                m = batched_metrics(rows.y[r, c], rows.p[r, c], rows.decisions[r, c], weights[:, r])
                 for name, values in m.items():
                     reps[key][name].append(values)
-    replicates = {
+    return {
         key: {m: (np.concatenate(v) if v else None) for m, v in by_metric.items()}
         for key, by_metric in reps.items()
     }
 
-    def cell_dict(key) -> dict:
-        cell = cells[key]
-        n = int(cell.rows.size)
-        out = {
-            "n": n,
-            "positives": cell.positives,
-            "negatives": cell.negatives,
-            "prevalence": (cell.positives / n) if n else None,
-        }
-        for metric in METRICS:
-            if cell.ok:
-                out[metric] = estimate(points[key][metric], replicates[key][metric], ci_level)
-            else:
-                out[metric] = insufficient(cell.reason, cell.status)
-        out["status"] = cell.status
-        return out
 
-    result_conditions: dict[str, dict] = {}
-    for cond in CONDITIONS:
-        entry = {
-            "overall": cell_dict((cond, "overall", "all")),
-            "by_group": {g: cell_dict((cond, "by_group", g)) for g in GROUPS},
-            "by_type": {str(t): cell_dict((cond, "by_type", str(t))) for t in FITZPATRICK_TYPES},
-        }
-        group_values = {
-            g: (points[(cond, "by_group", g)], replicates[(cond, "by_group", g)])
-            for g in GROUPS
-            if cells[(cond, "by_group", g)].ok
-        }
-        between = _between_groups(group_values, ci_level)
-        if cond in no_ground_truth:
-            between = _mark_no_ground_truth(between)
-        entry.update(between)
-        result_conditions[cond] = entry
+def _cell_dict(
+    cell: _Cell,
+    point: dict[str, float] | None,
+    replicates: dict[str, np.ndarray | None] | None,
+    ci_level: float,
+) -> dict:
+    """A cell of the output: counts, prevalence and one estimate per metric."""
+    n = int(cell.rows.size)
+    out = {
+        "n": n,
+        "positives": cell.positives,
+        "negatives": cell.negatives,
+        "prevalence": (cell.positives / n) if n else None,
+    }
+    for metric in METRICS:
+        if cell.ok:
+            out[metric] = estimate(point[metric], replicates[metric], ci_level)
+        else:
+            out[metric] = insufficient(cell.reason, cell.status)
+    out["status"] = cell.status
+    return out
 
-    # Conditions nobody labelled would make every macro cell insufficient: average the others.
-    scored = [c for c in CONDITIONS if c not in no_ground_truth] or list(CONDITIONS)
-    macro = _macro(scored, GROUPS, cells, points, replicates, ci_level)
-    macro["conditions"] = scored
-    summary = {
+
+def _condition_entry(
+    cond: str,
+    cells: dict[CellKey, _Cell],
+    points: dict[CellKey, dict[str, float]],
+    replicates: Replicates,
+    ci_level: float,
+    no_truth: bool,
+) -> dict:
+    """One condition of the output: overall, by group, by type and the between-group gaps."""
+    from data.schema import FITZPATRICK_TYPES, GROUPS
+
+    def cell_dict(kind: str, name: str) -> dict:
+        key = (cond, kind, name)
+        return _cell_dict(cells[key], points.get(key), replicates.get(key), ci_level)
+
+    entry = {
+        "overall": cell_dict("overall", "all"),
+        "by_group": {g: cell_dict("by_group", g) for g in GROUPS},
+        "by_type": {str(t): cell_dict("by_type", str(t)) for t in FITZPATRICK_TYPES},
+    }
+    group_values = {
+        g: (points[(cond, "by_group", g)], replicates[(cond, "by_group", g)])
+        for g in GROUPS
+        if cells[(cond, "by_group", g)].ok
+    }
+    between = _between_groups(group_values, ci_level)
+    if no_truth:
+        between = _mark_no_ground_truth(between)
+    entry.update(between)
+    return entry
+
+
+def _summary(
+    macro: dict, by_condition: dict, conditions: tuple[str, ...], groups: tuple[str, ...]
+) -> dict:
+    """The headline estimates: macro F1, worst-group F1, the dark-vs-medium gap, F1s."""
+    return {
         "macro_f1": macro["overall"]["f1"],
         "worst_group_f1": macro["group_min"]["f1"],
         "gap_dark_vs_medium_f1": macro["gaps"]["f1_dark_vs_medium"],
-        **{f"f1/{c}": result_conditions[c]["overall"]["f1"] for c in CONDITIONS},
-        **{f"f1/{g}": macro["by_group"][g]["f1"] for g in GROUPS},
-    }
-    return {
-        "schema_version": 1,
-        "n": int(n_rows),
-        "n_boot": int(n_boot),
-        "seed": int(seed),
-        "ci_level": ci_level,
-        "ci_method": CI_METHOD if (types > 0).any() else CI_METHOD_GROUPS,
-        "min_positives": min_positives,
-        "min_negatives": min_negatives,
-        "thresholds": method,
-        "conditions": result_conditions,
-        "no_ground_truth": no_ground_truth,
-        "macro": macro,
-        "summary": summary,
+        **{f"f1/{c}": by_condition[c]["overall"]["f1"] for c in conditions},
+        **{f"f1/{g}": macro["by_group"][g]["f1"] for g in groups},
     }
 
 

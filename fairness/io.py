@@ -12,8 +12,12 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "PredictionArrays",
@@ -27,6 +31,7 @@ __all__ = [
 ]
 
 MAX_LISTED = 5
+Columns = dict[str, "pd.Series"]  # checked columns of one validation step, by name
 
 
 def _current_umask() -> int:
@@ -68,15 +73,27 @@ def read_predictions(path: str | os.PathLike):
     """
     import pandas as pd
 
-    from data.schema import (
-        CONDITIONS,
-        FITZPATRICK_TYPES,
-        GROUPS,
-        PREDICTION_COLUMNS,
-        PREDICTION_OPTIONAL_COLUMNS,
-    )
-
     path = Path(path)
+    df = _load_csv(path)
+    out = pd.DataFrame({"image": df["image"], "split": df["split"]})
+    problems: list[str] = []
+    for step in (_condition_columns, _tone_columns, _optional_columns):
+        columns, found = step(df)
+        for name, values in columns.items():
+            out[name] = values
+        problems += found
+    if problems:
+        raise PredictionsError(f"{path}: " + "; ".join(problems))
+    out.attrs["path"] = str(path)
+    return out
+
+
+def _load_csv(path: Path) -> pd.DataFrame:
+    """The CSV as text (empty cells as ""), after checking it exists, has rows and columns."""
+    import pandas as pd
+
+    from data.schema import PREDICTION_COLUMNS
+
     if not path.is_file():
         raise PredictionsError(f"{path}: file not found")
     try:
@@ -90,8 +107,17 @@ def read_predictions(path: str | os.PathLike):
         )
     if len(df) == 0:
         raise PredictionsError(f"{path}: no rows")
+    return df
+
+
+def _condition_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
+    """Each condition's label (0, 1 or NaN) and probability, and the problems found."""
+    import pandas as pd
+
+    from data.schema import CONDITIONS
+
+    columns: Columns = {}
     problems: list[str] = []
-    out = pd.DataFrame({"image": df["image"], "split": df["split"]})
     for cond in CONDITIONS:
         raw = df[cond].str.strip()
         value = pd.to_numeric(raw.where(raw != ""), errors="coerce")
@@ -100,7 +126,7 @@ def read_predictions(path: str | os.PathLike):
             problems.append(
                 f"column {cond!r}, {_lines(bad.to_numpy())}: label must be 0, 1 or empty"
             )
-        out[cond] = value.astype(np.float64)
+        columns[cond] = value.astype(np.float64)
         raw_p = df[f"{cond}_prob"].str.strip()
         prob = pd.to_numeric(raw_p, errors="coerce")
         bad_p = ~prob.between(0.0, 1.0)  # NaN is not between, so it is flagged too
@@ -109,7 +135,17 @@ def read_predictions(path: str | os.PathLike):
                 f"column {cond + '_prob'!r}, {_lines(bad_p.to_numpy())}: "
                 "probability must be a number in [0, 1] (NaN or empty is not allowed)"
             )
-        out[f"{cond}_prob"] = prob.astype(np.float64)
+        columns[f"{cond}_prob"] = prob.astype(np.float64)
+    return columns, problems
+
+
+def _tone_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
+    """The Fitzpatrick type (0 = unknown) and the group (a known type's group when empty)."""
+    import pandas as pd
+
+    from data.schema import FITZPATRICK_TYPES, GROUPS
+
+    problems: list[str] = []
     raw_f = df["fitzpatrick"].str.strip()
     fitz = pd.to_numeric(raw_f.where(raw_f != ""), errors="coerce")
     bad_f = (raw_f != "") & ~fitz.isin(FITZPATRICK_TYPES)
@@ -118,14 +154,14 @@ def read_predictions(path: str | os.PathLike):
             f"column 'fitzpatrick', {_lines(bad_f.to_numpy())}: "
             f"must be one of {list(FITZPATRICK_TYPES)} or empty"
         )
-    out["fitzpatrick"] = fitz.where(~bad_f).fillna(0).astype(np.int64)
+    types = fitz.where(~bad_f).fillna(0).astype(np.int64)
     group = df["group"].str.strip()
     bad_g = (group != "") & ~group.isin(GROUPS)
     if bad_g.any():
         problems.append(
             f"column 'group', {_lines(bad_g.to_numpy())}: must be one of {sorted(GROUPS)} or empty"
         )
-    expected = out["fitzpatrick"].map(lambda f: GROUPS[(f - 1) // 2] if f > 0 else "")
+    expected = types.map(lambda f: GROUPS[(f - 1) // 2] if f > 0 else "")
     clash = (group != "") & (expected != "") & (group != expected) & ~bad_g
     if clash.any():
         problems.append(
@@ -133,12 +169,22 @@ def read_predictions(path: str | os.PathLike):
             "group does not match the Fitzpatrick type"
         )
     # A known type with an empty group still belongs to that type's group.
-    out["group"] = group.where(group != "", expected)
+    return {"fitzpatrick": types, "group": group.where(group != "", expected)}, problems
+
+
+def _optional_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
+    """The optional columns that are present: pass-through ones, face_found, acne severity."""
+    import pandas as pd
+
+    from data.schema import PREDICTION_OPTIONAL_COLUMNS
+
+    columns: Columns = {}
+    problems: list[str] = []
     # tone_source: fairness.tone_basis reads it; subject_id: cross-fitting folds keep a subject
     # together (fairness.crossfit); face_found (1/0): the share of faces not analysed.
     for extra in ("source", "tone_source", "subject_id", "face_found"):
         if extra in df.columns:
-            out[extra] = df[extra]
+            columns[extra] = df[extra]
     if "face_found" in df.columns:
         raw_face = df["face_found"].str.strip()
         bad_face = ~raw_face.isin(["0", "1", ""])
@@ -146,17 +192,16 @@ def read_predictions(path: str | os.PathLike):
             problems.append(
                 f"column 'face_found', {_lines(bad_face.to_numpy())}: must be 0, 1 or empty"
             )
-        out["face_found"] = raw_face
+        columns["face_found"] = raw_face
     # Optional acne-severity columns (data.schema.PREDICTION_OPTIONAL_COLUMNS), when present:
     # kept as numbers, NaN = empty (unknown label, or a model without the severity head).
     for extra in (c for c in PREDICTION_OPTIONAL_COLUMNS if c.startswith("acne_severity")):
         if extra in df.columns:
             raw_x = df[extra].str.strip()
-            out[extra] = pd.to_numeric(raw_x.where(raw_x != ""), errors="coerce").astype(np.float64)
-    if problems:
-        raise PredictionsError(f"{path}: " + "; ".join(problems))
-    out.attrs["path"] = str(path)
-    return out
+            columns[extra] = pd.to_numeric(raw_x.where(raw_x != ""), errors="coerce").astype(
+                np.float64
+            )
+    return columns, problems
 
 
 def to_arrays(df) -> PredictionArrays:

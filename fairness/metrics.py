@@ -14,7 +14,8 @@ The report never shows these NaNs: `fairness.evaluate` turns a cell with too few
 or negatives into "insufficient evidence" first.
 
 Each metric has a batched core taking a weight matrix ``W [B, n]`` (one bootstrap replicate
-per row), so the point estimate and every replicate go through the same code.
+per row), so the point estimate and every replicate go through the same code. The cores live in
+`fairness.batched` (shared with `fairness.evaluate`) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from fairness.batched import (
+    SCORE_METRICS,
+    THRESHOLD_METRICS,
+    batched_metrics,
+    confusion_batched,
+    safe_ratio,
+    score_metrics_batched,
+    threshold_metrics_batched,
+)
+
 __all__ = [
+    "SCORE_METRICS",
+    "THRESHOLD_METRICS",
     "average_precision",
     "auroc",
     "epoch_metrics",
@@ -35,12 +48,11 @@ __all__ = [
     "recall",
     "specificity",
     "batched_metrics",
+    "confusion_batched",
     "evaluate_predictions",
+    "score_metrics_batched",
+    "threshold_metrics_batched",
 ]
-
-THRESHOLD_METRICS: tuple[str, ...] = ("precision", "recall", "specificity", "fpr", "f1")
-SCORE_METRICS: tuple[str, ...] = ("auroc", "ap")
-
 
 # --- input checks -------------------------------------------------------------------------
 
@@ -78,77 +90,6 @@ def _prepare(y_true, y_other, sample_weight, *, other: str, binary_other: bool):
             raise ValueError("sample_weight must be non-negative")
         w = w[None, :]
     return y, o, w
-
-
-def _ratio(num: np.ndarray, den: np.ndarray, *, empty: float = float("nan")) -> np.ndarray:
-    out = np.full(np.broadcast(num, den).shape, empty, dtype=np.float64)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-# --- batched cores: W [B, n] -> [B] ---------------------------------------------------------
-
-
-def confusion_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> dict:
-    """Weighted confusion counts tp, fp, tn, fn, each of shape [B]."""
-    return {
-        "tp": weights @ (y * pred),
-        "fp": weights @ ((1 - y) * pred),
-        "tn": weights @ ((1 - y) * (1 - pred)),
-        "fn": weights @ (y * (1 - pred)),
-    }
-
-
-def threshold_metrics_batched(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> dict:
-    """precision, recall, specificity, fpr and f1 per replicate (rules in the module doc)."""
-    c = confusion_batched(y, pred, weights)
-    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
-    return {
-        "precision": _ratio(tp, tp + fp, empty=0.0),
-        "recall": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "fpr": _ratio(fp, tn + fp),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-    }
-
-
-def _ranked(y: np.ndarray, score: np.ndarray, weights: np.ndarray):
-    order = np.argsort(-score, kind="mergesort")
-    s = score[order]
-    # Last index of each run of tied scores: one ROC/PR point per distinct threshold.
-    distinct = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    w = weights[:, order]
-    tps = np.cumsum(w * y[order], axis=1)[:, distinct]
-    fps = np.cumsum(w * (1 - y[order]), axis=1)[:, distinct]
-    return tps, fps
-
-
-def score_metrics_batched(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> dict:
-    """AUROC (trapezoidal ROC area) and average precision (step PR area) per replicate."""
-    b = weights.shape[0]
-    if y.size == 0:
-        return {"auroc": np.full(b, np.nan), "ap": np.full(b, np.nan)}
-    tps, fps = _ranked(y, score, weights)
-    total_pos, total_neg = tps[:, -1:], fps[:, -1:]
-    zeros = np.zeros((b, 1))
-    tpr = np.hstack([zeros, _ratio(tps, total_pos)])
-    fpr = np.hstack([zeros, _ratio(fps, total_neg)])
-    auc = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]) / 2.0, axis=1)
-    auc = np.where((total_pos[:, 0] > 0) & (total_neg[:, 0] > 0), auc, np.nan)
-    prec = _ratio(tps, tps + fps, empty=0.0)
-    ap = np.sum(np.diff(tpr, axis=1) * prec, axis=1)
-    ap = np.where(total_pos[:, 0] > 0, ap, np.nan)
-    return {"auroc": auc, "ap": ap}
-
-
-def batched_metrics(
-    y: np.ndarray, score: np.ndarray, pred: np.ndarray, weights: np.ndarray
-) -> dict[str, np.ndarray]:
-    """All threshold and score metrics for each replicate row of `weights` [B, n]."""
-    return {
-        **threshold_metrics_batched(y, pred, weights),
-        **score_metrics_batched(y, score, weights),
-    }
 
 
 # --- pure metric functions ------------------------------------------------------------------
@@ -299,7 +240,7 @@ def prevalence(y_true, y_pred=None, *, sample_weight=None) -> float:
     w = np.ones_like(y) if sample_weight is None else _as_vector(sample_weight, "sample_weight")
     if w.shape != y.shape:
         raise ValueError(f"sample_weight has {w.size} values, expected {y.size}")
-    return float(_ratio(np.asarray(w @ y), np.asarray(w.sum())))
+    return float(safe_ratio(np.asarray(w @ y), np.asarray(w.sum())))
 
 
 # --- grouping: fairlearn MetricFrame --------------------------------------------------------

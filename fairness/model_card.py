@@ -58,7 +58,10 @@ EVIDENCE_NOTE = (
     "data at most); 'unknown' = labelled, but the data's kind is unknown."
 )
 
-GAP_TARGET = 0.15  # the issue's target for the dark-vs-medium F1 gap
+GAP_TARGET = 0.15  # the target for the dark-vs-medium F1 gap
+# The per-group estimates and the gaps the Markdown card shows, in column order.
+CARD_METRICS = ("f1", "recall", "precision", "auroc")
+CARD_GAPS = ("f1_dark_vs_medium", "f1_worst_best", "equalized_odds")
 NOT_A_MEDICAL_DEVICE = "This model is not a medical device and is not cleared for clinical use."
 INTENDED_USE = (
     "Research aid for studying automated detection of acne, hyperpigmentation and wrinkles "
@@ -416,8 +419,86 @@ def make_model_card(
 
     tone = tone or make_tone_basis(LABELLED)
     split = str((evaluation or {}).get("split", "test"))
+    card = {
+        "schema_version": 1,
+        "disclaimer": DISCLAIMER,
+        "medical_device": False,
+        "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
+        "intended_use": _intended_use(tone),
+        "out_of_scope": OUT_OF_SCOPE,
+        "model": model or {"name": "unknown"},
+        "conditions": list(CONDITIONS),
+        "groups": list(GROUPS),
+        **tone.to_dict(),
+        "data": _data_section(dataset, split),
+        "evaluation": _evaluation_section(metrics, split, evaluation),
+        "limitations": _limitations(
+            metrics, dataset, tone, evidence, provenance, split, severity is not None
+        ),
+    }
+    if severity is not None:
+        card["severity"] = severity
+    if tone.note:
+        card["group_note"] = tone.note
+    return card | _given_sections(provenance, evidence, thresholds, calibration)
 
-    per_group = {
+
+def _given_sections(
+    provenance: list[dict] | None,
+    evidence: Mapping[str, str] | None,
+    thresholds: dict | None,
+    calibration: dict | None,
+) -> dict:
+    """The card's sections of the optional inputs that were given (None: no section)."""
+    from data.schema import CONDITIONS
+
+    sections: dict = {}
+    if provenance is not None:
+        sections["data_provenance"] = [
+            {k: entry.get(k) for k in DATACARD_KEYS} for entry in provenance
+        ]
+    if evidence is not None:
+        sections["evidence"] = {c: evidence[c] for c in CONDITIONS if c in evidence}
+        sections["evidence_note"] = EVIDENCE_NOTE
+    if thresholds is not None:
+        sections["thresholds"] = _threshold_section(thresholds)
+    if calibration is not None:
+        sections["calibration"] = _calibration_section(calibration)
+    return sections
+
+
+def _evaluation_section(metrics: dict, split: str, evaluation: Mapping[str, object] | None) -> dict:
+    """The card's ``evaluation``: how it was measured, the summary, per-group cells and gaps."""
+    from data.schema import CONDITIONS
+
+    section = {
+        "split": split,
+        "method": str((evaluation or {}).get("method", "test, thresholds fitted on val")),
+        "n": metrics["n"],
+        "thresholds": metrics["thresholds"],
+        "ci": f"{int(metrics['ci_level'] * 100)}% {metrics['ci_method']}, "
+        f"{metrics['n_boot']} replicates, seed {metrics['seed']}",
+        "minimum_counts": {
+            "positives": metrics["min_positives"],
+            "negatives": metrics["min_negatives"],
+        },
+        "summary": metrics["summary"],
+        "macro_over": metrics["macro"].get("conditions", list(CONDITIONS)),
+        "no_ground_truth": metrics.get("no_ground_truth", []),
+        "per_group": _per_group_section(metrics),
+        "gaps": {c: metrics["conditions"][c]["gaps"] for c in CONDITIONS}
+        | {"macro": metrics["macro"]["gaps"]},
+    }
+    if split != "test":
+        section["note"] = CROSS_FITTED_NOTE
+    return section
+
+
+def _per_group_section(metrics: dict) -> dict:
+    """Condition -> group -> the group's estimates, n and positives."""
+    from data.schema import CONDITIONS, GROUPS
+
+    return {
         cond: {
             g: {
                 m: metrics["conditions"][cond]["by_group"][g][m]
@@ -431,78 +512,52 @@ def make_model_card(
         }
         for cond in CONDITIONS
     }
-    card = {
-        "schema_version": 1,
-        "disclaimer": DISCLAIMER,
-        "medical_device": False,
-        "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
-        "intended_use": _intended_use(tone),
-        "out_of_scope": OUT_OF_SCOPE,
-        "model": model or {"name": "unknown"},
-        "conditions": list(CONDITIONS),
-        "groups": list(GROUPS),
-        **tone.to_dict(),
-        "data": _data_section(dataset, split),
-        "evaluation": {
-            "split": split,
-            "method": str((evaluation or {}).get("method", "test, thresholds fitted on val")),
-            "n": metrics["n"],
-            "thresholds": metrics["thresholds"],
-            "ci": f"{int(metrics['ci_level'] * 100)}% {metrics['ci_method']}, "
-            f"{metrics['n_boot']} replicates, seed {metrics['seed']}",
-            "minimum_counts": {
-                "positives": metrics["min_positives"],
-                "negatives": metrics["min_negatives"],
-            },
-            "summary": metrics["summary"],
-            "macro_over": metrics["macro"].get("conditions", list(CONDITIONS)),
-            "no_ground_truth": metrics.get("no_ground_truth", []),
-            "per_group": per_group,
-            "gaps": {c: metrics["conditions"][c]["gaps"] for c in CONDITIONS}
-            | {"macro": metrics["macro"]["gaps"]},
-        },
-        "limitations": _limitations(
-            metrics, dataset, tone, evidence, provenance, split, severity is not None
-        ),
-    }
-    if split != "test":
-        card["evaluation"]["note"] = CROSS_FITTED_NOTE
-    if severity is not None:
-        card["severity"] = severity
-    if tone.note:
-        card["group_note"] = tone.note
-    if provenance is not None:
-        card["data_provenance"] = [{k: entry.get(k) for k in DATACARD_KEYS} for entry in provenance]
-    if evidence is not None:
-        card["evidence"] = {c: evidence[c] for c in CONDITIONS if c in evidence}
-        card["evidence_note"] = EVIDENCE_NOTE
-    if thresholds is not None:
-        card["thresholds"] = {
-            c: {
-                "global": thresholds["thresholds"][c]["global"]["threshold"],
-                **{g: thresholds["thresholds"][c]["groups"][g]["threshold"] for g in GROUPS},
-            }
-            for c in CONDITIONS
-        } | {"method": thresholds.get("method"), "unknown_group": "global"}
-    if calibration is not None:
-        card["calibration"] = {
-            c: {
-                g: {"ece": v.get("ece"), "brier": v.get("brier"), "n": v.get("n")}
-                for g, v in calibration["conditions"][c].items()
-            }
-            for c in CONDITIONS
+
+
+def _threshold_section(thresholds: dict) -> dict:
+    """Condition -> global and per-group threshold, plus the fitting method."""
+    from data.schema import CONDITIONS, GROUPS
+
+    return {
+        c: {
+            "global": thresholds["thresholds"][c]["global"]["threshold"],
+            **{g: thresholds["thresholds"][c]["groups"][g]["threshold"] for g in GROUPS},
         }
-    return card
+        for c in CONDITIONS
+    } | {"method": thresholds.get("method"), "unknown_group": "global"}
+
+
+def _calibration_section(calibration: dict) -> dict:
+    """Condition -> subset -> ECE, Brier score and n."""
+    from data.schema import CONDITIONS
+
+    return {
+        c: {
+            g: {"ece": v.get("ece"), "brier": v.get("brier"), "n": v.get("n")}
+            for g, v in calibration["conditions"][c].items()
+        }
+        for c in CONDITIONS
+    }
 
 
 def render_model_card(card: dict) -> str:
     """Markdown text of a model card dict."""
-    from data.schema import CONDITIONS, GROUPS
-
-    ev = card["evaluation"]
     tone = make_tone_basis(card.get("tone_source", LABELLED))
-    group_head = "group" if tone.source == LABELLED else tone.label
-    blocks: list[tuple] = [
+    blocks = [
+        *_card_intro_blocks(card, tone),
+        *_card_evaluation_blocks(card["evaluation"], tone),
+        *_card_threshold_blocks(card, tone),
+    ]
+    if "severity" in card:
+        blocks += severity_blocks(card["severity"], tone)
+    blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
+    return to_markdown(blocks)
+
+
+def _card_intro_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
+    """Title, intended use, model, data and how the evaluation was done."""
+    ev = card["evaluation"]
+    return [
         ("h1", f"Model card: {card['model'].get('name', 'unknown')}"),
         ("p", f"**{card['disclaimer'].capitalize()}.** {card['not_a_medical_device']}"),
         ("h2", "Intended use"),
@@ -530,58 +585,56 @@ def render_model_card(card: dict) -> str:
             "'insufficient evidence'.",
         ),
         *([("p", ev["note"])] if ev.get("note") else []),
+    ]
+
+
+def _card_evaluation_blocks(ev: dict, tone: ToneBasis) -> list[tuple]:
+    """The summary table, the per-group table and the gap table."""
+    from data.schema import CONDITIONS, GROUPS
+
+    group_head = "group" if tone.source == LABELLED else tone.label
+    rows = [
+        [
+            cond,
+            g,
+            ev["per_group"][cond][g]["n"],
+            ev["per_group"][cond][g]["positives"],
+            *(fmt_estimate(ev["per_group"][cond][g][m]) for m in CARD_METRICS),
+        ]
+        for cond in CONDITIONS
+        for g in GROUPS
+    ]
+    gap_rows = [
+        [cond, *(fmt_estimate(ev["gaps"][cond][k]) for k in CARD_GAPS)]
+        for cond in (*CONDITIONS, "macro")
+    ]
+    dark_vs_medium = "|F1 V-VI - F1 III-IV|"
+    if tone.source != LABELLED:
+        dark_vs_medium += f" ({tone.label})"
+    return [
         (
             "table",
             ["summary", "value [95% CI]"],
             [[k, fmt_estimate(v)] for k, v in ev["summary"].items()],
         ),
-    ]
-    rows = []
-    for cond in CONDITIONS:
-        for g in GROUPS:
-            cell = ev["per_group"][cond][g]
-            rows.append(
-                [
-                    cond,
-                    g,
-                    cell["n"],
-                    cell["positives"],
-                    fmt_estimate(cell["f1"]),
-                    fmt_estimate(cell["recall"]),
-                    fmt_estimate(cell["precision"]),
-                    fmt_estimate(cell["auroc"]),
-                ]
-            )
-    blocks.append(
         (
             "table",
             ["condition", group_head, "n", "positives", "F1", "recall", "precision", "AUROC"],
             rows,
-        )
-    )
-    gap_rows = [
-        [
-            cond,
-            fmt_estimate(ev["gaps"][cond]["f1_dark_vs_medium"]),
-            fmt_estimate(ev["gaps"][cond]["f1_worst_best"]),
-            fmt_estimate(ev["gaps"][cond]["equalized_odds"]),
-        ]
-        for cond in (*CONDITIONS, "macro")
-    ]
-    blocks.append(
+        ),
         (
             "table",
-            [
-                "condition",
-                "|F1 V-VI - F1 III-IV|"
-                if tone.source == LABELLED
-                else f"|F1 V-VI - F1 III-IV| ({tone.label})",
-                "F1 best - worst",
-                "equalized odds diff.",
-            ],
+            ["condition", dark_vs_medium, "F1 best - worst", "equalized odds diff."],
             gap_rows,
-        )
-    )
+        ),
+    ]
+
+
+def _card_threshold_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
+    """The decision thresholds and the calibration (ECE) tables, when the card has them."""
+    from data.schema import CONDITIONS, GROUPS
+
+    blocks: list[tuple] = []
     if "thresholds" in card:
         blocks.append(("h2", "Decision thresholds"))
         blocks.append(
@@ -595,7 +648,7 @@ def render_model_card(card: dict) -> str:
             )
         )
     if "calibration" in card:
-        blocks.append(("h2", f"Calibration (ECE, {ev['split']})"))
+        blocks.append(("h2", f"Calibration (ECE, {card['evaluation']['split']})"))
         blocks.append(
             (
                 "table",
@@ -606,10 +659,7 @@ def render_model_card(card: dict) -> str:
                 ],
             )
         )
-    if "severity" in card:
-        blocks += severity_blocks(card["severity"], tone)
-    blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
-    return to_markdown(blocks)
+    return blocks
 
 
 def severity_blocks(severity: dict, tone: ToneBasis, heading: str = "h2") -> list[tuple]:

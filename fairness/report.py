@@ -39,6 +39,10 @@ and state that the dataset has no skin-type labels; the JSON files carry `tone_s
 condition's evidence is said to be (real | synthetic | unknown).
 
 Exit codes: 0 success; 2 bad input (file, line and column named on stderr); 3 MLflow error.
+
+Modules: this one reads the inputs, runs the steps and writes the files (and the CLI);
+`fairness.report_goals` computes the AUROC goals, `fairness.report_severity` the acne-severity
+section, and `fairness.report_blocks` lays the numbers out for report.md / report.html.
 """
 
 from __future__ import annotations
@@ -47,9 +51,22 @@ import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from fairness import crossfit, plots
+from fairness.calibration import (
+    apply_group_temperatures,
+    calibration_by_group,
+    fit_group_temperatures,
+)
+from fairness.coverage import coverage_counts
+from fairness.evaluate import evaluate_predictions
 from fairness.io import (
+    PredictionArrays,
     PredictionsError,
     atomic_write_text,
     read_dataset_info,
@@ -57,12 +74,59 @@ from fairness.io import (
     resolve_prediction_files,
     to_arrays,
 )
-from fairness.model_card import DatacardError
+from fairness.model_card import (
+    DatacardError,
+    condition_evidence,
+    find_datacards,
+    make_model_card,
+    read_datacards,
+    write_model_card,
+)
 from fairness.render import fmt_estimate, to_html, to_markdown
-from fairness.thresholds import ThresholdsError, fit_thresholds, save_thresholds
+from fairness.report_blocks import report_blocks
+from fairness.report_goals import (
+    GOAL_CONDITIONS,
+    GOAL_MIN_FACES,
+    GOALS_CI_METHOD,
+    auroc_goals,
+    flatten_goals,
+)
+from fairness.report_severity import (
+    SEVERITY_PROB_COLUMNS,
+    SEVERITY_RULE_CROSS_FITTED,
+    SEVERITY_RULE_DEFAULT,
+    SEVERITY_RULE_FITTED,
+    cross_fitted_severity_grades,
+    fit_shipped_severity,
+    fitted_severity_grades,
+    severity_probs,
+    severity_section,
+)
+from fairness.thresholds import Thresholds, ThresholdsError, fit_thresholds, save_thresholds
 from fairness.tone_basis import LABELLED, ToneBasis, row_tone_sources, tone_basis
 
-__all__ = ["main", "make_report"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "GOALS_CI_METHOD",
+    "GOAL_CONDITIONS",
+    "GOAL_MIN_FACES",
+    "SEVERITY_PROB_COLUMNS",
+    "SEVERITY_RULE_CROSS_FITTED",
+    "SEVERITY_RULE_DEFAULT",
+    "SEVERITY_RULE_FITTED",
+    "auroc_goals",
+    "cross_fitted_severity_grades",
+    "fit_shipped_severity",
+    "fitted_severity_grades",
+    "flatten_goals",
+    "main",
+    "make_report",
+    "severity_probs",
+    "severity_section",
+    "training_recipe",
+]
 
 EXIT_BAD_INPUT = 2
 EXIT_MLFLOW = 3
@@ -70,33 +134,15 @@ DEFAULT_MLFLOW_URI = "sqlite:///outputs/mlflow.db"
 EVALUATE_ON = ("auto", "test", "val")
 CROSS_FITTED_GROUP = "per-group, cross-fitted (2 folds by {by}, fitted on the other fold)"
 CROSS_FITTED_GLOBAL = "one global threshold per condition, cross-fitted (2 folds by {by})"
-# The goals' per-group AUROC counts a group with at least this many labelled faces.
-GOAL_MIN_FACES = 10
 CROSS_FITTED_METRICS = ("f1", "precision", "recall", "specificity", "fpr")
-GOAL_CONDITIONS = ("acne", "hyperpigmentation")
-SEVERITY_PROB_COLUMNS = tuple(f"acne_severity_prob_{k}" for k in range(4))
-SEVERITY_RULE_DEFAULT = (
-    "default rule: grade = number of k with P(grade > k) > 0.5 (the model's own grade)"
-)
-SEVERITY_RULE_FITTED = (
-    "cutpoints fitted on val (QWK-optimal), applied to test: grade = number of k with "
-    "P(grade > k) > cutpoint k"
-)
-SEVERITY_RULE_CROSS_FITTED = (
-    "cutpoints cross-fitted on val (2 folds by {by}; each fold graded with cutpoints fitted on "
-    "the other fold): grade = number of k with P(grade > k) > cutpoint k"
-)
-GOALS_CI_METHOD = (
-    "percentile bootstrap over images, stratified by skin-tone group x label; one set of "
-    "replicates for all groups, so the gap's interval is paired"
-)
 
 
 class MlflowLoggingError(RuntimeError):
     """Logging the report to MLflow failed."""
 
 
-def _dump(path: Path, obj) -> Path:
+def _dump(path: Path, obj: object) -> Path:
+    """Write `obj` as indented JSON (no NaN) atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
@@ -126,28 +172,109 @@ def make_report(
     the data the run's config.json names). `evidence`: condition -> real | synthetic | unknown,
     replacing the rule of `fairness.model_card.condition_evidence`.
     """
-    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
-    from fairness import crossfit, plots
-    from fairness.calibration import (
-        apply_group_temperatures,
-        calibration_by_group,
-        fit_group_temperatures,
-    )
-    from fairness.coverage import coverage_counts
-    from fairness.evaluate import evaluate_predictions
-    from fairness.model_card import (
-        condition_evidence,
-        find_datacards,
-        make_model_card,
-        read_datacards,
-        write_model_card,
-    )
-
     out_dir = Path(out_dir)
+    inputs = _read_inputs(val_csv, test_csv, run_dir, datacards, evidence)
+    fit_options = dict(min_positives=threshold_min_positives, shrinkage_k=shrinkage_k)
+    global_options = dict(min_positives=10**9, shrinkage_k=shrinkage_k)
+    thresholds, global_only, severity_fit = _shipped_thresholds(inputs, fit_options, global_options)
+    options = dict(
+        n_boot=n_boot,
+        seed=seed,
+        min_positives=min_positives,
+        min_negatives=min_negatives,
+        progress=progress,
+    )
+    val = inputs.val
+    temperatures = fit_group_temperatures(val.y_true, val.probs, val.groups)
+    if inputs.test_df is not None:
+        result = _evaluate_on_test(
+            inputs, (thresholds, global_only), temperatures, severity_fit, options
+        )
+    else:
+        result = _evaluate_cross_fitted(
+            inputs, thresholds, temperatures, severity_fit, (fit_options, global_options), options
+        )
+    sections = _sections(inputs, result, temperatures, n_boot=n_boot, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = _metrics_document(inputs, result, sections, (val_csv, test_csv))
+    files = _write_numbers_and_plots(out_dir, inputs, result, thresholds, document, sections)
+    files |= _write_documents(out_dir, inputs, result, thresholds, sections, files, run_dir)
+    summary = {
+        "out": str(out_dir),
+        "files": {k: str(v) for k, v in files.items()},
+        "data": inputs.dataset.get("kind"),
+        **inputs.tone.to_dict(),
+        "evaluation": result.evaluation["method"],
+        "summary": result.metrics["summary"],
+        "summary_global_threshold": result.metrics_global["summary"],
+        "goals": sections.goals,
+    }
+    if mlflow_run_id:
+        log_to_mlflow(
+            mlflow_run_id,
+            mlflow_uri,
+            out_dir,
+            result.metrics,
+            result.metrics_global,
+            sections.goals,
+        )
+        summary["mlflow_run"] = mlflow_run_id
+    return summary
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The predictions of both splits and what is known about their data."""
+
+    val_df: pd.DataFrame
+    test_df: pd.DataFrame | None  # None: no test split, val is evaluated (cross-fitted)
+    val: PredictionArrays
+    ev_df: pd.DataFrame  # the evaluated split: test, else val
+    ev: PredictionArrays
+    split: str  # "test" or "val"
+    dataset: dict  # fairness.io.read_dataset_info
+    provenance: list[dict]  # datacards
+    tone: ToneBasis
+    evidence: dict[str, str]  # condition -> real | synthetic | unknown
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """The evaluated split's metrics and how its decisions and grades were made."""
+
+    evaluation: dict  # {"split", "method"}
+    metrics: dict  # per-group thresholds
+    metrics_global: dict  # one global threshold per condition
+    scaled_probs: np.ndarray  # probabilities after temperature scaling
+    temperatures_applied: str
+    severity_grades: np.ndarray | None  # None: the predictions' own grade column
+    severity_rule: dict
+    cross_fitting: dict | None  # metrics.json's cross_fitting (no test split only)
+
+
+@dataclass(frozen=True)
+class _Sections:
+    """The report's sections besides the metrics."""
+
+    calibration: dict  # calibration.json
+    coverage: dict
+    shown_coverage: dict  # the coverage the report and coverage.png show
+    by_types: bool  # per Fitzpatrick type (else per group: the groups are not types)
+    severity: dict | None
+    goals: dict
+
+
+def _read_inputs(
+    val_csv: Path,
+    test_csv: Path | None,
+    run_dir: Path | None,
+    datacards: list[str | Path] | None,
+    evidence: dict[str, str] | None,
+) -> _Inputs:
+    """Read and check the predictions; find the data's kind, provenance, groups and evidence."""
     val_df = read_predictions(val_csv)
     test_df = None if test_csv is None else read_predictions(test_csv)
     frames = [val_df] if test_df is None else [val_df, test_df]
-    split = "val" if test_df is None else "test"
     val = to_arrays(val_df)
     ev_df = val_df if test_df is None else test_df
     ev = to_arrays(ev_df)
@@ -164,97 +291,123 @@ def make_report(
         evidence,
         synthetic_rows=_synthetic_rows(frames),
     )
+    split = "val" if test_df is None else "test"
+    return _Inputs(
+        val_df, test_df, val, ev_df, ev, split, dataset, provenance, tone, evidence_by_condition
+    )
 
-    # Thresholds for serving: fitted on every validation row.
-    fit_options = dict(min_positives=threshold_min_positives, shrinkage_k=shrinkage_k)
-    global_options = dict(min_positives=10**9, shrinkage_k=shrinkage_k)
+
+def _shipped_thresholds(
+    inputs: _Inputs, fit_options: dict, global_options: dict
+) -> tuple[Thresholds, Thresholds, dict | None]:
+    """Thresholds for serving (per group, and one global), fitted on every validation row, and
+    the acne-severity cutpoints fitted on every validation row with a severity (or None)."""
+    val = inputs.val
     thresholds = fit_thresholds(val.y_true, val.probs, val.groups, **fit_options)
-    thresholds.extra.update(tone.to_dict())  # thresholds.json says what its groups are
-    # Acne-severity cutpoints for serving: fitted on every validation row with a severity.
-    severity_fit = fit_shipped_severity(val_df)
+    thresholds.extra.update(inputs.tone.to_dict())  # thresholds.json says what its groups are
+    severity_fit = fit_shipped_severity(inputs.val_df)
     if severity_fit is not None:
         thresholds = dataclasses.replace(thresholds, acne_severity=severity_fit)
     global_only = fit_thresholds(val.y_true, val.probs, val.groups, **global_options)
-    options = dict(
+    return thresholds, global_only, severity_fit
+
+
+def _evaluate_on_test(
+    inputs: _Inputs,
+    fitted: tuple[Thresholds, Thresholds],
+    temperatures: dict,
+    severity_fit: dict | None,
+    options: dict,
+) -> _Evaluation:
+    """Thresholds, temperatures and severity cutpoints fitted on val, applied to test."""
+    thresholds, global_only = fitted
+    ev = inputs.ev
+    metrics = evaluate_predictions(ev, thresholds, **options)
+    metrics_global = evaluate_predictions(ev, global_only, **options)
+    metrics_global["thresholds"] = "one global threshold per condition (fitted on val)"
+    scaled_probs = apply_group_temperatures(ev.probs, ev.groups, temperatures)
+    severity_grades, severity_rule = fitted_severity_grades(inputs.ev_df, severity_fit)
+    return _Evaluation(
+        evaluation={"split": "test", "method": crossfit.EVALUATION_TEST},
+        metrics=metrics,
+        metrics_global=metrics_global,
+        scaled_probs=scaled_probs,
+        temperatures_applied="fitted on val, applied to test",
+        severity_grades=severity_grades,
+        severity_rule=severity_rule,
+        cross_fitting=None,
+    )
+
+
+def _evaluate_cross_fitted(
+    inputs: _Inputs,
+    thresholds: Thresholds,
+    temperatures: dict,
+    severity_fit: dict | None,
+    fit_options: tuple[dict, dict],
+    options: dict,
+) -> _Evaluation:
+    """No test split: each fold of the validation rows is decided with thresholds fitted on
+    the other fold; threshold-free numbers use every row. `fit_options`: (per-group, global)."""
+    group_options, global_options = fit_options
+    val, val_df, seed = inputs.val, inputs.val_df, options["seed"]
+    subjects = val_df["subject_id"].tolist() if "subject_id" in val_df.columns else None
+    keys = crossfit.subject_keys(val_df["image"].tolist(), subjects)
+    folds = crossfit.subject_folds(
+        keys, crossfit.NUM_FOLDS, seed, strata=_fold_strata(val.y_true, val.groups)
+    )
+    decisions, fold_thresholds = crossfit.cross_fit_decisions(
+        val.y_true, val.probs, val.groups, folds, **group_options
+    )
+    decisions_global, _ = crossfit.cross_fit_decisions(
+        val.y_true, val.probs, val.groups, folds, **global_options
+    )
+    metrics = evaluate_predictions(val, thresholds, decisions=decisions, **options)
+    by = "subject" if subjects is not None else "image"
+    metrics["thresholds"] = CROSS_FITTED_GROUP.format(by=by)
+    metrics_global = evaluate_predictions(val, None, decisions=decisions_global, **options)
+    metrics_global["thresholds"] = CROSS_FITTED_GLOBAL.format(by=by)
+    scaled_probs, _ = crossfit.cross_fit(
+        val.y_true,
+        val.probs,
+        val.groups,
+        folds,
+        fit_group_temperatures,
+        lambda t, p, g: apply_group_temperatures(p, g, t),
+    )
+    cross_fitting = cross_fitting_info(keys, folds, fold_thresholds, seed, subjects)
+    severity_grades, severity_rule = cross_fitted_severity_grades(val_df, severity_fit, folds, by)
+    if "cutpoints_per_fold" in severity_rule:
+        cross_fitting["severity_cutpoints_per_fold"] = severity_rule["cutpoints_per_fold"]
+    return _Evaluation(
+        evaluation={"split": "val", "method": crossfit.EVALUATION_CROSS_FITTED},
+        metrics=metrics,
+        metrics_global=metrics_global,
+        scaled_probs=scaled_probs,
+        temperatures_applied=f"cross-fitted on val (2 folds by {by})",
+        severity_grades=severity_grades,
+        severity_rule=severity_rule,
+        cross_fitting=cross_fitting,
+    )
+
+
+def _sections(
+    inputs: _Inputs, result: _Evaluation, temperatures: dict, *, n_boot: int, seed: int
+) -> _Sections:
+    """Calibration, coverage, the acne-severity section and the AUROC goals."""
+    ev, split = inputs.ev, inputs.split
+    calibration = _calibration(inputs, result, temperatures)
+    coverage, by_types = _coverage(inputs)
+    severity = severity_section(
+        inputs.ev_df,
+        ev.groups,
+        split,
         n_boot=n_boot,
         seed=seed,
-        min_positives=min_positives,
-        min_negatives=min_negatives,
-        progress=progress,
+        grade=result.severity_grades,
+        rule=result.severity_rule,
     )
-    temperatures = fit_group_temperatures(val.y_true, val.probs, val.groups)
-    cross_fitting = None
-    if test_df is not None:
-        # Thresholds fitted on validation, applied to test.
-        evaluation = {"split": "test", "method": crossfit.EVALUATION_TEST}
-        metrics = evaluate_predictions(ev, thresholds, **options)
-        metrics_global = evaluate_predictions(ev, global_only, **options)
-        metrics_global["thresholds"] = "one global threshold per condition (fitted on val)"
-        scaled_probs = apply_group_temperatures(ev.probs, ev.groups, temperatures)
-        temperatures_applied = "fitted on val, applied to test"
-        severity_grades, severity_rule = fitted_severity_grades(ev_df, severity_fit)
-    else:
-        # No test split: each fold of the validation rows is decided with thresholds fitted on
-        # the other fold; threshold-free numbers use every row.
-        evaluation = {"split": "val", "method": crossfit.EVALUATION_CROSS_FITTED}
-        subjects = val_df["subject_id"].tolist() if "subject_id" in val_df.columns else None
-        keys = crossfit.subject_keys(val_df["image"].tolist(), subjects)
-        folds = crossfit.subject_folds(
-            keys, crossfit.NUM_FOLDS, seed, strata=_fold_strata(val.y_true, val.groups)
-        )
-        decisions, fold_thresholds = crossfit.cross_fit_decisions(
-            val.y_true, val.probs, val.groups, folds, **fit_options
-        )
-        decisions_global, _ = crossfit.cross_fit_decisions(
-            val.y_true, val.probs, val.groups, folds, **global_options
-        )
-        metrics = evaluate_predictions(val, thresholds, decisions=decisions, **options)
-        by = "subject" if subjects is not None else "image"
-        metrics["thresholds"] = CROSS_FITTED_GROUP.format(by=by)
-        metrics_global = evaluate_predictions(val, None, decisions=decisions_global, **options)
-        metrics_global["thresholds"] = CROSS_FITTED_GLOBAL.format(by=by)
-        scaled_probs, _ = crossfit.cross_fit(
-            val.y_true,
-            val.probs,
-            val.groups,
-            folds,
-            fit_group_temperatures,
-            lambda t, p, g: apply_group_temperatures(p, g, t),
-        )
-        temperatures_applied = f"cross-fitted on val (2 folds by {by})"
-        cross_fitting = cross_fitting_info(keys, folds, fold_thresholds, seed, subjects)
-        severity_grades, severity_rule = cross_fitted_severity_grades(
-            val_df, severity_fit, folds, by
-        )
-        if "cutpoints_per_fold" in severity_rule:
-            cross_fitting["severity_cutpoints_per_fold"] = severity_rule["cutpoints_per_fold"]
-
-    calibration = calibration_by_group(ev.y_true, ev.probs, ev.groups)
-    scaled = calibration_by_group(ev.y_true, scaled_probs, ev.groups)
-    calibration.update(tone.to_dict())
-    calibration["evaluated_split"] = split
-    calibration["temperature_scaling"] = {
-        "temperatures": temperatures,
-        "fitted_on": "val",
-        "ece_after_method": temperatures_applied,
-        "ece_after": {
-            c: {g: v["ece"] for g, v in scaled["conditions"][c].items()} for c in CONDITIONS
-        },
-    }
-    coverage = {"val": coverage_counts(val.y_true, val.fitzpatrick, split="val")}
-    if test_df is not None:
-        coverage["test"] = coverage_counts(ev.y_true, ev.fitzpatrick, split="test")
-    # Without any Fitzpatrick type (estimated tone) coverage per type is one "unknown" column:
-    # count per group instead, under the group's own name.
-    by_types = tone.source == LABELLED or bool((ev.fitzpatrick > 0).any())
-    if not by_types:
-        coverage["val_by_group"] = coverage_by_group(val.y_true, val.groups, "val", tone)
-        if test_df is not None:
-            coverage["test_by_group"] = coverage_by_group(ev.y_true, ev.groups, "test", tone)
-    shown_coverage = coverage[split] if by_types else coverage[f"{split}_by_group"]
-    severity = severity_section(
-        ev_df, ev.groups, split, n_boot=n_boot, seed=seed, grade=severity_grades, rule=severity_rule
-    )
+    ev_df = inputs.ev_df
     goals = auroc_goals(
         ev.y_true,
         ev.probs,
@@ -263,30 +416,89 @@ def make_report(
         seed=seed,
         face_found=ev_df["face_found"].tolist() if "face_found" in ev_df.columns else None,
     )
+    shown_coverage = coverage[split] if by_types else coverage[f"{split}_by_group"]
+    return _Sections(calibration, coverage, shown_coverage, by_types, severity, goals)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    document = {
+
+def _calibration(inputs: _Inputs, result: _Evaluation, temperatures: dict) -> dict:
+    """calibration.json: ECE and Brier per group, and the ECE after temperature scaling."""
+    from data.schema import CONDITIONS
+
+    ev = inputs.ev
+    calibration = calibration_by_group(ev.y_true, ev.probs, ev.groups)
+    scaled = calibration_by_group(ev.y_true, result.scaled_probs, ev.groups)
+    calibration.update(inputs.tone.to_dict())
+    calibration["evaluated_split"] = inputs.split
+    calibration["temperature_scaling"] = {
+        "temperatures": temperatures,
+        "fitted_on": "val",
+        "ece_after_method": result.temperatures_applied,
+        "ece_after": {
+            c: {g: v["ece"] for g, v in scaled["conditions"][c].items()} for c in CONDITIONS
+        },
+    }
+    return calibration
+
+
+def _coverage(inputs: _Inputs) -> tuple[dict, bool]:
+    """Labelled images and positives per condition and type of each split, and whether the
+    report shows them per type (else per group, under the group's own name)."""
+    val, ev, tone, has_test = inputs.val, inputs.ev, inputs.tone, inputs.test_df is not None
+    coverage = {"val": coverage_counts(val.y_true, val.fitzpatrick, split="val")}
+    if has_test:
+        coverage["test"] = coverage_counts(ev.y_true, ev.fitzpatrick, split="test")
+    # Without any Fitzpatrick type (estimated tone) coverage per type is one "unknown" column:
+    # count per group instead, under the group's own name.
+    by_types = tone.source == LABELLED or bool((ev.fitzpatrick > 0).any())
+    if not by_types:
+        coverage["val_by_group"] = coverage_by_group(val.y_true, val.groups, "val", tone)
+        if has_test:
+            coverage["test_by_group"] = coverage_by_group(ev.y_true, ev.groups, "test", tone)
+    return coverage, by_types
+
+
+def _metrics_document(
+    inputs: _Inputs, result: _Evaluation, sections: _Sections, paths: tuple[Path, Path | None]
+) -> dict:
+    """metrics.json: data, evaluation, goals, the split's metrics, severity and coverage."""
+    from data.schema import DISCLAIMER
+
+    val_csv, test_csv = paths
+    split = inputs.split
+    return {
         "disclaimer": DISCLAIMER,
-        "data": dataset,
-        **tone.to_dict(),
-        "evidence": evidence_by_condition,
-        "data_provenance": provenance,
-        "evaluation": evaluation["method"],
+        "data": inputs.dataset,
+        **inputs.tone.to_dict(),
+        "evidence": inputs.evidence,
+        "data_provenance": inputs.provenance,
+        "evaluation": result.evaluation["method"],
         "evaluated_split": split,
         "inputs": {"val": str(val_csv), **({"test": str(test_csv)} if test_csv else {})},
-        "goals": goals,
-        split: metrics,
-        f"{split}_global_threshold": metrics_global,
-        **({"cross_fitting": cross_fitting} if cross_fitting else {}),
-        **({"severity": severity} if severity else {}),
-        "coverage": coverage,
+        "goals": sections.goals,
+        split: result.metrics,
+        f"{split}_global_threshold": result.metrics_global,
+        **({"cross_fitting": result.cross_fitting} if result.cross_fitting else {}),
+        **({"severity": sections.severity} if sections.severity else {}),
+        "coverage": sections.coverage,
     }
-    files = {
+
+
+def _write_numbers_and_plots(
+    out_dir: Path,
+    inputs: _Inputs,
+    result: _Evaluation,
+    thresholds: Thresholds,
+    document: dict,
+    sections: _Sections,
+) -> dict[str, Path]:
+    """Write thresholds.json, metrics.json, calibration.json and the four plots."""
+    tone, ev, split = inputs.tone, inputs.ev, inputs.split
+    return {
         "thresholds": save_thresholds(thresholds, out_dir / "thresholds.json"),
         "metrics": _dump(out_dir / "metrics.json", document),
-        "calibration": _dump(out_dir / "calibration.json", calibration),
+        "calibration": _dump(out_dir / "calibration.json", sections.calibration),
         "group_metrics_png": plots.plot_group_bars(
-            metrics, out_dir / "group_metrics.png", **_bar_labels(tone)
+            result.metrics, out_dir / "group_metrics.png", **_bar_labels(tone)
         ),
         "roc_png": plots.plot_roc(
             ev.y_true,
@@ -297,69 +509,69 @@ def make_report(
             **({} if tone.source == LABELLED else {"group_label": tone.label}),
         ),
         "reliability_png": plots.plot_reliability(
-            calibration,
+            sections.calibration,
             out_dir / "reliability.png",
             group_label="" if tone.source == LABELLED else tone.label,
             split=split,
         ),
-        "coverage_png": plots.plot_coverage(shown_coverage, out_dir / "coverage.png"),
+        "coverage_png": plots.plot_coverage(sections.shown_coverage, out_dir / "coverage.png"),
     }
-    model = _model_info(run_dir)
-    card = make_model_card(
-        metrics,
-        dataset=dataset,
-        thresholds=thresholds.to_dict(),
-        calibration=calibration,
-        model=model,
-        tone=tone,
-        provenance=provenance,
-        evidence=evidence_by_condition,
-        evaluation=evaluation,
-        severity=severity,
-    )
-    files["model_card_md"], files["model_card_json"] = write_model_card(card, out_dir)
 
-    blocks = _report_blocks(
-        metrics,
-        metrics_global,
-        thresholds.to_dict(),
-        calibration,
-        shown_coverage,
-        dataset,
-        files,
-        (CONDITIONS, GROUPS, DISCLAIMER),
-        tone=tone,
-        provenance=provenance,
-        evidence=evidence_by_condition,
-        show_types=by_types,
-        evaluation=evaluation,
-        goals=goals,
-        severity=severity,
+
+def _write_documents(
+    out_dir: Path,
+    inputs: _Inputs,
+    result: _Evaluation,
+    thresholds: Thresholds,
+    sections: _Sections,
+    files: dict[str, Path],
+    run_dir: Path | None,
+) -> dict[str, Path]:
+    """Write model_card.md/.json, report.md and report.html (which embed the plots)."""
+    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+
+    card = make_model_card(
+        result.metrics,
+        dataset=inputs.dataset,
+        thresholds=thresholds.to_dict(),
+        calibration=sections.calibration,
+        model=_model_info(run_dir),
+        tone=inputs.tone,
+        provenance=inputs.provenance,
+        evidence=inputs.evidence,
+        evaluation=result.evaluation,
+        severity=sections.severity,
     )
-    files["report_md"] = atomic_write_text(out_dir / "report.md", to_markdown(blocks, base=out_dir))
-    files["report_html"] = atomic_write_text(
+    card_md, card_json = write_model_card(card, out_dir)
+    written = {"model_card_md": card_md, "model_card_json": card_json}
+    blocks = report_blocks(
+        result.metrics,
+        result.metrics_global,
+        thresholds.to_dict(),
+        sections.calibration,
+        sections.shown_coverage,
+        inputs.dataset,
+        files | written,
+        (CONDITIONS, GROUPS, DISCLAIMER),
+        tone=inputs.tone,
+        provenance=inputs.provenance,
+        evidence=inputs.evidence,
+        show_types=sections.by_types,
+        evaluation=result.evaluation,
+        goals=sections.goals,
+        severity=sections.severity,
+    )
+    written["report_md"] = atomic_write_text(
+        out_dir / "report.md", to_markdown(blocks, base=out_dir)
+    )
+    written["report_html"] = atomic_write_text(
         out_dir / "report.html", to_html(blocks, title="Fairness report")
     )
-    summary = {
-        "out": str(out_dir),
-        "files": {k: str(v) for k, v in files.items()},
-        "data": dataset.get("kind"),
-        **tone.to_dict(),
-        "evaluation": evaluation["method"],
-        "summary": metrics["summary"],
-        "summary_global_threshold": metrics_global["summary"],
-        "goals": goals,
-    }
-    if mlflow_run_id:
-        log_to_mlflow(mlflow_run_id, mlflow_uri, out_dir, metrics, metrics_global, goals)
-        summary["mlflow_run"] = mlflow_run_id
-    return summary
+    return written
 
 
-def _fold_strata(y_true, groups) -> list[str]:
+def _fold_strata(y_true: np.ndarray, groups: list[str | None]) -> list[str]:
     """Per row: group x label pattern, so both folds get a like share of each."""
-    import numpy as np
-
     y = np.asarray(y_true, dtype=np.float64)
     return [
         f"{g or ''}|" + ",".join("u" if np.isnan(v) else str(int(v)) for v in row)
@@ -369,8 +581,6 @@ def _fold_strata(y_true, groups) -> list[str]:
 
 def cross_fitting_info(keys, folds, fold_thresholds, seed: int, subjects) -> dict:
     """metrics.json's ``cross_fitting``: folds, their sizes and the thresholds each got."""
-    import numpy as np
-
     folds = np.asarray(folds)
     key_array = np.asarray(keys, dtype=object)
     names = range(len(fold_thresholds))
@@ -401,332 +611,6 @@ def cross_fitting_info(keys, folds, fold_thresholds, seed: int, subjects) -> dic
     }
 
 
-def severity_probs(df):
-    """The predictions' ``acne_severity_prob_0..3`` as float64 [N, 4], or None when absent."""
-    import numpy as np
-
-    if not all(c in df.columns for c in SEVERITY_PROB_COLUMNS):
-        return None
-    return df[list(SEVERITY_PROB_COLUMNS)].to_numpy(dtype=np.float64)
-
-
-def _severity_labels(df):
-    """The ``acne_severity`` labels as float64 [N] (NaN = unknown), after checking them and the
-    ``acne_severity_grade`` column hold grades 0-3; a `PredictionsError` names the lines."""
-    import numpy as np
-
-    from data.schema import SEVERITY_GRADES
-
-    label = df["acne_severity"].to_numpy(dtype=np.float64)
-    bad = np.isfinite(label) & ~np.isin(label, SEVERITY_GRADES)
-    if "acne_severity_grade" in df.columns:
-        column = df["acne_severity_grade"].to_numpy(dtype=np.float64)
-        bad |= np.isfinite(column) & ~np.isin(column, SEVERITY_GRADES)
-    if bad.any():
-        rows = ", ".join(str(int(i) + 2) for i in np.flatnonzero(bad)[:5])
-        raise PredictionsError(
-            f"{df.attrs.get('path', 'predictions')}: columns 'acne_severity'/"
-            f"'acne_severity_grade', line(s) {rows}: a grade must be one of "
-            f"{list(SEVERITY_GRADES)} or empty"
-        )
-    return label
-
-
-def fit_shipped_severity(val_df) -> dict | None:
-    """Cutpoints fitted on every validation row with a known severity and probabilities (the
-    ``acne_severity`` entry of thresholds.json); None when there is no such row."""
-    import numpy as np
-
-    from fairness.severity import fit_severity_cutpoints
-
-    probs = severity_probs(val_df)
-    if probs is None or "acne_severity" not in val_df.columns:
-        return None
-    label = _severity_labels(val_df)
-    if not (np.isfinite(label) & np.isfinite(probs).all(axis=1)).any():
-        return None
-    return fit_severity_cutpoints(label, probs)
-
-
-def _graded(probs, grades):
-    """Grades as float64 [N], NaN where the probabilities are missing."""
-    import numpy as np
-
-    return np.where(np.isfinite(probs).all(axis=1), np.asarray(grades, np.float64), np.nan)
-
-
-def fitted_severity_grades(test_df, fitted: dict | None) -> tuple:
-    """(grades [N] or None, rule) of the test rows with the cutpoints fitted on val.
-
-    None (the predictions' own grade column, the default rule) when either split lacks the
-    severity probabilities.
-    """
-    from fairness.severity import severity_grade
-
-    probs = severity_probs(test_df)
-    if fitted is None or probs is None:
-        return None, {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
-    rule = {
-        "name": "cutpoints fitted on val",
-        "description": SEVERITY_RULE_FITTED,
-        "cutpoints": fitted["cutpoints"],
-        "fitted_on_rows": fitted["n"],
-    }
-    return _graded(probs, severity_grade(probs, fitted["cutpoints"])), rule
-
-
-def cross_fitted_severity_grades(val_df, fitted: dict | None, folds, by: str) -> tuple:
-    """(out-of-fold grades [N] or None, rule): each fold graded with cutpoints fitted on the
-    other fold (the folds of the cross-fitted thresholds)."""
-    from fairness import crossfit
-
-    probs = severity_probs(val_df)
-    if fitted is None or probs is None:
-        return None, {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
-    grades, fold_fits = crossfit.cross_fit_severity_grades(_severity_labels(val_df), probs, folds)
-    rule = {
-        "name": "cross-fitted cutpoints",
-        "description": SEVERITY_RULE_CROSS_FITTED.format(by=by),
-        "cutpoints": None,
-        "cutpoints_per_fold": [f["cutpoints"] for f in fold_fits],
-        "fitted_on_rows_per_fold": [f["n"] for f in fold_fits],
-    }
-    return _graded(probs, grades), rule
-
-
-def severity_section(
-    df,
-    groups,
-    split: str,
-    *,
-    n_boot: int,
-    seed: int,
-    grade=None,
-    rule: dict | None = None,
-) -> dict | None:
-    """QWK and MAE of the acne-severity grade with CIs, and the grade distribution.
-
-    From the predictions' `acne_severity` (label) and the predicted grade
-    (`fairness.severity.severity_metrics`): `grade` (float [N], NaN = none; computed with the
-    fitted cutpoints, `rule` saying how) or, when None, the `acne_severity_grade` column (the
-    model's default rule). None when the label or every grade is missing.
-    """
-    import numpy as np
-
-    from data.schema import GROUPS, SEVERITY_GRADES
-    from fairness.severity import (
-        mean_absolute_error,
-        quadratic_weighted_kappa,
-        severity_grade,
-        severity_metrics,
-    )
-
-    if "acne_severity" not in df.columns:
-        return None
-    label = _severity_labels(df)
-    column = (
-        df["acne_severity_grade"].to_numpy(dtype=np.float64)
-        if "acne_severity_grade" in df.columns
-        else None
-    )
-    probs = severity_probs(df)
-    if grade is None:
-        if column is None and probs is None:
-            return None
-        grade = column if column is not None else _graded(probs, severity_grade(probs))
-        rule = {"name": "default", "description": SEVERITY_RULE_DEFAULT, "cutpoints": None}
-    grade = np.asarray(grade, dtype=np.float64)
-    has_grade = np.isfinite(grade)
-    both = has_grade & np.isfinite(label)
-    if not both.any():
-        return None
-    group = np.asarray([g or "" for g in groups], dtype=object)
-    rows = np.flatnonzero(has_grade)
-    out = {
-        "split": split,
-        "grade_rule": rule
-        or {"name": "given", "description": "grades given by the caller", "cutpoints": None},
-        **severity_metrics(
-            label[rows], grade[rows].astype(np.int64), list(group[rows]), n_boot, seed
-        ),
-    }
-    if out["grade_rule"]["name"] != "default" and probs is not None:
-        # The model's default rule on the same rows, to show what the cutpoints changed.
-        default = _graded(probs, severity_grade(probs))
-        same = both & np.isfinite(default)
-        qwk = quadratic_weighted_kappa(label[same], default[same]) if same.any() else np.nan
-        mae = mean_absolute_error(label[same], default[same]) if same.any() else np.nan
-        out["default_rule"] = {
-            "description": SEVERITY_RULE_DEFAULT,
-            "n": int(same.sum()),
-            "qwk": float(qwk) if np.isfinite(qwk) else None,
-            "mae": float(mae) if np.isfinite(mae) else None,
-        }
-
-    def counts(values: np.ndarray) -> dict[str, int]:
-        return {str(k): int((values == k).sum()) for k in SEVERITY_GRADES}
-
-    out["distribution"] = {"label": counts(label[both]), "predicted": counts(grade[both])}
-    out["distribution_by_group"] = {
-        g: {
-            "label": counts(label[both & (group == g)]),
-            "predicted": counts(grade[both & (group == g)]),
-        }
-        for g in GROUPS
-    }
-    out["rows_without_grade"] = int((np.isfinite(label) & ~has_grade).sum())
-    return out
-
-
-def auroc_goals(
-    y_true,
-    probs,
-    groups,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    ci_level: float = 0.95,
-    min_faces: int = GOAL_MIN_FACES,
-    face_found=None,
-    chunk_size: int = 100,
-) -> dict:
-    """The AUROC goals: acne and hyperpigmentation AUROC, acne AUROC per group and its gap.
-
-    Parameters
-    ----------
-    y_true, probs : array [N, C]
-        Labels (NaN = unknown) and probabilities, columns in `CONDITIONS` order.
-    groups : sequence of str or None, length N
-    n_boot, seed, ci_level
-        Percentile bootstrap (stratified by group x label; 0 = no intervals).
-    min_faces : int
-        A group enters the per-group AUROC and the gap with at least this many faces with a
-        known acne label (and both labels present).
-    face_found : sequence of "0" / "1" / "", optional
-        Per row, whether a face was found and analysed; gives ``not_analysed`` when given.
-
-    Returns
-    -------
-    dict (JSON-ready)
-        ``{"<cond>_auroc": estimate + n, positives, "acne_auroc_by_group": {g: {"n",
-        "positives", "auroc"}}, "acne_auroc_gap": estimate + best_group, worst_group,
-        compared, "by_group" (gap of each group to the best), "min_faces", "ci_method",
-        ["not_analysed": {"share", "count", "n"}]}``. Point values are the same AUROC as the
-        report's tables (`fairness.metrics.auroc`, equal to scikit-learn's roc_auc_score).
-
-    >>> nan = float("nan")
-    >>> g = auroc_goals([[1, 0, nan], [0, 1, nan]], [[0.9, 0.2, 0.5], [0.1, 0.8, 0.5]],
-    ...                 ["V-VI", "V-VI"], n_boot=0, min_faces=2)
-    >>> g["acne_auroc"]["value"], g["acne_auroc_by_group"]["V-VI"]["auroc"]["value"]
-    (1.0, 1.0)
-    """
-    import numpy as np
-
-    from data.schema import CONDITIONS, GROUPS
-    from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
-    from fairness.metrics import score_metrics_batched
-
-    y = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(probs, dtype=np.float64)
-    group = np.asarray([g or "" for g in groups], dtype=object)
-    out: dict = {}
-
-    def estimate(point: float, reps) -> dict:
-        if not np.isfinite(point):
-            return _no_value("AUROC undefined: needs positives and negatives")
-        low, high = percentile_ci(reps, ci_level) if reps is not None else (np.nan, np.nan)
-        return {
-            "value": float(point),
-            "ci_low": float(low) if np.isfinite(low) else None,
-            "ci_high": float(high) if np.isfinite(high) else None,
-            "status": "ok",
-        }
-
-    for cond in GOAL_CONDITIONS:
-        c = CONDITIONS.index(cond)
-        known = np.isfinite(y[:, c])
-        yk, pk, gk = y[known, c], p[known, c], group[known]
-        cells = {"overall": np.ones(yk.size, bool), **{g: gk == g for g in GROUPS}}
-        points = {
-            name: float(score_metrics_batched(yk[m], pk[m], np.ones((1, int(m.sum()))))["auroc"][0])
-            for name, m in cells.items()
-        }
-        reps: dict[str, np.ndarray | None] = dict.fromkeys(cells)
-        if n_boot > 0 and yk.size:
-            strata = strata_codes(gk, yk)
-            rng = np.random.default_rng(seed)
-            parts: dict[str, list] = {name: [] for name in cells}
-            for start in range(0, n_boot, chunk_size):
-                w = stratified_bootstrap_weights(strata, min(chunk_size, n_boot - start), rng)
-                for name, m in cells.items():
-                    parts[name].append(score_metrics_batched(yk[m], pk[m], w[:, m])["auroc"])
-            reps = {name: np.concatenate(v) for name, v in parts.items()}
-        n, pos = int(yk.size), int(yk.sum())
-        overall = estimate(points["overall"], reps["overall"])
-        out[f"{cond}_auroc"] = {**overall, "n": n, "positives": pos}
-        if cond != "acne":
-            continue
-        by_group, eligible = {}, []
-        for g in GROUPS:
-            m = cells[g]
-            n_g, pos_g = int(m.sum()), int(yk[m].sum())
-            if n_g < min_faces:
-                auc = _no_value(f"{n_g} faces with an acne label; need at least {min_faces}")
-            else:
-                auc = estimate(points[g], reps[g])
-                if auc["status"] == "ok":
-                    eligible.append(g)
-            by_group[g] = {"n": n_g, "positives": pos_g, "auroc": auc}
-        out["acne_auroc_by_group"] = by_group
-        out["acne_auroc_gap"] = _auroc_gap(eligible, points, reps, estimate) | {
-            "min_faces": int(min_faces)
-        }
-    out["ci_method"] = GOALS_CI_METHOD
-    out["n_boot"], out["seed"], out["ci_level"] = int(n_boot), int(seed), ci_level
-    if face_found is not None:
-        values = [str(v).strip() for v in face_found]
-        known_face = [v for v in values if v in ("0", "1")]
-        if known_face:
-            missed = sum(v == "0" for v in known_face)
-            out["not_analysed"] = {
-                "share": missed / len(known_face),
-                "count": missed,
-                "n": len(known_face),
-                "column": "face_found",
-            }
-    return out
-
-
-def _auroc_gap(eligible: list[str], points: dict, reps: dict, estimate) -> dict:
-    """Best group's AUROC minus each eligible group's; the largest one (best - worst)."""
-    if len(eligible) < 2:
-        return _no_value(f"{len(eligible)} group(s) with enough faces and both labels; need 2")
-    best = max(eligible, key=lambda g: points[g])
-    worst = min(eligible, key=lambda g: points[g])
-
-    def gap(g: str) -> dict:
-        diff = None if reps[best] is None else reps[best] - reps[g]
-        return estimate(points[best] - points[g], diff)
-
-    return {
-        **gap(worst),
-        "best_group": best,
-        "worst_group": worst,
-        "compared": eligible,
-        "by_group": {g: gap(g) for g in eligible},
-    }
-
-
-def _no_value(reason: str) -> dict:
-    return {
-        "value": None,
-        "ci_low": None,
-        "ci_high": None,
-        "status": "insufficient evidence",
-        "reason": reason,
-    }
-
-
 def prediction_tone_basis(frames: list, provenance: list[dict] | None = None) -> ToneBasis:
     """Where the groups of validated predictions DataFrames come from (`fairness.tone_basis`).
 
@@ -753,8 +637,6 @@ def coverage_by_group(y_true, groups, split: str, tone: ToneBasis) -> dict:
     The per-group twin of `fairness.coverage.coverage_counts` (keys ``groups`` instead of
     ``types``) for data whose groups are not Fitzpatrick types.
     """
-    import numpy as np
-
     from data.schema import CONDITIONS, GROUPS
 
     y = np.asarray(y_true, dtype=np.float64)
@@ -779,10 +661,8 @@ def coverage_by_group(y_true, groups, split: str, tone: ToneBasis) -> dict:
     }
 
 
-def _synthetic_rows(frames: list):
+def _synthetic_rows(frames: list) -> np.ndarray | None:
     """Per row of the frames: from a synthetic source; None unless every frame has `source`."""
-    import numpy as np
-
     if not all("source" in df.columns for df in frames):
         return None
     source = np.concatenate([df["source"].astype(str).str.strip().to_numpy() for df in frames])
@@ -791,13 +671,13 @@ def _synthetic_rows(frames: list):
     return np.char.find(np.char.lower(source.astype(str)), "synth") >= 0
 
 
-def _stack_labels(*arrays):
-    import numpy as np
-
+def _stack_labels(*arrays: np.ndarray) -> np.ndarray:
+    """Label arrays [N_i, C] stacked into one [sum N_i, C] float64 array."""
     return np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays], axis=0)
 
 
 def _bar_labels(tone: ToneBasis) -> dict:
+    """The group-bar plot's legend and title when the groups are not labelled types."""
     if tone.source == LABELLED:
         return {}
     return {
@@ -807,6 +687,7 @@ def _bar_labels(tone: ToneBasis) -> dict:
 
 
 def _model_info(run_dir: Path | None) -> dict | None:
+    """The model card's ``model``: architecture and training recipe from config.json."""
     if run_dir is None or not (run_dir / "config.json").is_file():
         return None
     try:
@@ -856,313 +737,6 @@ def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
     return recipe
 
 
-def _report_blocks(
-    metrics,
-    metrics_global,
-    thresholds,
-    calibration,
-    coverage,
-    dataset,
-    files,
-    schema,
-    *,
-    tone: ToneBasis,
-    provenance: list[dict] | None = None,
-    evidence: dict[str, str] | None = None,
-    show_types: bool = True,
-    evaluation: dict | None = None,
-    goals: dict | None = None,
-    severity: dict | None = None,
-) -> list[tuple]:
-    from fairness.model_card import CROSS_FITTED_NOTE
-
-    conditions, groups, disclaimer = schema
-    s, sg = metrics["summary"], metrics_global["summary"]
-    labelled = tone.source == LABELLED
-    subset = "subset" if labelled else f"subset ({tone.label})"
-    evaluation = evaluation or {"split": "test", "method": "test, thresholds fitted on val"}
-    split = evaluation["split"]
-    crossed = split != "test"
-    where = f"{split} split, cross-fitted thresholds" if crossed else f"{split} split"
-    blocks: list[tuple] = [
-        ("h1", "Fairness report"),
-        ("p", f"{disclaimer.capitalize()}. Not a medical device."),
-        (
-            "p",
-            f"Data: {dataset.get('kind')} ({dataset.get('name', 'unknown')}). "
-            + (
-                "Numbers on synthetic data say nothing about real faces. "
-                if dataset.get("kind") == "synthetic"
-                else ""
-            )
-            + f"Evaluation: {evaluation['method']}. Images evaluated ({split}): {metrics['n']}.",
-        ),
-        *(
-            [
-                ("p", CROSS_FITTED_NOTE),
-                (
-                    "p",
-                    "Cross-fitted: F1, precision, recall, specificity, FPR, the gaps built on "
-                    "them, 'ECE after temperature' and the acne-severity grade (its "
-                    "cutpoints, when the predictions carry the severity probabilities). On "
-                    "all validation rows, not cross-fitted (no threshold): AUROC, AP, ECE, "
-                    "Brier and the AUROC goals. thresholds.json (what is shipped, severity "
-                    "cutpoints included) is fitted on all validation rows; the tables below "
-                    "are out-of-fold. Intervals treat the cross-fitted decisions as fixed.",
-                ),
-            ]
-            if crossed
-            else []
-        ),
-        *([] if labelled else [("p", f"Skin-tone groups: {tone.label}. {tone.note}")]),
-        *_provenance_block(provenance),
-        (
-            "p",
-            f"Intervals: {int(metrics['ci_level'] * 100)}% {metrics['ci_method']}; "
-            f"{metrics['n_boot']} replicates, seed {metrics['seed']}. Cells with fewer than "
-            f"{metrics['min_positives']} positives or {metrics['min_negatives']} negatives read "
-            "'insufficient evidence'.",
-        ),
-        *(_goal_blocks(goals, tone) if goals else []),
-        ("h2", f"Summary ({where})"),
-        (
-            "table",
-            ["metric", "per-group thresholds", "one global threshold"],
-            [[k, fmt_estimate(s[k]), fmt_estimate(sg[k])] for k in s],
-        ),
-        (
-            "p",
-            "gap_dark_vs_medium_f1 is |macro-F1(V-VI) - macro-F1(III-IV)|"
-            + ("" if labelled else f" (groups: {tone.label})")
-            + "; its signed value "
-            f"(V-VI minus III-IV) is {fmt_estimate(s['gap_dark_vs_medium_f1'].get('signed'))}.",
-        ),
-        *(
-            [
-                (
-                    "p",
-                    f"No ground truth for {', '.join(metrics['no_ground_truth'])} "
-                    f"(no {split} image has a label): macro metrics average "
-                    f"{', '.join(metrics['macro']['conditions'])} only.",
-                )
-            ]
-            if metrics.get("no_ground_truth")
-            else []
-        ),
-        ("img", "per-group metrics", files["group_metrics_png"]),
-    ]
-    for cond in conditions:
-        entry = metrics["conditions"][cond]
-        rows = []
-        for name, cell in [
-            ("overall", entry["overall"]),
-            *[(g, entry["by_group"][g]) for g in groups],
-            *([(f"type {t}", c) for t, c in entry["by_type"].items()] if show_types else []),
-        ]:
-            rows.append(
-                [
-                    name,
-                    cell["n"],
-                    cell["positives"],
-                    *(
-                        fmt_estimate(cell[m])
-                        for m in ("f1", "precision", "recall", "specificity", "auroc", "ap")
-                    ),
-                ]
-            )
-        blocks += [
-            ("h2", f"{cond}"),
-            *(
-                [
-                    (
-                        "p",
-                        f"No ground truth: no {split} image has a {cond} label "
-                        f"(evidence: {(evidence or {}).get(cond, 'synthetic')}).",
-                    )
-                ]
-                if entry["overall"]["n"] == 0
-                else []
-            ),
-            (
-                "table",
-                [
-                    subset,
-                    "n",
-                    "positives",
-                    "F1",
-                    "precision",
-                    "recall",
-                    "specificity",
-                    "AUROC",
-                    "AP",
-                ],
-                rows,
-            ),
-            (
-                "table",
-                ["gap", "value [95% CI]"],
-                [[k, fmt_estimate(v)] for k, v in entry["gaps"].items()],
-            ),
-        ]
-    columns = coverage["groups"] if "groups" in coverage else coverage["types"]
-    columns_named = [tone.group_name(t) if t in groups else t for t in columns]
-    blocks += [
-        ("h2", "Gaps on macro metrics (mean over conditions)"),
-        (
-            "table",
-            ["gap", "per-group thresholds", "one global threshold"],
-            [
-                [k, fmt_estimate(v), fmt_estimate(metrics_global["macro"]["gaps"][k])]
-                for k, v in metrics["macro"]["gaps"].items()
-            ],
-        ),
-        (
-            "h2",
-            "Thresholds (fitted on all validation rows: thresholds.json, shipped)"
-            if crossed
-            else "Thresholds (fitted on validation)",
-        ),
-        (
-            "p",
-            f"Method: {thresholds['method']}; shrinkage {thresholds['shrinkage']['rule']} "
-            f"with k = {thresholds['shrinkage']['k']}; groups with fewer than "
-            f"{thresholds['shrinkage']['min_positives']} positives use the global threshold.",
-        ),
-        (
-            "table",
-            [
-                "condition",
-                "global",
-                *(f"{tone.group_name(g)} (raw, w, positives)" for g in groups),
-            ],
-            [
-                [
-                    c,
-                    f"{thresholds['thresholds'][c]['global']['threshold']:.3f}",
-                    *(_threshold_cell(thresholds["thresholds"][c]["groups"][g]) for g in groups),
-                ]
-                for c in conditions
-            ],
-        ),
-        *_severity_cutpoint_blocks(thresholds.get("acne_severity")),
-        ("h2", f"Calibration ({split} split)"),
-        (
-            "table",
-            ["condition", subset, "n", "ECE", "Brier", "ECE after temperature"],
-            [
-                [
-                    c,
-                    g,
-                    v["n"],
-                    _num(v["ece"]),
-                    _num(v["brier"]),
-                    _num(calibration["temperature_scaling"]["ece_after"][c][g]),
-                ]
-                for c in conditions
-                for g, v in calibration["conditions"][c].items()
-            ],
-        ),
-        ("img", "reliability diagrams", files["reliability_png"]),
-        ("h2", "ROC per group" if labelled else f"ROC per {tone.label}"),
-        ("img", "ROC per group", files["roc_png"]),
-        ("h2", f"Coverage (positives / labelled, {split} split)"),
-        (
-            "table",
-            ["condition", *columns_named],
-            [
-                [
-                    c,
-                    *(
-                        f"{coverage['positives'][c][t]}/{coverage['labelled'][c][t]}"
-                        for t in columns
-                    ),
-                ]
-                for c in conditions
-            ],
-        ),
-        ("img", "coverage matrix", files["coverage_png"]),
-    ]
-    if severity:
-        from fairness.model_card import severity_blocks
-
-        blocks += severity_blocks(severity, tone)
-    return blocks
-
-
-def _severity_cutpoint_blocks(fit: dict | None) -> list[tuple]:
-    """One line on the shipped acne-severity cutpoints (thresholds.json ``acne_severity``)."""
-    if not fit:
-        return []
-
-    def qwk(value) -> str:
-        return "undefined" if value is None else f"{value:.3f}"
-
-    cuts = ", ".join(f"{c:.3f}" for c in fit["cutpoints"])
-    return [
-        (
-            "p",
-            f"Acne-severity cutpoints (thresholds.json acne_severity, shipped): grade = number "
-            f"of k with P(grade > k) > cutpoint k, cutpoints [{cuts}]; {fit['method']} on "
-            f"{fit['n']} rows with a known severity (QWK {qwk(fit['qwk'])} on them; the "
-            f"default 0.5 rule: {qwk(fit.get('qwk_default'))}).",
-        )
-    ]
-
-
-def _goal_blocks(goals: dict, tone: ToneBasis) -> list[tuple]:
-    """The AUROC goals as one table (threshold-free: every evaluated row)."""
-    from data.schema import GROUPS
-
-    rows = [
-        [f"{cond} AUROC", goals[f"{cond}_auroc"]["n"], fmt_estimate(goals[f"{cond}_auroc"])]
-        for cond in GOAL_CONDITIONS
-    ]
-    for g in GROUPS:
-        cell = goals["acne_auroc_by_group"][g]
-        rows.append([f"acne AUROC, {tone.group_name(g)}", cell["n"], fmt_estimate(cell["auroc"])])
-    gap = goals["acne_auroc_gap"]
-    name = "acne AUROC gap, best group - worst group"
-    if gap.get("best_group"):
-        name += f" ({gap['best_group']} - {gap['worst_group']})"
-    rows.append([name, "", fmt_estimate(gap)])
-    if "not_analysed" in goals:
-        na = goals["not_analysed"]
-        rows.append(["share of faces not analysed", na["n"], f"{na['share']:.3f} ({na['count']})"])
-    return [
-        ("h2", "AUROC goals"),
-        (
-            "p",
-            f"Every evaluated row (no threshold). A group's AUROC counts with at least "
-            f"{gap['min_faces']} faces with an acne label; the gap compares those groups with "
-            f"the best one. Intervals: {int(goals['ci_level'] * 100)}% {goals['ci_method']}.",
-        ),
-        ("table", ["goal", "n", "value [95% CI]"], rows),
-    ]
-
-
-def _provenance_block(provenance: list[dict] | None) -> list[tuple]:
-    if not provenance:
-        return []
-    items = [
-        "; ".join(
-            str(card[k]) if k == "name" else f"{k}: {card[k]}"
-            for k in ("name", "licence", "attribution", "url", "tone_source")
-            if card.get(k)
-        )
-        for card in provenance
-    ]
-    return [("p", "Data provenance (datacard):"), ("list", items)]
-
-
-def _threshold_cell(entry: dict) -> str:
-    raw = "global" if entry.get("raw_threshold") is None else f"{entry['raw_threshold']:.3f}"
-    return f"{entry['threshold']:.3f} ({raw}, {entry.get('weight', 0):.2f}, {entry['positives']})"
-
-
-def _num(value) -> str:
-    return "insufficient evidence" if value is None else f"{value:.4f}"
-
-
 def flatten_summary(metrics: dict, prefix: str) -> dict[str, float]:
     """MLflow-ready scalars: value, ci_low, ci_high of each summary and gap estimate."""
     out: dict[str, float] = {}
@@ -1180,24 +754,6 @@ def flatten_summary(metrics: dict, prefix: str) -> dict[str, float]:
             add(f"gap/{cond}/{gap}", est)
         for g, cell in entry["by_group"].items():
             add(f"f1/{cond}/{g}", cell["f1"])
-    return out
-
-
-def flatten_goals(goals: dict, prefix: str = "goals") -> dict[str, float]:
-    """MLflow-ready scalars of the AUROC goals (value, ci_low, ci_high)."""
-    from data.schema import GROUPS
-
-    named = {f"{c}_auroc": goals[f"{c}_auroc"] for c in GOAL_CONDITIONS}
-    named |= {f"acne_auroc/{g}": goals["acne_auroc_by_group"][g]["auroc"] for g in GROUPS}
-    named["acne_auroc_gap"] = goals["acne_auroc_gap"]
-    out: dict[str, float] = {}
-    for name, est in named.items():
-        for field in ("value", "ci_low", "ci_high"):
-            if est.get(field) is not None:
-                key = name if field == "value" else f"{name}_{field}"
-                out[f"{prefix}/{key}"] = float(est[field])
-    if "not_analysed" in goals:
-        out[f"{prefix}/not_analysed_share"] = float(goals["not_analysed"]["share"])
     return out
 
 

@@ -4,7 +4,7 @@ Grades are the ACNE04 bands 0-3 (`data.schema.SEVERITY_GRADES`). Quadratic weigh
 is scikit-learn's ``cohen_kappa_score(y_true, grade, labels=[0, 1, 2, 3], weights="quadratic")``
 (tested equal, sample weights included): the labels are fixed, so a grade missing from both
 arrays still counts in the distances. It is computed here in a batched form over a weight matrix
-``W [B, n]`` (one bootstrap replicate per row, as in `fairness.metrics`), so the point estimate
+``W [B, n]`` (one bootstrap replicate per row, as in `fairness.batched`), so the point estimate
 and every replicate go through the same code. QWK is NaN when the expected disagreement is 0
 (true and predicted grades all one and the same value).
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from fairness.bootstrap import (
     INSUFFICIENT,
@@ -363,6 +364,26 @@ def severity_metrics(
     """
     from data.schema import GROUPS
 
+    y, pred, group = _known_grades(y_true, grade, groups)
+    weights = _bootstrap_weights(y, group, n_boot, seed)
+    need = max(int(min_rows), 1)
+    cells = {"overall": np.ones(y.size, bool), **{g: group == g for g in GROUPS}}
+    return {
+        "n": int(y.size),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "ci_level": ci_level,
+        "ci_method": CI_METHOD,
+        "min_rows": int(min_rows),
+        "overall": _severity_cell(y, pred, cells["overall"], weights, need, ci_level),
+        "by_group": {g: _severity_cell(y, pred, cells[g], weights, need, ci_level) for g in GROUPS},
+    }
+
+
+def _known_grades(
+    y_true: ArrayLike, grade: ArrayLike, groups: Sequence[str | None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true grades, predicted grades, group names) of the rows with a known true grade."""
     y_all = _float_grades(y_true)
     pred_all = _float_grades(grade)
     group_all = np.asarray([g if isinstance(g, str) else "" for g in groups], dtype=object)
@@ -373,35 +394,37 @@ def severity_metrics(
         )
     known = np.isfinite(y_all) & (y_all >= 0)
     y, pred, _ = _prepare(y_all[known], pred_all[known], None)
-    group = group_all[known]
-    cells = {"overall": np.ones(y.size, bool), **{g: group == g for g in GROUPS}}
-    weights = None
+    return y, pred, group_all[known]
+
+
+def _bootstrap_weights(
+    y: np.ndarray, group: np.ndarray, n_boot: int, seed: int
+) -> np.ndarray | None:
+    """Bootstrap weights [n_boot, n] stratified by group x true grade; None without any."""
     if n_boot > 0 and y.size:
         strata = strata_codes(group, y)
-        weights = stratified_bootstrap_weights(strata, n_boot, np.random.default_rng(seed))
-    need = max(int(min_rows), 1)
+        return stratified_bootstrap_weights(strata, n_boot, np.random.default_rng(seed))
+    return None
 
-    def cell(mask: np.ndarray) -> dict:
-        n = int(mask.sum())
-        out: dict = {"n": n}
-        for metric, fn in _BATCHED.items():
-            if n < need:
-                out[metric] = insufficient(f"{n} rows with a known severity; need at least {need}")
-                continue
-            point = float(fn(y[mask], pred[mask], np.ones((1, n)))[0])
-            replicates = None if weights is None else fn(y[mask], pred[mask], weights[:, mask])
-            out[metric] = estimate(point, replicates, ci_level)
-        ok = all(out[m]["status"] == "ok" for m in SEVERITY_METRICS)
-        out["status"] = "ok" if ok else INSUFFICIENT
-        return out
 
-    return {
-        "n": int(y.size),
-        "n_boot": int(n_boot),
-        "seed": int(seed),
-        "ci_level": ci_level,
-        "ci_method": CI_METHOD,
-        "min_rows": int(min_rows),
-        "overall": cell(cells["overall"]),
-        "by_group": {g: cell(cells[g]) for g in GROUPS},
-    }
+def _severity_cell(
+    y: np.ndarray,
+    pred: np.ndarray,
+    mask: np.ndarray,
+    weights: np.ndarray | None,
+    need: int,
+    ci_level: float,
+) -> dict:
+    """QWK and MAE estimates of the rows in `mask`; insufficient below `need` rows."""
+    n = int(mask.sum())
+    out: dict = {"n": n}
+    for metric, fn in _BATCHED.items():
+        if n < need:
+            out[metric] = insufficient(f"{n} rows with a known severity; need at least {need}")
+            continue
+        point = float(fn(y[mask], pred[mask], np.ones((1, n)))[0])
+        replicates = None if weights is None else fn(y[mask], pred[mask], weights[:, mask])
+        out[metric] = estimate(point, replicates, ci_level)
+    ok = all(out[m]["status"] == "ok" for m in SEVERITY_METRICS)
+    out["status"] = "ok" if ok else INSUFFICIENT
+    return out

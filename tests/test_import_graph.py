@@ -1,0 +1,207 @@
+"""The project's own packages import each other one way only: no import cycle.
+
+The graph is built from the source text (`ast`), so nothing is imported to check it. Every
+``import``, at module level or inside a function, is an edge from the importing module to the
+module it names: ``import a.b`` and ``from a import b`` (b a submodule) are edges to ``a.b``;
+``from a.b import name`` (name not a submodule) is an edge to ``a.b``; relative imports are
+resolved against the importing module's package. Only modules of `PACKAGES` are nodes.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = (
+    "data",
+    "preprocessing",
+    "train_jax",
+    "fairness",
+    "explain",
+    "client",
+    "triton_models",
+    "benchmarks",
+)
+
+
+def module_files(root: Path, packages: Iterable[str]) -> dict[str, Path]:
+    """Dotted module name -> file of every .py file under the packages (``pkg/__init__.py`` is
+    ``pkg``)."""
+    modules: dict[str, Path] = {}
+    for package in packages:
+        for folder, dirs, files in os.walk(root / package):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = Path(folder) / name
+                parts = list(path.relative_to(root).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                modules[".".join(parts)] = path
+    return modules
+
+
+def _longest_known(name: str, modules: Mapping[str, Path]) -> str | None:
+    """`name` or its longest dotted prefix that is a project module; None when none is."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def _relative_base(module: str, is_package: bool, level: int, target: str | None) -> str:
+    """Absolute name of ``from <level dots><target> import ...`` inside `module`."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    base = package[: len(package) - (level - 1)] if level > 1 else package
+    return ".".join([*base, *([target] if target else [])])
+
+
+def imported_modules(module: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
+    """Project modules that `module` (source file `path`) imports anywhere in its body."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str | None] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(_longest_known(alias.name, modules) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = _relative_base(module, is_package, node.level, node.module)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}" if base else alias.name
+                found.add(submodule if submodule in modules else _longest_known(base, modules))
+    return {name for name in found if name is not None and name != module}
+
+
+def import_graph(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> dict[str, set[str]]:
+    """Module -> the project modules it imports, for every module of `packages`."""
+    modules = module_files(root, packages)
+    return {name: imported_modules(name, path, modules) for name, path in modules.items()}
+
+
+def _strong_components(graph: Mapping[str, Iterable[str]]) -> Iterator[list[str]]:
+    """Strongly connected components of `graph` (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.get(nxt, ())))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    yield sorted(component)
+
+
+def _cycle_through(start: str, members: set[str], graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """A shortest cycle start -> ... -> start inside one strongly connected component."""
+    parent: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in sorted(graph.get(node, ())):
+                if nxt == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if nxt in members and nxt not in parent:
+                    parent[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    raise AssertionError(f"{start} is on no cycle")
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component that has one (a module importing itself
+    included), each as [m0, m1, ..., m0] starting at the component's first name."""
+    cycles = []
+    for component in _strong_components(graph):
+        if len(component) > 1 or component[0] in graph.get(component[0], ()):
+            cycles.append(_cycle_through(component[0], set(component), graph))
+    return sorted(cycles)
+
+
+def _describe(cycles: list[list[str]]) -> str:
+    return "import cycle(s):\n" + "\n".join("  " + " -> ".join(c) for c in cycles)
+
+
+def test_project_packages_have_no_import_cycle() -> None:
+    graph = import_graph()
+    covered = {name.split(".")[0] for name in graph}
+    assert covered == set(PACKAGES), f"packages without a module: {set(PACKAGES) - covered}"
+    assert sum(len(edges) for edges in graph.values()) > len(graph)  # the imports resolved
+    cycles = find_cycles(graph)
+    if cycles:
+        print(_describe(cycles))
+    assert not cycles, _describe(cycles)
+
+
+def test_find_cycles_reports_a_planted_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"a"}, "f": {"f"}}
+    assert find_cycles(graph) == [["a", "b", "c", "a"], ["f", "f"]]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set(), "e": {"a", "c"}}) == []
+
+
+def _write(root: Path, files: Mapping[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def test_graph_sees_relative_function_level_and_submodule_imports(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from . import b\nimport numpy as np\n",
+            "pkg/b.py": "def late():\n    import pkg.sub.c\n",
+            "pkg/sub/__init__.py": "from .c import VALUE\n",
+            "pkg/sub/c.py": "from ..a import thing\nVALUE = 1\n",
+            "pkg/d.py": "from pkg import sub\nfrom pkg.sub import VALUE\n",
+        },
+    )
+    graph = import_graph(tmp_path, ["pkg"])
+    assert graph == {
+        "pkg": set(),
+        "pkg.a": {"pkg.b"},
+        "pkg.b": {"pkg.sub.c"},
+        "pkg.d": {"pkg.sub"},
+        "pkg.sub": {"pkg.sub.c"},
+        "pkg.sub.c": {"pkg.a"},
+    }
+    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+    (tmp_path / "pkg/b.py").write_text("def late():\n    return 1\n", encoding="utf-8")
+    assert find_cycles(import_graph(tmp_path, ["pkg"])) == []
