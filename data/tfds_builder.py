@@ -40,8 +40,13 @@ import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
+from data.canonical import load_metadata
 from data.schema import CONDITIONS, GROUPS, SEVERITY_GRADES, SPLITS, TONE_SOURCES
 from data.splits import row_group
+from preprocessing.align import warp_to_crop
+from preprocessing.face_detect import FaceDetector
+from preprocessing.image_io import load_image
+from preprocessing.pipeline import analyze_image
 
 FILE_FORMAT = "array_record"
 CACHE_DIRNAME = "tfds"  # default cache: DIR/tfds beside the dataset
@@ -146,41 +151,27 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
 
 
 def read_metadata(csv_path: Path) -> pd.DataFrame:
-    """Read metadata.csv with the canonical validator when available (row index = CSV row)."""
-    try:
-        from data.canonical import load_metadata
-    except ImportError:  # fallback until data/canonical.py lands
-        return pd.read_csv(csv_path, keep_default_na=True)
+    """Read metadata.csv with the canonical validator (row index = CSV row)."""
     return load_metadata(csv_path)
 
 
 def make_cropper(size: int) -> tuple[Callable[..., tuple[np.ndarray, np.ndarray, bool]], str]:
-    """Return (`crop(image, mask) -> (crop, mask_crop, face_found)`, mode "face" or "centre").
+    """Return (`crop(image, mask) -> (crop, mask_crop, face_found)`, mode "face").
 
-    The crop is the serving preprocessing (`analyze_image`); while preprocessing/ is not
-    implemented yet, every image gets the centred-crop fallback (mode "centre").
+    The crop is the serving preprocessing (`analyze_image`). An image without a detected face
+    gets its largest centred square instead, marked `face_found=False`.
     """
-    try:
-        from preprocessing.align import warp_to_crop
-        from preprocessing.face_detect import FaceDetector
-        from preprocessing.pipeline import analyze_image
-
-        detector = FaceDetector()
-        analyze_image(np.zeros((32, 32, 3), np.uint8), size=size, detector=detector)
-    except (ImportError, NotImplementedError):
-        analyze_image = None
-        detector = None
+    detector = FaceDetector()
 
     def crop(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        if analyze_image is not None:
-            faces = analyze_image(image, size=size, detector=detector)
-            if faces:
-                face = faces[0]
-                mask_crop = warp_to_crop(mask, face.affine, size, nearest=True)
-                return np.asarray(face.crop, np.uint8), np.asarray(mask_crop, np.uint8), True
+        faces = analyze_image(image, size=size, detector=detector)
+        if faces:
+            face = faces[0]
+            mask_crop = warp_to_crop(mask, face.affine, size, nearest=True)
+            return np.asarray(face.crop, np.uint8), np.asarray(mask_crop, np.uint8), True
         return centre_crop(image, size), centre_crop(mask, size, nearest=True), False
 
-    return crop, ("face" if analyze_image is not None else "centre")
+    return crop, "face"
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -203,15 +194,7 @@ def centre_crop(image: np.ndarray, size: int, *, nearest: bool = False) -> np.nd
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    try:
-        from preprocessing.image_io import load_image
-
-        return load_image(path)
-    except (ImportError, NotImplementedError):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{path}: cannot decode image") from None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return load_image(path)
 
 
 def _load_mask(root: Path, row: pd.Series, shape: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,6 @@ the same augmentation geometry as the image.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data.schema import CONDITIONS, GROUPS
-
-log = logging.getLogger(__name__)
 
 AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 MaskAugmentFn = Callable[
@@ -138,39 +135,17 @@ def sample_epoch(
 # --- augmentation --------------------------------------------------------------------------
 
 
-def _flip_only(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return image[:, ::-1] if rng.random() < 0.5 else image
-
-
-def _flip_only_with_masks(
-    image: np.ndarray, masks: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    return (image[:, ::-1], masks[:, ::-1]) if rng.random() < 0.5 else (image, masks)
-
-
 @functools.cache
 def make_augment_fn() -> tuple[AugmentFn, str]:
-    """The tone-preserving augmentation of preprocessing/ (`augment(image, rng)`), and its name.
+    """The tone-preserving augmentation of preprocessing/ (`augment(image, rng)`), and its name."""
+    from preprocessing.augment import augment
 
-    Falls back to horizontal flips while `preprocessing.augment` is not implemented.
-    """
-    try:
-        from preprocessing.augment import augment
-
-        probe = augment(np.zeros((16, 16, 3), np.uint8), np.random.default_rng(0))
-        if np.asarray(probe).shape != (16, 16, 3):
-            raise ValueError("preprocessing.augment.augment changed the image shape")
-    except (ImportError, NotImplementedError) as e:
-        log.warning("preprocessing.augment unavailable (%s): augmenting with flips only", e)
-        return _flip_only, "hflip (fallback)"
     return augment, "preprocessing.augment"
 
 
 def make_mask_augment_fn() -> MaskAugmentFn:
     """`augment_with_masks(image, masks, rng)`: the same draw as `make_augment_fn()` on the image
     (so the image is augmented identically with or without masks), the same geometry on masks."""
-    if make_augment_fn()[0] is _flip_only:
-        return _flip_only_with_masks
     from preprocessing.augment import augment_with_masks
 
     return augment_with_masks
