@@ -93,3 +93,14 @@ def test_analyzing_a_photo_needs_no_train_stack(tmp_path: Path) -> None:
 def test_the_client_modules_import_without_the_train_stack(module: str) -> None:
     proc = _run_blocked(["x"], f"import {module}")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_filling_a_triton_repository_from_an_exported_model_needs_no_train_stack(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    argv = ["triton_models.build", "--model-dir", "models/default", "--repo", str(repo), "--json"]
+    proc = _run_blocked(argv, "runpy.run_module('triton_models.build', run_name='__main__')")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["repo"] == str(repo)
+    assert (repo / "classify" / "1" / "model.onnx").is_file()
