@@ -4,7 +4,7 @@
 
 Shapes are those of EfficientNet-B0 at 128 px and of the demo small CNN at 96 px (batch 32).
 Prints the median milliseconds of `train_jax.models.kernels.depthwise_kernel_grad_rows` (built on
-first use; needs a C++ compiler) and of the pure-JAX `layers._depthwise_kernel_grad_rows_xla`,
+first use; needs a C++ compiler) and of the pure-JAX `kernels.depthwise_kernel_grad_rows_xla`,
 each jit-compiled, their ratio, and whether their results are bit-identical (they must be).
 Whole training steps: `benchmarks/train_throughput.py` with and without `FSA_CPU_KERNELS=0`.
 """
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import jax.numpy as jnp
 
-    from train_jax.models import kernels, layers
+    from train_jax.models import kernels
 
     if not kernels.available():
         print(f"error: compiled kernel unavailable: {kernels.build_error()}", file=sys.stderr)
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         xp = jnp.pad(jnp.asarray(rng.standard_normal((b, side, side, c)), jnp.float32), pads)
         g = jnp.asarray(rng.standard_normal((b, out, out, c)), jnp.float32)
         ffi = jax.jit(kernels.depthwise_kernel_grad_rows, static_argnums=(2, 3))
-        xla = jax.jit(layers._depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))
+        xla = jax.jit(kernels.depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))
         identical = bool(np.array_equal(ffi(xp, g, s, k), xla(xp, g, s, k)))
         ms_ffi = _median_ms(ffi, xp, g, s, k, repeats=args.repeats)
         ms_xla = _median_ms(xla, xp, g, s, k, repeats=args.repeats)

@@ -292,6 +292,31 @@ def make_cam_fn(
     Gradients are of the logits (pre-sigmoid). Each call uses the model's current parameters;
     its structure and train/eval mode are fixed when `make_cam_fn` is called.
     """
+    align = _check_cam_args(model, method, layer, align)
+    graphdef = nnx.graphdef(model)
+
+    @jax.jit
+    def cam_fn(state: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        m = nnx.merge(graphdef, state, copy=True)
+        if method == "cam":
+            logits, cam = _head_cam(m, x)
+        else:
+            act, tail = _layer_and_tail(m, x, layer)
+            logits, grads = _class_gradients(tail, act)
+            num_prefix = getattr(m, "num_prefix_tokens", None)
+            cam = _gradient_maps(act, grads, _WEIGHT_FNS[method], num_prefix)
+        if upsample:
+            cam = upsample_maps(cam, x.shape[1:3], align)
+        return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
+
+    def run(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return cam_fn(nnx.state(model), jnp.asarray(x, jnp.float32))
+
+    return run
+
+
+def _check_cam_args(model: nnx.Module, method: str, layer: str | None, align: str | None) -> str:
+    """Validate the arguments of `make_cam_fn`; returns the alignment to use."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(METHODS)}")
     if method == "cam" and layer is not None:
@@ -301,62 +326,71 @@ def make_cam_fn(
     align = align or cell_alignment(model)
     if align not in ALIGNS:
         raise ValueError(f"unknown align {align!r}; choose one of {sorted(ALIGNS)}")
-    graphdef = nnx.graphdef(model)
+    return align
 
-    @jax.jit
-    def cam_fn(state: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        m = nnx.merge(graphdef, state, copy=True)
-        if method == "cam":
-            feats = m.features(x).astype(jnp.float32)
-            logits = m.head(jnp.mean(feats, axis=(1, 2)))
-            cam = class_activation_map(feats, m.head.kernel[...].astype(jnp.float32))
-            if upsample:
-                cam = upsample_maps(cam, x.shape[1:3], align)
-            return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
-        if layer is None:
-            act = m.features(x)
 
-            def tail(a: jax.Array) -> jax.Array:
-                return m.head(jnp.mean(a.astype(jnp.float32), axis=(1, 2)))
+def _head_cam(m: nnx.Module, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(logits [B,C], CAM [B,C,h,w]) of the GAP + linear head on the last feature map."""
+    feats = m.features(x).astype(jnp.float32)
+    logits = m.head(jnp.mean(feats, axis=(1, 2)))
+    return logits, class_activation_map(feats, m.head.kernel[...].astype(jnp.float32))
 
-        elif layer in getattr(m, "stage_names", ()):
-            _, inter = m.features(x, return_intermediates=True)
-            act = inter[layer]
 
-            def tail(a: jax.Array) -> jax.Array:
-                return m.logits_from(layer, a)
+def _layer_and_tail(
+    m: nnx.Module, x: jax.Array, layer: str | None
+) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+    """The output of `layer` on `x` and the function from that output to the logits."""
+    if layer is None:
+        act = m.features(x)
 
-        else:
-            slot = _Slot()
-            _install_probe(m, layer, slot)
-            m(x)
-            act = slot.value
-            if not isinstance(act, jax.Array):
-                raise ValueError(f"layer {layer!r} output is {type(act).__name__}, not an array")
+        def tail(a: jax.Array) -> jax.Array:
+            return m.head(jnp.mean(a.astype(jnp.float32), axis=(1, 2)))
 
-            def tail(a: jax.Array) -> jax.Array:
-                slot.mode, slot.value = "replace", a
-                return m(x)
+    elif layer in getattr(m, "stage_names", ()):
+        _, inter = m.features(x, return_intermediates=True)
+        act = inter[layer]
 
-        logits, pullback = jax.vjp(tail, act)
-        num_classes = logits.shape[-1]
-        cotangents = jnp.broadcast_to(
-            jnp.eye(num_classes, dtype=logits.dtype)[:, None, :], (num_classes, *logits.shape)
-        )
-        (grads,) = jax.vmap(pullback)(cotangents)  # [C, *act.shape]
-        num_prefix = getattr(m, "num_prefix_tokens", None)
-        acts_g = _as_grid(act.astype(jnp.float32), num_prefix)
-        weight_fn = _WEIGHT_FNS[method]
-        maps = []
-        for c in range(num_classes):
-            g = _as_grid(grads[c].astype(jnp.float32), num_prefix)
-            maps.append(weighted_map(acts_g, weight_fn(acts_g, g)))
-        cam = jnp.stack(maps, axis=1)  # [B, C, h, w]
-        if upsample:
-            cam = upsample_maps(cam, x.shape[1:3], align)
-        return jax.nn.sigmoid(logits.astype(jnp.float32)), normalize_maps(cam)
+        def tail(a: jax.Array) -> jax.Array:
+            return m.logits_from(layer, a)
 
-    def run(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return cam_fn(nnx.state(model), jnp.asarray(x, jnp.float32))
+    else:
+        slot = _Slot()
+        _install_probe(m, layer, slot)
+        m(x)
+        act = slot.value
+        if not isinstance(act, jax.Array):
+            raise ValueError(f"layer {layer!r} output is {type(act).__name__}, not an array")
 
-    return run
+        def tail(a: jax.Array) -> jax.Array:
+            slot.mode, slot.value = "replace", a
+            return m(x)
+
+    return act, tail
+
+
+def _class_gradients(
+    tail: Callable[[jax.Array], jax.Array], act: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(logits [B,C], d logit_c / d act for every class c, [C, *act.shape])."""
+    logits, pullback = jax.vjp(tail, act)
+    num_classes = logits.shape[-1]
+    cotangents = jnp.broadcast_to(
+        jnp.eye(num_classes, dtype=logits.dtype)[:, None, :], (num_classes, *logits.shape)
+    )
+    (grads,) = jax.vmap(pullback)(cotangents)  # [C, *act.shape]
+    return logits, grads
+
+
+def _gradient_maps(
+    act: jax.Array,
+    grads: jax.Array,
+    weight_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    num_prefix: int | None,
+) -> jax.Array:
+    """Gradient-weighted maps [B, C, h, w] of a layer output and its per-class gradients."""
+    acts_g = _as_grid(act.astype(jnp.float32), num_prefix)
+    maps = []
+    for c in range(grads.shape[0]):
+        g = _as_grid(grads[c].astype(jnp.float32), num_prefix)
+        maps.append(weighted_map(acts_g, weight_fn(acts_g, g)))
+    return jnp.stack(maps, axis=1)  # [B, C, h, w]

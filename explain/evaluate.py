@@ -163,76 +163,103 @@ def localisation_summary(
     "no positives" or "no lesion masks" (present, but never with a mask).
     """
     out: dict[str, Any] = {}
-    names = [*GROUPS, UNKNOWN_GROUP]
     if face_width is None:
         face_width = face_width_px(masks.shape[2])
     for c, cond in enumerate(CONDITIONS):
         present = labels[:, c] == 1
         has_mask = masks[..., c].reshape(len(masks), -1).any(axis=1)
         use = np.flatnonzero(present & has_mask)
-        strict = np.array([metrics.pointing_game(cams[i, c], masks[i, ..., c]) for i in use], float)
-        energy = np.array([metrics.energy_in_mask(cams[i, c], masks[i, ..., c]) for i in use])
-        if dilate > 0:
-            hits = np.array(
-                [
-                    metrics.pointing_game_dilated(
-                        cams[i, c], masks[i, ..., c], face_width_px=face_width, dilate=dilate
-                    )
-                    for i in use
-                ],
-                float,
-            )
-            scores = [
-                ("pointing_game", hits),
-                ("pointing_game_strict", strict),
-                ("energy_in_mask", energy),
-            ]
-        else:
-            scores = [("pointing_game", strict), ("energy_in_mask", energy)]
-        if tolerance_px > 0:
-            near = [
-                metrics.pointing_game(cams[i, c], masks[i, ..., c], tolerance_px=tolerance_px)
-                for i in use
-            ]
-            scores.append(("pointing_game_tolerant", np.array(near, float)))
-        if grid is not None:
-            ceiling = [metrics.pointing_ceiling(masks[i, ..., c], tuple(grid), align) for i in use]
-            scores.append(("pointing_ceiling", np.array(ceiling, float)))
-        area = np.array([masks[i, ..., c].mean() for i in use])
-        g = np.array([groups[i] for i in use])
+        cam_c, mask_c = cams[use, c], masks[use, ..., c]
+        scores = _localisation_scores(
+            cam_c,
+            mask_c,
+            tolerance_px=tolerance_px,
+            dilate=dilate,
+            face_width=face_width,
+            grid=grid,
+            align=align,
+        )
         n_labelled = int(np.isfinite(labels[:, c]).sum())
-        if n_labelled == 0:
-            status = NO_GROUND_TRUTH
-        elif not present.any():
-            status = "no positives"
-        elif use.size == 0:
-            status = "no lesion masks"
-        else:
-            status = "ok"
         entry: dict[str, Any] = {
-            "status": status,
+            "status": _localisation_status(n_labelled, bool(present.any()), use.size),
             "n_labelled": n_labelled,
             "n_present": int(present.sum()),
             "n_present_without_mask": int((present & ~has_mask).sum()),
         }
+        g = np.array([groups[i] for i in use])
         for name, values in scores:
-            by_group = {
-                k: _ci_summary(values[g == k], num_boot=num_boot, seed=seed)
-                for k in names
-                if (g == k).any()
-            }
-            entry[name] = {
-                "overall": _ci_summary(values, num_boot=num_boot, seed=seed),
-                "by_group": by_group,
-                "spread": _nan_to_none(
-                    metrics.spread(
-                        {k: v["value"] for k, v in by_group.items() if k != UNKNOWN_GROUP}
-                    )
-                ),
-            }
+            entry[name] = _grouped_summary(values, g, num_boot=num_boot, seed=seed)
+        area = np.array([m.mean() for m in mask_c])
         entry["mask_area_fraction"] = float(area.mean()) if area.size else None
         out[cond] = entry
     return out
+
+
+def _localisation_scores(
+    cams: np.ndarray,
+    masks: np.ndarray,
+    *,
+    tolerance_px: float,
+    dilate: float,
+    face_width: float,
+    grid: Sequence[int] | None,
+    align: str,
+) -> list[tuple[str, np.ndarray]]:
+    """Per-image scores of one condition's maps [n,H,W] against its masks [n,H,W], by name."""
+    pairs = list(zip(cams, masks, strict=True))
+    strict = np.array([metrics.pointing_game(cam, mask) for cam, mask in pairs], float)
+    energy = np.array([metrics.energy_in_mask(cam, mask) for cam, mask in pairs])
+    if dilate > 0:
+        hits = np.array(
+            [
+                metrics.pointing_game_dilated(cam, mask, face_width_px=face_width, dilate=dilate)
+                for cam, mask in pairs
+            ],
+            float,
+        )
+        scores = [
+            ("pointing_game", hits),
+            ("pointing_game_strict", strict),
+            ("energy_in_mask", energy),
+        ]
+    else:
+        scores = [("pointing_game", strict), ("energy_in_mask", energy)]
+    if tolerance_px > 0:
+        near = [metrics.pointing_game(cam, mask, tolerance_px=tolerance_px) for cam, mask in pairs]
+        scores.append(("pointing_game_tolerant", np.array(near, float)))
+    if grid is not None:
+        ceiling = [metrics.pointing_ceiling(mask, tuple(grid), align) for mask in masks]
+        scores.append(("pointing_ceiling", np.array(ceiling, float)))
+    return scores
+
+
+def _localisation_status(n_labelled: int, any_present: bool, n_used: int) -> str:
+    """Whether a condition can be scored: "ok" or why not."""
+    if n_labelled == 0:
+        return NO_GROUND_TRUTH
+    if not any_present:
+        return "no positives"
+    if n_used == 0:
+        return "no lesion masks"
+    return "ok"
+
+
+def _grouped_summary(
+    values: np.ndarray, groups: np.ndarray, *, num_boot: int, seed: int
+) -> dict[str, Any]:
+    """Mean with a bootstrap CI overall and per group present, and the spread across groups."""
+    by_group = {
+        k: _ci_summary(values[groups == k], num_boot=num_boot, seed=seed)
+        for k in [*GROUPS, UNKNOWN_GROUP]
+        if (groups == k).any()
+    }
+    return {
+        "overall": _ci_summary(values, num_boot=num_boot, seed=seed),
+        "by_group": by_group,
+        "spread": _nan_to_none(
+            metrics.spread({k: v["value"] for k, v in by_group.items() if k != UNKNOWN_GROUP})
+        ),
+    }
 
 
 def _nan_to_none(x: float | None) -> float | None:
@@ -346,7 +373,7 @@ def lesion_reliance(
 
 
 def goal_check(localisation: dict[str, Any], faithfulness: dict[str, Any]) -> dict[str, Any]:
-    """The issue's goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random.
+    """The explanation goal per condition: pointing game >= 0.85, spread <= 0.05, deletion < random.
 
     Judged on `pointing_game` (strict, or within the `--dilate` allowance of box annotations);
     the tolerant one is reported beside it when present.
@@ -642,86 +669,32 @@ def evaluate_run(
 
     `tfds_dir`: the crop cache; None = the one the run was trained from (`data.tfds_dir`).
     """
-    from tqdm import tqdm
-
     run_dir = Path(run_dir)
     model, config, ex = load_run_examples(
         run_dir, data_dir, split=split, limit=limit, tfds_dir=tfds_dir
     )
     size = int(config.model.image_size)
-    if tolerance_px is None:
-        tolerance_px = standard_tolerance(size)
     facts = read_data_facts(data_dir)
-    if dilate is None:
-        dilate = 0.0 if facts["synthetic"] else BOX_DILATE
-    face_width = face_width_px(size)
-    tone = examples_tone(ex)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
-
-    try:
-        with tqdm(
-            total=len(ex.images),
-            desc="CAM",
-            disable=None if show_progress else True,
-            file=sys.stderr,
-        ) as bar:
-            probs, cams = compute_cams(
-                model,
-                ex.images,
-                method=method,
-                layer=layer,
-                batch_size=batch_size,
-                progress=bar.update,
-            )
-    except ValueError as err:  # unknown layer or method for this model
-        raise EvaluationError(str(err), EXIT_ARGS) from None
-    grid = cam_grid(model, size, layer)
-    align = cell_alignment(model)
-    localisation = localisation_summary(
-        cams,
-        ex.masks,
-        ex.labels,
-        ex.groups,
+    settings = _Settings.resolve(
+        size,
+        synthetic=facts["synthetic"],
         tolerance_px=tolerance_px,
         dilate=dilate,
-        face_width=face_width,
-        grid=grid,
-        align=align,
+        num_steps=num_steps,
+        curve_images=curve_images,
         num_boot=num_boot,
         seed=seed,
     )
-    total_curves = sum(
-        min(curve_images, int((ex.labels[:, c] == 1).sum())) for c in range(len(CONDITIONS))
+    tone = examples_tone(ex)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
+
+    probs, cams = _cams_with_progress(
+        model, ex.images, method=method, layer=layer, batch_size=batch_size, show=show_progress
     )
-    with tqdm(
-        total=total_curves,
-        desc="deletion/insertion",
-        disable=None if show_progress else True,
-        file=sys.stderr,
-    ) as bar:
-        predict = make_predict_fn(model)
-        faithfulness = faithfulness_summary(
-            ex.images,
-            cams,
-            ex.labels,
-            predict,
-            max_images=curve_images,
-            num_steps=num_steps,
-            seed=seed,
-            progress=bar.update,
-        )
-    reliance = lesion_reliance(ex.images, ex.masks, ex.labels, predict, seed=seed)
-
-    figures = {}
-    for group in GROUPS:
-        idx = pick_examples(ex, group, num_examples)
-        if idx:
-            path = write_image(
-                out_dir / f"cam_examples_{group}.png",
-                example_grid(ex, cams, probs, idx, tone=tone),
-            )
-            figures[group] = str(path)
-
+    grid, align = cam_grid(model, size, layer), cell_alignment(model)
+    localisation = _localise(ex, cams, grid, align, settings)
+    predict = make_predict_fn(model)
+    faithfulness = _faithfulness_with_progress(ex, cams, predict, settings, show=show_progress)
     report = {
         "run": str(run_dir),
         "data": str(data_dir),
@@ -732,6 +705,111 @@ def evaluate_run(
         "layer": layer or "features (last feature map)",
         "cam_grid": grid,
         "cam_align": align,
+        **_group_fields(ex, tone, localisation),
+        "settings": settings.to_dict(),
+        "localisation": localisation,
+        "faithfulness": faithfulness,
+        "lesion_reliance": lesion_reliance(ex.images, ex.masks, ex.labels, predict, seed=seed),
+        "goal": goal_check(localisation, faithfulness),
+        "figures": _write_figures(ex, cams, probs, out_dir, num_examples=num_examples, tone=tone),
+        "note": _note(facts, tone, settings.dilate),
+    }
+    json_path = out_dir / f"explain_{split}.json"
+    report["report_path"] = str(json_path)
+    _write_json(json_path, report)
+    return report
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The evaluation's parameters with their defaults filled in."""
+
+    dilate: float
+    face_width: float
+    tolerance_px: float
+    num_steps: int
+    curve_images: int
+    num_boot: int
+    seed: int
+
+    @classmethod
+    def resolve(
+        cls,
+        size: int,
+        *,
+        synthetic: bool,
+        tolerance_px: float | None,
+        dilate: float | None,
+        num_steps: int,
+        curve_images: int,
+        num_boot: int,
+        seed: int,
+    ) -> _Settings:
+        """Fill in the defaults that depend on the crop side and on the data being synthetic."""
+        if tolerance_px is None:
+            tolerance_px = standard_tolerance(size)
+        if dilate is None:
+            dilate = 0.0 if synthetic else BOX_DILATE
+        return cls(
+            dilate=dilate,
+            face_width=face_width_px(size),
+            tolerance_px=tolerance_px,
+            num_steps=num_steps,
+            curve_images=curve_images,
+            num_boot=num_boot,
+            seed=seed,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's `settings` block: the parameters and the rules behind them."""
+        return {
+            "dilate": self.dilate,
+            "face_width_px": self.face_width,
+            "dilate_px": self.dilate * self.face_width,
+            "dilate_rule": (
+                "pointing_game counts a map maximum within dilate x face width of the lesion "
+                "mask (filled boxes grown by that many pixels); face width = side / (1 + 2 x "
+                f"margin {DEFAULT_MARGIN}), the face-box width in the crop of "
+                "preprocessing.align; default dilate 0 on synthetic data (exact masks), "
+                f"{BOX_DILATE} on real box annotations"
+                + ("; pointing_game_strict is the undilated one" if self.dilate > 0 else "")
+            ),
+            "tolerance_px": self.tolerance_px,
+            "tolerance_rule": (
+                "pointing_game_tolerant counts a maximum within "
+                "tolerance_px of the mask (default 15 px at 224 px scaled to the crop, "
+                "Zhang et al. 2016)"
+            ),
+            "num_steps": self.num_steps,
+            "curve_images": self.curve_images,
+            "num_boot": self.num_boot,
+            "seed": self.seed,
+            "baseline": "gaussian blur, sigma = side / 8",
+        }
+
+
+def _localise(
+    ex: Examples, cams: np.ndarray, grid: list[int] | None, align: str, settings: _Settings
+) -> dict[str, Any]:
+    """`localisation_summary` of the examples' maps under the evaluation's settings."""
+    return localisation_summary(
+        cams,
+        ex.masks,
+        ex.labels,
+        ex.groups,
+        tolerance_px=settings.tolerance_px,
+        dilate=settings.dilate,
+        face_width=settings.face_width,
+        grid=grid,
+        align=align,
+        num_boot=settings.num_boot,
+        seed=settings.seed,
+    )
+
+
+def _group_fields(ex: Examples, tone: ToneBasis, localisation: dict[str, Any]) -> dict[str, Any]:
+    """The report's image count, group naming, conditions without ground truth and group sizes."""
+    return {
         "n_images": int(len(ex.images)),
         **tone.to_dict(),
         **({"group_note": tone.note} if tone.note else {}),
@@ -739,41 +817,90 @@ def evaluate_run(
         "n_by_group": {
             g: int(sum(1 for x in ex.groups if x == g)) for g in [*GROUPS, UNKNOWN_GROUP]
         },
-        "settings": {
-            "dilate": dilate,
-            "face_width_px": face_width,
-            "dilate_px": dilate * face_width,
-            "dilate_rule": (
-                "pointing_game counts a map maximum within dilate x face width of the lesion "
-                "mask (filled boxes grown by that many pixels); face width = side / (1 + 2 x "
-                f"margin {DEFAULT_MARGIN}), the face-box width in the crop of "
-                "preprocessing.align; default dilate 0 on synthetic data (exact masks), "
-                f"{BOX_DILATE} on real box annotations"
-                + ("; pointing_game_strict is the undilated one" if dilate > 0 else "")
-            ),
-            "tolerance_px": tolerance_px,
-            "tolerance_rule": (
-                "pointing_game_tolerant counts a maximum within "
-                "tolerance_px of the mask (default 15 px at 224 px scaled to the crop, "
-                "Zhang et al. 2016)"
-            ),
-            "num_steps": num_steps,
-            "curve_images": curve_images,
-            "num_boot": num_boot,
-            "seed": seed,
-            "baseline": "gaussian blur, sigma = side / 8",
-        },
-        "localisation": localisation,
-        "faithfulness": faithfulness,
-        "lesion_reliance": reliance,
-        "goal": goal_check(localisation, faithfulness),
-        "figures": figures,
-        "note": _note(facts, tone, dilate),
     }
-    json_path = out_dir / f"explain_{split}.json"
-    report["report_path"] = str(json_path)
-    _write_json(json_path, report)
-    return report
+
+
+def _cams_with_progress(
+    model: Any,
+    images: np.ndarray,
+    *,
+    method: str,
+    layer: str | None,
+    batch_size: int,
+    show: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`compute_cams` under a progress bar; an unknown layer or method is an `EvaluationError`."""
+    from tqdm import tqdm
+
+    try:
+        with tqdm(
+            total=len(images), desc="CAM", disable=None if show else True, file=sys.stderr
+        ) as bar:
+            return compute_cams(
+                model,
+                images,
+                method=method,
+                layer=layer,
+                batch_size=batch_size,
+                progress=bar.update,
+            )
+    except ValueError as err:  # unknown layer or method for this model
+        raise EvaluationError(str(err), EXIT_ARGS) from None
+
+
+def _faithfulness_with_progress(
+    ex: Examples,
+    cams: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    settings: _Settings,
+    *,
+    show: bool,
+) -> dict[str, Any]:
+    """`faithfulness_summary` of the examples under a progress bar (one step per image)."""
+    from tqdm import tqdm
+
+    curve_images = settings.curve_images
+    total_curves = sum(
+        min(curve_images, int((ex.labels[:, c] == 1).sum())) for c in range(len(CONDITIONS))
+    )
+    with tqdm(
+        total=total_curves,
+        desc="deletion/insertion",
+        disable=None if show else True,
+        file=sys.stderr,
+    ) as bar:
+        return faithfulness_summary(
+            ex.images,
+            cams,
+            ex.labels,
+            predict,
+            max_images=curve_images,
+            num_steps=settings.num_steps,
+            seed=settings.seed,
+            progress=bar.update,
+        )
+
+
+def _write_figures(
+    ex: Examples,
+    cams: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    *,
+    num_examples: int,
+    tone: ToneBasis,
+) -> dict[str, str]:
+    """Write one example grid per group that has examples; group -> the PNG's path."""
+    figures = {}
+    for group in GROUPS:
+        idx = pick_examples(ex, group, num_examples)
+        if idx:
+            path = write_image(
+                out_dir / f"cam_examples_{group}.png",
+                example_grid(ex, cams, probs, idx, tone=tone),
+            )
+            figures[group] = str(path)
+    return figures
 
 
 def _note(facts: dict[str, Any], tone: ToneBasis, dilate: float) -> str:

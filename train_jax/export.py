@@ -831,62 +831,18 @@ def quantize_int8(
     condition) drops by more than 0.01 on the test split; returns the numbers either way,
     with the median ms per batch of both models at batch 1 and 32.
     """
-    import onnx
-    import onnxruntime as ort
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
     from fairness.thresholds import load_thresholds
-    from train_jax.onnx_passes import simplify
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     size = int(json.loads((model_dir / "model_card.json").read_text())["input_size"])
     calib, _, _ = _split_crops(data_dir, "val", size, num_calibration)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(calib[i : i + 1] for i in range(len(calib)))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
     int8_path = model_dir / "model.int8.onnx"
-    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".int8-") as tmp:
-        folded = optimize_onnx(model_dir / "model.onnx", Path(tmp) / "folded.onnx")
-        graph = onnx.load(str(folded))
-        simplify(graph)
-        onnx.save(graph, str(folded))
-        quantize_static(
-            str(folded),
-            str(Path(tmp) / "int8.onnx"),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=INT8_OPTIONS["per_channel"],
-            calibrate_method=getattr(CalibrationMethod, INT8_OPTIONS["calibration"]),
-            activation_type=getattr(QuantType, INT8_OPTIONS["activations"]),
-            weight_type=getattr(QuantType, INT8_OPTIONS["weights"]),
-            extra_options=dict(INT8_OPTIONS["extra_options"]),
-        )
-        os.replace(Path(tmp) / "int8.onnx", int8_path)
+    _write_int8(model_dir / "model.onnx", int8_path, calib)
     crops, labels, groups = _split_crops(data_dir, "test", size, num_eval)
     thresholds = load_thresholds(model_dir / "thresholds.json")
     paths = {"float32": model_dir / "model.onnx", "int8": int8_path}
-    scores, probs = {}, {}
-    for name, path in paths.items():
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        probs[name] = np.concatenate(
-            [
-                sess.run(["probs"], {INPUT_NAME: crops[i : i + 32]})[0]
-                for i in range(0, len(crops), 32)
-            ]
-        )
-        scores[name] = per_group_f1(labels, probs[name], groups, thresholds)
+    probs = {name: _onnx_probs(path, crops) for name, path in paths.items()}
+    scores = {name: per_group_f1(labels, p, groups, thresholds) for name, p in probs.items()}
     max_drop, worst = max_f1_drop(scores["float32"], scores["int8"])
     adopted = worst is not None and max_drop <= MAX_F1_DROP
     return {
@@ -901,6 +857,60 @@ def quantize_int8(
         "speed_ms_per_batch": compare_speed(paths, input_size=size),
         "adopted_as_default": adopted,
     }
+
+
+def _calibration_reader(calib: np.ndarray) -> Any:
+    """An onnxruntime `CalibrationDataReader` feeding `calib` one image at a time."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calib[i : i + 1] for i in range(len(calib)))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    return Reader()
+
+
+def _write_int8(src: Path, dst: Path, calib: np.ndarray) -> None:
+    """Fold and simplify the float model `src`, then write its QDQ INT8 form to `dst`."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from train_jax.onnx_passes import simplify
+
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".int8-") as tmp:
+        folded = optimize_onnx(src, Path(tmp) / "folded.onnx")
+        graph = onnx.load(str(folded))
+        simplify(graph)
+        onnx.save(graph, str(folded))
+        quantize_static(
+            str(folded),
+            str(Path(tmp) / "int8.onnx"),
+            _calibration_reader(calib),
+            quant_format=QuantFormat.QDQ,
+            per_channel=INT8_OPTIONS["per_channel"],
+            calibrate_method=getattr(CalibrationMethod, INT8_OPTIONS["calibration"]),
+            activation_type=getattr(QuantType, INT8_OPTIONS["activations"]),
+            weight_type=getattr(QuantType, INT8_OPTIONS["weights"]),
+            extra_options=dict(INT8_OPTIONS["extra_options"]),
+        )
+        os.replace(Path(tmp) / "int8.onnx", dst)
+
+
+def _onnx_probs(path: Path, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """The `probs` output of an ONNX model on `crops`, in batches (onnxruntime, CPU)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate(
+        [
+            sess.run(["probs"], {INPUT_NAME: crops[i : i + batch_size]})[0]
+            for i in range(0, len(crops), batch_size)
+        ]
+    )
 
 
 def record_quantization(model_dir: Path, numbers: dict) -> None:

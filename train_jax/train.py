@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -239,71 +239,116 @@ def make_train_step(
     """
     ema_decay = config.optim.ema_decay
     group_w = jnp.asarray(group_weights, jnp.float32)
-    loc_weight = config.loc_weight
-    severity_weight = config.severity_weight
 
-    def train_step(state: dict[str, Any], batch: dict[str, jax.Array]):
-        def loss_fn(params):
+    def train_step(
+        state: dict[str, Any], batch: dict[str, jax.Array]
+    ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
             model = nnx.merge(graphdef, params, state["rest"], copy=True)
-            feats = model.features(batch["image"].astype(jnp.float32))
-            logits = model.pool_and_classify(feats)
-            loss, aux = losses.compute_loss(
-                config.loss,
-                logits,
-                batch,
-                num_groups=len(GROUPS),
-                group_weights=group_w,
-                dro_q=state["dro_q"],
-                focal_gamma=config.focal_gamma,
-                groupdro_eta=config.groupdro_eta,
-            )
-            if loc_weight > 0:
-                # The CAM before its ReLU: the head's class scores per cell (no bias).
-                kernel = model.head.kernel[...].astype(jnp.float32)
-                scores = jnp.einsum("bhwk,kc->bhwc", feats.astype(jnp.float32), kernel)
-                cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align)
-                aux["loc"], _ = losses.localisation_loss(
-                    scores,
-                    cells,
-                    batch["labels"],
-                    batch["label_mask"],
-                    batch["weight"],
-                    temperature=config.loc_temperature,
-                )
-                loss = loss + loc_weight * aux["loc"]
-            if severity_weight > 0 and "severity" in batch:
-                aux["severity"], _ = losses.ordinal_loss(
-                    model.severity_from_features(feats),
-                    batch["severity"],
-                    batch["severity_mask"] * batch["weight"],
-                )
-                loss = loss + severity_weight * aux["severity"]
+            loss, aux = _batch_loss(model, batch, state["dro_q"], config, group_w, align)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (aux, rest)
 
         (loss, (aux, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        new = dict(state, params=params, rest=rest, opt=opt_state, step=state["step"] + 1)
-        if "dro_q" in aux:
-            new["dro_q"] = aux["dro_q"]
-        if ema_decay > 0:
-            new["ema"] = ema_update(state["ema"], params, ema_decay)
-        metrics = {
-            "loss": loss,
-            "bce": aux["bce"],
-            "grad_norm": optax.tree.norm(grads),
-            "lr": schedule(state["step"]),
-        }
-        if loc_weight > 0:
-            metrics["loc"] = aux["loc"]
-        if "severity" in aux:
-            metrics["severity"] = aux["severity"]
-        return new, metrics
+        new = _apply_gradients(state, grads, rest, aux, tx, ema_decay)
+        return new, _step_metrics(loss, aux, grads, schedule(state["step"]), config.loc_weight)
 
     return jax.jit(
         train_step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=0
     )
+
+
+def _batch_loss(
+    model: nnx.Module,
+    batch: dict[str, jax.Array],
+    dro_q: jax.Array,
+    config: config_lib.TrainConfig,
+    group_w: jax.Array,
+    align: str,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The loss of one batch and its parts (classification, localisation, severity)."""
+    feats = model.features(batch["image"].astype(jnp.float32))
+    logits = model.pool_and_classify(feats)
+    loss, aux = losses.compute_loss(
+        config.loss,
+        logits,
+        batch,
+        num_groups=len(GROUPS),
+        group_weights=group_w,
+        dro_q=dro_q,
+        focal_gamma=config.focal_gamma,
+        groupdro_eta=config.groupdro_eta,
+    )
+    if config.loc_weight > 0:
+        aux["loc"] = _localisation_term(model, feats, batch, config.loc_temperature, align)
+        loss = loss + config.loc_weight * aux["loc"]
+    if config.severity_weight > 0 and "severity" in batch:
+        aux["severity"], _ = losses.ordinal_loss(
+            model.severity_from_features(feats),
+            batch["severity"],
+            batch["severity_mask"] * batch["weight"],
+        )
+        loss = loss + config.severity_weight * aux["severity"]
+    return loss, aux
+
+
+def _localisation_term(
+    model: nnx.Module,
+    feats: jax.Array,
+    batch: dict[str, jax.Array],
+    temperature: float,
+    align: str,
+) -> jax.Array:
+    """The localisation loss of the class map before its ReLU against the lesion masks."""
+    # The CAM before its ReLU: the head's class scores per cell (no bias).
+    kernel = model.head.kernel[...].astype(jnp.float32)
+    scores = jnp.einsum("bhwk,kc->bhwc", feats.astype(jnp.float32), kernel)
+    cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align)
+    loc, _ = losses.localisation_loss(
+        scores,
+        cells,
+        batch["labels"],
+        batch["label_mask"],
+        batch["weight"],
+        temperature=temperature,
+    )
+    return loc
+
+
+def _apply_gradients(
+    state: dict[str, Any],
+    grads: Any,
+    rest: Any,
+    aux: dict[str, jax.Array],
+    tx: Any,
+    ema_decay: float,
+) -> dict[str, Any]:
+    """The train state after one optimiser step, with the new GroupDRO weights and EMA."""
+    updates, opt_state = tx.update(grads, state["opt"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    new = dict(state, params=params, rest=rest, opt=opt_state, step=state["step"] + 1)
+    if "dro_q" in aux:
+        new["dro_q"] = aux["dro_q"]
+    if ema_decay > 0:
+        new["ema"] = ema_update(state["ema"], params, ema_decay)
+    return new
+
+
+def _step_metrics(
+    loss: jax.Array, aux: dict[str, jax.Array], grads: Any, lr: jax.Array, loc_weight: float
+) -> dict[str, jax.Array]:
+    """The numbers one training step reports."""
+    metrics = {
+        "loss": loss,
+        "bce": aux["bce"],
+        "grad_norm": optax.tree.norm(grads),
+        "lr": lr,
+    }
+    if loc_weight > 0:
+        metrics["loc"] = aux["loc"]
+    if "severity" in aux:
+        metrics["severity"] = aux["severity"]
+    return metrics
 
 
 def make_predict_fn(graphdef: nnx.GraphDef, repl: NamedSharding, data: NamedSharding) -> Callable:
@@ -430,11 +475,7 @@ def train_and_evaluate(
     config = config_lib.validate(config)
     maybe_initialize_distributed()
     workdir = Path(workdir).resolve()
-    has_checkpoint = ckpt_lib.has_checkpoint(workdir)
-    if has_checkpoint and not resume:
-        raise RunExistsError(f"{workdir} already holds checkpoints; resume it or choose a new run")
-    if resume and not has_checkpoint:
-        log.warning("%s has no checkpoint to resume from: starting from scratch", workdir)
+    has_checkpoint = _check_run_folder(workdir, resume)
     is_main = jax.process_index() == 0
 
     # Data (before the run folder exists, so a bad dataset leaves nothing behind).
@@ -443,6 +484,120 @@ def train_and_evaluate(
     ckpts = ckpt_lib.RunCheckpoints(workdir)
     if is_main:
         config_lib.save(config, workdir / "config.json")
+    data = _load_train_data(config, builder)
+
+    # Mesh, model, optimiser and the jitted steps.
+    repl, data_sharding = _data_mesh()
+    state, train_step, predict_fn = _model_and_steps(config, data, repl, data_sharding)
+
+    # Restore.
+    meta = _RunMeta()
+    if resume and has_checkpoint:
+        state, saved = ckpts.restore_latest(state)
+        meta = _RunMeta.from_saved(saved)
+    step = int(state["step"])
+    loop = _make_loop(
+        config, workdir, data, data_sharding, train_step, predict_fn, ckpts, meta, progress
+    )
+
+    # The loop.
+    speed = Throughput()
+    bar = _progress(data.total_steps, step, loop.show_progress)
+    try:
+        state, step, stopped = _train_loop(loop, state, step, meta, speed, bar)
+    except BaseException:
+        bar.close()
+        ckpts.close()
+        loop.tracker.end("FAILED")
+        raise
+    bar.close()
+    ckpts.wait()
+
+    # Predictions and metrics with the best checkpoint (current weights if none yet).
+    return _finish(loop, workdir, builder, repl, state, step, stopped, meta, speed, t_start)
+
+
+# --- the run's steps -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _RunMeta:
+    """Bookkeeping saved with every `latest` checkpoint: history, best epoch, epoch sums."""
+
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    epoch_loss_sum: float = 0.0
+    epoch_loc_sum: float = 0.0
+    epoch_severity_sum: float = 0.0
+    epoch_steps: int = 0
+    mlflow_run_id: str | None = None
+    train_time_s: float = 0.0
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> _RunMeta:
+        """The bookkeeping of a restored checkpoint (fields it lacks keep their defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def saved(self) -> dict[str, Any]:
+        """As a checkpoint stores it: a plain dict, NaN/inf as None."""
+        return _clean(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass
+class _TrainData:
+    """The dataset's splits as the loop reads them and the step counts they give."""
+
+    train_meta: input_lib.SplitMeta
+    val_meta: input_lib.SplitMeta
+    train_source: Any
+    val_source: Any
+    steps_per_epoch: int
+    total_steps: int
+    eval_batch: int  # a multiple of the device count
+    counts: np.ndarray  # training examples per group
+    group_weights: np.ndarray
+    augment_name: str
+
+
+@dataclasses.dataclass
+class _Loop:
+    """What the training loop reads and never changes."""
+
+    config: config_lib.TrainConfig
+    data: _TrainData
+    data_sharding: NamedSharding
+    train_step: Callable
+    predict_fn: Callable
+    plan: Plan
+    ckpts: ckpt_lib.RunCheckpoints
+    tracker: Any
+    is_main: bool
+    show_progress: bool
+
+    def eval_params(self, state: dict[str, Any]) -> Any:
+        """The weights evaluated and saved: the EMA when it is on."""
+        return state["ema"] if self.config.optim.ema_decay > 0 else state["params"]
+
+    def model_item(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The model part of a checkpoint: evaluated weights and the other variables."""
+        return {"params": self.eval_params(state), "rest": state["rest"]}
+
+
+def _check_run_folder(workdir: Path, resume: bool) -> bool:
+    """Whether `workdir` holds checkpoints; refuses to train over them unless resuming."""
+    has_checkpoint = ckpt_lib.has_checkpoint(workdir)
+    if has_checkpoint and not resume:
+        raise RunExistsError(f"{workdir} already holds checkpoints; resume it or choose a new run")
+    if resume and not has_checkpoint:
+        log.warning("%s has no checkpoint to resume from: starting from scratch", workdir)
+    return has_checkpoint
+
+
+def _load_train_data(config: config_lib.TrainConfig, builder: Any) -> _TrainData:
+    """The train and val splits of `builder`; checks the batch size against devices and data."""
     train_meta = input_lib.split_metadata(builder, "train")
     val_meta = input_lib.split_metadata(builder, "val")
     train_source = builder.as_data_source(split="train")
@@ -457,25 +612,58 @@ def train_and_evaluate(
         raise ValueError(
             f"batch_size {config.batch_size} exceeds the {len(train_meta)} training examples"
         )
-    total_steps = steps_per_epoch * config.epochs
-    eval_batch = math.ceil(config.eval_batch_size / num_devices) * num_devices
     counts = input_lib.group_counts(train_meta.groups)
-    group_weights = losses.inverse_frequency_weights(counts)
-    augment_name = input_lib.make_augment_fn()[1] if config.data.augment else "none"
+    return _TrainData(
+        train_meta=train_meta,
+        val_meta=val_meta,
+        train_source=train_source,
+        val_source=val_source,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * config.epochs,
+        eval_batch=math.ceil(config.eval_batch_size / num_devices) * num_devices,
+        counts=counts,
+        group_weights=losses.inverse_frequency_weights(counts),
+        augment_name=input_lib.make_augment_fn()[1] if config.data.augment else "none",
+    )
 
-    # Mesh.
+
+def _data_mesh() -> tuple[NamedSharding, NamedSharding]:
+    """(replicated, batch-sharded) shardings of a mesh whose `data` axis spans every device."""
     # Auto axis: the compiler propagates the batch sharding through reshapes in the model.
-    mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    repl, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
-    # Model and optimiser.
+
+def _model_and_steps(
+    config: config_lib.TrainConfig,
+    data: _TrainData,
+    repl: NamedSharding,
+    data_sharding: NamedSharding,
+) -> tuple[dict[str, Any], Callable, Callable]:
+    """The initial train state (replicated) and the jitted train step and predict function."""
     model = ckpt_lib.build_model(config)
     model.train()
     train_graphdef, model_state = ckpt_lib.split_model(model)
     model.eval()
     eval_graphdef, _ = ckpt_lib.split_model(model)
-    tx, schedule = make_optimizer(config, total_steps)
-    state = {
+    tx, schedule = make_optimizer(config, data.total_steps)
+    state = replicate(_initial_state(config, model_state, tx), repl)
+    align = "corner"
+    if config.loc_weight > 0:
+        from explain.cam import cell_alignment
+
+        align = cell_alignment(model)
+    train_step = make_train_step(
+        train_graphdef, tx, schedule, config, data.group_weights, repl, data_sharding, align
+    )
+    return state, train_step, make_predict_fn(eval_graphdef, repl, data_sharding)
+
+
+def _initial_state(
+    config: config_lib.TrainConfig, model_state: dict[str, Any], tx: Any
+) -> dict[str, Any]:
+    """The train state before the first step: weights, optimiser, GroupDRO weights, EMA, step."""
+    return {
         "params": model_state["params"],
         "rest": model_state["rest"],
         "opt": tx.init(model_state["params"]),
@@ -486,205 +674,260 @@ def train_and_evaluate(
         else None,
         "step": jnp.zeros((), jnp.int32),
     }
-    state = replicate(state, repl)
 
-    # Restore.
-    meta: dict[str, Any] = {
-        "history": [],
-        "best_score": None,
-        "best_epoch": None,
-        "best_step": None,
-        "epoch_loss_sum": 0.0,
-        "epoch_loc_sum": 0.0,
-        "epoch_severity_sum": 0.0,
-        "epoch_steps": 0,
-        "mlflow_run_id": None,
-        "train_time_s": 0.0,
-    }
-    if resume and has_checkpoint:
-        state, saved = ckpts.restore_latest(state)
-        meta.update(saved)
-    step = int(state["step"])
-    dataset_name = Path(config.data.data_dir).resolve().name
-    run_name = workdir.name
+
+def _make_loop(
+    config: config_lib.TrainConfig,
+    workdir: Path,
+    data: _TrainData,
+    data_sharding: NamedSharding,
+    train_step: Callable,
+    predict_fn: Callable,
+    ckpts: ckpt_lib.RunCheckpoints,
+    meta: _RunMeta,
+    progress: bool,
+) -> _Loop:
+    """The loop's fixed parts, with the experiment tracker (a resumed run continues its own)."""
+    is_main = jax.process_index() == 0
     tracker = tracking.make_tracker(
         config,
         out_dir=workdir.parent,
-        run_name=run_name,
-        dataset=dataset_name,
-        run_id=meta["mlflow_run_id"],
+        run_name=workdir.name,
+        dataset=Path(config.data.data_dir).resolve().name,
+        run_id=meta.mlflow_run_id,
         enabled=is_main,
     )
-    meta["mlflow_run_id"] = tracker.run_id
-
-    # The jitted steps.
-    align = "corner"
-    if config.loc_weight > 0:
-        from explain.cam import cell_alignment
-
-        align = cell_alignment(model)
-    train_step = make_train_step(
-        train_graphdef, tx, schedule, config, group_weights, repl, data_sharding, align
+    meta.mlflow_run_id = tracker.run_id
+    plan = Plan(
+        data.steps_per_epoch, data.total_steps, config.max_steps, config.checkpoint_every_steps
     )
-    predict_fn = make_predict_fn(eval_graphdef, repl, data_sharding)
-    plan = Plan(steps_per_epoch, total_steps, config.max_steps, config.checkpoint_every_steps)
-
-    def eval_params(s: dict[str, Any]) -> Any:
-        return s["ema"] if config.optim.ema_decay > 0 else s["params"]
-
-    def model_item(s: dict[str, Any]) -> dict[str, Any]:
-        return {"params": eval_params(s), "rest": s["rest"]}
-
-    # The loop.
-    stopped = False
-    speed = Throughput()
-    bar = _progress(total_steps, step, progress and is_main)
-    try:
-        while step < total_steps and not stopped:
-            epoch = step // steps_per_epoch
-            indices = input_lib.sample_epoch(
-                train_meta.groups,
-                train_meta.labels,
-                balance=config.data.balance,
-                seed=config.seed,
-                epoch=epoch,
-            )
-            batches = input_lib.train_batches(
-                train_source,
-                indices,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                epoch=epoch,
-                start_step=step - epoch * steps_per_epoch,
-                augment=config.data.augment,
-                masks=config.loc_weight > 0,
-                process_index=jax.process_index(),
-                process_count=jax.process_count(),
-                num_threads=config.data.num_threads,
-                prefetch=config.data.prefetch,
-            )
-            t_epoch = time.perf_counter()
-            speed.mark()
-            for batch in batches:
-                state, metrics = train_step(state, _global_batch(batch, data_sharding))
-                step += 1
-                loss = float(metrics["loss"])
-                if not math.isfinite(loss):
-                    raise RuntimeError(f"non-finite loss {loss} at step {step} (epoch {epoch + 1})")
-                meta["epoch_loss_sum"] += loss
-                if "loc" in metrics:
-                    meta["epoch_loc_sum"] += float(metrics["loc"])
-                if "severity" in metrics:
-                    meta["epoch_severity_sum"] += float(metrics["severity"])
-                meta["epoch_steps"] += 1
-                speed.add(config.batch_size)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", img_s=f"{speed.rate():.1f}")
-                if plan.epoch_end(step):
-                    break
-                if plan.stop(step):
-                    stopped = True
-                    break
-                if plan.checkpoint(step):
-                    ckpts.save_latest(step, state, model_item(state), _clean(meta))
-                    speed.mark()
-            meta["train_time_s"] += time.perf_counter() - t_epoch
-            if stopped:
-                ckpts.save_latest(step, state, model_item(state), _clean(meta))
-                break
-
-            # End of epoch: validate, keep the best, checkpoint, log.
-            params_eval = eval_params(state)
-            probs, severity = run_predictions(
-                predict_fn,
-                params_eval,
-                state["rest"],
-                val_source,
-                batch_size=eval_batch,
-                sharding=data_sharding,
-                config=config,
-            )
-            entry = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train/loss": meta["epoch_loss_sum"] / max(meta["epoch_steps"], 1),
-                "train/lr": float(metrics["lr"]),
-                **validation_metrics(val_meta, probs, "val", severity),
-            }
-            if config.severity_weight > 0:
-                entry["train/severity_loss"] = meta["epoch_severity_sum"] / max(
-                    meta["epoch_steps"], 1
-                )
-                meta["epoch_severity_sum"] = 0.0
-            if config.loc_weight > 0:
-                entry["train/loc_loss"] = meta["epoch_loc_sum"] / max(meta["epoch_steps"], 1)
-                if meta["epoch_loc_sum"] == 0.0 and is_main:
-                    log.warning(
-                        "loc_weight %s but no training image of epoch %d has a lesion mask for "
-                        "a condition labelled present: the localisation loss is 0 (a dataset "
-                        "without masks?); set loc_weight=0 to skip reading the masks",
-                        config.loc_weight,
-                        epoch + 1,
-                    )
-                meta["epoch_loc_sum"] = 0.0
-            if config.loss == "groupdro":
-                q = np.asarray(state["dro_q"])
-                entry.update({f"train/dro_q/{g}": float(q[i]) for i, g in enumerate(GROUPS)})
-            meta["history"].append(entry)
-            meta["epoch_loss_sum"], meta["epoch_steps"] = 0.0, 0
-            score = _score(entry[f"val/{config.select}"])
-            best = meta["best_score"]
-            if best is None or score > best:
-                meta.update(best_score=score, best_epoch=epoch + 1, best_step=step)
-                ckpts.save_best(step, model_item(state), _clean({"entry": entry}))
-            ckpts.save_latest(step, state, model_item(state), _clean(meta))
-            tracker.log_metrics(entry, step)
-            stopped = plan.stop(step)
-            if progress and is_main:
-                bar.write(
-                    f"epoch {epoch + 1}/{config.epochs}: loss {entry['train/loss']:.4f} "
-                    f"val macro-F1 {entry['val/macro_f1']:.3f} "
-                    f"worst-group F1 {entry['val/worst_group_f1']:.3f}"
-                )
-    except BaseException:
-        bar.close()
-        ckpts.close()
-        tracker.end("FAILED")
-        raise
-    bar.close()
-    ckpts.wait()
-
-    # Predictions and metrics with the best checkpoint (current weights if none yet).
-    result = finish_run(
+    return _Loop(
         config=config,
+        data=data,
+        data_sharding=data_sharding,
+        train_step=train_step,
+        predict_fn=predict_fn,
+        plan=plan,
+        ckpts=ckpts,
+        tracker=tracker,
+        is_main=is_main,
+        show_progress=progress and is_main,
+    )
+
+
+def _train_loop(
+    loop: _Loop,
+    state: dict[str, Any],
+    step: int,
+    meta: _RunMeta,
+    speed: Throughput,
+    bar: Any,
+) -> tuple[dict[str, Any], int, bool]:
+    """Train epoch by epoch to the end or to `max_steps`: (state, step, stopped early)."""
+    stopped = False
+    while step < loop.data.total_steps and not stopped:
+        epoch = step // loop.data.steps_per_epoch
+        state, step, metrics, stopped = _train_epoch(loop, state, step, epoch, meta, speed, bar)
+        if stopped:
+            loop.ckpts.save_latest(step, state, loop.model_item(state), meta.saved())
+            break
+        # End of epoch: validate, keep the best, checkpoint, log.
+        entry = _epoch_entry(loop, state, step, epoch, metrics, meta)
+        _keep_epoch(loop, state, step, entry, meta)
+        stopped = loop.plan.stop(step)
+        if loop.show_progress:
+            bar.write(
+                f"epoch {epoch + 1}/{loop.config.epochs}: loss {entry['train/loss']:.4f} "
+                f"val macro-F1 {entry['val/macro_f1']:.3f} "
+                f"worst-group F1 {entry['val/worst_group_f1']:.3f}"
+            )
+    return state, step, stopped
+
+
+def _epoch_batches(loop: _Loop, step: int, epoch: int) -> Iterable[dict[str, np.ndarray]]:
+    """This process's training batches of `epoch` from `step` on (in the sampled order)."""
+    config, data = loop.config, loop.data
+    indices = input_lib.sample_epoch(
+        data.train_meta.groups,
+        data.train_meta.labels,
+        balance=config.data.balance,
+        seed=config.seed,
+        epoch=epoch,
+    )
+    return input_lib.train_batches(
+        data.train_source,
+        indices,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        epoch=epoch,
+        start_step=step - epoch * data.steps_per_epoch,
+        augment=config.data.augment,
+        masks=config.loc_weight > 0,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_threads=config.data.num_threads,
+        prefetch=config.data.prefetch,
+    )
+
+
+def _train_epoch(
+    loop: _Loop,
+    state: dict[str, Any],
+    step: int,
+    epoch: int,
+    meta: _RunMeta,
+    speed: Throughput,
+    bar: Any,
+) -> tuple[dict[str, Any], int, dict[str, jax.Array] | None, bool]:
+    """Run the rest of `epoch`, saving `latest` as planned: (state, step, metrics, stopped)."""
+    stopped, metrics = False, None
+    batches = _epoch_batches(loop, step, epoch)
+    t_epoch = time.perf_counter()
+    speed.mark()
+    for batch in batches:
+        state, metrics = loop.train_step(state, _global_batch(batch, loop.data_sharding))
+        step += 1
+        loss = _record_step(meta, metrics, step, epoch)
+        speed.add(loop.config.batch_size)
+        bar.update(1)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.4f}", img_s=f"{speed.rate():.1f}")
+        if loop.plan.epoch_end(step):
+            break
+        if loop.plan.stop(step):
+            stopped = True
+            break
+        if loop.plan.checkpoint(step):
+            loop.ckpts.save_latest(step, state, loop.model_item(state), meta.saved())
+            speed.mark()
+    meta.train_time_s += time.perf_counter() - t_epoch
+    return state, step, metrics, stopped
+
+
+def _record_step(meta: _RunMeta, metrics: dict[str, jax.Array], step: int, epoch: int) -> float:
+    """Add a step's losses to the epoch sums and return its loss; a non-finite loss raises."""
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        raise RuntimeError(f"non-finite loss {loss} at step {step} (epoch {epoch + 1})")
+    meta.epoch_loss_sum += loss
+    if "loc" in metrics:
+        meta.epoch_loc_sum += float(metrics["loc"])
+    if "severity" in metrics:
+        meta.epoch_severity_sum += float(metrics["severity"])
+    meta.epoch_steps += 1
+    return loss
+
+
+def _epoch_entry(
+    loop: _Loop,
+    state: dict[str, Any],
+    step: int,
+    epoch: int,
+    metrics: dict[str, jax.Array],
+    meta: _RunMeta,
+) -> dict[str, Any]:
+    """Validate at an epoch's end: its history entry (the loc and severity sums restart)."""
+    config = loop.config
+    probs, severity = run_predictions(
+        loop.predict_fn,
+        loop.eval_params(state),
+        state["rest"],
+        loop.data.val_source,
+        batch_size=loop.data.eval_batch,
+        sharding=loop.data_sharding,
+        config=config,
+    )
+    steps = max(meta.epoch_steps, 1)
+    entry = {
+        "epoch": epoch + 1,
+        "step": step,
+        "train/loss": meta.epoch_loss_sum / steps,
+        "train/lr": float(metrics["lr"]),
+        **validation_metrics(loop.data.val_meta, probs, "val", severity),
+    }
+    if config.severity_weight > 0:
+        entry["train/severity_loss"] = meta.epoch_severity_sum / steps
+        meta.epoch_severity_sum = 0.0
+    if config.loc_weight > 0:
+        entry["train/loc_loss"] = meta.epoch_loc_sum / steps
+        if meta.epoch_loc_sum == 0.0 and loop.is_main:
+            log.warning(
+                "loc_weight %s but no training image of epoch %d has a lesion mask for "
+                "a condition labelled present: the localisation loss is 0 (a dataset "
+                "without masks?); set loc_weight=0 to skip reading the masks",
+                config.loc_weight,
+                epoch + 1,
+            )
+        meta.epoch_loc_sum = 0.0
+    if config.loss == "groupdro":
+        q = np.asarray(state["dro_q"])
+        entry.update({f"train/dro_q/{g}": float(q[i]) for i, g in enumerate(GROUPS)})
+    return entry
+
+
+def _keep_epoch(
+    loop: _Loop, state: dict[str, Any], step: int, entry: dict[str, Any], meta: _RunMeta
+) -> None:
+    """Record an ended epoch: history, `best` when it improves, `latest`, the tracker."""
+    meta.history.append(entry)
+    meta.epoch_loss_sum, meta.epoch_steps = 0.0, 0
+    score = _score(entry[f"val/{loop.config.select}"])
+    if meta.best_score is None or score > meta.best_score:
+        meta.best_score, meta.best_epoch, meta.best_step = score, entry["epoch"], step
+        loop.ckpts.save_best(step, loop.model_item(state), _clean({"entry": entry}))
+    loop.ckpts.save_latest(step, state, loop.model_item(state), meta.saved())
+    loop.tracker.log_metrics(entry, step)
+
+
+def _finish(
+    loop: _Loop,
+    workdir: Path,
+    builder: Any,
+    repl: NamedSharding,
+    state: dict[str, Any],
+    step: int,
+    stopped: bool,
+    meta: _RunMeta,
+    speed: Throughput,
+    t_start: float,
+) -> dict[str, Any]:
+    """`finish_run`, then close the checkpoints and end the tracked run."""
+    result = finish_run(
+        config=loop.config,
         workdir=workdir,
         builder=builder,
-        ckpts=ckpts,
-        state_params=eval_params(state),
+        ckpts=loop.ckpts,
+        state_params=loop.eval_params(state),
         img_per_s=speed.rate(),
         state_rest=state["rest"],
-        predict_fn=predict_fn,
-        eval_batch=eval_batch,
-        sharding=data_sharding,
+        predict_fn=loop.predict_fn,
+        eval_batch=loop.data.eval_batch,
+        sharding=loop.data_sharding,
         repl=repl,
-        meta=meta,
+        meta=dataclasses.asdict(meta),
         step=step,
         stopped=stopped,
-        augment_name=augment_name,
-        counts=counts,
+        augment_name=loop.data.augment_name,
+        counts=loop.data.counts,
         t_start=t_start,
     )
-    ckpts.close()
-    if is_main:
-        tracker.log_metrics(
-            {f"best/{k}": v for k, v in result["best"].items() if k.startswith("val/")}
-            | {k: v for k, v in result.get("test", {}).items()},
-            step,
-        )
-        tracker.log_artifact(workdir / "config.json")
-        tracker.log_artifact(workdir / "metrics.json")
-        tracker.end("FINISHED" if not stopped else "KILLED")
+    loop.ckpts.close()
+    if loop.is_main:
+        _log_result(loop.tracker, workdir, result, step, stopped)
     return result
+
+
+def _log_result(
+    tracker: Any, workdir: Path, result: dict[str, Any], step: int, stopped: bool
+) -> None:
+    """Log the best validation and the test metrics and the run's files; end the tracked run."""
+    tracker.log_metrics(
+        {f"best/{k}": v for k, v in result["best"].items() if k.startswith("val/")}
+        | {k: v for k, v in result.get("test", {}).items()},
+        step,
+    )
+    tracker.log_artifact(workdir / "config.json")
+    tracker.log_artifact(workdir / "metrics.json")
+    tracker.end("FINISHED" if not stopped else "KILLED")
 
 
 def finish_run(
@@ -708,36 +951,13 @@ def finish_run(
     img_per_s: float,
 ) -> dict[str, Any]:
     """Write predictions_{val,test}.csv and metrics.json; return the metrics."""
-    params, rest = state_params, state_rest
-    source_of_weights = "current (no completed epoch)"
-    if meta["best_step"] is not None:
-        model, _ = ckpt_lib.load_model(workdir, "best")
-        _, best_state = ckpt_lib.split_model(model)
-        params, rest = replicate((best_state["params"], best_state["rest"]), repl)
-        source_of_weights = f"best (epoch {meta['best_epoch']}, by {config.select})"
-    splits = [s for s in ("val", "test") if s in builder.info.splits]
-    result_splits: dict[str, dict[str, float]] = {}
-    severity_splits: dict[str, dict] = {}
-    for split in splits:
-        split_meta = input_lib.split_metadata(builder, split)
-        probs, severity = run_predictions(
-            predict_fn,
-            params,
-            rest,
-            builder.as_data_source(split=split),
-            batch_size=eval_batch,
-            sharding=sharding,
-            config=config,
-        )
-        if jax.process_index() == 0:
-            frame = predict.predictions_frame(split_meta, probs, split, severity=severity)
-            predict.write_predictions(frame, workdir / f"predictions_{split}.csv")
-        result_splits[split] = validation_metrics(split_meta, probs, split, severity)
-        severity_splits[split] = severity_report(split_meta, severity, config.seed)
-    from data.tfds_builder import build_stats
-
+    params, rest, source_of_weights = _final_weights(
+        config, workdir, meta, repl, state_params, state_rest
+    )
+    result_splits, severity_splits = _predict_splits(
+        config, workdir, builder, predict_fn, params, rest, eval_batch, sharding
+    )
     best_entry = next((e for e in meta["history"] if e["step"] == meta["best_step"]), {})
-    train_s = meta["train_time_s"]
     result = {
         "run": workdir.name,
         "status": "stopped_at_max_steps" if stopped else "completed",
@@ -757,25 +977,88 @@ def finish_run(
         # QWK / MAE of the acne-severity grade with bootstrap CIs, overall and per group.
         "acne_severity": severity_splits,
         "history": meta["history"],
-        "data": {
-            "train_group_counts": dict(zip(GROUPS, counts.tolist(), strict=True)),
-            "face_detection": build_stats(builder),
-            "augment": augment_name,
-            "balance": config.data.balance,
-            "conditions": list(CONDITIONS),
-        },
-        "timing": {
-            "train_s": round(train_s, 2),
-            "train_img_per_s": round(img_per_s, 1),  # this session, without compilation
-            "total_s": round(time.time() - t_start, 2),
-            "devices": jax.device_count(),
-            "processes": jax.process_count(),
-        },
+        "data": _data_summary(config, builder, counts, augment_name),
+        "timing": _timing(meta["train_time_s"], img_per_s, t_start),
     }
     result = _clean(result)
     if jax.process_index() == 0:
         _write_json(workdir / "metrics.json", result)
     return result
+
+
+def _final_weights(
+    config: config_lib.TrainConfig,
+    workdir: Path,
+    meta: dict[str, Any],
+    repl: NamedSharding,
+    params: Any,
+    rest: Any,
+) -> tuple[Any, Any, str]:
+    """(params, rest, where they come from): the best checkpoint's, else the current ones."""
+    if meta["best_step"] is None:
+        return params, rest, "current (no completed epoch)"
+    model, _ = ckpt_lib.load_model(workdir, "best")
+    _, best_state = ckpt_lib.split_model(model)
+    params, rest = replicate((best_state["params"], best_state["rest"]), repl)
+    return params, rest, f"best (epoch {meta['best_epoch']}, by {config.select})"
+
+
+def _predict_splits(
+    config: config_lib.TrainConfig,
+    workdir: Path,
+    builder: Any,
+    predict_fn: Callable,
+    params: Any,
+    rest: Any,
+    eval_batch: int,
+    sharding: NamedSharding,
+) -> tuple[dict[str, dict[str, float]], dict[str, dict]]:
+    """Predict val and test, writing predictions_<split>.csv: (metrics, severity) by split."""
+    result_splits: dict[str, dict[str, float]] = {}
+    severity_splits: dict[str, dict] = {}
+    for split in [s for s in ("val", "test") if s in builder.info.splits]:
+        split_meta = input_lib.split_metadata(builder, split)
+        probs, severity = run_predictions(
+            predict_fn,
+            params,
+            rest,
+            builder.as_data_source(split=split),
+            batch_size=eval_batch,
+            sharding=sharding,
+            config=config,
+        )
+        if jax.process_index() == 0:
+            frame = predict.predictions_frame(split_meta, probs, split, severity=severity)
+            predict.write_predictions(frame, workdir / f"predictions_{split}.csv")
+        result_splits[split] = validation_metrics(split_meta, probs, split, severity)
+        severity_splits[split] = severity_report(split_meta, severity, config.seed)
+    return result_splits, severity_splits
+
+
+def _data_summary(
+    config: config_lib.TrainConfig, builder: Any, counts: np.ndarray, augment_name: str
+) -> dict[str, Any]:
+    """The metrics' `data` block: training groups, face detection, augmentation, sampling."""
+    from data.tfds_builder import build_stats
+
+    return {
+        "train_group_counts": dict(zip(GROUPS, counts.tolist(), strict=True)),
+        "face_detection": build_stats(builder),
+        "augment": augment_name,
+        "balance": config.data.balance,
+        "conditions": list(CONDITIONS),
+    }
+
+
+def _timing(train_s: float, img_per_s: float, t_start: float) -> dict[str, Any]:
+    """The metrics' `timing` block."""
+    return {
+        "train_s": round(train_s, 2),
+        "train_img_per_s": round(img_per_s, 1),  # since this start or resume, no compilation
+        "total_s": round(time.time() - t_start, 2),
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+    }
 
 
 def _is_synthetic(config: config_lib.TrainConfig) -> bool:

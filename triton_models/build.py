@@ -23,6 +23,7 @@ and the ensemble.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -193,6 +194,32 @@ def copy_template(repo: Path) -> None:
 def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
     """Fill `repo` from a folder with model.onnx, model_card.json and thresholds.json."""
     model_dir, repo = Path(model_dir), Path(repo)
+    _check_model_dir(model_dir)
+    card = json.loads((model_dir / "model_card.json").read_text())
+    size = int(card["input_size"])
+    present = optional_outputs(card)
+    if repo.resolve() != TEMPLATE:
+        copy_template(repo)
+    ood_target = _copy_models(model_dir, repo)
+    _rewrite(repo / "classify" / "config.pbtxt", functools.partial(_classify_config, size, present))
+    _rewrite(repo / "preprocess" / "config.pbtxt", functools.partial(_preprocess_config, size))
+    _rewrite(
+        repo / "skin_analysis" / "config.pbtxt",
+        functools.partial(_ensemble_config, card, present),
+    )
+    return {
+        "repo": str(repo),
+        "model": card["name"],
+        "version": card["version"],
+        "input_size": size,
+        "severity": "severity" in present,
+        "features": "features" in present,
+        "ood": ood_target.exists(),
+    }
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    """Raise `BuildError` naming the files the model folder lacks."""
     missing = [
         n
         for n in ("model.onnx", "model_card.json", "thresholds.json")
@@ -200,11 +227,10 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
     ]
     if missing:
         raise BuildError(f"{model_dir}: missing {', '.join(missing)}")
-    card = json.loads((model_dir / "model_card.json").read_text())
-    size = int(card["input_size"])
-    present = optional_outputs(card)
-    if repo.resolve() != TEMPLATE:
-        copy_template(repo)
+
+
+def _copy_models(model_dir: Path, repo: Path) -> Path:
+    """Copy model, card, thresholds, OOD file and face models; returns the OOD file's target."""
     for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
         _copy(extra, repo / "classify" / "1" / extra.name)
     _copy(model_dir / "model_card.json", repo / "classify" / "1" / "model_card.json")
@@ -217,60 +243,54 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
     _copy(BLAZEFACE, repo / "face_detect" / "1" / "model.onnx")
     _copy(FACEMESH, repo / "face_landmark" / "1" / "model.onnx")
     (repo / "skin_analysis" / "1").mkdir(parents=True, exist_ok=True)
+    return ood_target
 
-    def classify(text: str) -> str:
-        hw3 = f"dims: [ {size}, {size}, 3 ]"
-        text = _sub(
-            text,
-            r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-            rf"\1 {hw3}",
-            "classify input image",
-        )
-        text = _sub(
-            text,
-            r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-            rf"\1 dims: [ 3, {size}, {size} ]",
-            "classify output cam",
-        )
-        text = _sub(
-            text,
-            r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
-            rf"\1 {hw3}\2",
-            "classify warmup",
-        )
-        return set_classify_outputs(text, present)
 
-    def preprocess(text: str) -> str:
-        text = _sub(
-            text,
-            r'(key: "crop_size" value \{ string_value:) "\d+"',
-            rf'\1 "{size}"',
-            "preprocess crop_size",
-        )
-        return _sub(
-            text,
-            r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-            rf"\1 dims: [ -1, {size}, {size}, 3 ]",
-            "preprocess output CROPS",
-        )
+def _classify_config(size: int, present: dict[str, int], text: str) -> str:
+    """The classify config for `size` px inputs with the model's optional outputs."""
+    hw3 = f"dims: [ {size}, {size}, 3 ]"
+    text = _sub(
+        text,
+        r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+        rf"\1 {hw3}",
+        "classify input image",
+    )
+    text = _sub(
+        text,
+        r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+        rf"\1 dims: [ 3, {size}, {size} ]",
+        "classify output cam",
+    )
+    text = _sub(
+        text,
+        r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
+        rf"\1 {hw3}\2",
+        "classify warmup",
+    )
+    return set_classify_outputs(text, present)
 
-    def ensemble(text: str) -> str:
-        for key, value in ensemble_parameters(card).items():
-            text = set_parameter(text, key, value)
-        return set_ensemble_outputs(text, present)
 
-    _rewrite(repo / "classify" / "config.pbtxt", classify)
-    _rewrite(repo / "preprocess" / "config.pbtxt", preprocess)
-    _rewrite(repo / "skin_analysis" / "config.pbtxt", ensemble)
-    return {
-        "repo": str(repo),
-        "model": card["name"],
-        "version": card["version"],
-        "input_size": size,
-        "severity": "severity" in present,
-        "features": "features" in present,
-        "ood": ood_target.exists(),
-    }
+def _preprocess_config(size: int, text: str) -> str:
+    """The preprocess config with crops of `size` px."""
+    text = _sub(
+        text,
+        r'(key: "crop_size" value \{ string_value:) "\d+"',
+        rf'\1 "{size}"',
+        "preprocess crop_size",
+    )
+    return _sub(
+        text,
+        r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
+        rf"\1 dims: [ -1, {size}, {size}, 3 ]",
+        "preprocess output CROPS",
+    )
+
+
+def _ensemble_config(card: dict, present: dict[str, int], text: str) -> str:
+    """The skin_analysis config with the card's parameters and the model's optional outputs."""
+    for key, value in ensemble_parameters(card).items():
+        text = set_parameter(text, key, value)
+    return set_ensemble_outputs(text, present)
 
 
 def main(argv: list[str] | None = None) -> int:

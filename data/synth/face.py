@@ -183,14 +183,48 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
     xn = (xs - g.cx) / g.a
     yn = (ys - g.cy) / g.b
     width = face_width(yn, g.jaw).astype(np.float32)
-    face = _soft((np.abs(xn) < width) & (np.abs(yn) < 1.0))
+    face, neck, body = _silhouette(g, xn, yn, ys, width)
+    ears = _ears(g, xs, ys)
+    hair_front, hair_back = _hair_masks(g, xn, yn, width, bank, rng)
+    tex = _textures(g, bank, rng)
+    albedo, alpha = _composite(
+        s,
+        [
+            (body, tex.clothes),
+            (hair_back, tex.hair),
+            (neck * (1 - body), tex.skin * 0.97),
+            (ears, tex.skin * 0.98),
+            (face, tex.skin),
+            (hair_front, tex.hair),
+        ],
+    )
+    skin = np.clip(np.maximum(np.maximum(face, ears), neck * (1 - body)) - hair_front, 0, 1)
+    skin = skin * (1 - hair_back * (1 - np.maximum(face, neck)))
+    face_skin = np.clip(face - hair_front, 0, 1)
+    _blush_cheeks(albedo, g, face)
+    height = _height_field(g, xn, yn, width, face, neck, body)
+    hair_all = np.maximum(hair_front, hair_back * (1 - np.maximum(face, neck)))
+    height += hair_all * (8.0 + 2.0 * tex.strands)
+    gloss = face_skin * rng.uniform(0.02, 0.07)
+    return Layers(albedo, alpha, height, skin, face_skin, hair_all, gloss)
 
+
+def _silhouette(
+    g: Geometry, xn: np.ndarray, yn: np.ndarray, ys: np.ndarray, width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft coverage of the face oval, the neck and the body below the shoulders."""
+    face = _soft((np.abs(xn) < width) & (np.abs(yn) < 1.0))
     neck_w = 0.52 + 0.08 * np.clip((yn - 0.6) / 1.0, 0, 1)
     neck = _soft((np.abs(xn) < neck_w) & (yn > 0.3))
     shoulder = g.cy + 1.12 * g.b + 0.22 * g.b * xn**2
     neckline = (np.abs(xn) < 0.5 - 0.5 * (ys - shoulder) / g.b) & (ys < shoulder + 0.35 * g.b)
     body = _soft((ys > shoulder) & ~neckline, 1.2)
+    return face, neck, body
 
+
+def _ears(g: Geometry, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Soft coverage of both ears (none under long hair)."""
+    s = g.size
     ear_x = g.cx + g.a * (float(face_width(np.float32(0.08), g.jaw)) - 0.02)
     ears = np.zeros((s, s), np.float32)
     if g.hair_style != 1:
@@ -200,7 +234,19 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
                 ((xs - ex) / (0.13 * g.a)) ** 2 + ((ys - (g.cy + 0.1 * g.b)) / (0.24 * g.b)) ** 2
             ) < 1
             ears = np.maximum(ears, _soft(e))
+    return ears
 
+
+def _hair_masks(
+    g: Geometry,
+    xn: np.ndarray,
+    yn: np.ndarray,
+    width: np.ndarray,
+    bank: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft coverage of the hair in front of the face and of long hair behind the head."""
+    s = g.size
     hairline = g.hairline + 0.38 * xn**2 + 0.04 * skin_mod.window(bank["mid"], s, rng)
     cap = ((xn / 1.09) ** 2 + ((yn + 0.1) / 1.0) ** 2) < 1
     if g.hair_style == 2:
@@ -217,8 +263,22 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
         back = (np.abs(xn) < 1.14 + 0.12 * np.clip(yn, 0, 2) + edge) & (yn > -0.6)
         back &= yn < length - 0.35 * xn**2 + edge
         hair_back = _soft(back | cap, 1.5)
+    return hair_front, hair_back
 
-    # Painter's order: body, long hair, neck, ears, face, hair in front.
+
+@dataclass
+class _Textures:
+    """Textured colours of skin, hair and clothes, and the hair-strand pattern."""
+
+    skin: np.ndarray  # float32 [S,S,3]
+    hair: np.ndarray  # float32 [S,S,3]
+    strands: np.ndarray  # float32 [S,S]
+    clothes: np.ndarray  # float32 [S,S,3]
+
+
+def _textures(g: Geometry, bank: dict[str, np.ndarray], rng: np.random.Generator) -> _Textures:
+    """Skin tone variation and pores, hair strands and a clothes pattern from the noise bank."""
+    s = g.size
     skin_rgb = np.array(g.skin_rgb, np.float32)
     hair_rgb = np.array(g.hair_rgb, np.float32)
     tone = (
@@ -230,31 +290,30 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
     skin_tex = skin_rgb[None, None, :] * (tone * (1.0 - 0.07 * pores))[..., None]
     strands = 1.0 + 0.18 * skin_mod.window(bank["strand"], s, rng)
     hair_tex = hair_rgb[None, None, :] * strands[..., None]
-
-    albedo = np.zeros((s, s, 3), np.float32)
-    alpha = np.zeros((s, s), np.float32)
-
-    def over(layer_alpha: np.ndarray, colour: np.ndarray) -> None:
-        layer_alpha = np.ascontiguousarray(layer_alpha, dtype=np.float32)
-        colour = np.ascontiguousarray(np.broadcast_to(colour, albedo.shape), dtype=np.float32)
-        albedo[:] = cv2.blendLinear(colour, albedo, layer_alpha, 1.0 - layer_alpha)
-        np.maximum(alpha, layer_alpha, out=alpha)
-
     clothes = (
         np.array(g.clothes_rgb, np.float32)
         * (1 + 0.05 * skin_mod.window(bank["mid"], s, rng))[..., None]
     )
-    over(body, clothes)
-    over(hair_back, hair_tex)
-    over(neck * (1 - body), skin_tex * 0.97)
-    over(ears, skin_tex * 0.98)
-    over(face, skin_tex)
-    over(hair_front, hair_tex)
+    return _Textures(skin_tex, hair_tex, strands, clothes)
 
-    skin = np.clip(np.maximum(np.maximum(face, ears), neck * (1 - body)) - hair_front, 0, 1)
-    skin = skin * (1 - hair_back * (1 - np.maximum(face, neck)))
-    face_skin = np.clip(face - hair_front, 0, 1)
-    # Cheeks are a little redder than the rest of the face.
+
+def _composite(
+    size: int, layers: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint (coverage, colour) layers back to front: the albedo and the foreground coverage."""
+    albedo = np.zeros((size, size, 3), np.float32)
+    alpha = np.zeros((size, size), np.float32)
+    for layer_alpha, colour in layers:
+        layer_alpha = np.ascontiguousarray(layer_alpha, dtype=np.float32)
+        colour = np.ascontiguousarray(np.broadcast_to(colour, albedo.shape), dtype=np.float32)
+        albedo[:] = cv2.blendLinear(colour, albedo, layer_alpha, 1.0 - layer_alpha)
+        np.maximum(alpha, layer_alpha, out=alpha)
+    return albedo, alpha
+
+
+def _blush_cheeks(albedo: np.ndarray, g: Geometry, face: np.ndarray) -> None:
+    """In place: cheeks a little redder than the rest of the face."""
+    skin_rgb = np.array(g.skin_rgb, np.float32)
     for side in (-1, 1):
         add_gauss(
             albedo,
@@ -265,12 +324,6 @@ def build_layers(g: Geometry, rng: np.random.Generator) -> Layers:
             skin_rgb * np.float32([0.0, -0.05, -0.04]),
             weight=face,
         )
-
-    height = _height_field(g, xn, yn, width, face, neck, body)
-    hair_all = np.maximum(hair_front, hair_back * (1 - np.maximum(face, neck)))
-    height += hair_all * (8.0 + 2.0 * strands)
-    gloss = face_skin * rng.uniform(0.02, 0.07)
-    return Layers(albedo, alpha, height, skin, face_skin, hair_all, gloss)
 
 
 def _height_field(g, xn, yn, width, face, neck, body) -> np.ndarray:

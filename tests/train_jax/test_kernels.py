@@ -35,7 +35,7 @@ def test_kernel_grad_equals_pure_jax_bit_for_bit(shape) -> None:
     ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     g = jnp.asarray(rng.standard_normal((b, ho, wo, c)), jnp.float32)
     got = jax.jit(kernels.depthwise_kernel_grad_rows, static_argnums=(2, 3))(xp, g, s, k)
-    want = jax.jit(layers._depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))(xp, g, s, k)
+    want = jax.jit(kernels.depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))(xp, g, s, k)
     assert got.shape == want.shape == (k * k, ho, c)
     np.testing.assert_array_equal(got, want)
     # The sum itself, against float64 numpy: the shared order is also an accurate one.
@@ -57,7 +57,7 @@ def test_kernel_result_does_not_depend_on_thread_count(monkeypatch, threads) -> 
     xp = jnp.asarray(rng.standard_normal((2, 13, 12, 7)), jnp.float32)
     g = jnp.asarray(rng.standard_normal((2, 11, 10, 7)), jnp.float32)
     got = jax.jit(kernels.depthwise_kernel_grad_rows, static_argnums=(2, 3))(xp, g, 1, 3)
-    want = jax.jit(layers._depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))(xp, g, 1, 3)
+    want = jax.jit(kernels.depthwise_kernel_grad_rows_xla, static_argnums=(2, 3))(xp, g, 1, 3)
     np.testing.assert_array_equal(got, want)
 
 

@@ -177,41 +177,8 @@ def _depthwise_slices_bwd(stride, res, g):
     if _use_cpu_kernels(xp, g):
         rows = kernels.depthwise_kernel_grad_rows(xp, g, stride, k)
     else:
-        rows = _depthwise_kernel_grad_rows_xla(xp, g, stride, k)
+        rows = kernels.depthwise_kernel_grad_rows_xla(xp, g, stride, k)
     return dx, _kernel_grad_from_rows(rows, k).astype(kernel.dtype)
-
-
-def _depthwise_kernel_grad_rows_xla(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
-    """``[k*k, Ho, C]`` per-tap, per-output-row sums over batch and width of input x gradient
-    (pure JAX, any backend and dtype; the reference for the compiled kernel)."""
-    # One variadic reduce over (batch, width) computes all k*k partial sums in a single pass;
-    # `_kernel_grad_from_rows` then sums over rows. Separate per-tap reductions made XLA:CPU
-    # materialise every slice, and reducing over (batch, height, width) at once vectorised
-    # badly: both were 2-6x slower on B0's layers. The compiled kernel
-    # (`kernels.depthwise_kernel_grad_rows`) returns the same array bit for bit.
-    b, _, _, c = xp.shape
-    ho, wo = g.shape[1], g.shape[2]
-    products = tuple(
-        (
-            lax.slice(
-                xp,
-                (0, i, j, 0),
-                (b, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
-                (1, stride, stride, 1),
-            )
-            * g
-        ).astype(jnp.float32)
-        for i in range(k)
-        for j in range(k)
-    )
-    zeros = tuple(jnp.zeros((), jnp.float32) for _ in products)
-    row_sums = lax.reduce(
-        products,
-        zeros,
-        lambda acc, new: tuple(u + v for u, v in zip(acc, new, strict=True)),
-        (0, 2),
-    )
-    return jnp.stack(row_sums)
 
 
 def _kernel_grad_from_rows(rows: jax.Array, k: int) -> jax.Array:
