@@ -241,18 +241,6 @@ def load_run_config(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "config.json").read_text())
 
 
-def find_value(tree: Any, key: str) -> Any:
-    """First value under ``key`` in a nested dict (depth first), else None."""
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        for value in tree.values():
-            found = find_value(value, key)
-            if found is not None:
-                return found
-    return None
-
-
 def training_evidence(frame, synthetic_rows, *, split: str = "train") -> dict[str, str]:
     """Per condition, which kinds of rows of ``split`` have a label: real, synthetic,
     real+synthetic or none (an empty or NaN label is unknown; no ``split`` column = all rows).
@@ -345,9 +333,12 @@ def _dataset_entry(name: str, folder: Path | None, sources: list[str], parent: d
     if not isinstance(synthetic, bool):
         synthetic = bool(sources) and all("synth" in s.lower() for s in sources)
 
+    # dataset.json keeps a YOLO export's own licence and url in its `roboflow` block.
+    export_info = info.get("roboflow") if isinstance(info.get("roboflow"), dict) else {}
+
     def pick(*keys: str) -> str | None:
         for key in keys:
-            value = card.get(key) or find_value(info, key)
+            value = card.get(key) or info.get(key) or export_info.get(key)
             if isinstance(value, str) and value.strip():
                 return value.strip()
         return None
@@ -546,21 +537,19 @@ def _evaluated(report: dict) -> bool:
     return report.get("evaluated_split", "test") in report
 
 
-def find_report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
-    """(thresholds.json, fairness metrics.json) from the report folder, RUN/fairness or RUN."""
-    candidates = [d for d in (report_dir, run_dir / "fairness", run_dir) if d is not None]
-    thresholds = next(
-        (d / "thresholds.json" for d in candidates if (d / "thresholds.json").is_file()), None
+def report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """(thresholds.json, fairness metrics.json) of the run's report: REPORT, else RUN/fairness.
+
+    Either is None when the report folder lacks it (metrics.json without evaluated metrics
+    counts as missing).
+    """
+    folder = Path(report_dir) if report_dir is not None else Path(run_dir) / "fairness"
+    thresholds = folder / "thresholds.json"
+    metrics = folder / "metrics.json"
+    return (
+        thresholds if thresholds.is_file() else None,
+        metrics if _evaluated(_read_json(metrics) or {}) else None,
     )
-    metrics = next(
-        (
-            d / "metrics.json"
-            for d in candidates
-            if _evaluated(_read_json(d / "metrics.json") or {})
-        ),
-        None,
-    )
-    return thresholds, metrics
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -688,15 +677,10 @@ def export_run(
         raise FileNotFoundError(f"training run not found: {run_dir}")
     model, config = load_model(run_dir)
     cfg = _as_dict(config)
-    input_size = int(find_value(cfg, "image_size") or find_value(cfg, "input_size") or 224)
-    model_cfg = cfg.get("model", {})
-    architecture = str(
-        (model_cfg.get("name") if isinstance(model_cfg, dict) else model_cfg)
-        or find_value(cfg, "model_name")
-        or type(model).__name__
-    )
-    dataset = find_value(cfg, "data_dir") or find_value(cfg, "dataset") or find_value(cfg, "preset")
-    thresholds, metrics_path = find_report_files(run_dir, report_dir)
+    input_size = int(config.model.image_size)
+    architecture = str(config.model.name)
+    dataset = config.data.data_dir or config.data.generate_preset or None
+    thresholds, metrics_path = report_files(run_dir, report_dir)
     metrics = compact_metrics(_read_json(metrics_path)) if metrics_path else None
     result = export_model(
         model,
@@ -936,8 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         "--report",
         type=Path,
         default=None,
-        help="fairness report folder with thresholds.json + metrics.json "
-        "(default RUN/fairness, then RUN)",
+        help="fairness report folder with thresholds.json + metrics.json (default RUN/fairness)",
     )
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument(
@@ -982,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
             "parity_max_abs_diff": result.parity,
         }
         if args.int8:
-            data_dir = Path(str(find_value(load_run_config(args.run), "data_dir")))
+            data_dir = Path(load_run_config(args.run)["data"]["data_dir"])
             summary["int8"] = quantize_int8(args.out, data_dir)
             record_quantization(args.out, summary["int8"])
     except (FileNotFoundError, DatacardError) as exc:

@@ -152,7 +152,7 @@ def test_bad_datacard_names_its_file(combined: Path):
 
 
 def test_compact_metrics_reads_the_split_the_report_evaluated(tmp_path) -> None:
-    from train_jax.export import compact_metrics, find_report_files
+    from train_jax.export import compact_metrics, report_files
 
     cell = {"n": 10, "f1": {"value": 0.5}, "auroc": {"value": 0.8}}
     conditions = {"acne": {"overall": cell, "by_group": {"V-VI": cell}}}
@@ -166,6 +166,18 @@ def test_compact_metrics_reads_the_split_the_report_evaluated(tmp_path) -> None:
     assert out["per_group"]["acne"]["V-VI"] == {"n": 10, "f1": 0.5, "auroc": 0.8}
     assert compact_metrics({"test": {"conditions": conditions}})["split"] == "test"
     (tmp_path / "metrics.json").write_text(json.dumps(val_only))
-    assert find_report_files(tmp_path / "run", tmp_path)[1] == tmp_path / "metrics.json"
+    assert report_files(tmp_path / "run", tmp_path)[1] == tmp_path / "metrics.json"
     (tmp_path / "metrics.json").write_text(json.dumps({"evaluated_split": "val"}))  # no metrics
-    assert find_report_files(tmp_path / "run", tmp_path)[1] is None
+    assert report_files(tmp_path / "run", tmp_path)[1] is None
+
+
+def test_the_report_is_read_from_one_folder_only(tmp_path) -> None:
+    from train_jax.export import report_files
+
+    run = tmp_path / "run"
+    (run / "fairness").mkdir(parents=True)
+    (run / "thresholds.json").write_text("{}")  # beside the run: not the report, not used
+    assert report_files(run, None) == (None, None)
+    (run / "fairness" / "thresholds.json").write_text("{}")
+    assert report_files(run, None)[0] == run / "fairness" / "thresholds.json"
+    assert report_files(run, tmp_path / "elsewhere") == (None, None)
