@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Parallel CPU sweep of fairness-ablation candidates (issue 5) on a many-core machine: each training
+# Parallel CPU sweep of fairness-ablation candidates on a many-core machine: each training
 # is pinned to CORES cores; every finished run (config, metrics, predictions; no checkpoints) is
 # added to $OUT/runs.tgz at once, so a time-out keeps what finished. Evaluate afterwards with
 # fairness.thresholds + fairness.evaluate (`fairness_ablation.evaluate_variant` on each run folder).
@@ -25,16 +25,16 @@ for size in ${SIZES:-96}; do
 done
 echo "data + cache in $(( $(date +%s) - t0 )) s"
 
-# name | config variant | flags
+# run name | config variant | flags (names follow benchmarks/fairness_ablation.py's variants)
 JOBS=${JOBS:-"
-A|imagenet|--balance none --loss bce
-E|tone|--balance group --loss groupdro
-Ewg|tone|--balance group --loss groupdro --select worst_group_f1
-Eema|tone|--balance group --loss groupdro --ema 0.99
-Eeta|tone|--balance group --loss groupdro --set groupdro_eta=0.1
-Egl|tone|--balance group_label --loss groupdro
-Fwg|tone,os4|--balance group --loss groupdro --select worst_group_f1
-G|tone,os4|--balance none --loss bce
+baseline_bce|imagenet|--balance none --loss bce
+balanced_groupdro_tone_norm|tone|--balance group --loss groupdro
+balanced_groupdro_tone_norm_select_worst_group|tone|--balance group --loss groupdro --select worst_group_f1
+balanced_groupdro_tone_norm_ema0.99|tone|--balance group --loss groupdro --ema 0.99
+balanced_groupdro_tone_norm_eta0.1|tone|--balance group --loss groupdro --set groupdro_eta=0.1
+balanced_group_label_groupdro_tone_norm|tone|--balance group_label --loss groupdro
+balanced_groupdro_tone_norm_os4_select_worst_group|tone,os4|--balance group --loss groupdro --select worst_group_f1
+bce_tone_norm_os4|tone,os4|--balance none --loss bce
 "}
 ncpu=$(nproc); slots=$(( ncpu / CORES )); [ "$slots" -lt 1 ] && slots=1
 i=0

@@ -3,39 +3,41 @@
     python benchmarks/fairness_ablation.py [--seeds 0,1,2] [--epochs N] [--image-size 96] [--json]
         [--heldout DIR [--heldout-tfds DIR]]
 
-Variants (same data, same test split, same seeds, same base config):
+Variants (same data, same test split, same seeds, same base config); from
+`balanced_bce_group_thresholds` on, every variant fits per-group thresholds:
 
-- (a) baseline: no balancing, BCE, one global threshold per condition (fitted on val);
-- (b) balanced sampling (`--balance group`), BCE, one global threshold;
-- (c) (b) plus per-group thresholds (the same trained model as (b));
-- (d) (c) plus GroupDRO (`--loss groupdro`);
-- (e) (d) with the tone-aware input normalisation in the model graph (config variant `tone`,
-  `train_jax.models.input_norm`);
-- (f) (e) with the small CNN at output stride 4 (config variant `os4`: a 24x24 feature map at
-  96 px, the same parameters): the default full pipeline;
-- (g) (f) with the lesion-localisation loss on the CAM (config variant `loc`, the demo's
-  weight); not in the default `--variants`; at 24 epochs it is the demo config's training
-  (`python train_jax/main.py`, the DVC pipeline);
-- (h) (e) with the lesion-localisation loss (stride-16 map, no `os4`); not in the default
+- `baseline_bce`: no balancing, BCE, one global threshold per condition (fitted on val);
+- `balanced_bce`: balanced sampling (`--balance group`), BCE, one global threshold;
+- `balanced_bce_group_thresholds`: the same trained model with per-group thresholds;
+- `balanced_groupdro`: plus GroupDRO (`--loss groupdro`);
+- `balanced_groupdro_tone_norm`: plus the tone-aware input normalisation in the model graph
+  (config variant `tone`, `train_jax.models.input_norm`);
+- `balanced_groupdro_tone_norm_os4`: plus the small CNN at output stride 4 (config variant
+  `os4`: a 24x24 feature map at 96 px, the same parameters); the last of the default
   `--variants`;
-- (i) (g) with the checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`)
-  instead of macro-F1; not in the default `--variants`;
-- (j) (h) at output stride 8 (config variant `os8`: a 12x12 map at 96 px, between (h)'s 6x6
-  and (g)'s 24x24); not in the default `--variants`;
-- (k) (g) at width 1.0 (config variant `wide`: 4x the parameters, about 2x the training time);
-  not in the default `--variants`;
-- (l) (k) at 128 px crops instead of 96 (a 32x32 map; about 1.8x the training time); not in the
-  default `--variants`.
+- `balanced_groupdro_tone_norm_os4_loc`: plus the lesion-localisation loss on the CAM (config
+  variant `loc`, the demo's weight); at 24 epochs it is the demo config's training
+  (`python train_jax/main.py`);
+- `balanced_groupdro_tone_norm_loc`: the tone-norm variant with the localisation loss at
+  stride 16 (no `os4`);
+- `balanced_groupdro_tone_norm_os4_loc_select_worst_group`: the `..._os4_loc` training with the
+  checkpoint chosen by validation worst-group F1 (`--select worst_group_f1`) instead of macro-F1;
+- `balanced_groupdro_tone_norm_os8_loc`: the stride-16 `..._loc` variant at output stride 8
+  (config variant `os8`: a 12x12 map at 96 px);
+- `balanced_groupdro_tone_norm_os4_loc_wide`: `..._os4_loc` at width 1.0 (config variant `wide`:
+  4x the parameters, about 2x the training time);
+- `balanced_groupdro_tone_norm_os4_loc_wide_128px`: `..._wide` on 128 px crops instead of 96 (a
+  32x32 map; about 1.8x the training time).
 
-The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`, the demo
-CNN with its stride-16 map and ImageNet input normalisation pinned and without the demo's
-lesion-localisation loss, so that a change of the demo's defaults does not change the ablation)
+The base config is `--config` (default `train_jax/configs/demo.py:os16,imagenet,noloc`: the
+demo's small CNN with a stride-16 map, ImageNet input normalisation and no lesion-localisation
+loss, pinned so that a change of the demo's defaults does not change the ablation)
 at `--image-size` (default 96 px, the demo size) for `--epochs` (default 12; the demo trains 24).
 
 Each training runs `python train_jax/main.py` in a subprocess (this script never imports JAX),
-into `<out>/<variant>-s<seed>/`; an existing run with predictions is reused unless `--retrain`
-(after checking that its config.json has the image size, input normalisation, output stride,
-balancing and loss this run asks for).
+into `<out>/<training run>-s<seed>/` (`TRAININGS`); an existing run with predictions is reused
+unless `--retrain` (after checking that its config.json has the image size, input
+normalisation, output stride, width, balancing, loss and epochs this run asks for).
 Thresholds are fitted on val and applied to test with `fairness.thresholds`; metrics and
 bootstrap CIs come from `fairness.evaluate`. Writes `reports/fairness_ablation.json` and the
 table between the ablation markers of `docs/fairness.md`. All numbers are synthetic.
@@ -69,23 +71,36 @@ from fairness.io import atomic_write_text, read_predictions, to_arrays  # noqa: 
 from fairness.render import fmt_estimate  # noqa: E402
 from fairness.thresholds import fit_thresholds  # noqa: E402
 
-# variant -> (training run it uses, per-group thresholds?)
+# variant -> (training run it uses, per-group thresholds?); the table's row order
 VARIANTS = {
-    "a_baseline": ("baseline", False),
-    "b_balanced": ("balanced", False),
-    "c_balanced_group_thresholds": ("balanced", True),
-    "d_groupdro_group_thresholds": ("groupdro", True),
-    "e_tone_input_groupdro_group_thresholds": ("groupdro_tone", True),
-    "f_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4", True),
-    "g_localisation_stride4_tone_input_groupdro_group_thresholds": ("groupdro_tone_os4_loc", True),
-    "h_localisation_tone_input_groupdro_group_thresholds": ("groupdro_tone_loc", True),
-    "i_g_selected_by_worst_group_f1": ("groupdro_tone_os4_loc_worst", True),
-    "j_localisation_stride8_tone_input_groupdro_group_thresholds": ("groupdro_tone_os8_loc", True),
-    "k_g_at_width_1": ("groupdro_tone_os4_loc_wide", True),
-    "l_k_at_128px": ("groupdro_tone_os4_loc_wide_128", True),
+    "baseline_bce": ("baseline", False),
+    "balanced_bce": ("balanced", False),
+    "balanced_bce_group_thresholds": ("balanced", True),
+    "balanced_groupdro": ("groupdro", True),
+    "balanced_groupdro_tone_norm": ("groupdro_tone", True),
+    "balanced_groupdro_tone_norm_os4": ("groupdro_tone_os4", True),
+    "balanced_groupdro_tone_norm_os4_loc": ("groupdro_tone_os4_loc", True),
+    "balanced_groupdro_tone_norm_loc": ("groupdro_tone_loc", True),
+    "balanced_groupdro_tone_norm_os4_loc_select_worst_group": (
+        "groupdro_tone_os4_loc_worst",
+        True,
+    ),
+    "balanced_groupdro_tone_norm_os8_loc": ("groupdro_tone_os8_loc", True),
+    "balanced_groupdro_tone_norm_os4_loc_wide": ("groupdro_tone_os4_loc_wide", True),
+    "balanced_groupdro_tone_norm_os4_loc_wide_128px": ("groupdro_tone_os4_loc_wide_128", True),
 }
-FULL_PIPELINE = "f_stride4_tone_input_groupdro_group_thresholds"
-# training run -> (main.py flags, extra config variant of the base config or "")
+BASELINE = "baseline_bce"  # always run; the goal's macro-F1 reference
+DEFAULT_VARIANTS = (
+    "baseline_bce",
+    "balanced_bce",
+    "balanced_bce_group_thresholds",
+    "balanced_groupdro",
+    "balanced_groupdro_tone_norm",
+    "balanced_groupdro_tone_norm_os4",
+)
+FULL_PIPELINE = DEFAULT_VARIANTS[-1]
+# training run -> (main.py flags, config variants appended to the base config or ""); its run
+# folder is `<out>/<training run>-s<seed>`, shared by the variants above that name it
 TRAININGS = {
     "baseline": (["--balance", "none", "--loss", "bce"], ""),
     "balanced": (["--balance", "group", "--loss", "bce"], ""),
@@ -172,8 +187,8 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
         "model.overrides.width": config["model"]["overrides"].get("width", 0.5),
     }
     if "noloc" in str(getattr(args, "config", "")):
-        # Off in the base config; on where the variant appends `loc`. Runs from before the loss
-        # have no loc_weight key: off.
+        # Off in the base config; on where the variant appends `loc`. A run without a
+        # loc_weight key counts as off.
         want["loc_weight > 0"] = "loc" in variant.split(",")
         have["loc_weight > 0"] = config.get("loc_weight", 0.0) > 0
     size = args.image_size
@@ -194,7 +209,7 @@ def check_reused(run_dir: Path, run: str, args: argparse.Namespace) -> None:
 
 
 def train(run: str, seed: int, args: argparse.Namespace) -> Path:
-    """Train one variant (or reuse it); returns the run folder."""
+    """Train one training run (or reuse it); returns the run folder."""
     run_dir = args.out / f"{run}-s{seed}"
     if (run_dir / "predictions_test.csv").is_file() and not args.retrain:
         check_reused(run_dir, run, args)
@@ -263,7 +278,7 @@ def heldout_predictions(run_dir: Path, args: argparse.Namespace) -> Path:
 
 def run_code_version(run_dir: Path) -> str:
     """The training code a run was trained with: `<code digest> (<git commit>)` from its
-    metrics.json (train_jax.tracking), "unknown" for runs from before it was recorded."""
+    metrics.json (train_jax.tracking), "unknown" for a run whose metrics.json lacks it."""
     metrics = run_dir / "metrics.json"
     m = json.loads(metrics.read_text()) if metrics.is_file() else {}
     if "code_digest" not in m:
@@ -353,8 +368,8 @@ def aggregate(per_seed: list[dict]) -> dict:
 
 
 def goal_check(results: dict, full_name: str = FULL_PIPELINE) -> dict:
-    """Is the full pipeline (the last variant run, (f) by default) within the issue's goal?"""
-    base, full = results["a_baseline"]["mean"], results[full_name]["mean"]
+    """Is `full_name` (by default the full pipeline) within the fairness goal (GOAL)?"""
+    base, full = results[BASELINE]["mean"], results[full_name]["mean"]
     gap, high = full["gap_dark_vs_medium_f1"], full["gap_ci_high_max"]
     checks = {
         "gap_le_0.05": gap is not None and gap <= GOAL["gap_max"],
@@ -370,7 +385,7 @@ def goal_check(results: dict, full_name: str = FULL_PIPELINE) -> dict:
 
 def goal_cell(results: dict, name: str) -> str:
     """`yes / no / yes` for the three goal criteria of one variant ("-" for the baseline)."""
-    if name == "a_baseline":
+    if name == BASELINE:
         return "-"
     checks = goal_check(results, name)
     return " / ".join("yes" if checks[k] else "no" for k in checks if k != "met")
@@ -405,8 +420,8 @@ def table_markdown(results: dict, command: str, goal: dict, full_name: str = FUL
         lines.append(f"- {name}: {per}")
     lines += [
         "",
-        f"Goal for the full pipeline ({full_name[0]}) (gap <= 0.05, CI high <= 0.10, macro-F1 "
-        f"within 0.01 of (a)): "
+        f"Goal for the full pipeline ({full_name}) (gap <= 0.05, CI high <= 0.10, macro-F1 "
+        f"within 0.01 of {BASELINE}): "
         f"{'met' if goal['met'] else 'not met'} "
         f"({', '.join(f'{k}: {v}' for k, v in goal.items() if k != 'met')}).",
         "",
@@ -445,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--config",
         default="train_jax/configs/demo.py:os16,imagenet,noloc",
-        help="base training config (variants `tone`, `os4`, `loc` are appended for (e)-(g))",
+        help="base training config (a variant's config variants, e.g. `tone,os4,loc`, are "
+        "appended)",
     )
     p.add_argument(
         "--image-size", type=int, default=96, help="input size of every training (0: config's)"
@@ -459,13 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--variants",
-        default="a,b,c,d,e,f",
-        help="variant letters to run; (a) is always run, the last one is the full pipeline",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated variant names, from {list(VARIANTS)}; {BASELINE} is always run, "
+        "the table follows the order above (default: %(default)s)",
     )
     p.add_argument(
         "--full",
         default="",
-        help="variant letter whose goal check is the headline (default: the last one run)",
+        help="variant whose goal check is the headline (default: the last one in the table)",
     )
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", type=Path, default=Path("outputs/ablation"))
@@ -481,16 +498,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    letters = {v.strip() for v in args.variants.split(",") if v.strip()} | {"a"}
-    unknown = letters - {name[0] for name in VARIANTS}
+    asked = {v.strip() for v in args.variants.split(",") if v.strip()} | {BASELINE}
+    unknown = asked - set(VARIANTS)
     if unknown:
-        p.error(f"--variants: unknown {sorted(unknown)}; choose from {[n[0] for n in VARIANTS]}")
-    variants = {n: v for n, v in VARIANTS.items() if n[0] in letters}
+        p.error(f"--variants: unknown {sorted(unknown)}; choose from {list(VARIANTS)}")
+    variants = {n: v for n, v in VARIANTS.items() if n in asked}
     full_name = list(variants)[-1]
     if args.full:
-        if args.full not in letters:
-            p.error(f"--full {args.full}: not among --variants {sorted(letters)}")
-        full_name = next(n for n in variants if n[0] == args.full)
+        if args.full not in variants:
+            p.error(f"--full {args.full}: not among --variants {list(variants)}")
+        full_name = args.full
     command = "python benchmarks/fairness_ablation.py " + " ".join(argv or sys.argv[1:])
     if args.heldout and not (args.heldout / "metadata.csv").is_file():
         p.error(
@@ -529,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs or None,
         "full_pipeline": full_name,
         "goal": goal,
-        "goal_by_variant": {n: goal_check(results, n) for n in results if n != "a_baseline"},
+        "goal_by_variant": {n: goal_check(results, n) for n in results if n != BASELINE},
         "code_versions": versions,
         "variants": results,
     }

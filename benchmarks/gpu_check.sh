@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 4): training throughput of our JAX EfficientNet-B0 against timm on
+# One prepared GPU check: training throughput of our JAX EfficientNet-B0 against timm on
 # the same GPU, then the unchanged trainer end to end on synthskin-v1. Writes JSON under $OUT.
 #
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh            # on a CUDA machine with jax[cuda], torch, timm

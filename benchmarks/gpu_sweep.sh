@@ -3,7 +3,8 @@
 # too slow on a 2-core CPU. The runs come back as tarball parts under $OUT; evaluate them where
 # the held-out draws live (`python -m explain.evaluate --run RUN ...`, docs/explainability.md).
 #
-#   OUT=/tmp/sweep CFG=benchmarks/sweep_configs JOBS="k:0 k128:0" bash benchmarks/gpu_sweep.sh
+#   OUT=/tmp/sweep CFG=benchmarks/sweep_configs \
+#     JOBS="synthetic_wide_96px:0 synthetic_wide_128px:0" bash benchmarks/gpu_sweep.sh
 #
 # CFG holds one trainer config per name (<name>.json, a run's config.json format); JOBS lists
 # name:seed pairs, started together; LATER lists pairs started after JOBS only if JOBS finished
@@ -15,7 +16,7 @@
 # summary.json (every run's metrics.json), runs_<phase>.tgz.* (cat the parts | tar xzf -).
 set -uo pipefail
 case "${1:-}" in -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;; esac
-OUT=${OUT:-/tmp/gpu_sweep}; CFG=${CFG:-benchmarks/sweep_configs}; JOBS=${JOBS:-"k:0"}
+OUT=${OUT:-/tmp/gpu_sweep}; CFG=${CFG:-benchmarks/sweep_configs}; JOBS=${JOBS:-"synthetic_wide_96px:0"}
 LATER=${LATER:-}; LATER_IF_S=${LATER_IF_S:-200}; TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-400}
 SIZES=${SIZES:-"96 128"}; DATA=${DATA:-data/synthskin-v1}; TFDS_DIR=${TFDS_DIR:-/tmp/sweep_tfds}
 RUNS=${RUNS:-/tmp/sweep_runs}; EPOCHS=${EPOCHS:-}

@@ -72,27 +72,29 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
     (tone / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
     with pytest.raises(ValueError, match="loc_weight"):
         ab.check_reused(tone, "groupdro_tone", noloc)
-    # (g) appends `loc`: it wants the loss on, so a run without it is refused.
+    # balanced_groupdro_tone_norm_os4_loc appends `loc`: it wants the loss on, so a run without
+    # it is refused.
     os4 = _run(tmp_path, "c", balance="group", loss="groupdro", size=96,
                overrides={"input_norm": "tone", "output_stride": 4})  # fmt: skip
     with pytest.raises(ValueError, match="loc_weight"):
         ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
-    # (j) asks for stride 8: a stride-4 run is refused.
+    # balanced_groupdro_tone_norm_os8_loc asks for stride 8: a stride-4 run is refused.
     with pytest.raises(ValueError, match="output_stride"):
         ab.check_reused(os4, "groupdro_tone_os8_loc", noloc)
     assert [ab.variant_stride(v) for v in ("tone", "tone,os4,loc", "tone,os8,loc")] == [16, 4, 8]
     config = json.loads((os4 / "config.json").read_text())
     (os4 / "config.json").write_text(json.dumps({**config, "loc_weight": 0.01}))
     ab.check_reused(os4, "groupdro_tone_os4_loc", noloc)
-    # (k) asks for width 1.0: the width-0.5 run is refused, a width-1.0 one is reused.
+    # balanced_groupdro_tone_norm_os4_loc_wide asks for width 1.0: the width-0.5 run is refused,
+    # a width-1.0 one is reused.
     with pytest.raises(ValueError, match="width"):
         ab.check_reused(os4, "groupdro_tone_os4_loc_wide", noloc)
     config = json.loads((os4 / "config.json").read_text())
     config["model"]["overrides"]["width"] = 1.0
     (os4 / "config.json").write_text(json.dumps(config))
     ab.check_reused(os4, "groupdro_tone_os4_loc_wide", noloc)
-    # (l) asks for 128 px whatever --image-size says: the 96 px run is refused, a 128 px one is
-    # reused.
+    # balanced_groupdro_tone_norm_os4_loc_wide_128px asks for 128 px whatever --image-size says:
+    # the 96 px run is refused, a 128 px one is reused.
     with pytest.raises(ValueError, match="image_size"):
         ab.check_reused(os4, "groupdro_tone_os4_loc_wide_128", noloc)
     config["model"]["image_size"] = 128
@@ -104,12 +106,32 @@ def test_reused_runs_must_match_the_asked_settings(tmp_path: Path) -> None:
         ab.check_reused(os4, "groupdro_tone_os4_loc_wide", at96)
 
 
-def test_unknown_variant_letter_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_variants_are_named_for_their_training() -> None:
+    ab = _ablation()
+    assert ab.BASELINE == "baseline_bce" and ab.FULL_PIPELINE == "balanced_groupdro_tone_norm_os4"
+    assert set(ab.DEFAULT_VARIANTS) <= set(ab.VARIANTS)
+    assert {run for run, _ in ab.VARIANTS.values()} <= set(ab.TRAININGS)
+    # A name says what its training asks for: the reuse check reads the same table.
+    for name, (run, per_group) in ab.VARIANTS.items():
+        flags, variant = ab.TRAININGS[run]
+        parts = variant.split(",")
+        assert ("groupdro" in name) == ("groupdro" in flags)
+        assert ("balanced" in name) == (flags[flags.index("--balance") + 1] == "group")
+        assert ("tone_norm" in name) == ("tone" in parts)
+        assert ("_loc" in name) == ("loc" in parts)
+        assert ("wide" in name) == ("wide" in parts)
+        assert ("128px" in name) == ("--image-size" in flags)
+        assert ("select_worst_group" in name) == ("--select" in flags)
+        assert per_group == (name not in ("baseline_bce", "balanced_bce"))
+
+
+def test_unknown_variant_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     ab = _ablation()
     with pytest.raises(SystemExit) as exc:
-        ab.main(["--variants", "a,z"])
+        ab.main(["--variants", "baseline_bce,a"])
     assert exc.value.code == 2
-    assert "unknown ['z']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown ['a']" in err and "balanced_groupdro_tone_norm_os4_loc_wide" in err
 
 
 def test_heldout_needs_a_dataset_and_reuses_written_predictions(
@@ -141,9 +163,9 @@ def test_runs_trained_with_other_code_are_listed(tmp_path: Path) -> None:
     assert ab.run_code_version(new) == "d1 (abc123+dirty)"
     assert ab.run_code_version(tmp_path / "missing") == "unknown"
     results = {
-        "a": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
-        "c": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
-        "e": {"per_seed": [{"run": "new", "code_version": "d1 (abc123+dirty)"}]},
+        "baseline_bce": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
+        "balanced_bce": {"per_seed": [{"run": "old", "code_version": "unknown"}]},
+        "balanced_groupdro": {"per_seed": [{"run": "new", "code_version": "d1 (abc123+dirty)"}]},
     }
     assert ab.code_versions(results) == {"unknown": ["old"], "d1": ["new (abc123+dirty)"]}
 
@@ -155,13 +177,21 @@ def test_every_variant_gets_its_goal_check(capsys: pytest.CaptureFixture[str]) -
         return {"mean": {"macro_f1": macro, "gap_dark_vs_medium_f1": gap, "gap_ci_high_max": high}}
 
     results = {
-        "a_baseline": mean(0.90, 0.20, 0.25),
-        "e_x": mean(0.885, 0.04, 0.09),  # macro-F1 0.015 below the baseline
-        "g_y": mean(0.91, 0.06, 0.08),
+        "baseline_bce": mean(0.90, 0.20, 0.25),
+        "balanced_groupdro_tone_norm": mean(0.885, 0.04, 0.09),  # macro-F1 0.015 below
+        "balanced_groupdro_tone_norm_os4_loc": mean(0.91, 0.06, 0.08),
     }
-    assert ab.goal_cell(results, "a_baseline") == "-"
-    assert ab.goal_cell(results, "e_x") == "yes / yes / no"
-    assert ab.goal_cell(results, "g_y") == "no / yes / yes"
+    assert ab.goal_cell(results, "baseline_bce") == "-"
+    assert ab.goal_cell(results, "balanced_groupdro_tone_norm") == "yes / yes / no"
+    assert ab.goal_cell(results, "balanced_groupdro_tone_norm_os4_loc") == "no / yes / yes"
     with pytest.raises(SystemExit):
-        ab.main(["--variants", "a,e", "--full", "g"])
-    assert "--full g: not among --variants" in capsys.readouterr().err
+        ab.main(
+            [
+                "--variants",
+                "balanced_groupdro_tone_norm",
+                "--full",
+                "balanced_groupdro_tone_norm_os4_loc",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert "--full balanced_groupdro_tone_norm_os4_loc: not among --variants" in err
