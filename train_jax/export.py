@@ -48,7 +48,8 @@ OPTIMIZE_LEVELS = ("none", "basic", "extended")
 # onnxruntime's NCHWc layout runs without reordering (train_jax.onnx_passes
 # .excite_in_blocked_layout); "broadcast" = the plain ``Mul(x, gate [B, C, 1, 1])``. The blocked
 # form is faster with 1-2 intra-op threads (docs/performance.md); onnxruntime 1.32 runs its
-# NCHWc Upsample on one thread, so with many threads per session the broadcast form may win.
+# NCHWc Upsample on one thread, so with many threads per onnxruntime session the broadcast
+# form may win.
 SE_GATES = {"blocked": (), "broadcast": ("excite_in_blocked_layout",)}  # form -> passes left out
 DEFAULT_SE_GATE = "blocked"
 SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
@@ -445,7 +446,7 @@ def make_model_card(
     training_data: dict | None = None,
     feature_dim: int | None = None,
 ) -> dict:
-    """The model card stored beside model.onnx (ARCHITECTURE.md, "Exported model").
+    """The model card stored beside model.onnx (docs/architecture.md, "Exported model").
 
     ``training_data`` is `make_training_data(dataset)` unless given; ``feature_dim`` is the
     width of the ``features`` output (None: the model has none).
@@ -748,7 +749,8 @@ def per_group_f1(labels, probs, groups, thresholds) -> dict:
     return out
 
 
-# Static QDQ settings that came out best on the shipped model (docs/performance.md, "INT8"):
+# Static QDQ settings that came out best on `baseline_bce`, the small CNN quantized in
+# docs/performance.md ("INT8"):
 # uint8 activations let onnxruntime fuse every Conv/Sigmoid/Mul/Add into QLinear* kernels (with
 # int8 activations most convs stayed float between Q/DQ pairs); one Q/DQ pair per consumer
 # (DedicatedQDQPair) is what the fusion needs when a tensor feeds Sigmoid and Mul (swish).

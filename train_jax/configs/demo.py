@@ -4,8 +4,9 @@ The model: small_cnn at width 0.5 with output stride 4 (a 24x24 feature map, so 
 96 px) and the tone-aware input normalisation (`train_jax.models.input_norm`). The training:
 tone-balanced sampling, GroupDRO and the lesion-localisation loss for 24 epochs (about 5 min on
 2 CPU cores; docs/fairness.md has the ablation on synthskin-v1 behind these choices). The `wide`
-variant (width 1.0, about twice the time) is the synthetic-only model the fairness ablation
-reports; the shipped model's config is `train_jax/configs/real_photos.py`.
+variant (width 1.0, about twice the time) is the fairness ablation's
+`balanced_groupdro_tone_norm_os4_loc_wide` (`benchmarks/sweep_configs/synthetic_wide_96px.json`);
+the shipped model's config is `train_jax/configs/real_photos.py`.
 `--balance none --loss bce --epochs 12` gives the unbalanced BCE baseline.
 
     python train_jax/main.py                                   # this config, default variant
@@ -51,7 +52,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
     config = TrainConfig(
         name="demo",
         # Output stride 4: a 24x24 CAM at 96 px (docs/explainability.md); tone-aware input
-        # normalisation in the graph (docs/fairness.md, ablation (e)).
+        # normalisation in the graph (docs/fairness.md: `balanced_groupdro_tone_norm`).
         model=ModelConfig(
             name="small_cnn",
             image_size=96,

@@ -2,7 +2,7 @@
 
 Why not plain ``nnx.Conv(feature_group_count=C)`` and ``nnx.BatchNorm``? On XLA:CPU a grouped
 (depthwise) convolution is very slow, 3.5-10x slower than the same maths written as a sum of
-k x k shifted slices times per-channel weights (../shared/notes/jax-stack.md). ``DepthwiseConv``
+k x k shifted slices times per-channel weights (docs/performance.md). ``DepthwiseConv``
 keeps the kernel layout of ``nnx.Conv`` (``[k, k, 1, C]``) and has two implementations with the
 same parameters and the same output:
 
