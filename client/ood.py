@@ -13,12 +13,12 @@ embedded runner call the same `ood_step`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from data import atomic
 
 FILENAME = "ood.json"
 WARNING = "out_of_distribution"
@@ -81,12 +81,7 @@ def ood_to_dict(model: OodModel) -> dict:
 
 def write_ood(model: OodModel, path: Path) -> Path:
     """Write `ood.json` atomically; returns the path."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(ood_to_dict(model), handle)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, ood_to_dict(model), indent=None)
 
 
 def load_ood(path: Path) -> OodModel | None:

@@ -44,9 +44,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +53,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from data import atomic
 from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from explain import metrics
 from explain.cam import cell_alignment
@@ -922,12 +921,8 @@ def _note(facts: dict[str, Any], tone: ToneBasis, dilate: float) -> str:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write the report JSON atomically."""
+    atomic.write_json(path, payload)
 
 
 def format_table(report: dict[str, Any]) -> str:

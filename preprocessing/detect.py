@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
 
+from data import atomic
 from preprocessing.image_io import DEFAULT_MAX_PIXELS, InvalidImageError, load_image
 from preprocessing.pipeline import analyze_image, face_crop_to_dict
 
@@ -25,14 +24,11 @@ EXIT_INVALID_IMAGE = 2
 
 
 def save_png_atomic(path: Path, rgb) -> None:
-    """Write an RGB image as PNG via a temporary file and os.replace."""
+    """Write an RGB image as PNG atomically (`data.atomic`)."""
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(encoded.tobytes())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, encoded.tobytes())
 
 
 def run(

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from data import atomic
 from data.schema import CONDITIONS, DISCLAIMER, SEVERITY_GRADES
 from fairness.report import training_recipe
 
@@ -554,10 +555,8 @@ def report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, P
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
-    """Write JSON through a temp file and os.replace."""
-    tmp = Path(path).with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (`data.atomic.write_json`)."""
+    atomic.write_json(path, obj)
 
 
 def _features_output(feature_dim: int | None) -> dict:
@@ -697,9 +696,7 @@ def export_run(
         training=training_recipe(cfg, _read_json(run_dir / "metrics.json")),
     )
     if thresholds is not None:
-        tmp = Path(out_dir) / ".thresholds.json.tmp"
-        tmp.write_bytes(thresholds.read_bytes())
-        os.replace(tmp, Path(out_dir) / "thresholds.json")
+        atomic.copy_file(thresholds, Path(out_dir) / "thresholds.json")
     else:
         print(
             f"warning: no thresholds.json for {run_dir}; run python -m fairness.report "

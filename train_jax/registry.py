@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from data import atomic
 from data.schema import CONDITIONS, GROUPS
 
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
@@ -235,17 +235,10 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _atomic(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write what `write(handle)` writes to a text handle, atomically (`data.atomic`)."""
+    buffer = io.StringIO(newline="")
+    write(buffer)
+    return atomic.write_text(path, buffer.getvalue())
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> Path:

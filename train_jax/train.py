@@ -28,6 +28,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from data import atomic
 from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from fairness.metrics import epoch_metrics
 from fairness.severity import mean_absolute_error as severity_mae
@@ -424,9 +425,9 @@ def _score(value: float) -> float:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
-    tmp.replace(path)
+    """Write a run's JSON file atomically (numpy scalars as numbers)."""
+    text = json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n"
+    atomic.write_text(path, text)
 
 
 def _json_default(value: Any) -> Any:

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +38,7 @@ from client.triton_client import (
     MODEL_VERSION_PARAMETER,
     TRAINING_DATA_PARAMETER,
 )
+from data import atomic
 from data.schema import CONDITIONS, SEVERITY_GRADES
 from triton_models.local_repo import read_config_text
 
@@ -70,11 +69,8 @@ class BuildError(ValueError):
 
 
 def _copy(src: Path, dst: Path) -> None:
-    """Copy through a temp file + os.replace, so a reader never sees half a file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Copy atomically, so a reader never sees half a file."""
+    atomic.copy_file(src, dst)
 
 
 def _sub(text: str, pattern: str, replacement: str, what: str) -> str:
@@ -88,9 +84,7 @@ def _rewrite(path: Path, edit) -> None:
     """Edit a config.pbtxt as text (keeps its layout and comments), then check it parses."""
     text = edit(path.read_text())
     read_config_text(text)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def pbtxt_string(value: str) -> str:
