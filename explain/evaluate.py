@@ -544,11 +544,13 @@ def make_predict_fn(model: Any, batch_size: int = 128) -> Callable[[np.ndarray],
     import jax
     from flax import nnx
 
+    from train_jax.predict import model_outputs
+
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def forward(state: Any, x: Any) -> Any:
-        return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
+        return model_outputs(nnx.merge(graphdef, state), x)[0]  # the severity part is unused
 
     def predict(x: np.ndarray) -> np.ndarray:
         if len(x) <= batch_size:

@@ -104,6 +104,16 @@ def write_predictions(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def model_outputs(model: nnx.Module, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The model's served outputs on float RGB `images`: (sigmoid probabilities [B, 3],
+    acne-severity grade probabilities [B, 4]). Every jitted prediction path calls this."""
+    from train_jax.models.ordinal import severity_probs
+
+    feats = model.features(images.astype(np.float32))
+    probs = jax.nn.sigmoid(model.pool_and_classify(feats).astype(np.float32))
+    return probs, severity_probs(model.severity_from_features(feats))
+
+
 def predict_probs(
     model: nnx.Module, source, *, batch_size: int = 64, progress: bool = False
 ) -> np.ndarray:
@@ -116,16 +126,11 @@ def predict_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sigmoid probabilities [N, 3], severity class probabilities [N, 4]) of `model` (eval
     mode) on every example of `source`."""
-    from train_jax.models.ordinal import severity_probs
-
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def forward(state, images):
-        m = nnx.merge(graphdef, state)
-        feats = m.features(images.astype(np.float32))
-        probs = jax.nn.sigmoid(m.pool_and_classify(feats))
-        return probs, severity_probs(m.severity_from_features(feats))
+        return model_outputs(nnx.merge(graphdef, state), images)
 
     out = []
     bar = tqdm(total=len(source), desc="predict", unit="img", disable=None if progress else True)

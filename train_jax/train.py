@@ -355,13 +355,9 @@ def _step_metrics(
 def make_predict_fn(graphdef: nnx.GraphDef, repl: NamedSharding, data: NamedSharding) -> Callable:
     """`predict(params, rest, images) -> (probs [B,3], severity [B,4])`, jitted over the mesh
     (eval-mode graphdef); severity = the class probabilities of the acne-severity grades."""
-    from train_jax.models.ordinal import severity_probs
 
     def fn(params, rest, images):
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        feats = model.features(images.astype(jnp.float32))
-        probs = jax.nn.sigmoid(model.pool_and_classify(feats).astype(jnp.float32))
-        return probs, severity_probs(model.severity_from_features(feats))
+        return predict.model_outputs(nnx.merge(graphdef, params, rest, copy=True), images)
 
     return jax.jit(fn, in_shardings=(repl, repl, data), out_shardings=data)
 
