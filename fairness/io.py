@@ -193,6 +193,17 @@ def _optional_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
                 f"column 'face_found', {_lines(bad_face.to_numpy())}: must be 0, 1 or empty"
             )
         columns["face_found"] = raw_face
+    # tone_confidence (optional, in [0, 1]): the selective-prediction report's tone variant.
+    if "tone_confidence" in df.columns:
+        raw_conf = df["tone_confidence"].str.strip()
+        confidence = pd.to_numeric(raw_conf.where(raw_conf != ""), errors="coerce")
+        bad_conf = (raw_conf != "") & ~confidence.between(0.0, 1.0)
+        if bad_conf.any():
+            problems.append(
+                f"column 'tone_confidence', {_lines(bad_conf.to_numpy())}: must be a number "
+                "in [0, 1] or empty"
+            )
+        columns["tone_confidence"] = confidence.astype(np.float64)
     # Optional acne-severity columns (data.schema.PREDICTION_OPTIONAL_COLUMNS), when present:
     # kept as numbers, NaN = empty (unknown label, or a model without the severity head).
     for extra in (c for c in PREDICTION_OPTIONAL_COLUMNS if c.startswith("acne_severity")):

@@ -30,6 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from fairness.render import fmt_estimate, to_markdown
+from fairness.report_audits import (
+    counterfactual_card,
+    counterfactual_card_blocks,
+    selective_card,
+    selective_card_blocks,
+)
 from fairness.tone_basis import LABELLED, TONE_SOURCES, ToneBasis, make_tone_basis
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "DATACARD_NAMES",
     "EVIDENCE_KINDS",
     "DatacardError",
+    "add_audit_sections",
     "condition_evidence",
     "find_datacards",
     "make_model_card",
@@ -443,6 +450,19 @@ def make_model_card(
     return card | _given_sections(provenance, evidence, thresholds, calibration)
 
 
+def add_audit_sections(card: dict, selective: dict | None, counterfactual: dict | None) -> dict:
+    """The card with ``selective_prediction`` and ``counterfactual_robustness`` added.
+
+    Each when given: the operating points, and the per-group flip and tone-change rates.
+    """
+    out = dict(card)
+    if selective:
+        out["selective_prediction"] = selective_card(selective)
+    if counterfactual:
+        out["counterfactual_robustness"] = counterfactual_card(counterfactual)
+    return out
+
+
 def _given_sections(
     provenance: list[dict] | None,
     evidence: Mapping[str, str] | None,
@@ -550,6 +570,10 @@ def render_model_card(card: dict) -> str:
     ]
     if "severity" in card:
         blocks += severity_blocks(card["severity"], tone)
+    if "selective_prediction" in card:
+        blocks += selective_card_blocks(card["selective_prediction"])
+    if "counterfactual_robustness" in card:
+        blocks += counterfactual_card_blocks(card["counterfactual_robustness"])
     blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
     return to_markdown(blocks)
 

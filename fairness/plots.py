@@ -14,10 +14,20 @@ import numpy as np
 
 from fairness.io import atomic_write_bytes
 
-__all__ = ["plot_coverage", "plot_group_bars", "plot_reliability", "plot_roc"]
+__all__ = [
+    "plot_counterfactual",
+    "plot_coverage",
+    "plot_group_bars",
+    "plot_reliability",
+    "plot_roc",
+    "plot_selective",
+]
 
 NO_GROUND_TRUTH = "no ground truth"  # fairness.evaluate.NO_GROUND_TRUTH (no label at all)
 GROUP_COLORS = {"I-II": "#f2c9a0", "III-IV": "#b8763e", "V-VI": "#5a3519", "overall": "#4c72b0"}
+OTHER_COLORS = {"no estimate": "#9e9e9e", "unknown": "#9e9e9e", "all photos": "#4c72b0"}
+VARIANT_STYLES = {"decision": "-", "tone": "--"}
+VARIANT_LABELS = {"decision": "deferring on decision certainty", "tone": "tone uncertainty first"}
 DPI = 110
 
 
@@ -230,4 +240,104 @@ def plot_coverage(coverage: dict, path: Path) -> Path:
         )
     ax.set_yticks(range(len(CONDITIONS)), CONDITIONS, fontsize=8)
     ax.set_title(f"Coverage ({coverage['split']}): positives / labelled images", fontsize=10)
+    return _save(fig, path)
+
+
+def _colour(group: str) -> str:
+    """The colour of a group, of "no estimate" / "unknown", or of all photos."""
+    return GROUP_COLORS.get(group) or OTHER_COLORS.get(group, "#4c72b0")
+
+
+def plot_selective(section: dict, path: Path, *, group_label: str = "group") -> Path:
+    """Selective prediction: accuracy per group and the gap, both against coverage.
+
+    Accuracy per group while deferring on decision certainty; the gap of each variant with the
+    target and the operating point (`fairness.selective.selective_prediction`).
+    """
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    decision = section["variants"]["decision"]["plot"]
+    for g, values in decision["accuracy"].items():
+        ys = [np.nan if v is None else v for v in values]
+        left.plot(decision["coverage"], ys, color=_colour(g), label=g)
+    left.set_ylabel("accuracy of the kept decisions")
+    left.set_title("Accuracy per group (deferring on decision certainty)", fontsize=9)
+    left.legend(fontsize=7, title=group_label, title_fontsize=7)
+    for name, variant in section["variants"].items():
+        curve = variant["plot"]
+        ys = [np.nan if v is None else v for v in curve["gap"]]
+        right.plot(
+            curve["coverage"],
+            ys,
+            VARIANT_STYLES.get(name, "-"),
+            color="#333333",
+            label=VARIANT_LABELS.get(name, name),
+        )
+        point = variant["operating_point"]
+        if point.get("status") == "ok":
+            right.plot(point["coverage"], point["gap"]["value"], "o", color="#c44e52")
+    right.axhline(
+        section["target"],
+        color="#c44e52",
+        linestyle=":",
+        linewidth=1,
+        label=f"target {section['target']:g}",
+    )
+    right.set_ylabel("accuracy gap (largest - smallest group)")
+    right.set_title("Gap between groups; dot = operating point", fontsize=9)
+    right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.set_xlim(1.0, 0.0)
+        ax.set_xlabel("coverage (share of decisions kept)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Selective prediction: the least certain decisions deferred", fontsize=10)
+    return _save(fig, path)
+
+
+def _rate_bars(
+    ax: object, table: dict, groups: Sequence[str], changes: Sequence[str], key: str | None = None
+) -> None:
+    """Grouped bars (one per group) of Wilson-interval rates per change."""
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(changes))
+    top = 0.05
+    for k, g in enumerate(groups):
+        cells = [table[g][c] if key is None else table[g][c][key] for c in changes]
+        values = [np.nan if c["rate"] is None else c["rate"] for c in cells]
+        low = [0 if c["rate"] is None else c["rate"] - c["ci_low"] for c in cells]
+        high = [0 if c["rate"] is None else c["ci_high"] - c["rate"] for c in cells]
+        top = max([top, *(c["ci_high"] for c in cells if c["rate"] is not None)])
+        ax.bar(
+            x + (k - (len(groups) - 1) / 2) * width,
+            values,
+            width,
+            color=_colour(g),
+            edgecolor="black",
+            linewidth=0.5,
+            yerr=[low, high],
+            capsize=2,
+            label=g,
+        )
+    ax.set_xticks(x, changes, fontsize=7, rotation=20)
+    ax.set_ylim(0, min(1.0, 1.1 * top))
+    ax.set_ylabel("share of photos (95% Wilson CI)", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_counterfactual(summary: dict, path: Path, *, group_label: str = "group") -> Path:
+    """Counterfactual robustness: flipped decisions and changed tone groups per change.
+
+    Per change and group: the share of photos with any decision flipped and the share whose
+    estimated tone group changed, with 95% Wilson intervals (`fairness.counterfactual`).
+    """
+    plt = _pyplot()
+    groups = [g for g in summary["groups"] if g != "all photos"]
+    changes = summary["changes"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    _rate_bars(left, summary["flip_rate"], groups, changes, key="any condition")
+    left.set_title("Photos with any decision flipped", fontsize=9)
+    _rate_bars(right, summary["tone_change"], groups, changes)
+    right.set_title("Photos whose estimated tone group changed", fontsize=9)
+    left.legend(fontsize=7, title=group_label, title_fontsize=7)
+    fig.suptitle("Counterfactual robustness per group (95% Wilson intervals)", fontsize=10)
     return _save(fig, path)

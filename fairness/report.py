@@ -26,9 +26,19 @@ validation rows are shipped in thresholds.json under ``acne_severity`` (serving 
 them). Without the probabilities the predictions' ``acne_severity_grade`` (the model's default
 0.5 rule) is evaluated, and the section says so.
 
+Selective prediction (`fairness.selective`) always: per group, accuracy and the accuracy gap
+as the least certain decisions (|probability - threshold|) are deferred, and the operating point:
+the largest coverage with a gap under ``--selective-target`` (default 0.05). The threshold of a
+row is the one that decided it: thresholds.json's on test; without a test split the cross-fitted
+one of its fold. metrics.json ``selective_prediction``. Counterfactual robustness
+(`fairness.counterfactual`) with ``--counterfactual FILE.csv`` (written by ``python -m
+fairness.counterfactual``): decision flip and tone-group change rates per group and change,
+metrics.json ``counterfactual``. Both also go into report.html and the model card.
+
 Writes into DIR: metrics.json, thresholds.json, calibration.json, report.md, report.html
-(self-contained), group_metrics.png, roc.png, reliability.png, coverage.png, model_card.md,
-model_card.json. With --mlflow-run it logs the summary metrics and these files to that run.
+(self-contained), group_metrics.png, roc.png, reliability.png, coverage.png, selective.png,
+counterfactual.png (with --counterfactual), model_card.md, model_card.json. With --mlflow-run it
+logs the summary metrics and these files to that run.
 
 Where the groups come from (`fairness.tone_basis`): the predictions' `tone_source` column,
 else labelled where a Fitzpatrick type is given, else the datacard's `tone_source`. When the
@@ -63,6 +73,11 @@ from fairness.calibration import (
     calibration_by_group,
     fit_group_temperatures,
 )
+from fairness.counterfactual import (
+    CounterfactualTable,
+    counterfactual_summary,
+    read_counterfactual,
+)
 from fairness.coverage import coverage_counts
 from fairness.evaluate import evaluate_predictions
 from fairness.io import (
@@ -76,6 +91,7 @@ from fairness.io import (
 )
 from fairness.model_card import (
     DatacardError,
+    add_audit_sections,
     condition_evidence,
     find_datacards,
     make_model_card,
@@ -83,6 +99,7 @@ from fairness.model_card import (
     write_model_card,
 )
 from fairness.render import fmt_estimate, to_html, to_markdown
+from fairness.report_audits import counterfactual_blocks, selective_blocks
 from fairness.report_blocks import report_blocks
 from fairness.report_goals import (
     GOAL_CONDITIONS,
@@ -102,8 +119,15 @@ from fairness.report_severity import (
     severity_probs,
     severity_section,
 )
-from fairness.thresholds import Thresholds, ThresholdsError, fit_thresholds, save_thresholds
-from fairness.tone_basis import LABELLED, ToneBasis, row_tone_sources, tone_basis
+from fairness.selective import DEFAULT_MIN_CASES, DEFAULT_TARGET, selective_prediction
+from fairness.thresholds import (
+    Thresholds,
+    ThresholdsError,
+    apply_thresholds,
+    fit_thresholds,
+    save_thresholds,
+)
+from fairness.tone_basis import ESTIMATED, LABELLED, ToneBasis, row_tone_sources, tone_basis
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +159,12 @@ EVALUATE_ON = ("auto", "test", "val")
 CROSS_FITTED_GROUP = "per-group, cross-fitted (2 folds by {by}, fitted on the other fold)"
 CROSS_FITTED_GLOBAL = "one global threshold per condition, cross-fitted (2 folds by {by})"
 CROSS_FITTED_METRICS = ("f1", "precision", "recall", "specificity", "fpr")
+SELECTIVE_THRESHOLDS = {
+    "test": "thresholds.json's per-group thresholds, fitted on val, applied to test",
+    "val": "the cross-fitted per-group thresholds of the row's fold (fitted on the other fold; "
+    "thresholds.json, fitted on these same rows, would flatter)",
+}
+NO_ESTIMATE, UNKNOWN_GROUP = "no estimate", "unknown"  # rows without a group
 
 
 class MlflowLoggingError(RuntimeError):
@@ -163,6 +193,8 @@ def make_report(
     progress: bool = True,
     datacards: list[str | Path] | None = None,
     evidence: dict[str, str] | None = None,
+    counterfactual: Path | None = None,
+    selective: dict | None = None,
 ) -> dict:
     """Build the whole report; returns a summary dict (paths and headline numbers).
 
@@ -170,10 +202,12 @@ def make_report(
     thresholds (`fairness.crossfit`), and thresholds.json is still fitted on all of them.
     `datacards`: datacard files or dataset folders holding one or several (None: those beside
     the data the run's config.json names). `evidence`: condition -> real | synthetic | unknown,
-    replacing the rule of `fairness.model_card.condition_evidence`.
+    replacing the rule of `fairness.model_card.condition_evidence`. `counterfactual`: a
+    counterfactual CSV (`fairness.counterfactual`); `selective`: ``{"target", "min_cases"}``.
     """
     out_dir = Path(out_dir)
     inputs = _read_inputs(val_csv, test_csv, run_dir, datacards, evidence)
+    cf_table = None if counterfactual is None else read_counterfactual(counterfactual)
     fit_options = dict(min_positives=threshold_min_positives, shrinkage_k=shrinkage_k)
     global_options = dict(min_positives=10**9, shrinkage_k=shrinkage_k)
     thresholds, global_only, severity_fit = _shipped_thresholds(inputs, fit_options, global_options)
@@ -195,20 +229,13 @@ def make_report(
             inputs, thresholds, temperatures, severity_fit, (fit_options, global_options), options
         )
     sections = _sections(inputs, result, temperatures, n_boot=n_boot, seed=seed)
+    audits = _audits(inputs, result, cf_table, selective or {}, n_boot=n_boot, seed=seed)
+    sections = dataclasses.replace(sections, **audits)
     out_dir.mkdir(parents=True, exist_ok=True)
     document = _metrics_document(inputs, result, sections, (val_csv, test_csv))
     files = _write_numbers_and_plots(out_dir, inputs, result, thresholds, document, sections)
     files |= _write_documents(out_dir, inputs, result, thresholds, sections, files, run_dir)
-    summary = {
-        "out": str(out_dir),
-        "files": {k: str(v) for k, v in files.items()},
-        "data": inputs.dataset.get("kind"),
-        **inputs.tone.to_dict(),
-        "evaluation": result.evaluation["method"],
-        "summary": result.metrics["summary"],
-        "summary_global_threshold": result.metrics_global["summary"],
-        "goals": sections.goals,
-    }
+    summary = _run_summary(out_dir, files, inputs, result, sections)
     if mlflow_run_id:
         log_to_mlflow(
             mlflow_run_id,
@@ -250,6 +277,7 @@ class _Evaluation:
     severity_grades: np.ndarray | None  # None: the predictions' own grade column
     severity_rule: dict
     cross_fitting: dict | None  # metrics.json's cross_fitting (no test split only)
+    row_thresholds: np.ndarray  # [N, C] the threshold that decided each evaluated cell
 
 
 @dataclass(frozen=True)
@@ -262,6 +290,8 @@ class _Sections:
     by_types: bool  # per Fitzpatrick type (else per group: the groups are not types)
     severity: dict | None
     goals: dict
+    selective: dict | None = None  # fairness.selective.selective_prediction (+ how, thresholds)
+    counterfactual: dict | None = None  # fairness.counterfactual.counterfactual_summary
 
 
 def _read_inputs(
@@ -336,6 +366,7 @@ def _evaluate_on_test(
         severity_grades=severity_grades,
         severity_rule=severity_rule,
         cross_fitting=None,
+        row_thresholds=apply_thresholds(ev.probs, ev.groups, thresholds)[1],
     )
 
 
@@ -388,6 +419,7 @@ def _evaluate_cross_fitted(
         severity_grades=severity_grades,
         severity_rule=severity_rule,
         cross_fitting=cross_fitting,
+        row_thresholds=_fold_row_thresholds(val, folds, fold_thresholds),
     )
 
 
@@ -480,6 +512,12 @@ def _metrics_document(
         **({"cross_fitting": result.cross_fitting} if result.cross_fitting else {}),
         **({"severity": sections.severity} if sections.severity else {}),
         "coverage": sections.coverage,
+        **(
+            {"selective_prediction": _without_plot(sections.selective)}
+            if sections.selective
+            else {}
+        ),
+        **({"counterfactual": sections.counterfactual} if sections.counterfactual else {}),
     }
 
 
@@ -515,6 +553,7 @@ def _write_numbers_and_plots(
             split=split,
         ),
         "coverage_png": plots.plot_coverage(sections.shown_coverage, out_dir / "coverage.png"),
+        **_audit_plots(out_dir, tone, sections),
     }
 
 
@@ -542,6 +581,7 @@ def _write_documents(
         evaluation=result.evaluation,
         severity=sections.severity,
     )
+    card = add_audit_sections(card, sections.selective, sections.counterfactual)
     card_md, card_json = write_model_card(card, out_dir)
     written = {"model_card_md": card_md, "model_card_json": card_json}
     blocks = report_blocks(
@@ -561,6 +601,12 @@ def _write_documents(
         goals=sections.goals,
         severity=sections.severity,
     )
+    if sections.selective:
+        blocks += selective_blocks(sections.selective, inputs.tone, files["selective_png"])
+    if sections.counterfactual:
+        blocks += counterfactual_blocks(
+            sections.counterfactual, inputs.tone, files["counterfactual_png"]
+        )
     written["report_md"] = atomic_write_text(
         out_dir / "report.md", to_markdown(blocks, base=out_dir)
     )
@@ -568,6 +614,140 @@ def _write_documents(
         out_dir / "report.html", to_html(blocks, title="Fairness report")
     )
     return written
+
+
+def _fold_row_thresholds(
+    val: PredictionArrays, folds: np.ndarray, fold_thresholds: list[Thresholds]
+) -> np.ndarray:
+    """[N, C] the cross-fitted threshold of every cell: its fold's, fitted on the other folds."""
+    used = np.empty_like(np.asarray(val.probs, np.float64))
+    for k, fold in enumerate(np.unique(folds)):  # crossfit.cross_fit fits in this order
+        rows = np.flatnonzero(folds == fold)
+        groups = [val.groups[i] for i in rows]
+        used[rows] = apply_thresholds(val.probs[rows], groups, fold_thresholds[k])[1]
+    return used
+
+
+def _audits(
+    inputs: _Inputs,
+    result: _Evaluation,
+    cf_table: CounterfactualTable | None,
+    options: dict,
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict:
+    """The selective-prediction section and, with a counterfactual CSV, its summary."""
+    from data.schema import CONDITIONS, GROUPS
+
+    ev = inputs.ev
+    missing = NO_ESTIMATE if inputs.tone.estimated else UNKNOWN_GROUP
+    tone_certainty, note = _tone_certainty(inputs)
+    selective = selective_prediction(
+        ev.y_true,
+        ev.probs,
+        result.row_thresholds,
+        [g or missing for g in ev.groups],
+        conditions=CONDITIONS,
+        compared=GROUPS,
+        tone_certainty=tone_certainty,
+        target=options.get("target", DEFAULT_TARGET),
+        min_cases=options.get("min_cases", DEFAULT_MIN_CASES),
+        n_boot=n_boot,
+        seed=seed,
+    )
+    selective |= {"thresholds": SELECTIVE_THRESHOLDS[inputs.split], "tone_variant_note": note}
+    counterfactual = None
+    if cf_table is not None:
+        counterfactual = counterfactual_summary(cf_table)
+        images = set(inputs.val_df["image"]) | set(inputs.ev_df["image"])
+        counterfactual["photos_in_predictions"] = len(set(cf_table.image.tolist()) & images)
+    return {"selective": selective, "counterfactual": counterfactual}
+
+
+def _tone_certainty(inputs: _Inputs) -> tuple[np.ndarray | None, str]:
+    """Per evaluated row the tone certainty of the tone variant, and a note on it.
+
+    0 = an estimated tone that abstained, else its tone confidence (1 when not given or not
+    estimated); None when no row has an estimated tone that is uncertain.
+    """
+    df, groups = inputs.ev_df, inputs.ev.groups
+    said = {c["tone_source"] for c in inputs.provenance if c.get("tone_source")}
+    column = df["tone_source"].tolist() if "tone_source" in df.columns else None
+    sources = row_tone_sources(
+        df["fitzpatrick"].tolist(), column, default=said.pop() if len(said) == 1 else None
+    )
+    estimated = np.asarray([s == ESTIMATED for s in sources], bool)
+    abstained = estimated & np.asarray([g is None for g in groups], bool)
+    confidence = (
+        df["tone_confidence"].to_numpy(np.float64) if "tone_confidence" in df.columns else None
+    )
+    if not estimated.any():
+        return None, "No tone-uncertainty variant: no row's tone comes from the ITA estimate."
+    if confidence is None and not abstained.any():
+        return None, (
+            "No tone-uncertainty variant: the predictions carry no tone confidence and no "
+            "abstained tone estimate."
+        )
+    certainty = np.ones(len(groups), np.float64)
+    if confidence is not None:
+        known = estimated & np.isfinite(confidence)
+        certainty[known] = np.clip(confidence[known], 0.0, 1.0)
+    certainty[abstained] = 0.0
+    then = ", then those of lower tone confidence" if confidence is not None else ""
+    return certainty, (
+        f"Tone uncertainty: the decisions of the {int(abstained.sum())} rows whose {ESTIMATED} "
+        f"tone abstained are deferred first{then}, the rest by decision certainty."
+    )
+
+
+def _without_plot(section: dict) -> dict:
+    """The selective-prediction section without the full curves (kept for the plot only)."""
+    variants = {
+        name: {k: v for k, v in variant.items() if k != "plot"}
+        for name, variant in section["variants"].items()
+    }
+    return section | {"variants": variants}
+
+
+def _audit_plots(out_dir: Path, tone: ToneBasis, sections: _Sections) -> dict[str, Path]:
+    """selective.png and, with a counterfactual summary, counterfactual.png."""
+    label = "group" if tone.source == LABELLED else tone.label
+    files = {}
+    if sections.selective:
+        files["selective_png"] = plots.plot_selective(
+            sections.selective, out_dir / "selective.png", group_label=label
+        )
+    if sections.counterfactual:
+        cf_label = "group" if sections.counterfactual["tone_source"] == LABELLED else label
+        files["counterfactual_png"] = plots.plot_counterfactual(
+            sections.counterfactual, out_dir / "counterfactual.png", group_label=cf_label
+        )
+    return files
+
+
+def _run_summary(
+    out_dir: Path, files: dict, inputs: _Inputs, result: _Evaluation, sections: _Sections
+) -> dict:
+    """The summary `make_report` returns (and --json prints)."""
+    summary = {
+        "out": str(out_dir),
+        "files": {k: str(v) for k, v in files.items()},
+        "data": inputs.dataset.get("kind"),
+        **inputs.tone.to_dict(),
+        "evaluation": result.evaluation["method"],
+        "summary": result.metrics["summary"],
+        "summary_global_threshold": result.metrics_global["summary"],
+        "goals": sections.goals,
+    }
+    if sections.selective:
+        summary["selective_prediction"] = {
+            name: {k: v["operating_point"].get(k) for k in ("status", "coverage", "gap")}
+            for name, v in sections.selective["variants"].items()
+        }
+    if sections.counterfactual:
+        summary["counterfactual_photos"] = sections.counterfactual["photos"]
+    return summary
 
 
 def _fold_strata(y_true: np.ndarray, groups: list[str | None]) -> list[str]:
@@ -860,7 +1040,34 @@ def _parser() -> argparse.ArgumentParser:
         "wrinkles=synthetic; default: real/synthetic from the data, synthetic when the "
         "condition has no label",
     )
+    _add_audit_arguments(parser)
     return parser
+
+
+def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the selective-prediction and counterfactual sections."""
+    parser.add_argument(
+        "--counterfactual",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="counterfactual CSV (python -m fairness.counterfactual): adds the counterfactual "
+        "robustness section",
+    )
+    parser.add_argument(
+        "--selective-target",
+        type=float,
+        default=DEFAULT_TARGET,
+        help="selective prediction: the accuracy gap the operating point must fall under "
+        f"(default {DEFAULT_TARGET})",
+    )
+    parser.add_argument(
+        "--selective-min-cases",
+        type=int,
+        default=DEFAULT_MIN_CASES,
+        help="selective prediction: decisions a group needs to be compared "
+        f"(default {DEFAULT_MIN_CASES})",
+    )
 
 
 def resolve_inputs(paths: list[str], evaluate_on: str = "auto") -> tuple[Path, Path | None]:
@@ -924,6 +1131,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             datacards=args.datacard,
             evidence=parse_evidence(args.evidence),
+            counterfactual=args.counterfactual,
+            selective={"target": args.selective_target, "min_cases": args.selective_min_cases},
         )
     except (PredictionsError, ThresholdsError, DatacardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -939,6 +1148,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluation: {summary['evaluation']}")
         for key in ("macro_f1", "worst_group_f1", "gap_dark_vs_medium_f1"):
             print(f"{key}: {fmt_estimate(s[key])}")
+        for name, point in summary.get("selective_prediction", {}).items():
+            where = point["status"]
+            if where == "ok":
+                where = f"coverage {point['coverage']:.3f}, gap {fmt_estimate(point['gap'])}"
+            print(f"selective ({name}): {where}")
     return 0
 
 

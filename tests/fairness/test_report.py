@@ -22,6 +22,7 @@ EXPECTED_FILES = (
     "roc.png",
     "reliability.png",
     "coverage.png",
+    "selective.png",
     "model_card.md",
     "model_card.json",
 )
@@ -73,7 +74,7 @@ def test_report_end_to_end(run_dir, tmp_path, capsys):
     md = (out / "model_card.md").read_text()
     assert "not a medical device" in md and "Known limitations" in md
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<img" in html
+    assert html.count("data:image/png;base64,") == 5 and "<img" in html  # 4 + selective.png
     assert not re.search(r"\bNaN\b", (out / "metrics.json").read_text())
 
 
