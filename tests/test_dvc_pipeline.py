@@ -1,12 +1,12 @@
 """The real DVC pipeline end to end on a tiny copy of the repository.
 
-Copies the repository's files (tracked and not ignored) into a temporary git repository, writes a
-tiny YOLO export in place of the real photos (24 noise images with lesion boxes), shrinks
-params.yaml (120 synthetic images of 64 px, 32 px crops, one epoch of the quick config, few
-bootstrap replicates), runs `dvc repro` twice, and checks the outputs of every stage, that the
-second run skips everything, the per-group metrics in `dvc metrics show`, `dvc params diff`, and
-the MLflow registry (model with the alias `champion` and its tags). No mocks: real DVC, real
-training, real MLflow SQLite store.
+Copies the repository's files (tracked and not ignored) into a temporary git repository, writes
+a tiny YOLO export in place of the real photos (noise images and the three example face photos,
+with lesion boxes), shrinks params.yaml (120 synthetic images of 64 px, 32 px crops, one epoch
+of the quick config, few bootstrap replicates), runs `dvc repro` twice, and checks the outputs
+of every stage, that the second run skips everything, the per-group metrics in `dvc metrics
+show`, `dvc params diff`, and the MLflow registry (model with the alias `champion` and its
+tags). No mocks: real DVC, real training, real MLflow SQLite store.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from data.schema import CONDITIONS, GROUPS
-from tests.repo_copy import copy_repository, run
+from tests.repo_copy import REPO, copy_repository, run
 
 STAGES = (
     "generate",
@@ -31,6 +31,7 @@ STAGES = (
     "evaluate_real",
     "evaluate",
     "export",
+    "audit",
     "triton_repo",
 )
 TINY_YOLO = "tiny-yolo"  # written by `_write_tiny_yolo` inside the copy
@@ -50,7 +51,8 @@ TINY = {
 
 
 def _write_tiny_yolo(root: Path) -> None:
-    """A YOLOv8-layout export: 16 train + 8 valid noise JPEGs, boxes of acne, pimple and spot."""
+    """A YOLOv8-layout export: 16 train + 8 valid JPEGs (noise, and the example face photos
+    first in valid), boxes of acne, pimple and spot."""
     import cv2
     import numpy as np
 
@@ -58,9 +60,15 @@ def _write_tiny_yolo(root: Path) -> None:
     root.mkdir(parents=True)
     (root / "data.yaml").write_text(yaml.safe_dump({"nc": len(names), "names": names}))
     rng = np.random.default_rng(0)
+    # Real face photos first in valid (the audit stage analyses faces); noise everywhere else.
+    faces = sorted((REPO / "docs" / "examples").glob("*.jpg"))
     for split, count in (("train", 16), ("valid", 8)):
         for i in range(count):
             image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            if split == "valid" and i < len(faces):
+                image = cv2.resize(
+                    cv2.imread(str(faces[i])), (160, 160), interpolation=cv2.INTER_AREA
+                )
             (root / split / "images").mkdir(parents=True, exist_ok=True)
             (root / split / "labels").mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / split / "images" / f"{split}{i:02d}_jpg.rf.{i:04x}.jpg"), image)
@@ -122,11 +130,16 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
         "model/model.onnx",
         "model/model_card.json",
         "triton_repo/classify/1/model.onnx",
+        "audit/counterfactual_real.csv",
+        "audit/real/report.html",
+        "audit/synthetic/report.html",
         "triton_repo/group_threshold/1/thresholds.json",
         "plots/history.csv",
         "plots/reliability.csv",
     ):
         assert (run_dir / rel).is_file(), rel
+    audit = (run_dir / "audit" / "synthetic" / "report.html").read_text()
+    assert "Counterfactual robustness" in audit and "Selective prediction" in audit
     # The dataset folders hold no crop cache: the build stage wrote them outside.
     for section in ("generate", "real", "combine"):
         data_dir = root / pipeline["params"][section]["out"]
@@ -170,6 +183,8 @@ def test_metrics_show_lists_per_group_metrics(pipeline: dict) -> None:
     assert {f"explain/pointing_game/overall/{c}" for c in CONDITIONS} <= set(evaluate)
     real = files["outputs/pipeline/metrics/evaluate_real.json"]["data"]
     assert any(k.startswith("eval/auroc/") for k in real), sorted(real)[:20]
+    counterfactual = files["outputs/pipeline/metrics/counterfactual_synthetic.json"]["data"]
+    assert counterfactual["photos"] > 0 and "tone_change_rate" in counterfactual
     train = files["outputs/pipeline/metrics.json"]["data"]
     assert {f"test/f1/{g}" for g in GROUPS} <= set(train["test"])
 
@@ -188,7 +203,8 @@ def test_params_diff_sees_a_changed_knob(pipeline: dict) -> None:
         params_file.write_text(original)
     change = diff["params.yaml"]["evaluate.n_boot"]
     assert (change["old"], change["new"]) == (20, 21)
-    assert set(status) == {"evaluate", "evaluate_real"}  # only the stages that read the knob
+    # only the stages that read the knob
+    assert set(status) == {"evaluate", "evaluate_real", "audit"}
 
 
 def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: dict) -> None:
@@ -203,7 +219,7 @@ def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: 
     assert version.tags["dataset"] == Path(pipeline["params"]["combine"]["out"]).name
     run = client.get_run(version.run_id)
     assert run.info.run_name == "pipeline"
-    # The registered metrics are the real data's (noise images here: no face, so no tone group).
+    # The registered metrics are the real data's (mostly noise images here).
     assert any(k.startswith("eval/auroc/") for k in run.data.metrics)
     # Real data: the pointing game of the conditions with boxes (wrinkles have no ground truth).
     real_conditions = ("acne", "hyperpigmentation")
