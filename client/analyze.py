@@ -2,10 +2,11 @@
 
     python client/analyze.py --image face.jpg                    # embedded runner, models/default
     python client/analyze.py --image photos/ --json              # one JSON line per image
-    python client/analyze.py --image face.jpg --url grpc://127.0.0.1:8001
+    python client/analyze.py --image face.jpg --url grpc://127.0.0.1:8001 --retries 4
 
 Exit codes: 0 ok or no face found; 2 bad input (the message names the file);
-3 the server is unreachable or not ready (the message names the URL).
+3 the server is unreachable, not ready or failing (the message names the URL), after the
+--retries (default 0) with exponential backoff (0.5, 1, 2, 4, 8, 8 ... s; client/retry.py).
 Nothing is written to disk unless --overlay is given.
 """
 
@@ -30,15 +31,20 @@ def list_images(path: Path) -> list[Path]:
     return [path]
 
 
-def make_runner(url: str | None, model_dir: Path | None):
-    """The embedded runner without a URL, else a Triton client."""
+def _warn_retry(attempt: int, delay_s: float, exc: BaseException) -> None:
+    print(f"warning: {exc}; retry {attempt} in {delay_s:g} s", file=sys.stderr, flush=True)
+
+
+def make_runner(url: str | None, model_dir: Path | None, retries: int = 0):
+    """The embedded runner without a URL, else a Triton client (connecting with `retries`)."""
     if url is None:
         from client.runner import DEFAULT_MODEL_DIR, EmbeddedRunner
 
         return EmbeddedRunner(model_dir or DEFAULT_MODEL_DIR)
+    from client.retry import call_with_retries
     from client.triton_client import TritonRunner
 
-    return TritonRunner(url)
+    return call_with_retries(lambda: TritonRunner(url), retries, on_retry=_warn_retry)
 
 
 def write_overlays(image_path: Path, raw, out_dir: Path) -> list[dict[str, str | None]]:
@@ -68,9 +74,12 @@ def analyze_file(
     overlay: Path | None,
     force: bool = False,
     region: str = "face",
+    retries: int = 0,
 ) -> dict:
-    """The result dict for one file; invalid images give status invalid_image."""
+    """The result dict for one file; invalid images give status invalid_image. An unavailable
+    server is retried `retries` times (client/retry.py), bad input never."""
     from client.result import build_result
+    from client.retry import call_with_retries
     from client.triton_client import ServerRequestError
     from preprocessing.image_io import InvalidImageError
 
@@ -80,7 +89,11 @@ def analyze_file(
         return build_result(str(path), None, runner.info, error=f"cannot read: {exc.strerror}")
     try:
         kwargs = {"region": region} if region != "face" else {}
-        raw = runner.analyze_bytes(data, fitzpatrick=fitzpatrick, **kwargs)
+        raw = call_with_retries(
+            lambda: runner.analyze_bytes(data, fitzpatrick=fitzpatrick, **kwargs),
+            retries,
+            on_retry=_warn_retry,
+        )
     except (InvalidImageError, ServerRequestError) as exc:
         if isinstance(exc, ServerRequestError) and not exc.invalid_input:
             raise
@@ -89,11 +102,25 @@ def analyze_file(
     return build_result(str(path), raw, runner.info, heatmaps=heatmaps, force=force, region=region)
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python client/analyze.py",
         description=__doc__.split("\n\n")[0],
         epilog="Exit codes: 0 ok/no face, 2 bad input, 3 server unreachable.",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative,
+        default=0,
+        help="retry an unreachable or unavailable server this many times, waiting 0.5, 1, 2, "
+        "4, 8, 8 ... s (default 0); bad input is never retried",
     )
     parser.add_argument("--image", type=Path, required=True, help="an image file or a folder")
     parser.add_argument(
@@ -158,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.image}: no images ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        runner = make_runner(args.url, args.model_dir)
+        runner = make_runner(args.url, args.model_dir, args.retries)
     except ServerUnreachableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -175,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 overlay=args.overlay,
                 force=args.force,
                 region=args.region,
+                retries=args.retries,
             )
             if result["status"] == "invalid_image":
                 print(f"error: {path}: {result.get('error', 'invalid image')}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from urllib.parse import urlparse
 
 import numpy as np
@@ -42,8 +43,26 @@ EVIDENCE_PARAMETER = "evidence_{}"  # .format(condition)
 TRAINING_DATA_PARAMETER = "training_data"
 
 
+# Server errors that mean "not now" (the request may succeed later): gRPC UNAVAILABLE, HTTP 503,
+# a model that is not ready or not loaded (starting, stopping), a python-backend stub that died
+# (Triton 2.51 does not restart it; `python -m triton_models.serve` restarts the server).
+# Never a bad-input error (INVALID_ARG / 400).
+UNAVAILABLE_STATUSES = ("UNAVAILABLE", "503")
+UNAVAILABLE_MESSAGES = (
+    "unavailable",
+    "not ready",
+    "is not healthy",  # a python stub died
+    "connection refused",
+    "has no available versions",  # the ensemble is not loaded (yet, or any more)
+    "server is stopping",
+)
+INVALID_ARG_STATUSES = ("INVALID_ARGUMENT", "400")
+ERROR_INVALID_INPUT, ERROR_UNAVAILABLE, ERROR_FAILED = "invalid_input", "unavailable", "failed"
+
+
 class ServerUnreachableError(ConnectionError):
-    """The server did not answer or is not ready; the message names the URL."""
+    """The server did not answer, is not ready or is unavailable; the message names the URL.
+    The one error that a retry may cure (`client.retry`)."""
 
 
 class ServerRequestError(RuntimeError):
@@ -52,6 +71,25 @@ class ServerRequestError(RuntimeError):
     def __init__(self, message: str, *, invalid_input: bool) -> None:
         super().__init__(message)
         self.invalid_input = invalid_input
+
+
+def classify_error(status: str | None, message: str | None) -> str:
+    """ERROR_INVALID_INPUT (the input's fault: never retried), ERROR_UNAVAILABLE (the server
+    cannot answer now: retried) or ERROR_FAILED (any other server error: not retried).
+
+    `status` is tritonclient's: "StatusCode.<CODE>" over gRPC, the HTTP status over HTTP.
+    """
+    status, text = str(status or ""), str(message or "")
+    if INVALID_IMAGE_PREFIX in text or "FITZPATRICK must be" in text:
+        return ERROR_INVALID_INPUT  # the decode step's rejection, or a bad FITZPATRICK
+    if any(code in status for code in INVALID_ARG_STATUSES):
+        return ERROR_FAILED
+    lowered = text.lower()
+    if any(code in status for code in UNAVAILABLE_STATUSES) or any(
+        m in lowered for m in UNAVAILABLE_MESSAGES
+    ):
+        return ERROR_UNAVAILABLE
+    return ERROR_FAILED
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -97,16 +135,31 @@ class TritonRunner:
         else:
             import tritonclient.http as tc
         self._tc = tc
-        kwargs = (
-            {}
-            if self.scheme == "grpc"
-            else {"connection_timeout": timeout_s, "network_timeout": timeout_s}
-        )
-        self.client = tc.InferenceServerClient(address, **kwargs)
+        self._address = address
+        self.client = self._connect()
         self.info = ModelInfo("unknown", "unknown", f"triton-{self.scheme}")
         self.outputs = OUTPUTS
         if check_ready:
             self._check_ready()
+
+    def _connect(self):
+        kwargs = (
+            {}
+            if self.scheme == "grpc"
+            else {"connection_timeout": self.timeout_s, "network_timeout": self.timeout_s}
+        )
+        return self._tc.InferenceServerClient(self._address, **kwargs)
+
+    def _unavailable(self, message: str) -> ServerUnreachableError:
+        """The error for a server that cannot answer now, after replacing the connection: a
+        gRPC channel that failed backs off its reconnects (up to minutes), and a retry must
+        reach a server that came back at once."""
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001 - the old connection may be broken in any way
+            pass
+        self.client = self._connect()
+        return ServerUnreachableError(f"Triton server at {self.url} is unavailable: {message}")
 
     def _check_ready(self) -> None:
         try:
@@ -144,19 +197,14 @@ class TritonRunner:
         try:
             result = self.client.infer(ENSEMBLE, inputs, outputs=outputs, **kwargs)
         except InferenceServerException as exc:
-            status = str(exc.status() or "")
             message = exc.message() or str(exc)
-            if "UNAVAILABLE" in status or "unavailable" in message.lower():
-                raise ServerUnreachableError(
-                    f"Triton server at {self.url} is unreachable: {message}"
-                ) from None
+            kind = classify_error(exc.status(), message)
+            if kind == ERROR_UNAVAILABLE:
+                raise self._unavailable(message) from None
             # Only the decode step's own rejection (or a bad FITZPATRICK) is the input's fault.
-            invalid = INVALID_IMAGE_PREFIX in message or "FITZPATRICK must be" in message
-            raise ServerRequestError(message, invalid_input=invalid) from None
-        except (OSError, ConnectionError) as exc:
-            raise ServerUnreachableError(
-                f"Triton server at {self.url} is unreachable: {exc}"
-            ) from None
+            raise ServerRequestError(message, invalid_input=kind == ERROR_INVALID_INPUT) from None
+        except (OSError, ConnectionError, http.client.HTTPException) as exc:
+            raise self._unavailable(str(exc) or type(exc).__name__) from None
         get = result.as_numpy
         num = get("BOXES").shape[0]
         return RawAnalysis(

@@ -1,12 +1,15 @@
 """Serve the model repository with a local tritonserver (CPU, python backend only).
 
     python -m triton_models.serve [--repo DIR] [--http-port 8000] [--grpc-port 8001]
-                                  [--metrics-port 8002] [--host 127.0.0.1]
+                                  [--metrics-port 8002] [--host 127.0.0.1] [--no-stub-restart]
 
 First use creates the server environment (`.venv-triton/`, or $FSA_TRITON_ENV): nvidia-pytriton
 0.7.0, numpy<2, onnxruntime and OpenCV 4.11, about 600 MB. Later runs reuse it. The repository is
 copied and its ONNX models are swapped for python models that run onnxruntime. Ctrl-C or SIGTERM
-stops the server cleanly.
+stops the server cleanly. Triton 2.51 does not restart a python stub that died (its model
+instance then fails every request routed to it while the server still reports ready), so this
+launcher checks the stubs every second and restarts tritonserver on the same ports when one is
+gone (--no-stub-restart: only report it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,31 @@ def _stop(signum, frame):  # turn SIGTERM into the same path as Ctrl-C
     raise KeyboardInterrupt
 
 
+def watch(server: TritonServer, *, restart: bool, timeout_s: float, poll_s: float = 1.0) -> None:
+    """Return when tritonserver exits; meanwhile restart it when a python stub has died."""
+    restarts, reported = 0, set()
+    while server.process is not None and server.process.poll() is None:
+        time.sleep(poll_s)
+        dead = server.dead_stubs()
+        if not dead or (not restart and set(dead) <= reported):
+            continue
+        reported |= set(dead)
+        print(
+            f"warning: python stub died: {', '.join(dead)} (Triton does not restart it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        if restart:
+            restarts += 1
+            start = time.monotonic()
+            server.restart(timeout_s=timeout_s)
+            print(
+                f"restarted tritonserver ({restarts}), ready again in "
+                f"{time.monotonic() - start:.1f} s",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; exit 0 after a clean shutdown, 1 when the server fails to start."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--timeout-s", type=float, default=180.0, help="wait this long for ready")
+    parser.add_argument(
+        "--no-stub-restart",
+        action="store_true",
+        help="only report a dead python stub; by default tritonserver is restarted",
+    )
     args = parser.parse_args(argv)
     if not (args.repo / "skin_analysis" / "config.pbtxt").is_file():
         print(
@@ -63,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "Ctrl-C to stop.",
             flush=True,
         )
-        while server.process is not None and server.process.poll() is None:
-            time.sleep(0.5)
+        watch(server, restart=not args.no_stub_restart, timeout_s=args.timeout_s)
         print(f"error: tritonserver exited:\n{server.log_tail()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,4 +1,10 @@
-"""Start and stop a local tritonserver process (the wheel's binary) over a prepared repository."""
+"""Start and stop a local tritonserver process (the wheel's binary) over a prepared repository.
+
+Also watches its python-backend stubs (one child process per model instance): Triton 2.51 does
+not restart a stub that died (its instance then fails every request it gets, "Stub process
+'<instance>' is not healthy", while /v2/health/ready stays 200), so `dead_stubs` finds them
+from /proc and `restart` brings the server back (`python -m triton_models.serve` does both).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,63 @@ from triton_models.env import TritonEnv, ensure_env
 from triton_models.local_repo import prepare_local_repo
 
 DEFAULT_REPO = Path(__file__).resolve().parent
+STUB_BINARY = "triton_python_backend_stub"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """One process as /proc/<pid>/stat and cmdline describe it."""
+
+    pid: int
+    ppid: int
+    state: str  # R, S, D, Z (zombie: exited, not reaped), ...
+    rss_bytes: int
+    argv: tuple[str, ...]
+
+
+def _proc_info(pid: int) -> ProcInfo | None:
+    """The process `pid`, or None when it is gone (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid ... rss is 24th
+    return ProcInfo(
+        pid=pid,
+        ppid=int(fields[1]),
+        state=fields[0],
+        rss_bytes=int(fields[21]) * PAGE_SIZE,
+        argv=tuple(a.decode(errors="replace") for a in argv if a),
+    )
+
+
+def child_processes(pid: int) -> list[ProcInfo]:
+    """The direct children of `pid` (zombies included)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            info = _proc_info(int(entry.name))
+            if info is not None and info.ppid == pid:
+                children.append(info)
+    return children
+
+
+def stub_instances(pid: int) -> dict[int, str]:
+    """{stub pid: model instance name} of the live python-backend stubs of tritonserver `pid`
+    (the instance name is the stub's second-to-last argument, e.g. `preprocess_0_1`)."""
+    return {
+        c.pid: c.argv[-2]
+        for c in child_processes(pid)
+        if c.state != "Z" and c.argv and c.argv[0].endswith(STUB_BINARY) and len(c.argv) > 2
+    }
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and its direct children (the stubs), in bytes."""
+    own = _proc_info(pid)
+    return (own.rss_bytes if own else 0) + sum(c.rss_bytes for c in child_processes(pid))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -40,6 +103,8 @@ class TritonServer:
     workdir: Path | None = None
     log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+    stubs: dict[int, str] = field(default_factory=dict)  # pid -> instance, taken when ready
+    _shm_prefix: str | None = field(default=None, repr=False)
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     @property
@@ -58,7 +123,7 @@ class TritonServer:
             self.workdir = Path(self._tmp.name)
         local_repo = prepare_local_repo(self.repo, self.workdir / "repo")
         self.log_path = self.workdir / "tritonserver.log"
-        shm_prefix = f"fsa{uuid.uuid4().hex[:8]}_"
+        shm_prefix = self._shm_prefix = f"fsa{uuid.uuid4().hex[:8]}_"
         cmd = [
             str(self.env.tritonserver),
             f"--model-repository={local_repo}",
@@ -77,7 +142,7 @@ class TritonServer:
             "--exit-timeout-secs=10",
             "--log-verbose=0",
         ]
-        with open(self.log_path, "wb") as log:
+        with open(self.log_path, "ab") as log:  # a restart appends to the same log
             self.process = subprocess.Popen(
                 cmd,
                 stdout=log,
@@ -87,7 +152,25 @@ class TritonServer:
                 cwd=self.workdir,
             )
         self.wait_ready(timeout_s=timeout_s)
+        self.stubs = stub_instances(self.process.pid)
         return self
+
+    def dead_stubs(self) -> list[str]:
+        """Instances whose stub died since the server became ready (sorted)."""
+        if self.process is None:
+            return []
+        alive = stub_instances(self.process.pid)
+        return sorted(name for pid, name in self.stubs.items() if pid not in alive)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of tritonserver and its stubs, in bytes (0 when not running)."""
+        return 0 if self.process is None else tree_rss_bytes(self.process.pid)
+
+    def restart(self, *, timeout_s: float = 120.0, drain_s: float = 5.0) -> TritonServer:
+        """Stop the process (SIGTERM, SIGKILL after `drain_s`; the work folder stays) and start
+        it again on the same ports."""
+        self._terminate(drain_s)
+        return self.start(timeout_s=timeout_s)
 
     def log_tail(self, num_chars: int = 4000) -> str:
         """The end of the server log."""
@@ -114,9 +197,10 @@ class TritonServer:
         self.stop()
         raise TimeoutError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def stop(self, *, timeout_s: float = 15.0) -> None:
+    def _terminate(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, wait, then kill the process group if it is still there."""
         proc, self.process = self.process, None
+        self.stubs = {}
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -124,6 +208,17 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        self._remove_shared_memory()
+
+    def _remove_shared_memory(self) -> None:
+        """Remove this run's python-backend regions that a killed stub or server left behind."""
+        if self._shm_prefix is not None:
+            for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+                region.unlink(missing_ok=True)
+
+    def stop(self, *, timeout_s: float = 15.0) -> None:
+        """SIGTERM, wait, kill the process group if it is still there; remove a temp workdir."""
+        self._terminate(timeout_s)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

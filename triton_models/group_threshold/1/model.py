@@ -2,7 +2,10 @@
 and the acne-severity probabilities trimmed to the faces with their grades under the cutpoints of
 thresholds.json (client.steps.severity_step; NaN rows and grade -1 when the classifier has no
 `severity` output and the ensemble maps none), and the out-of-distribution score of the
-classifier's `features` (client.ood.ood_step with 1/ood.json; NaN and False without them)."""
+classifier's `features` (client.ood.ood_step with 1/ood.json; NaN and False without them).
+It also counts each request in the custom Prometheus counters of client/monitoring.py (faces,
+positive decisions, abstentions, warnings, rejected candidates per skin-tone group; `/metrics`);
+the counting is client.monitoring.request_increments, this shell only adds the numbers."""
 
 import json
 import os
@@ -10,6 +13,7 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from client.monitoring import DESCRIPTIONS, initial_series, request_increments
 from client.ood import FILENAME as OOD_FILENAME
 from client.ood import load_ood, ood_step
 from client.steps import severity_step, threshold_step
@@ -20,6 +24,52 @@ def _strings(values):
     return np.array([(v or "").encode() for v in values], dtype=np.object_)
 
 
+def _texts(tensor) -> list[str] | None:
+    """A STRING tensor as a list of str, or None when the input is not wired."""
+    if tensor is None:
+        return None
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in tensor.reshape(-1)]
+
+
+class Counters:
+    """The custom counters of client.monitoring: every known label set at 0 from the start,
+    others (an unknown reason code) on first use."""
+
+    def __init__(self) -> None:
+        self.families, self.metrics = {}, {}
+        if not hasattr(pb_utils, "MetricFamily"):  # a Triton without custom metrics
+            return
+        for family, description in DESCRIPTIONS.items():
+            self.families[family] = pb_utils.MetricFamily(
+                name=family, description=description, kind=pb_utils.MetricFamily.COUNTER
+            )
+        for key in initial_series():
+            self._metric(key)
+
+    def _metric(self, key):
+        metric = self.metrics.get(key)
+        if metric is None and key[0] in self.families:
+            metric = self.families[key[0]].Metric(labels=dict(key[1]))
+            self.metrics[key] = metric
+        return metric
+
+    def count(self, *args, **kwargs) -> None:
+        """Add client.monitoring.request_increments(*args, **kwargs); a failure to count is
+        logged and never fails the request."""
+        try:
+            for key, value in request_increments(*args, **kwargs).items():
+                metric = self._metric(key)
+                if metric is not None:
+                    metric.increment(float(value))
+        except Exception as exc:  # noqa: BLE001 - monitoring must not break serving
+            pb_utils.Logger.log_warn(f"group_threshold: metrics not updated: {exc}")
+
+    def close(self) -> None:
+        """Metrics go before their families (the python backend requires that order)."""
+        self.metrics.clear()
+        self.families.clear()
+
+
 class TritonPythonModel:
     def initialize(self, args):
         params = json.loads(args["model_config"]).get("parameters", {})
@@ -28,6 +78,10 @@ class TritonPythonModel:
         self.thresholds = load_thresholds(path)
         folder = os.path.join(args["model_repository"], args["model_version"])
         self.ood = load_ood(os.path.join(folder, OOD_FILENAME))
+        self.counters = Counters()
+
+    def finalize(self):
+        self.counters.close()
 
     def execute(self, requests):
         responses = []
@@ -59,6 +113,15 @@ class TritonPythonModel:
                     )
                 )
                 continue
+            self.counters.count(
+                out.groups,
+                out.sources,
+                out.decisions,
+                warnings=_texts(get("WARNINGS")),
+                out_of_distribution=ood.flagged,
+                tone_reasons=_texts(get("TONE_REASON")),
+                rejected=_texts(get("REJECTED")),
+            )
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[
