@@ -23,12 +23,17 @@ and the ensemble.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
+import itertools
 import json
-import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
 from client.ood import FILENAME as OOD_FILENAME
 from client.result import card_evidence, card_training_note
@@ -61,7 +66,6 @@ MODELS = (
 # mapped to group_threshold only when the model card lists them.
 OPTIONAL_OUTPUTS = ("severity", "features")
 DEFAULT_WIDTHS = {"severity": len(SEVERITY_GRADES), "features": None}  # card without a shape
-MAP_ANCHORS = ('output_map { key: "cam" value: "cam" }', 'input_map { key: "cam" value: "cam" }')
 
 
 class BuildError(ValueError):
@@ -73,41 +77,33 @@ def _copy(src: Path, dst: Path) -> None:
     atomic.copy_file(src, dst)
 
 
-def _sub(text: str, pattern: str, replacement: str, what: str) -> str:
-    new, count = re.subn(pattern, replacement, text)
-    if count == 0:
-        raise BuildError(f"config: {what} not found")
-    return new
+def _read(path: Path) -> tuple[str, model_config_pb2.ModelConfig]:
+    """A config.pbtxt as (its leading comment block, the parsed ModelConfig)."""
+    text = path.read_text()
+    header = "".join(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines(True)))
+    return header, read_config_text(text)
 
 
-def _rewrite(path: Path, edit) -> None:
-    """Edit a config.pbtxt as text (keeps its layout and comments), then check it parses."""
-    text = edit(path.read_text())
-    read_config_text(text)
-    atomic.write_text(path, text)
+def _rewrite(path: Path, edit: Callable[[model_config_pb2.ModelConfig], None]) -> None:
+    """Edit a config.pbtxt through protobuf (`edit` changes the message in place), then write
+    it back atomically in text format under its leading comment block."""
+    header, config = _read(path)
+    edit(config)
+    text = text_format.MessageToString(config, use_short_repeated_primitives=True, as_utf8=True)
+    atomic.write_text(path, header + text)
 
 
-def pbtxt_string(value: str) -> str:
-    """A protobuf text-format string literal (quotes and backslashes escaped, UTF-8 kept)."""
-    return json.dumps(" ".join(str(value).split()), ensure_ascii=False)
+def _tensor(tensors, name: str, what: str):
+    """The input or output called `name` of a config, else `BuildError` naming `what`."""
+    for tensor in tensors:
+        if tensor.name == name:
+            return tensor
+    raise BuildError(f"config: {what} not found")
 
 
-def set_parameter(text: str, key: str, value: str) -> str:
-    """Set a top-level string parameter of a config: replace its one-line entry, else append
-    one (a parameter written any other way is a BuildError rather than a duplicate key)."""
-    quoted = json.dumps(key)
-    literal = r'"(?:[^"\\]|\\.)*"'  # a string literal with escapes
-    pattern = (
-        rf"(?m)^parameters \{{ key: {re.escape(quoted)} "
-        rf"value \{{ string_value: {literal} \}} \}}$"
-    )
-    line = f"parameters {{ key: {quoted} value {{ string_value: {pbtxt_string(value)} }} }}"
-    new, count = re.subn(pattern, lambda _: line, text)
-    if count:
-        return new
-    if f"key: {quoted}" in text:
-        raise BuildError(f"config: parameter {key!r} is not on one line; cannot set it")
-    return text.rstrip("\n") + "\n" + line + "\n"
+def set_parameter(config: model_config_pb2.ModelConfig, key: str, value: str) -> None:
+    """Set a string parameter of a config (whitespace runs collapse to one space)."""
+    config.parameters[key].string_value = " ".join(str(value).split())
 
 
 def ensemble_parameters(card: dict) -> dict[str, str]:
@@ -140,40 +136,28 @@ def has_severity(card: dict) -> bool:
     return "severity" in optional_outputs(card)
 
 
-def set_classify_outputs(text: str, present: dict[str, int]) -> str:
-    """List exactly the `present` optional outputs in the classify config, after `cam`."""
+def set_classify_outputs(config: model_config_pb2.ModelConfig, present: dict[str, int]) -> None:
+    """List exactly the `present` optional outputs in the classify config, after the others."""
+    kept = [copy.deepcopy(o) for o in config.output if o.name not in OPTIONAL_OUTPUTS]
+    del config.output[:]
+    config.output.extend(kept)
     for name in OPTIONAL_OUTPUTS:
-        text = re.sub(rf',\n\s*\{{ name: "{name}" [^\n]*\}}', "", text)
-    lines = "".join(
-        f',\n  {{ name: "{name}" data_type: TYPE_FP32 dims: [ {present[name]} ] }}'
-        for name in OPTIONAL_OUTPUTS
-        if name in present
-    )
-    if not lines:
-        return text
-    return _sub(
-        text,
-        r'(\{ name: "cam" data_type: TYPE_FP32 dims: \[[^\]]*\] \})',
-        lambda m: m.group(1) + lines,
-        "classify output cam",
-    )
+        if name in present:
+            config.output.add(name=name, data_type=model_config_pb2.TYPE_FP32, dims=[present[name]])
 
 
-def set_ensemble_outputs(text: str, present: dict[str, int]) -> str:
-    """Map exactly the `present` optional classifier outputs to group_threshold."""
-    for name in OPTIONAL_OUTPUTS:
-        text = re.sub(rf'\n[ \t]*(in|out)put_map \{{ key: "{name}" value: "{name}" \}}', "", text)
-    for anchor in MAP_ANCHORS:
-        kind = anchor.split(" ")[0]
-        lines = [f'{kind} {{ key: "{n}" value: "{n}" }}' for n in OPTIONAL_OUTPUTS if n in present]
-        if lines:
-            text = _sub(
-                text,
-                rf"(\n([ \t]*){re.escape(anchor)})",
-                lambda m, lines=lines: m.group(1) + "".join(f"\n{m.group(2)}{x}" for x in lines),
-                f"skin_analysis {anchor}",
-            )
-    return text
+def set_ensemble_outputs(config: model_config_pb2.ModelConfig, present: dict[str, int]) -> None:
+    """Map exactly the `present` optional classifier outputs, in every step that maps `cam`
+    (out of classify, into group_threshold)."""
+    for step in config.ensemble_scheduling.step:
+        for mapping in (step.output_map, step.input_map):
+            if "cam" not in mapping:
+                continue
+            for name in OPTIONAL_OUTPUTS:
+                if name in present:
+                    mapping[name] = name
+                elif name in mapping:
+                    del mapping[name]
 
 
 def copy_template(repo: Path) -> None:
@@ -240,51 +224,31 @@ def _copy_models(model_dir: Path, repo: Path) -> Path:
     return ood_target
 
 
-def _classify_config(size: int, present: dict[str, int], text: str) -> str:
+def _classify_config(size: int, present: dict[str, int], config) -> None:
     """The classify config for `size` px inputs with the model's optional outputs."""
-    hw3 = f"dims: [ {size}, {size}, 3 ]"
-    text = _sub(
-        text,
-        r'(name: "image" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-        rf"\1 {hw3}",
-        "classify input image",
-    )
-    text = _sub(
-        text,
-        r'(name: "cam" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-        rf"\1 dims: [ 3, {size}, {size} ]",
-        "classify output cam",
-    )
-    text = _sub(
-        text,
-        r"(data_type: TYPE_FP32) dims: \[[^\]]*\]( zero_data: true)",
-        rf"\1 {hw3}\2",
-        "classify warmup",
-    )
-    return set_classify_outputs(text, present)
+    _tensor(config.input, "image", "classify input image").dims[:] = [size, size, 3]
+    _tensor(config.output, "cam", "classify output cam").dims[:] = [3, size, size]
+    warmed = [w.inputs["image"] for w in config.model_warmup if "image" in w.inputs]
+    if not warmed:
+        raise BuildError("config: classify warmup not found")
+    for tensor in warmed:
+        tensor.dims[:] = [size, size, 3]
+    set_classify_outputs(config, present)
 
 
-def _preprocess_config(size: int, text: str) -> str:
+def _preprocess_config(size: int, config) -> None:
     """The preprocess config with crops of `size` px."""
-    text = _sub(
-        text,
-        r'(key: "crop_size" value \{ string_value:) "\d+"',
-        rf'\1 "{size}"',
-        "preprocess crop_size",
-    )
-    return _sub(
-        text,
-        r'(name: "CROPS" data_type: TYPE_FP32) dims: \[[^\]]*\]',
-        rf"\1 dims: [ -1, {size}, {size}, 3 ]",
-        "preprocess output CROPS",
-    )
+    if "crop_size" not in config.parameters:
+        raise BuildError("config: preprocess crop_size not found")
+    config.parameters["crop_size"].string_value = str(size)
+    _tensor(config.output, "CROPS", "preprocess output CROPS").dims[:] = [-1, size, size, 3]
 
 
-def _ensemble_config(card: dict, present: dict[str, int], text: str) -> str:
+def _ensemble_config(card: dict, present: dict[str, int], config) -> None:
     """The skin_analysis config with the card's parameters and the model's optional outputs."""
     for key, value in ensemble_parameters(card).items():
-        text = set_parameter(text, key, value)
-    return set_ensemble_outputs(text, present)
+        set_parameter(config, key, value)
+    set_ensemble_outputs(config, present)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,3 +213,16 @@ def test_cli_refuses_to_replace_the_shipped_repository_with_another_model(tmp_pa
     assert summary["input_size"] == 64
     assert main(["--model-dir", str(model_dir), "--repo", str(tmp_path / "repo")]) == 0
     assert capsys.readouterr().out.startswith(f"filled {tmp_path / 'repo'} with tiny-synthskin-v1")
+
+
+def test_build_edits_configs_through_protobuf_and_keeps_their_comment_block(tmp_path):
+    repo = tmp_path / "repo"
+    build_repository(_fake_model_dir(tmp_path, 48), repo)
+    for name in ("classify", "preprocess", "skin_analysis"):
+        template = (TEMPLATE / name / "config.pbtxt").read_text()
+        header = [line for line in template.splitlines() if line.startswith("#")]
+        built = (repo / name / "config.pbtxt").read_text().splitlines()
+        assert header and built[: len(header)] == header, name
+        read_config(repo / name / "config.pbtxt")  # parses
+    classify = read_config(repo / "classify" / "config.pbtxt")
+    assert list(classify.input[0].dims) == [48, 48, 3]
