@@ -14,7 +14,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FILE_MODE = 0o644  # mkstemp creates 0600 files; outputs are ordinary readable files
+
+def _current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; outputs get the usual permissions of a new file.
+FILE_MODE = 0o666 & ~_current_umask()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from data import atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,16 +33,6 @@ __all__ = [
 
 MAX_LISTED = 5
 Columns = dict[str, "pd.Series"]  # checked columns of one validation step, by name
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# mkstemp creates 0600 files; outputs should get the usual permissions.
-_FILE_MODE = 0o666 & ~_current_umask()
 
 
 class PredictionsError(ValueError):
@@ -327,21 +318,10 @@ def _strings(value) -> list[str]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to `path` atomically (temp file in the same folder, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write bytes to `path` atomically (`data.atomic.write_bytes`)."""
+    return atomic.write_bytes(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 text atomically (`data.atomic.write_text`)."""
+    return atomic.write_text(path, text)

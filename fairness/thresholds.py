@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from data import atomic
 
 __all__ = [
     "GroupThresholdFitter",
@@ -476,19 +477,8 @@ def _json_safe(value):
 
 def save_thresholds(thresholds: Thresholds, path: str | os.PathLike) -> Path:
     """Write thresholds.json atomically (temp file in the same folder, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_json_safe(thresholds.to_dict()), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_text(path, text)
 
 
 def load_thresholds(path: str | os.PathLike) -> Thresholds:
