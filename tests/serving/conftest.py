@@ -34,14 +34,19 @@ def embedded() -> EmbeddedRunner:
     return EmbeddedRunner(DEFAULT_MODEL_DIR)
 
 
-@pytest.fixture(scope="session")
-def triton_server(tmp_path_factory):
-    """A tritonserver on free loopback ports; SIGTERM on teardown."""
-    repo = tmp_path_factory.mktemp("repo")
+def serve_shipped_model(tmp_path_factory, prefix: str):
+    """Yield a tritonserver of the shipped model on free loopback ports; SIGTERM at the end."""
+    repo = tmp_path_factory.mktemp(f"{prefix}_repo")
     build_repository(DEFAULT_MODEL_DIR, repo)
-    server = start_server(repo, tmp_path_factory.mktemp("triton"))
+    server = start_server(repo, tmp_path_factory.mktemp(f"{prefix}_triton"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory):
+    """A tritonserver on free loopback ports, shared by the serving tests."""
+    yield from serve_shipped_model(tmp_path_factory, "shared")
 
 
 @pytest.fixture(scope="session")

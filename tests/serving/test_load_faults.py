@@ -28,11 +28,9 @@ import pytest
 from client import monitoring
 from client.analyze import EXIT_OK, EXIT_UNREACHABLE, main
 from client.retry import call_with_retries
-from client.runner import DEFAULT_MODEL_DIR
 from client.triton_client import ServerRequestError, ServerUnreachableError, TritonRunner
-from tests.serving.conftest import start_server
+from tests.serving.conftest import serve_shipped_model
 from triton_models import drift
-from triton_models.build import build_repository
 from triton_models.server import TritonServer, child_processes, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +44,8 @@ PROB_ATOL = 1e-3  # batch-size effects of dynamic batching (see assert_same)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A tritonserver of the shipped model for this module only."""
-    repo = tmp_path_factory.mktemp("load_repo")
-    build_repository(DEFAULT_MODEL_DIR, repo)
-    srv = start_server(repo, tmp_path_factory.mktemp("load_triton"))
-    yield srv
-    srv.stop()
+    """A tritonserver of the shipped model for this module only (its stubs get killed)."""
+    yield from serve_shipped_model(tmp_path_factory, "load")
 
 
 @pytest.fixture(scope="module")
