@@ -61,14 +61,24 @@ def _abstract(tree: Any) -> Any:
 
 
 def _manager(directory: Path, items: tuple[str, ...], *, read_only: bool = False):
+    # Each manager's own barrier names: with several processes, `best` and `latest` save the same
+    # step at an epoch end, and orbax's async-commit barrier ("async_write_complete.<step>")
+    # would otherwise be entered twice ("Barrier ... is already ongoing", then a timeout).
+    multiprocessing = ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=directory.name)
     if not read_only:
-        options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, multiprocessing_options=multiprocessing
+        )
         return ocp.CheckpointManager(directory, options=options, item_names=items)
     # Reading a checkpoint is the normal case for export, predict and evaluation: orbax's
     # warnings that a read-only manager saves nothing ("Given directory is read only") are
     # expected, so they are not shown.
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=None, save_interval_steps=0, create=False, read_only=True
+        max_to_keep=None,
+        save_interval_steps=0,
+        create=False,
+        read_only=True,
+        multiprocessing_options=multiprocessing,
     )
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
@@ -87,11 +97,28 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     )
 
 
+def _write_from_process_zero() -> None:
+    """Have process 0 write every byte of the (replicated) arrays of a checkpoint."""
+    # By default orbax splits the writing of a replicated array over its replicas, so with
+    # several processes each one writes part of every checkpoint. With one writer the files do
+    # not depend on the number of processes; the save stays collective (process 0 commits).
+    handler = ocp.type_handlers.ArrayHandler(use_replica_parallel=False)
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # the override is meant: no "overriding" warning
+    try:
+        ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
+    finally:
+        absl_logger.setLevel(level)
+
+
 class RunCheckpoints:
     """The `latest` and `best` checkpoint managers of one run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
         root = Path(run_dir).resolve() / "checkpoints"  # orbax needs absolute paths
+        if jax.process_count() > 1:
+            _write_from_process_zero()
         self.latest = _manager(root / "latest", (TRAIN_ITEM, MODEL_ITEM, META_ITEM))
         self.best = _manager(root / "best", (MODEL_ITEM, META_ITEM))
 

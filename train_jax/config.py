@@ -30,6 +30,10 @@ class ModelConfig:
     image_size: int = 64  # square input side; also the crop size of the TFDS build
     overrides: dict[str, Any] = field(default_factory=dict)  # extra create_model kwargs
     dtype: str = "float32"  # compute dtype; "bfloat16" is meant for GPUs
+    # Initial weights (train_jax.pretrained): a timm checkpoint file (.safetensors, .pth, .bin),
+    # a run folder or an exported model folder; "" = random. A resumed run ignores it.
+    init_from: str = ""
+    init_keep_head: bool = False  # keep the source's heads (a run's) instead of fresh ones
 
 
 @dataclass(frozen=True)

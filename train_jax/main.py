@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: import the package, not this folder's modules
@@ -39,6 +41,7 @@ from train_jax import host_malloc  # noqa: E402
 host_malloc.keep_freed_memory()
 
 from train_jax import config as config_lib  # noqa: E402
+from train_jax.models.input_norm import INPUT_NORMS  # noqa: E402
 
 DEFAULT_CONFIG = "train_jax/configs/demo.py"
 EXIT_CONFIG, EXIT_DATA, EXIT_TRAIN, EXIT_EXISTS = 2, 3, 4, 5
@@ -61,6 +64,7 @@ FLAG_KEYS = {
     "ema": "optim.ema_decay",
     "dtype": "model.dtype",
     "mlflow_uri": "mlflow_uri",
+    "init_from": "model.init_from",
 }
 
 
@@ -84,6 +88,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--ema", type=float, help="EMA decay of the weights (0: off)")
     p.add_argument("--dtype", choices=config_lib.DTYPES, help="compute dtype (bfloat16 on GPU)")
+    p.add_argument(
+        "--init-from",
+        metavar="PATH",
+        help="start from these weights: a timm checkpoint (.safetensors, .pth, .bin), a run "
+        "folder or an exported model folder (docs/training.md)",
+    )
+    p.add_argument("--init-keep-head", action="store_true", help="keep the --init-from run's heads")
+    p.add_argument(
+        "--input-norm",
+        choices=INPUT_NORMS,
+        help="in-graph input normalisation (default: the config's; imagenet with a timm "
+        "--init-from, the run's with a run)",
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, repeatable"
     )
@@ -122,6 +139,8 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
             updates[key] = value
     if args.no_mlflow:
         updates["mlflow"] = False
+    if getattr(args, "init_keep_head", False):
+        updates["model.init_keep_head"] = True
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
@@ -162,9 +181,68 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
     if args.model and args.model != config.model.name and "model.overrides" not in updates:
         # the config's model overrides (e.g. small_cnn's width) belong to its own model
         config = config_lib.override(config, **{"model.overrides": {}})
-    config = config_lib.override(config, **updates)
+    config = init_from_model(config_lib.override(config, **updates), args)
     run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, out / run
+
+
+def init_from_model(
+    config: config_lib.TrainConfig, args: argparse.Namespace
+) -> config_lib.TrainConfig:
+    """The model name and overrides that `--init-from` (and `--input-norm`) ask for."""
+    # A timm checkpoint: the architecture it holds (`--model` must agree), its class token and
+    # ImageNet normalisation (what timm's weights were trained with) unless `--input-norm`.
+    # A run or exported model: the run's model and overrides; `--input-norm` wins.
+    from train_jax import pretrained
+
+    norm = getattr(args, "input_norm", None)
+    overrides = dict(config.model.overrides)
+    name = config.model.name
+    source = config.model.init_from
+    if source and pretrained.source_kind(source) == "timm":
+        shapes = pretrained.checkpoint_shapes(source)
+        guess = pretrained.guess_architecture(shapes)
+        if args.model and guess and args.model != guess:
+            raise config_lib.ConfigError(f"{source} holds {guess} weights, not {args.model}")
+        name = args.model or guess
+        if name is None:
+            raise config_lib.ConfigError(
+                f"{source}: not a timm checkpoint of {sorted(pretrained.TIMM_ARCHS)}; "
+                "give --model if it is one"
+            )
+        if name != config.model.name:
+            overrides = {}  # the config's overrides belong to its own model
+        if name.startswith("vit"):
+            overrides["class_token"] = "cls_token" in shapes
+        overrides["input_norm"] = norm or "imagenet"
+    elif source:
+        saved = config_lib.load(pretrained.run_folder(source) / "config.json").model
+        if args.model and args.model != saved.name:
+            raise config_lib.ConfigError(f"{source} holds {saved.name} weights, not {args.model}")
+        name, overrides = saved.name, {**saved.overrides, **({"input_norm": norm} if norm else {})}
+    elif norm:
+        overrides["input_norm"] = norm
+    return config_lib.override(config, **{"model.name": name, "model.overrides": overrides})
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send what is written to stdout to stderr meanwhile, by Python and by native code alike."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (an embedding host): Python's stdout only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     from train_jax import train
 
-    # Libraries (TFDS's "Downloading and preparing dataset ...") print to stdout; with --json,
-    # stdout must hold the JSON document alone, so their chatter goes to stderr.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    # Libraries (TFDS's "Downloading and preparing dataset ...", gloo's "[Gloo] Rank 0 is
+    # connected ..." from native code) print to stdout; with --json, stdout must hold the JSON
+    # document alone, so their chatter goes to stderr.
+    quiet = stdout_to_stderr() if args.json else contextlib.nullcontext()
     try:
         with quiet:
             result = train.train_and_evaluate(

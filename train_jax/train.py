@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -477,15 +478,17 @@ def train_and_evaluate(
 
     # Data (before the run folder exists, so a bad dataset leaves nothing behind).
     builder = prepare_dataset(config)
-    workdir.mkdir(parents=True, exist_ok=True)
-    ckpts = ckpt_lib.RunCheckpoints(workdir)
-    if is_main:
+    if is_main:  # only process 0 writes outputs (a shared file system holds them)
+        workdir.mkdir(parents=True, exist_ok=True)
         config_lib.save(config, workdir / "config.json")
+    _sync("workdir")
+    ckpts = ckpt_lib.RunCheckpoints(workdir)
     data = _load_train_data(config, builder)
 
-    # Mesh, model, optimiser and the jitted steps.
+    # Mesh, model (pretrained weights unless resuming), optimiser and the jitted steps.
     repl, data_sharding = _data_mesh()
-    state, train_step, predict_fn = _model_and_steps(config, data, repl, data_sharding)
+    model = _initial_model(config, workdir, init=not (resume and has_checkpoint))
+    state, train_step, predict_fn = _model_and_steps(config, model, data, repl, data_sharding)
 
     # Restore.
     meta = _RunMeta()
@@ -631,14 +634,33 @@ def _data_mesh() -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
 
+def _initial_model(config: config_lib.TrainConfig, workdir: Path, *, init: bool) -> nnx.Module:
+    """The network of `config`, with the weights of `model.init_from` when `init` is set."""
+    # Every process reads the weights; process 0 reports what loaded (<run>/init_from.json).
+    model = ckpt_lib.build_model(config)
+    if init and config.model.init_from:
+        from train_jax import pretrained
+
+        report = pretrained.init_model(
+            model,
+            config.model.init_from,
+            config.model.name,
+            keep_head=config.model.init_keep_head,
+        )
+        if jax.process_index() == 0:
+            print(report.summary(), file=sys.stderr)
+            _write_json(workdir / "init_from.json", report.to_dict())
+    return model
+
+
 def _model_and_steps(
     config: config_lib.TrainConfig,
+    model: nnx.Module,
     data: _TrainData,
     repl: NamedSharding,
     data_sharding: NamedSharding,
 ) -> tuple[dict[str, Any], Callable, Callable]:
     """The initial train state (replicated) and the jitted train step and predict function."""
-    model = ckpt_lib.build_model(config)
     model.train()
     train_graphdef, model_state = ckpt_lib.split_model(model)
     model.eval()

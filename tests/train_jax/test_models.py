@@ -272,6 +272,27 @@ def test_vit_tiny_forward_token_grid():
         model(_images(5, (1, 48, 48, 3)))
 
 
+def test_vit_class_token_attends_but_is_not_pooled():
+    # timm's layout: the class token (with its position folded in) joins the sequence
+    plain = create_model("vit_tiny", rngs=nnx.Rngs(0), image_size=32)
+    model = create_model("vit_tiny", rngs=nnx.Rngs(0), image_size=32, class_token=True)
+    assert _num_params(model) == _num_params(plain) + 192
+    model.eval()
+    model.head.kernel[...] = jnp.asarray(np.random.default_rng(0).normal(size=(192, 3)))
+    x = _images(6, (2, 32, 32, 3))
+    feat, inter = model.features(x, return_intermediates=True)
+    assert feat.shape == (2, 2, 2, 192)  # the patch grid after the final LayerNorm
+    assert inter["patch_embed"].shape == inter["blocks.3"].shape == (2, 5, 192)
+    np.testing.assert_allclose(
+        model.logits_from("blocks.3", inter["blocks.3"]), model(x), atol=1e-5
+    )
+    before = np.asarray(model(x))
+    model.cls_token[...] = model.cls_token[...] + 1.0  # it changes the patch tokens via attention
+    assert not np.allclose(model(x), before, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown input_norm"):
+        create_model("vit_tiny", rngs=nnx.Rngs(0), image_size=32, input_norm="none")
+
+
 @pytest.mark.parametrize(("output_stride", "grid"), [(16, 4), (8, 8), (4, 16)])
 def test_small_cnn_output_stride_same_parameters_finer_map(output_stride, grid):
     base = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)

@@ -10,13 +10,14 @@ features: ``severity_logits(x) -> [B, 3]`` cumulative logits, ``severity_probs(x
 
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
-``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT).
+``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT), ``input_norm``
+("imagenet", "tone"; ``train_jax.models.input_norm``).
 After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
 ``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
 ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
-specific: ``width``, ``output_stride`` (16, 8, 4), ``input_norm`` ("imagenet", "tone";
-``train_jax.models.input_norm``) (small_cnn), ``drop_rate``/``drop_path_rate`` (EfficientNet),
-``drop_path_rate`` (ViT).
+specific: ``width``, ``output_stride`` (16, 8, 4) (small_cnn), ``drop_rate``/``drop_path_rate``
+(EfficientNet), ``drop_path_rate`` and ``class_token`` (ViT). EfficientNet and ViT have timm's
+layout: ``train_jax.pretrained`` loads timm checkpoints into them.
 """
 
 from __future__ import annotations

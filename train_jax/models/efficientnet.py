@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, dense_init, swish
 from train_jax.models.ordinal import OrdinalHead
 
@@ -57,7 +58,7 @@ STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 SE_RATIO = 0.25  # of the block's input channels
 BN_MOMENTUM = 0.99
-BN_EPSILON = 1e-3
+BN_EPSILON = 1e-5  # timm's (PyTorch's) default; the TensorFlow port tf_efficientnet_* uses 1e-3
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -149,8 +150,12 @@ class EfficientNet(StagedClassifier):
         depthwise_impl: str = "slices",
         dtype=None,
         image_size: int | None = None,
+        input_norm: str = "imagenet",
         rngs: nnx.Rngs,
     ):
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {input_norm!r}; choose one of {INPUT_NORMS}")
+        self.input_norm = input_norm
         if isinstance(variant, str) and variant not in VARIANTS:
             raise ValueError(
                 f"unknown EfficientNet variant {variant!r}; choose one of {sorted(VARIANTS)}"

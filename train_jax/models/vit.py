@@ -1,10 +1,26 @@
-"""Vision Transformer (Dosovitskiy et al., 2021), patch 16, GAP head (no class token).
+"""Vision Transformer (Dosovitskiy et al., 2021), patch 16, GAP head over the patch tokens.
+
+The layout is timm's ``vit_tiny_patch16_224`` / ``vit_small_patch16_224`` (pre-norm blocks,
+LayerNorm epsilon 1e-6, exact-erf GELU, attention with q/k/v biases), so a timm checkpoint loads
+with ``train_jax.pretrained`` and gives timm's outputs. Two options:
+
+* ``class_token`` (default False): prepend a learned class token to the patch tokens, as timm's
+  standard checkpoints do. Our ``cls_token`` parameter holds timm's class token plus its
+  position embedding (timm adds ``pos_embed[:, 0]`` to it, a constant), so ``pos_embed`` stays
+  the grid of patch positions. The class token takes part in attention; it is not pooled.
+* ``input_norm`` ("imagenet", the default and what timm's weights expect, or "tone").
+
+The head pools the normalised patch tokens (timm's ``global_pool="avg", fc_norm=False``), never
+the class token, so CAM works as for a CNN: ``features(x)`` is the token grid
+``[B, H/16, W/16, D]`` after the final LayerNorm.
 
 Stages for named intermediates: ``patch_embed`` (16x16 patches + position embedding),
-``blocks.0`` ... ``blocks.{depth-1}`` and ``norm`` (the final LayerNorm). Every stage returns the
-patch tokens as a grid ``[B, H/16, W/16, D]``, so ``features(x)`` is the normalised token grid of
-the last block and CAM works as for a CNN. The position embedding is sized for ``image_size``
-(default 224); other input sizes raise a ``ValueError``.
+``blocks.0`` ... ``blocks.{depth-1}`` and ``norm`` (the final LayerNorm). Without a class token
+every stage returns the patch tokens as a grid; with one, ``patch_embed`` and the blocks return
+the token sequence ``[B, 1 + H/16 * W/16, D]`` (class token first; ``explain.cam`` puts it back
+on the grid for a layer's Grad-CAM) and ``norm`` the patch grid.
+The position embedding is sized for ``image_size`` (default 224); other input sizes raise a
+``ValueError``.
 """
 
 from __future__ import annotations
@@ -13,9 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import DropPath
 from train_jax.models.ordinal import OrdinalHead
 
@@ -40,7 +58,7 @@ VARIANTS: dict[str, ViTVariant] = {
 
 
 class EncoderBlock(nnx.Module):
-    """Pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x))."""
+    """Pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x)), on a grid or sequence."""
 
     def __init__(self, v: ViTVariant, *, drop_path: float, dtype, rngs: nnx.Rngs):
         self.norm1 = nnx.LayerNorm(v.dim, epsilon=LN_EPSILON, dtype=dtype, rngs=rngs)
@@ -52,12 +70,14 @@ class EncoderBlock(nnx.Module):
         self.fc2 = nnx.Linear(v.mlp_dim, v.dim, dtype=dtype, rngs=rngs)
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
-    def __call__(self, grid: jax.Array) -> jax.Array:
-        b, h, w, d = grid.shape
-        x = grid.reshape(b, h * w, d)
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        """``[B, h, w, D]`` grid or ``[B, T, D]`` sequence in, the same shape out."""
+        shape = tokens.shape
+        x = tokens.reshape(shape[0], -1, shape[-1])
         x = x + self.drop_path(self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)))))
-        return x.reshape(b, h, w, d)
+        # exact (erf) GELU, as torch.nn.GELU in timm
+        x = x + self.drop_path(self.fc2(jax.nn.gelu(self.fc1(self.norm2(x)), approximate=False)))
+        return x.reshape(shape)
 
 
 class ViT(StagedClassifier):
@@ -70,16 +90,21 @@ class ViT(StagedClassifier):
         variant: str = "tiny",
         image_size: int | None = None,
         drop_path_rate: float = 0.0,
+        class_token: bool = False,
+        input_norm: str = "imagenet",
         dtype=None,
         rngs: nnx.Rngs,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"unknown ViT variant {variant!r}; choose one of {sorted(VARIANTS)}")
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {input_norm!r}; choose one of {INPUT_NORMS}")
         image_size = 224 if image_size is None else image_size
         if image_size % PATCH:
             raise ValueError(f"ViT image_size must be a multiple of {PATCH}, got {image_size}")
         v = VARIANTS[variant]
         self.dtype = dtype
+        self.input_norm = input_norm
         self.grid = image_size // PATCH
         self.patch_embed = nnx.Conv(
             3,
@@ -92,6 +117,12 @@ class ViT(StagedClassifier):
         )
         self.pos_embed = nnx.Param(
             0.02 * jax.random.normal(rngs.params(), (1, self.grid, self.grid, v.dim))
+        )
+        # class token + its position embedding (see the module docstring); None without one
+        self.cls_token = (
+            nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, 1, v.dim)))
+            if class_token
+            else None
         )
         self.blocks = nnx.List(
             [
@@ -106,16 +137,35 @@ class ViT(StagedClassifier):
         self.head = nnx.Linear(v.dim, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
         self.severity_head = OrdinalHead(v.dim, rngs=rngs)
 
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens in the stage outputs (``explain.cam`` drops them)."""
+        return 0 if self.cls_token is None else 1
+
     def _embed(self, x: jax.Array) -> jax.Array:
+        """Patch embedding plus position embedding (and the class token, first)."""
         g = self.grid
         if x.shape[1] != g * PATCH or x.shape[2] != g * PATCH:
             raise ValueError(
                 f"this ViT was built for {g * PATCH}x{g * PATCH} inputs (image_size override), "
                 f"got {x.shape[1]}x{x.shape[2]}"
             )
-        return self.patch_embed(x) + self.pos_embed[...].astype(x.dtype)
+        grid = self.patch_embed(x) + self.pos_embed[...].astype(x.dtype)
+        if self.cls_token is None:
+            return grid
+        b, _, _, d = grid.shape
+        cls = jnp.broadcast_to(self.cls_token[...].astype(grid.dtype), (b, 1, d))
+        return jnp.concatenate([cls, grid.reshape(b, g * g, d)], axis=1)
+
+    def _final_norm(self, tokens: jax.Array) -> jax.Array:
+        """The final LayerNorm; with a class token, drop it and return the patch grid."""
+        h = self.norm(tokens)
+        if self.cls_token is None:
+            return h
+        g = self.grid
+        return h[:, 1:].reshape(h.shape[0], g, g, h.shape[-1])
 
     def stages(self) -> Sequence[Stage]:
-        """``patch_embed``, ``blocks.i``, ``norm``; each returns a token grid."""
+        """``patch_embed``, ``blocks.i``, ``norm``; ``norm`` returns the patch token grid."""
         blocks = [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]
-        return [("patch_embed", self._embed), *blocks, ("norm", self.norm)]
+        return [("patch_embed", self._embed), *blocks, ("norm", self._final_norm)]
