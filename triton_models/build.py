@@ -32,7 +32,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from client.ood import FILENAME as OOD_FILENAME
@@ -45,7 +44,7 @@ from client.triton_client import (
 )
 from data import atomic
 from data.schema import CONDITIONS, SEVERITY_GRADES
-from triton_models.local_repo import read_config_text
+from triton_models.local_repo import format_config, read_config_text
 
 TEMPLATE = Path(__file__).resolve().parent
 REPO_ROOT = TEMPLATE.parent
@@ -89,8 +88,7 @@ def _rewrite(path: Path, edit: Callable[[model_config_pb2.ModelConfig], None]) -
     it back atomically in text format under its leading comment block."""
     header, config = _read(path)
     edit(config)
-    text = text_format.MessageToString(config, use_short_repeated_primitives=True, as_utf8=True)
-    atomic.write_text(path, header + text)
+    atomic.write_text(path, header + format_config(config))
 
 
 def _tensor(tensors, name: str, what: str):

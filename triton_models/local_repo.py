@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from google.protobuf import text_format
+from google.protobuf.message import Message
 from tritonclient.grpc import model_config_pb2
 
 ONNX_RUNNER = Path(__file__).with_name("onnx_runner.py")
@@ -26,9 +27,73 @@ def read_config(path: Path) -> model_config_pb2.ModelConfig:
     return read_config_text(Path(path).read_text())
 
 
+def _one_line(message) -> str:
+    """A message in protobuf text format on one line (UTF-8 kept, short repeated numbers)."""
+    return text_format.MessageToString(
+        message, as_one_line=True, use_short_repeated_primitives=True, as_utf8=True
+    ).strip()
+
+
+def _elements(parent: type[Message], field, value) -> list[Message]:
+    """`field` of a `parent` message split into `parent` messages of one element each (a
+    repeated scalar stays whole)."""
+    name, message = field.name, field.message_type
+    parts = []
+    if message is not None and message.GetOptions().map_entry:
+        for key in sorted(value):
+            part = parent()
+            if isinstance(value[key], Message):
+                getattr(part, name)[key].CopyFrom(value[key])
+            else:
+                getattr(part, name)[key] = value[key]
+            parts.append(part)
+    elif field.is_repeated:
+        items = value if message is not None else [value]
+        for item in items:
+            part = parent()
+            if message is not None:
+                getattr(part, name).add().CopyFrom(item)
+            else:
+                getattr(part, name).extend(item)
+            parts.append(part)
+    else:
+        part = parent()
+        if message is not None:
+            getattr(part, name).CopyFrom(value)
+        else:
+            setattr(part, name, value)
+        parts.append(part)
+    return parts
+
+
+def format_config(config: model_config_pb2.ModelConfig) -> str:
+    """A ModelConfig as config.pbtxt text in the repository's compact style: one line per
+    top-level field, per element of a repeated or map field and per ensemble step.
+
+    >>> config = read_config_text('name: "m" input [ { name: "x" dims: [ 2 ] } ]')
+    >>> print(format_config(config), end="")
+    name: "m"
+    input { name: "x" dims: [2] }
+    """
+    lines = []
+    for field, value in config.ListFields():
+        if field.name != "ensemble_scheduling":
+            lines += [_one_line(p) for p in _elements(type(config), field, value)]
+            continue
+        lines.append("ensemble_scheduling {")
+        for step in value.step:
+            lines.append("  step {")
+            for step_field, step_value in step.ListFields():
+                parts = _elements(type(step), step_field, step_value)
+                lines += [f"    {_one_line(p)}" for p in parts]
+            lines.append("  }")
+        lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def write_config(config: model_config_pb2.ModelConfig, path: Path) -> None:
     """Write a config.pbtxt."""
-    Path(path).write_text(text_format.MessageToString(config))
+    Path(path).write_text(format_config(config))
 
 
 def _swap_onnx_model(model_dir: Path, config: model_config_pb2.ModelConfig) -> None:

@@ -226,3 +226,11 @@ def test_build_edits_configs_through_protobuf_and_keeps_their_comment_block(tmp_
         read_config(repo / name / "config.pbtxt")  # parses
     classify = read_config(repo / "classify" / "config.pbtxt")
     assert list(classify.input[0].dims) == [48, 48, 3]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_format_config_round_trips_every_committed_config(name):
+    from triton_models.local_repo import format_config, read_config_text
+
+    config = read_config(TEMPLATE / name / "config.pbtxt")
+    assert read_config_text(format_config(config)) == config
