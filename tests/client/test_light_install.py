@@ -36,6 +36,7 @@ IMPORT_NAMES = {
     "dvc": ["dvc"],
     "matplotlib": ["matplotlib"],
     "pyyaml": ["yaml"],
+    "safetensors": ["safetensors"],
 }
 BLOCKER = """
 import importlib.abc, runpy, sys
