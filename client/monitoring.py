@@ -8,7 +8,8 @@ so it is unit-tested without a server; the python model only adds the numbers.
 Families (all counters, names prefixed `fsa_`):
 
 - `fsa_images_total{status}`: images that reached the thresholds step, `ok` (>= 1 face) or
-  `no_face` (invalid images fail earlier: Triton's `nv_inference_request_failure{model="decode"}`);
+  `no_face` (invalid images fail earlier, in `preprocess`: Triton's
+  `nv_inference_request_failure{model="preprocess"}`);
 - `fsa_faces_total{group, source}`: analysed faces by the group used (`I-II`, `III-IV`, `V-VI`,
   `none` when the estimate abstained) and where it came from (`estimated`, `given`);
 - `fsa_tone_abstentions_total{reason}`: estimated faces without a group, by reason code;

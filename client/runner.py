@@ -17,6 +17,7 @@ from client.ood import load_ood, ood_step
 from client.result import ModelInfo, RawAnalysis, card_evidence, card_training_note
 from client.steps import (
     FEATURES_OUTPUT,
+    MAX_PIXELS,
     SEVERITY_OUTPUT,
     DecodedImage,
     FaceBatch,
@@ -45,6 +46,33 @@ def face_steps(decoded: DecodedImage, detector, landmark_model, *, size: int) ->
     return crop_step(decoded.image, mesh.candidates, landmarks, face_flag, mesh.affines, size=size)
 
 
+class FaceStage:
+    """Encoded image -> verified, aligned face crops with skin tone and quality warnings:
+    decode_step, BlazeFace and FaceMesh (onnxruntime, in this process) and crop_step. The
+    embedded runner and Triton's `preprocess` model both run this class. num_threads and
+    spinning configure BlazeFace's onnxruntime session (FaceMesh runs on one thread)."""
+
+    def __init__(self, size: int, *, num_threads: int = 0, spinning: bool = True) -> None:
+        from preprocessing.face_detect import FaceDetector
+        from preprocessing.landmarks import LandmarkModel
+
+        self.size = int(size)
+        self.detector = FaceDetector(num_threads=num_threads, spinning=spinning)
+        self.landmarks = LandmarkModel()
+
+    def __call__(
+        self, data: bytes, *, region: str = REGION_FACE, max_pixels: int = MAX_PIXELS
+    ) -> FaceBatch:
+        """Analyse one encoded image up to the classifier's input; raises InvalidImageError
+        or ValueError on bad input. region: "face" or "whole" (the image as one skin region)."""
+        decoded = decode_step(data, max_pixels=max_pixels)
+        if region == REGION_WHOLE:
+            return whole_image_step(decoded.image, size=self.size)
+        if region == REGION_FACE:
+            return face_steps(decoded, self.detector, self.landmarks, size=self.size)
+        raise ValueError(f"region must be {REGION_FACE!r} or {REGION_WHOLE!r}, got {region!r}")
+
+
 class ModelDirError(FileNotFoundError):
     """The model folder lacks a file it needs."""
 
@@ -68,8 +96,6 @@ class EmbeddedRunner:
         import onnxruntime as ort
 
         from fairness.thresholds import load_thresholds
-        from preprocessing.face_detect import FaceDetector
-        from preprocessing.landmarks import LandmarkModel
 
         self.model_dir = Path(model_dir)
         card = read_model_dir(self.model_dir)
@@ -81,8 +107,7 @@ class EmbeddedRunner:
             evidence=card_evidence(card),
             training_data=card_training_note(card),
         )
-        self.detector = FaceDetector(num_threads=num_threads)
-        self.landmarks = LandmarkModel()
+        self.faces = FaceStage(self.input_size, num_threads=num_threads)
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.log_severity_level = 3
@@ -102,13 +127,7 @@ class EmbeddedRunner:
 
         region: "face" (detect and verify faces) or "whole" (the image as one skin region).
         """
-        decoded = decode_step(data)
-        if region == REGION_WHOLE:
-            faces = whole_image_step(decoded.image, size=self.input_size)
-        elif region == REGION_FACE:
-            faces = face_steps(decoded, self.detector, self.landmarks, size=self.input_size)
-        else:
-            raise ValueError(f"region must be {REGION_FACE!r} or {REGION_WHOLE!r}, got {region!r}")
+        faces = self.faces(data, region=region)
         probs, cam, *rest = self.classifier.run(self.outputs, {"image": faces.crops})
         optional = dict(zip(self.outputs[2:], rest, strict=True))
         num = faces.num_faces

@@ -21,13 +21,14 @@ from preprocessing.face_detect import (
     faces_to_array,
     make_detector_input,
 )
-from preprocessing.image_io import load_image
+from preprocessing.image_io import DEFAULT_MAX_PIXELS, load_image
 from preprocessing.landmarks import INPUT_SIZE as LANDMARK_INPUT_SIZE
 from preprocessing.landmarks import decode_landmarks, make_landmark_input
 from preprocessing.pipeline import FaceCrop, verified_crops
 from preprocessing.quality import assess_quality
 from preprocessing.whole_image import whole_image_crop
 
+MAX_PIXELS = DEFAULT_MAX_PIXELS  # larger images are refused from the header, before decoding
 INVALID_IMAGE_PREFIX = "invalid image: "  # decode errors start with this (client matches it)
 FITZPATRICK_ESTIMATE = 0  # the Triton FITZPATRICK input: 0 = estimate the tone from the crop
 BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, got {value!r}"
@@ -99,7 +100,7 @@ class Severity:
     grades: np.ndarray  # int32 [F]; NO_GRADE where the probabilities are NaN
 
 
-def decode_step(data: bytes, *, max_pixels: int = 50_000_000) -> DecodedImage:
+def decode_step(data: bytes, *, max_pixels: int = MAX_PIXELS) -> DecodedImage:
     """Decode image bytes and build the detector input; raises InvalidImageError."""
     image = load_image(bytes(data), max_pixels=max_pixels)
     tiles, meta = make_detector_input(image)

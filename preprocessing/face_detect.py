@@ -256,11 +256,16 @@ class FaceDetector:
         *,
         min_score: float = decode.MIN_SCORE,
         num_threads: int = 1,
+        spinning: bool = True,
         expected_sha256: str | None = MODEL_SHA256,
     ) -> None:
         path = Path(model_path) if model_path is not None else MODEL_PATH
         self.session = onnx_session.verified_session(
-            path, expected_sha256=expected_sha256, converter=CONVERTER, num_threads=num_threads
+            path,
+            expected_sha256=expected_sha256,
+            converter=CONVERTER,
+            num_threads=num_threads,
+            spinning=spinning,
         )
         self.min_score = min_score
 

@@ -25,10 +25,16 @@ def verify_checksum(path: Path, expected: str, converter: str) -> None:
 
 
 def verified_session(
-    path: Path, *, expected_sha256: str | None, converter: str, num_threads: int = 1
+    path: Path,
+    *,
+    expected_sha256: str | None,
+    converter: str,
+    num_threads: int = 1,
+    spinning: bool = True,
 ):
     """A CPU onnxruntime session of `path` with `num_threads` intra-op threads (checked first
-    unless `expected_sha256` is None)."""
+    unless `expected_sha256` is None); spinning=False lets idle pool threads sleep, which
+    leaves the cores to other processes when several sessions share them."""
     import onnxruntime as ort
 
     if expected_sha256 is not None:
@@ -36,4 +42,6 @@ def verified_session(
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

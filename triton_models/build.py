@@ -4,20 +4,18 @@
     python -m triton_models.build --run outputs/RUN      # export the run first (needs JAX)
     python -m triton_models.build --model-dir DIR --repo /tmp/repo
 
-Writes classify/1/model.onnx (+ model_card.json), group_threshold/1/thresholds.json,
-face_detect/1/model.onnx (BlazeFace) and face_landmark/1/model.onnx (FaceMesh), and sets the
-input size in the classify and preprocess configs and, from the model card, the skin_analysis
-config's string parameters: model_name,
-model_version, evidence_<condition> (which kinds of data had labels for it in training: real,
-synthetic, real+synthetic, none; "" = unknown) and training_data (the card's one-line note),
-which the Triton client reads once with the model config. When the model card lists the
-`severity` output (acne-severity probabilities [4]) or the `features` output (pooled features
-[C]), the classify config gets that output and the ensemble maps it to group_threshold;
-otherwise both are left out (an older export still serves, its SEVERITY rows NaN and no OOD
-score), so rebuilding switches either way. SEVERITY and SEVERITY_GRADE (the grade under the
-thresholds.json cutpoints), OOD_DISTANCE and OUT_OF_DISTRIBUTION (client/ood.py, with the
-model folder's ood.json copied to group_threshold/1/) are static outputs of group_threshold
-and the ensemble.
+Writes classify/1/model.onnx (+ model_card.json) and group_threshold/1/thresholds.json, and sets
+the input size in the classify and preprocess configs and, from the model card, the
+skin_analysis config's string parameters: model_name, model_version, evidence_<condition> (which
+kinds of data had labels for it in training: real, synthetic, real+synthetic, none; "" =
+unknown) and training_data (the card's one-line note), which the Triton client reads once with
+the model config. When the model card lists the `severity` output (acne-severity probabilities
+[4]) or the `features` output (pooled features [C]), the classify config gets that output and
+the ensemble maps it to group_threshold; otherwise both are left out (an older export still
+serves, its SEVERITY rows NaN and no OOD score), so rebuilding switches either way. SEVERITY and
+SEVERITY_GRADE (the grade under the thresholds.json cutpoints), OOD_DISTANCE and
+OUT_OF_DISTRIBUTION (client/ood.py, with the model folder's ood.json copied to
+group_threshold/1/) are static outputs of group_threshold and the ensemble.
 """
 
 from __future__ import annotations
@@ -49,18 +47,7 @@ from triton_models.local_repo import format_config, read_config_text
 TEMPLATE = Path(__file__).resolve().parent
 REPO_ROOT = TEMPLATE.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
-BLAZEFACE = REPO_ROOT / "preprocessing" / "assets" / "blazeface_short_range.onnx"
-FACEMESH = REPO_ROOT / "preprocessing" / "assets" / "face_landmark.onnx"
-MODELS = (
-    "decode",
-    "face_detect",
-    "landmark_input",
-    "face_landmark",
-    "preprocess",
-    "classify",
-    "group_threshold",
-    "skin_analysis",
-)
+MODELS = ("preprocess", "classify", "group_threshold", "skin_analysis")
 # Optional classifier outputs, in config order after `cam`: listed in the classify config and
 # mapped to group_threshold only when the model card lists them.
 OPTIONAL_OUTPUTS = ("severity", "features")
@@ -206,7 +193,7 @@ def _check_model_dir(model_dir: Path) -> None:
 
 
 def _copy_models(model_dir: Path, repo: Path) -> Path:
-    """Copy model, card, thresholds, OOD file and face models; returns the OOD file's target."""
+    """Copy model, card, thresholds and OOD file; returns the OOD file's target."""
     for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
         _copy(extra, repo / "classify" / "1" / extra.name)
     _copy(model_dir / "model_card.json", repo / "classify" / "1" / "model_card.json")
@@ -216,8 +203,6 @@ def _copy_models(model_dir: Path, repo: Path) -> Path:
         _copy(model_dir / OOD_FILENAME, ood_target)
     elif ood_target.exists():
         ood_target.unlink()  # a model without an OOD score must not inherit another's
-    _copy(BLAZEFACE, repo / "face_detect" / "1" / "model.onnx")
-    _copy(FACEMESH, repo / "face_landmark" / "1" / "model.onnx")
     (repo / "skin_analysis" / "1").mkdir(parents=True, exist_ok=True)
     return ood_target
 

@@ -27,7 +27,10 @@ class TritonPythonModel:
             params.get("onnx_filename", "model.onnx"),
         )
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "0") or 0)
+        # The onnxruntime backend's own parameter name; 0 = onnxruntime's default (all cores).
+        options.intra_op_num_threads = int(params.get("intra_op_thread_count", "0") or 0)
+        if params.get("allow_spinning") == "0":  # idle pool threads sleep instead of spinning
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.inputs = [t["name"] for t in config["input"]]
         self.outputs = [t["name"] for t in config["output"]]

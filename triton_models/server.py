@@ -26,6 +26,7 @@ from triton_models.local_repo import prepare_local_repo
 DEFAULT_REPO = Path(__file__).resolve().parent
 STUB_BINARY = "triton_python_backend_stub"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ProcInfo:
     state: str  # R, S, D, Z (zombie: exited, not reaped), ...
     rss_bytes: int
     argv: tuple[str, ...]
+    cpu_s: float = 0.0  # user + system CPU seconds so far
 
 
 def _proc_info(pid: int) -> ProcInfo | None:
@@ -53,6 +55,7 @@ def _proc_info(pid: int) -> ProcInfo | None:
         state=fields[0],
         rss_bytes=int(fields[21]) * PAGE_SIZE,
         argv=tuple(a.decode(errors="replace") for a in argv if a),
+        cpu_s=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,  # utime, stime
     )
 
 
@@ -81,6 +84,12 @@ def tree_rss_bytes(pid: int) -> int:
     """Resident memory of `pid` and its direct children (the stubs), in bytes."""
     own = _proc_info(pid)
     return (own.rss_bytes if own else 0) + sum(c.rss_bytes for c in child_processes(pid))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live direct children (the stubs)."""
+    own = _proc_info(pid)
+    return (own.cpu_s if own else 0.0) + sum(c.cpu_s for c in child_processes(pid))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -161,6 +170,10 @@ class TritonServer:
             return []
         alive = stub_instances(self.process.pid)
         return sorted(name for pid, name in self.stubs.items() if pid not in alive)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds tritonserver and its stubs have used so far (0 when not running)."""
+        return 0.0 if self.process is None else tree_cpu_seconds(self.process.pid)
 
     def rss_bytes(self) -> int:
         """Resident memory of tritonserver and its stubs, in bytes (0 when not running)."""

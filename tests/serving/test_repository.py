@@ -52,11 +52,22 @@ def test_committed_configs_parse(name):
     assert config.name == name
 
 
-def test_onnx_models_use_the_onnxruntime_backend_with_batching_and_warmup():
-    for name in ("face_detect", "classify"):
-        config = read_config(TEMPLATE / name / "config.pbtxt")
-        assert config.backend == "onnxruntime" and config.max_batch_size > 0
-        assert config.HasField("dynamic_batching") and len(config.model_warmup) == 1
+def test_classify_uses_the_onnxruntime_backend_with_batching_and_warmup():
+    config = read_config(TEMPLATE / "classify" / "config.pbtxt")
+    assert config.backend == "onnxruntime" and config.max_batch_size > 0
+    assert config.HasField("dynamic_batching") and len(config.model_warmup) == 1
+
+
+def test_the_ensemble_runs_preprocess_classify_group_threshold_on_the_image_bytes():
+    """Three steps: preprocess (decode, BlazeFace, FaceMesh, crop in one python model) takes the
+    request's IMAGE; its crops feed classify, whose outputs feed group_threshold."""
+    ensemble = read_config(TEMPLATE / "skin_analysis" / "config.pbtxt")
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["preprocess", "classify", "group_threshold"]
+    assert dict(steps[0].input_map) == {"IMAGE": "IMAGE"}
+    assert steps[1].input_map["image"] == steps[0].output_map["CROPS"]
+    assert steps[2].input_map["probs"] == steps[1].output_map["probs"]
+    assert set(MODELS) == {p.parent.name for p in TEMPLATE.glob("*/config.pbtxt")}
 
 
 def test_build_sets_sizes_and_model_name(tmp_path):
@@ -72,7 +83,6 @@ def test_build_sets_sizes_and_model_name(tmp_path):
     assert ensemble.parameters["model_name"].string_value == "tiny-synthskin-v1"
     assert ensemble.parameters["model_version"].string_value == "abc123"
     assert (repo / "classify" / "1" / "model.onnx").read_bytes() == b"onnx bytes"
-    assert (repo / "face_detect" / "1" / "model.onnx").stat().st_size > 100_000
     assert (repo / "group_threshold" / "1" / "thresholds.json").is_file()
 
 
@@ -87,12 +97,11 @@ def test_local_copy_swaps_onnx_models_for_python(tmp_path):
     repo = tmp_path / "repo"
     build_repository(_fake_model_dir(tmp_path, 64), repo)
     local = prepare_local_repo(repo, tmp_path / "local")
-    for name in ("face_detect", "classify"):
-        config = read_config(local / name / "config.pbtxt")
-        assert config.backend == "python" and not config.default_model_filename
-        assert config.parameters["onnx_filename"].string_value == "model.onnx"
-        assert (local / name / "1" / "model.py").is_file()
-        assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
+    config = read_config(local / "classify" / "config.pbtxt")
+    assert config.backend == "python" and not config.default_model_filename
+    assert config.parameters["onnx_filename"].string_value == "model.onnx"
+    assert (local / "classify" / "1" / "model.py").is_file()
+    assert config.max_batch_size > 0 and config.HasField("dynamic_batching")
     assert read_config(repo / "classify" / "config.pbtxt").backend == "onnxruntime"
 
 
