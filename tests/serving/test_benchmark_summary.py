@@ -1,0 +1,50 @@
+"""benchmarks/serving.py's arithmetic: medians over rounds and the goal ratios; the CPU clock it
+reads from /proc for the server."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from benchmarks.serving import summarize
+from triton_models.server import tree_cpu_seconds
+
+
+def _row(round_index, image, backend, c, p50, img_per_s):
+    return {
+        "round": round_index,
+        "image": image,
+        "backend": backend,
+        "concurrency": c,
+        "p50_ms": p50,
+        "p99_ms": 2 * p50,
+        "img_per_s": img_per_s,
+        "cpu_s_per_img": 0.01,
+    }
+
+
+def test_summary_takes_the_median_of_rounds_and_the_goal_ratios():
+    rows = []
+    for r, (emb, grpc) in enumerate([(10.0, 12.0), (11.0, 19.0), (30.0, 13.0)]):
+        rows.append(_row(r, "photo", "embedded", 1, emb, 90.0))
+        rows.append(_row(r, "photo", "triton-grpc", 1, grpc, 70.0))
+    for r, (emb, grpc) in enumerate([(40.0, 60.0), (50.0, 55.0), (45.0, 30.0)]):
+        rows.append(_row(r, "photo", "embedded", 8, 100.0, emb))
+        rows.append(_row(r, "photo", "triton-grpc", 8, 100.0, grpc))
+    medians, goals = summarize(rows)
+    by_key = {(m["backend"], m["concurrency"]): m for m in medians}
+    assert by_key[("embedded", 1)]["p50_ms"] == 11.0 and by_key[("embedded", 1)]["rounds"] == 3
+    assert by_key[("triton-grpc", 1)]["p50_ms"] == 13.0
+    assert goals["photo/grpc_p50_minus_embedded_p50_ms_c1"] == pytest.approx(2.0)
+    assert goals["photo/grpc_over_embedded_img_per_s_c8"] == pytest.approx(55.0 / 45.0)
+    assert "photo/http_over_embedded_img_per_s_c8" not in goals  # no HTTP rows
+
+
+def test_tree_cpu_seconds_counts_this_process_working():
+    before = tree_cpu_seconds(os.getpid())
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+        pass
+    assert tree_cpu_seconds(os.getpid()) - before >= 0.15
