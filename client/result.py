@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from client.ood import WARNING as OOD_WARNING
-from data.schema import CONDITIONS, DISCLAIMER
+from data.schema import CONDITIONS, DISCLAIMER, TRAINING_EVIDENCE
 
 STATUS_OK, STATUS_NO_FACE, STATUS_INVALID = "ok", "no_face", "invalid_image"
 # Warnings (client.steps.face_warnings) after which a face's decisions are reported as
@@ -24,7 +24,7 @@ UNCERTAIN_WARNINGS = frozenset(
 )
 # conditions.<cond>.evidence: which kinds of data had labels for the condition in training
 # (the model card's training_data.evidence, train_jax/export.py); null = unknown.
-EVIDENCE_VALUES = ("none", "real", "real+synthetic", "synthetic")
+EVIDENCE_VALUES = TRAINING_EVIDENCE  # the model card's training_data.evidence values
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ PREDICTION_OPTIONAL_COLUMNS: tuple[str, ...] = (
 )
 
 DISCLAIMER = "research aid, not a diagnosis"
+# Per condition, which kinds of data had labels in the train split (the model card's
+# training_data.evidence; the result JSON's conditions.<cond>.evidence).
+TRAINING_EVIDENCE: tuple[str, ...] = ("none", "real", "real+synthetic", "synthetic")
 
 
 def fitzpatrick_to_group(fitzpatrick: int | None) -> str | None:

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 
 from data import atomic
+from data.run import Run
 from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from explain import metrics
 from explain.cam import cell_alignment
@@ -670,7 +671,8 @@ def evaluate_run(
 
     `tfds_dir`: the crop cache; None = the one the run was trained from (`data.tfds_dir`).
     """
-    run_dir = Path(run_dir)
+    run = Run(run_dir, explain=out_dir)
+    run_dir = run.root
     model, config, ex = load_run_examples(
         run_dir, data_dir, split=split, limit=limit, tfds_dir=tfds_dir
     )
@@ -687,7 +689,7 @@ def evaluate_run(
         seed=seed,
     )
     tone = examples_tone(ex)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "explain"
+    out_dir = run.explain_dir
 
     probs, cams = _cams_with_progress(
         model, ex.images, method=method, layer=layer, batch_size=batch_size, show=show_progress
@@ -715,7 +717,7 @@ def evaluate_run(
         "figures": _write_figures(ex, cams, probs, out_dir, num_examples=num_examples, tone=tone),
         "note": _note(facts, tone, settings.dilate),
     }
-    json_path = out_dir / f"explain_{split}.json"
+    json_path = run.explain_report(split)
     report["report_path"] = str(json_path)
     _write_json(json_path, report)
     return report

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from data import atomic
+from data.run import Run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -228,7 +229,8 @@ def resolve_prediction_files(inputs: Sequence[str | os.PathLike]) -> tuple[Path,
     """
     paths = [Path(p) for p in inputs]
     if len(paths) == 1 and paths[0].is_dir():
-        val, test = paths[0] / "predictions_val.csv", paths[0] / "predictions_test.csv"
+        run = Run(paths[0])
+        val, test = run.predictions("val"), run.predictions("test")
         missing = [str(p) for p in (val, test) if not p.is_file()]
         if missing:
             raise PredictionsError(f"{paths[0]}: missing {missing}")

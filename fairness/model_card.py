@@ -1,8 +1,14 @@
 """Model card: intended use, data and its provenance, per-group metrics with CIs, limitations.
 
-`make_model_card` builds a JSON-ready dict from the evaluation results; `render_model_card`
-turns it into Markdown; `write_model_card` writes both files atomically. The serving side
-can call `make_model_card` too, so the card beside the exported ONNX file says the same.
+One schema (``schema_version`` `SCHEMA_VERSION`) for both model_card.json files: the exported
+model's (models/default, written by ``train_jax.export``) and the fairness report's (written by
+``fairness.report``). `make_model_card` is the one builder: the fields every card has (name,
+version, disclaimer, intended use, model, training, training_data) plus the exported model's
+sections (`export_sections`: input, outputs, opset, parity, per-group metrics, quantization)
+and/or the evaluation sections (`evaluation_sections`: data, evaluation, limitations,
+thresholds, calibration, ...). `validate_model_card` checks a card, `read_model_card` reads one
+(older cards are upgraded in memory, `upgrade_model_card`), `render_model_card` turns one into
+Markdown and `write_model_card` writes it atomically. Errors name the file and the field.
 
 Where the skin-tone groups come from (`fairness.tone_basis`) is stated in the card: with an
 estimated tone every heading says "estimated tone group (ITA)", never Fitzpatrick.
@@ -23,12 +29,16 @@ combined from several (`data.combine`) keeps each input's datacard in ``OUT/<inp
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from data.run import Run
+from data.schema import TRAINING_EVIDENCE
 from fairness.render import fmt_estimate, to_markdown
 from fairness.report_audits import (
     counterfactual_card,
@@ -42,14 +52,21 @@ __all__ = [
     "DATACARD_KEYS",
     "DATACARD_NAMES",
     "EVIDENCE_KINDS",
+    "SCHEMA_VERSION",
     "DatacardError",
+    "ModelCardError",
     "add_audit_sections",
     "condition_evidence",
+    "evaluation_sections",
+    "export_sections",
     "find_datacards",
     "make_model_card",
     "read_datacard",
     "read_datacards",
+    "read_model_card",
     "render_model_card",
+    "upgrade_model_card",
+    "validate_model_card",
     "write_model_card",
 ]
 
@@ -65,6 +82,11 @@ EVIDENCE_NOTE = (
     "data at most); 'unknown' = labelled, but the data's kind is unknown."
 )
 
+# model_card.json's schema: 2 = one schema for the exported model's card and the fairness
+# report's (1: the report's card before; none: the exported model's card before).
+SCHEMA_VERSION = 2
+INPUT_NAME = "image"  # the exported graph's input
+SEVERITY_GRADES_NOTE = "ACNE04 bands of the acne lesion count: 0 <=5, 1 6-20, 2 21-50, 3 >50"
 GAP_TARGET = 0.15  # the target for the dark-vs-medium F1 gap
 # The per-group estimates and the gaps the Markdown card shows, in column order.
 CARD_METRICS = ("f1", "recall", "precision", "auroc")
@@ -172,10 +194,8 @@ def find_datacards(run_dir: str | Path | None) -> list[dict]:
     """
     if run_dir is None:
         return []
-    config = Path(run_dir) / "config.json"
-    try:
-        doc = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    doc = Run(run_dir).config_or_none()
+    if doc is None:
         return []
     cards, seen = [], set()
     for value in _strings(doc):
@@ -375,20 +395,19 @@ def _limitations(
     return items
 
 
-def make_model_card(
+def evaluation_sections(
     metrics: dict,
     *,
     dataset: dict,
     thresholds: dict | None = None,
     calibration: dict | None = None,
-    model: dict | None = None,
     tone: ToneBasis | None = None,
     provenance: list[dict] | None = None,
     evidence: Mapping[str, str] | None = None,
     evaluation: Mapping[str, object] | None = None,
     severity: dict | None = None,
 ) -> dict:
-    """Build the model card dict (model_card.json) from evaluation results.
+    """The card's evaluation sections (`make_model_card`'s ``evaluation``) from the results.
 
     Parameters
     ----------
@@ -400,8 +419,6 @@ def make_model_card(
         `Thresholds.to_dict()` of the thresholds applied.
     calibration : dict, optional
         Output of `fairness.calibration.calibration_by_group`.
-    model : dict, optional
-        Architecture, input size, normalisation etc. (from the training config).
     tone : ToneBasis, optional
         Where the groups come from (`fairness.tone_basis`); None = labelled Fitzpatrick
         groups, as before.
@@ -419,23 +436,13 @@ def make_model_card(
 
     Returns
     -------
-    dict; besides the evaluation it holds ``tone_source``, ``group_basis``, ``group_label``
-    and, when given, ``data_provenance`` and ``evidence`` (+ ``evidence_note``).
+    dict: ``tone_source``, ``group_basis``, ``group_label``, ``data``, ``evaluation``,
+    ``limitations`` and, when given, ``severity``, ``group_note``, ``data_provenance``,
+    ``evidence`` (+ ``evidence_note``), ``thresholds`` and ``calibration``.
     """
-    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
-
     tone = tone or make_tone_basis(LABELLED)
     split = str((evaluation or {}).get("split", "test"))
     card = {
-        "schema_version": 1,
-        "disclaimer": DISCLAIMER,
-        "medical_device": False,
-        "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
-        "intended_use": _intended_use(tone),
-        "out_of_scope": OUT_OF_SCOPE,
-        "model": model or {"name": "unknown"},
-        "conditions": list(CONDITIONS),
-        "groups": list(GROUPS),
         **tone.to_dict(),
         "data": _data_section(dataset, split),
         "evaluation": _evaluation_section(metrics, split, evaluation),
@@ -448,6 +455,110 @@ def make_model_card(
     if tone.note:
         card["group_note"] = tone.note
     return card | _given_sections(provenance, evidence, thresholds, calibration)
+
+
+def export_sections(
+    *,
+    architecture: str,
+    input_size: int,
+    opset: int,
+    normalisation: str,
+    parity: dict[str, float] | None,
+    metrics: dict | None = None,
+    measured_on_synthetic: bool = False,
+    run: str | None = None,
+    graph_optimisation: str | None = None,
+    feature_dim: int | None = None,
+    quantization: dict | None = None,
+) -> dict:
+    """The card's exported-model sections (`make_model_card`'s ``export``): the graph's input
+    and outputs, the opset and graph optimisation, the parity with JAX, the per-group metrics
+    of the fairness report (`train_jax.export.compact_metrics`) and where they were measured.
+
+    ``feature_dim``: the width of the ``features`` output (None: the model has none).
+    """
+    from data.schema import CONDITIONS, SEVERITY_GRADES
+
+    outputs = {
+        "probs": {"shape": ["B", len(CONDITIONS)], "meaning": "sigmoid probability per condition"},
+        "cam": {
+            "shape": ["B", len(CONDITIONS), input_size, input_size],
+            "meaning": "class activation map per condition, normalised to [0, 1]",
+        },
+        "severity": {
+            "shape": ["B", len(SEVERITY_GRADES)],
+            "meaning": "acne severity: probability of each grade 0-3 (ordinal CORAL head; "
+            "the grade is the median, fairness.severity.severity_grade)",
+            "grades": SEVERITY_GRADES_NOTE,
+        },
+    }
+    if feature_dim:
+        outputs["features"] = {
+            "shape": ["B", feature_dim],
+            "meaning": "pooled features the heads see; their Mahalanobis distance to the "
+            "training data is the out-of-distribution score (client/ood.py, ood.json)",
+        }
+    return {
+        "architecture": architecture,
+        "input_size": input_size,
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": ["B", input_size, input_size, 3],
+            "layout": "NHWC",
+            "range": "RGB 0..255",
+            "normalisation": normalisation,
+        },
+        "graph_optimisation": graph_optimisation or "none",
+        "outputs": outputs,
+        "onnx_opset": opset,
+        "metrics": metrics,
+        "metrics_note": "measured on synthetic data" if measured_on_synthetic else None,
+        "source_run": run,
+        "export_parity_max_abs_diff": parity,
+        "quantization": quantization,
+        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def make_model_card(
+    *,
+    name: str,
+    version: str | None = None,
+    model: dict | None = None,
+    training: dict | None = None,
+    training_data: dict | None = None,
+    export: Mapping[str, object] | None = None,
+    evaluation: Mapping[str, object] | None = None,
+) -> dict:
+    """The model card (model_card.json, schema `SCHEMA_VERSION`): the one builder of both cards.
+
+    The fields every card has (name, version, disclaimer, intended use, model, training,
+    training_data) plus the exported model's sections (`export_sections`: model.onnx's card,
+    written by ``train_jax.export``) and/or the evaluation sections (`evaluation_sections`:
+    the fairness report's card). The card is checked (`validate_model_card`).
+    """
+    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+
+    tone = make_tone_basis(str((evaluation or {}).get("tone_source", LABELLED)))
+    card = {
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "version": version,
+        "disclaimer": DISCLAIMER,
+        "medical_device": False,
+        "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
+        "intended_use": _intended_use(tone),
+        "out_of_scope": OUT_OF_SCOPE,
+        "model": model or {"name": "unknown"},
+        "conditions": list(CONDITIONS),
+        "groups": list(GROUPS),
+        "training": training,
+        "training_data": training_data,
+        **(export or {}),
+        **(evaluation or {}),
+    }
+    return validate_model_card(card)
 
 
 def add_audit_sections(card: dict, selective: dict | None, counterfactual: dict | None) -> dict:
@@ -561,28 +672,32 @@ def _calibration_section(calibration: dict) -> dict:
 
 
 def render_model_card(card: dict) -> str:
-    """Markdown text of a model card dict."""
+    """Markdown text of a model card dict (an exported model's, a report's, or both)."""
     tone = make_tone_basis(card.get("tone_source", LABELLED))
-    blocks = [
-        *_card_intro_blocks(card, tone),
-        *_card_evaluation_blocks(card["evaluation"], tone),
-        *_card_threshold_blocks(card, tone),
-    ]
+    blocks = _card_intro_blocks(card)
+    if "input_size" in card:
+        blocks += _card_export_blocks(card)
+    if "evaluation" in card:
+        blocks += [
+            *_card_data_blocks(card, tone),
+            *_card_evaluation_blocks(card["evaluation"], tone),
+            *_card_threshold_blocks(card, tone),
+        ]
     if "severity" in card:
         blocks += severity_blocks(card["severity"], tone)
     if "selective_prediction" in card:
         blocks += selective_card_blocks(card["selective_prediction"])
     if "counterfactual_robustness" in card:
         blocks += counterfactual_card_blocks(card["counterfactual_robustness"])
-    blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
+    if card.get("limitations"):
+        blocks += [("h2", "Known limitations"), ("list", card["limitations"])]
     return to_markdown(blocks)
 
 
-def _card_intro_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
-    """Title, intended use, model, data and how the evaluation was done."""
-    ev = card["evaluation"]
-    return [
-        ("h1", f"Model card: {card['model'].get('name', 'unknown')}"),
+def _card_intro_blocks(card: dict) -> list[tuple]:
+    """Title, intended use, the model and its training data."""
+    blocks = [
+        ("h1", f"Model card: {card['name']}"),
         ("p", f"**{card['disclaimer'].capitalize()}.** {card['not_a_medical_device']}"),
         ("h2", "Intended use"),
         ("p", card["intended_use"]),
@@ -590,6 +705,36 @@ def _card_intro_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
         ("list", card["out_of_scope"]),
         ("h2", "Model"),
         ("list", [f"{k}: {v}" for k, v in card["model"].items()] or ["unknown"]),
+    ]
+    note = (card.get("training_data") or {}).get("note")
+    if note:
+        blocks.append(("p", f"Training data: {note}."))
+    return blocks
+
+
+def _card_export_blocks(card: dict) -> list[tuple]:
+    """The exported graph: version, input, outputs and the parity with JAX."""
+    parity = card.get("export_parity_max_abs_diff") or {}
+    return [
+        ("h2", "Exported model"),
+        (
+            "list",
+            [
+                f"version: {card.get('version')}",
+                f"input: {card['input_size']} x {card['input_size']} RGB, "
+                f"{card['input'].get('normalisation', '')}",
+                f"ONNX opset {card.get('onnx_opset')}; graph: {card.get('graph_optimisation')}",
+                *(f"output {k}: {v.get('meaning', '')}" for k, v in card["outputs"].items()),
+                *(f"parity with JAX ({k}): {v:.1e}" for k, v in parity.items()),
+            ],
+        ),
+    ]
+
+
+def _card_data_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
+    """The evaluation data, its provenance and how the evaluation was done."""
+    ev = card["evaluation"]
+    return [
         ("h2", "Data"),
         ("p", f"{card['data']['kind']}: {card['data']['name']}. {card['data']['note']}"),
         *_provenance_blocks(card),
@@ -772,12 +917,191 @@ def _fmt(value) -> str:
     return "insufficient evidence" if value is None else f"{value:.3f}"
 
 
-def write_model_card(card: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write model_card.md and model_card.json atomically into `out_dir`."""
+class ModelCardError(ValueError):
+    """A model card that does not follow the schema; the message names the file and field."""
+
+
+_NULL = type(None)
+# field -> the JSON types it may hold, for the fields every card has ...
+_COMMON_FIELDS: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "name": (str,),
+    "version": (str, _NULL),
+    "disclaimer": (str,),
+    "medical_device": (bool,),
+    "intended_use": (str,),
+    "out_of_scope": (list,),
+    "model": (dict,),
+    "conditions": (list,),
+    "groups": (list,),
+    "training": (dict, _NULL),
+    "training_data": (dict, _NULL),
+}
+# ... for an exported model's card (`export_sections`) ...
+_EXPORT_FIELDS: dict[str, tuple[type, ...]] = {
+    "architecture": (str,),
+    "input_size": (int,),
+    "input": (dict,),
+    "outputs": (dict,),
+    "onnx_opset": (int,),
+    "graph_optimisation": (str,),
+    "metrics": (dict, _NULL),
+    "source_run": (str, _NULL),
+    "export_parity_max_abs_diff": (dict, _NULL),
+    "quantization": (dict, _NULL),
+}
+# ... and for a card with an evaluation (`evaluation_sections`).
+_EVALUATION_FIELDS: dict[str, tuple[type, ...]] = {
+    "tone_source": (str,),
+    "group_label": (str,),
+    "data": (dict,),
+    "evaluation": (dict,),
+    "limitations": (list,),
+}
+_TRAINING_DATA_FIELDS: dict[str, tuple[type, ...]] = {
+    "synthetic": (bool,),
+    "evidence": (dict, _NULL),
+    "note": (str, _NULL),
+}
+
+
+def _check_fields(doc: Mapping, fields: Mapping[str, tuple[type, ...]], where: str) -> None:
+    """ModelCardError unless `doc` has every field of `fields` with an allowed type."""
+    names = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+    names |= {bool: "true/false", _NULL: "null"}
+    for field, types in fields.items():
+        path = f"{where}{field}"
+        if field not in doc:
+            raise ModelCardError(f"field {path!r}: missing")
+        value = doc[field]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join(names[t] for t in types)
+            raise ModelCardError(f"field {path!r}: expected {wanted}, got {value!r:.60}")
+
+
+def _check_sections(card: Mapping) -> None:
+    """The exported model's and the evaluation's sections, and the nested blocks."""
+    exported, evaluated = "input_size" in card, "evaluation" in card
+    if not (exported or evaluated):
+        raise ModelCardError(
+            "field 'input_size' / 'evaluation': missing (neither an exported model's card nor "
+            "an evaluation's)"
+        )
+    if exported:
+        _check_fields(card, _EXPORT_FIELDS, "")
+        if card["input_size"] <= 0:
+            raise ModelCardError(f"field 'input_size': expected > 0, got {card['input_size']}")
+        for name in ("probs", "cam"):
+            if name not in card["outputs"]:
+                raise ModelCardError(f"field 'outputs.{name}': missing")
+        for name, output in card["outputs"].items():
+            entry = output if isinstance(output, dict) else {}
+            _check_fields(entry, {"shape": (list,)}, f"outputs.{name}.")
+        if card["metrics"] is not None:
+            _check_fields(card["metrics"], {"per_group": (dict,)}, "metrics.")
+    if evaluated:
+        _check_fields(card, _EVALUATION_FIELDS, "")
+        _check_fields(card["evaluation"], {"split": (str,), "per_group": (dict,)}, "evaluation.")
+    data = card["training_data"]
+    if data is not None:
+        _check_fields(data, _TRAINING_DATA_FIELDS, "training_data.")
+        for cond, kind in (data["evidence"] or {}).items():
+            if kind not in TRAINING_EVIDENCE:
+                raise ModelCardError(
+                    f"field 'training_data.evidence.{cond}': expected one of "
+                    f"{list(TRAINING_EVIDENCE)}, got {kind!r}"
+                )
+
+
+def validate_model_card(card: Mapping, source: str = "model card") -> dict:
+    """`card` when it follows the schema (`SCHEMA_VERSION`); else `ModelCardError` naming
+    `source` (the file) and the field."""
+    try:
+        if not isinstance(card, Mapping):
+            raise ModelCardError(f"expected one object, got {type(card).__name__}")
+        _check_fields(card, _COMMON_FIELDS, "")
+        if card["schema_version"] != SCHEMA_VERSION:
+            raise ModelCardError(
+                f"field 'schema_version': expected {SCHEMA_VERSION}, got {card['schema_version']}"
+            )
+        if not card["name"].strip():
+            raise ModelCardError("field 'name': expected a non-empty string")
+        _check_sections(card)
+    except ModelCardError as err:
+        raise ModelCardError(f"{source}: {err}") from None
+    return dict(card)
+
+
+def upgrade_model_card(card: dict) -> dict:
+    """A card of an older schema in the current one (an object of another kind is returned as
+    is, for `validate_model_card` to reject).
+
+    Without ``schema_version``: the exported model's card before the schema was shared
+    (``intended_use`` held the disclaimer); 1: the fairness report's card (no name, version,
+    training or training data).
+    """
+    from data.schema import DISCLAIMER, GROUPS
+
+    if not isinstance(card, dict):
+        return card
+    if "schema_version" not in card and "input_size" in card:
+        architecture = card.get("architecture", "unknown")
+        base = {
+            "disclaimer": DISCLAIMER,
+            "medical_device": False,
+            "not_a_medical_device": NOT_A_MEDICAL_DEVICE,
+            "intended_use": INTENDED_USE,
+            "out_of_scope": OUT_OF_SCOPE,
+            "model": {"name": architecture, "architecture": architecture},
+            "groups": list(GROUPS),
+            "training": None,
+            "training_data": None,
+        }
+        old = {k: v for k, v in card.items() if k != "intended_use"}
+        return base | old | {"schema_version": SCHEMA_VERSION}
+    if card.get("schema_version") == 1:
+        model = card.get("model") if isinstance(card.get("model"), dict) else {}
+        new = {"name": str(model.get("name") or "unknown"), "version": None, "training": None}
+        return new | {"training_data": None} | card | {"schema_version": SCHEMA_VERSION}
+    return card
+
+
+def read_model_card(path: str | Path) -> dict:
+    """The model card in `path` (or in the folder `path`), checked and in the current schema
+    (`upgrade_model_card`); `ModelCardError` names the file and the field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model_card.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelCardError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ModelCardError(f"{path}: not valid JSON ({exc})") from None
+    return validate_model_card(upgrade_model_card(doc), str(path))
+
+
+def _finite(value):
+    """`value` with every NaN / infinite float replaced by None (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_model_card(
+    card: dict, out_dir: str | Path, *, markdown: bool = True
+) -> tuple[Path | None, Path]:
+    """Check the card, then write model_card.json (and, with `markdown`, model_card.md)
+    atomically into `out_dir`; returns (md or None, json)."""
     from fairness.io import atomic_write_text
 
     out_dir = Path(out_dir)
-    md = atomic_write_text(out_dir / "model_card.md", render_model_card(card))
+    card = validate_model_card(_finite(card), str(out_dir / "model_card.json"))
+    md = atomic_write_text(out_dir / "model_card.md", render_model_card(card)) if markdown else None
     js = atomic_write_text(
         out_dir / "model_card.json", json.dumps(card, indent=2, allow_nan=False) + "\n"
     )

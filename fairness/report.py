@@ -3,7 +3,7 @@
 Usage::
 
     python -m fairness.report --predictions outputs/<run> --out reports/<run> [--json]
-    python -m fairness.report --predictions val.csv test.csv --out DIR --mlflow-run RUN_ID
+    python -m fairness.report --predictions val.csv test.csv --out DIR
     python -m fairness.report --predictions val.csv --out DIR    # no test split
 
 Without a test split (one validation CSV, a run folder without predictions_test.csv, or
@@ -37,8 +37,10 @@ metrics.json ``counterfactual``. Both also go into report.html and the model car
 
 Writes into DIR: metrics.json, thresholds.json, calibration.json, report.md, report.html
 (self-contained), group_metrics.png, roc.png, reliability.png, coverage.png, selective.png,
-counterfactual.png (with --counterfactual), model_card.md, model_card.json. With --mlflow-run it
-logs the summary metrics and these files to that run.
+counterfactual.png (with --counterfactual), model_card.md, model_card.json (the schema of
+`fairness.model_card`, with the evaluation sections). ``python -m train_jax.report`` takes the same
+flags plus ``--mlflow-run RUN_ID`` and logs the report into that MLflow run (this package does not
+import MLflow).
 
 Where the groups come from (`fairness.tone_basis`): the predictions' `tone_source` column,
 else labelled where a Fitzpatrick type is given, else the datacard's `tone_source`. When the
@@ -48,7 +50,7 @@ and state that the dataset has no skin-type labels; the JSON files carry `tone_s
 (found through the run's config.json) or `--datacard`; `--evidence COND=KIND` overrides what a
 condition's evidence is said to be (real | synthetic | unknown).
 
-Exit codes: 0 success; 2 bad input (file, line and column named on stderr); 3 MLflow error.
+Exit codes: 0 success; 2 bad input (file, line and column named on stderr).
 
 Modules: this one reads the inputs, runs the steps and writes the files (and the CLI);
 `fairness.report_goals` computes the AUROC goals, `fairness.report_severity` the acne-severity
@@ -67,6 +69,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from data.run import Run
 from fairness import crossfit, plots
 from fairness.calibration import (
     apply_group_temperatures,
@@ -93,6 +96,7 @@ from fairness.model_card import (
     DatacardError,
     add_audit_sections,
     condition_evidence,
+    evaluation_sections,
     find_datacards,
     make_model_card,
     read_datacards,
@@ -149,12 +153,9 @@ __all__ = [
     "make_report",
     "severity_probs",
     "severity_section",
-    "training_recipe",
 ]
 
 EXIT_BAD_INPUT = 2
-EXIT_MLFLOW = 3
-DEFAULT_MLFLOW_URI = "sqlite:///outputs/mlflow.db"
 EVALUATE_ON = ("auto", "test", "val")
 CROSS_FITTED_GROUP = "per-group, cross-fitted (2 folds by {by}, fitted on the other fold)"
 CROSS_FITTED_GLOBAL = "one global threshold per condition, cross-fitted (2 folds by {by})"
@@ -165,10 +166,6 @@ SELECTIVE_THRESHOLDS = {
     "thresholds.json, fitted on these same rows, would flatter)",
 }
 NO_ESTIMATE, UNKNOWN_GROUP = "no estimate", "unknown"  # rows without a group
-
-
-class MlflowLoggingError(RuntimeError):
-    """Logging the report to MLflow failed."""
 
 
 def _dump(path: Path, obj: object) -> Path:
@@ -188,8 +185,6 @@ def make_report(
     threshold_min_positives: int = 5,
     shrinkage_k: float = 20.0,
     run_dir: Path | None = None,
-    mlflow_run_id: str | None = None,
-    mlflow_uri: str | None = None,
     progress: bool = True,
     datacards: list[str | Path] | None = None,
     evidence: dict[str, str] | None = None,
@@ -235,18 +230,7 @@ def make_report(
     document = _metrics_document(inputs, result, sections, (val_csv, test_csv))
     files = _write_numbers_and_plots(out_dir, inputs, result, thresholds, document, sections)
     files |= _write_documents(out_dir, inputs, result, thresholds, sections, files, run_dir)
-    summary = _run_summary(out_dir, files, inputs, result, sections)
-    if mlflow_run_id:
-        log_to_mlflow(
-            mlflow_run_id,
-            mlflow_uri,
-            out_dir,
-            result.metrics,
-            result.metrics_global,
-            sections.goals,
-        )
-        summary["mlflow_run"] = mlflow_run_id
-    return summary
+    return _run_summary(out_dir, files, inputs, result, sections)
 
 
 @dataclass(frozen=True)
@@ -569,19 +553,26 @@ def _write_documents(
     """Write model_card.md/.json, report.md and report.html (which embed the plots)."""
     from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 
-    card = make_model_card(
+    evaluation = evaluation_sections(
         result.metrics,
         dataset=inputs.dataset,
         thresholds=thresholds.to_dict(),
         calibration=sections.calibration,
-        model=_model_info(run_dir),
         tone=inputs.tone,
         provenance=inputs.provenance,
         evidence=inputs.evidence,
         evaluation=result.evaluation,
         severity=sections.severity,
     )
-    card = add_audit_sections(card, sections.selective, sections.counterfactual)
+    evaluation = add_audit_sections(evaluation, sections.selective, sections.counterfactual)
+    run = Run(run_dir) if run_dir is not None else None
+    model = run.model_info() if run is not None else None
+    card = make_model_card(
+        name=str((model or {}).get("name", "unknown")),
+        model=model,
+        training=(run.training_recipe() or None) if run is not None else None,
+        evaluation=evaluation,
+    )
     card_md, card_json = write_model_card(card, out_dir)
     written = {"model_card_md": card_md, "model_card_json": card_json}
     blocks = report_blocks(
@@ -866,112 +857,12 @@ def _bar_labels(tone: ToneBasis) -> dict:
     }
 
 
-def _model_info(run_dir: Path | None) -> dict | None:
-    """The model card's ``model``: architecture and training recipe from config.json."""
-    if run_dir is None or not (run_dir / "config.json").is_file():
-        return None
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    model = config.get("model") if isinstance(config, dict) else None
-    info = {"run": run_dir.name}
-    if isinstance(model, dict):
-        info |= {k: v for k, v in model.items() if isinstance(v, str | int | float | bool)}
-        info.setdefault("name", str(model.get("name", run_dir.name)))
-    else:
-        info["name"] = str(model) if model else run_dir.name
-    # The training recipe a reader of the card needs: sampling, loss, and whether lesion masks
-    # shaped the heatmaps (the localisation loss).
-    if isinstance(config, dict):
-        recipe = training_recipe(config)
-        if "balance" in recipe:
-            info["training_balance"] = recipe["balance"]
-        for key in ("loss", "loc_weight"):
-            if isinstance(recipe.get(key), str | int | float):
-                info[f"training_{key}"] = recipe[key]
-    return info
-
-
-# Training-config keys the model card repeats (the recipe a reader needs to reproduce the run).
-TRAINING_KEYS = ("epochs", "batch_size", "loss", "loc_weight", "groupdro_eta", "select", "seed")
-
-
-def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
-    """How a run was trained, for the model card: recipe keys of its config.json, model
-    overrides, sampling balance and learning rate, and the code version from its metrics.json."""
-    recipe = {key: config.get(key) for key in TRAINING_KEYS if key in config}
-    data, optim, model = (
-        config.get(key) if isinstance(config.get(key), dict) else {}
-        for key in ("data", "optim", "model")
-    )
-    if model.get("overrides"):
-        recipe["model_overrides"] = model["overrides"]  # e.g. width, output stride
-    if "balance" in data:
-        recipe["balance"] = data["balance"]
-    if "learning_rate" in optim:
-        recipe["learning_rate"] = optim["learning_rate"]
-    for key in ("code_version", "code_digest", "epochs_completed"):
-        if run_metrics and run_metrics.get(key) is not None:
-            recipe[key] = run_metrics[key]
-    return recipe
-
-
-def flatten_summary(metrics: dict, prefix: str) -> dict[str, float]:
-    """MLflow-ready scalars: value, ci_low, ci_high of each summary and gap estimate."""
-    out: dict[str, float] = {}
-
-    def add(name: str, est: dict) -> None:
-        for field in ("value", "ci_low", "ci_high"):
-            if est.get(field) is not None:
-                key = name if field == "value" else f"{name}_{field}"
-                out[f"{prefix}/{key}"] = float(est[field])
-
-    for key, est in metrics["summary"].items():
-        add(key, est)
-    for cond, entry in metrics["conditions"].items():
-        for gap, est in entry["gaps"].items():
-            add(f"gap/{cond}/{gap}", est)
-        for g, cell in entry["by_group"].items():
-            add(f"f1/{cond}/{g}", cell["f1"])
-    return out
-
-
-def log_to_mlflow(
-    run_id: str,
-    tracking_uri: str | None,
-    out_dir: Path,
-    metrics: dict,
-    metrics_global: dict,
-    goals: dict | None = None,
-) -> None:
-    """Log summary metrics and the report files to an existing MLflow run."""
-    try:
-        import time
-
-        from mlflow.entities import Metric
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri or DEFAULT_MLFLOW_URI)
-        now = int(time.time() * 1000)
-        values = flatten_summary(metrics, "fairness") | flatten_summary(
-            metrics_global, "fairness_global_threshold"
-        )
-        if goals:
-            values |= flatten_goals(goals, "fairness_goals")
-        batch = [Metric(k, v, now, 0) for k, v in sorted(values.items())]
-        for start in range(0, len(batch), 500):
-            client.log_batch(run_id, metrics=batch[start : start + 500])
-        client.log_artifacts(run_id, str(out_dir), artifact_path="fairness")
-    except Exception as exc:  # noqa: BLE001 - any MLflow failure becomes one clear line
-        raise MlflowLoggingError(f"MLflow run {run_id!r}: {exc}") from exc
-
-
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags of python -m fairness.report."""
     parser = argparse.ArgumentParser(
         prog="python -m fairness.report",
         description="Per-group fairness report with bootstrap CIs, thresholds and a model card. "
-        "Exit codes: 0 ok, 2 bad input, 3 MLflow error.",
+        "Exit codes: 0 ok, 2 bad input.",
     )
     parser.add_argument(
         "--predictions",
@@ -1016,10 +907,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shrinkage-k", type=float, default=20.0, help="k in w = n_pos / (n_pos + k)"
-    )
-    parser.add_argument("--mlflow-run", default=None, help="MLflow run id to log into")
-    parser.add_argument(
-        "--mlflow-uri", default=None, help=f"MLflow tracking URI (default {DEFAULT_MLFLOW_URI})"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
@@ -1083,7 +970,7 @@ def resolve_inputs(paths: list[str], evaluate_on: str = "auto") -> tuple[Path, P
             f"got {len(paths)} paths"
         )
     if first.is_dir():
-        val, test = first / "predictions_val.csv", first / "predictions_test.csv"
+        val, test = Run(first).predictions("val"), Run(first).predictions("test")
         if not val.is_file():
             raise PredictionsError(f"{first}: missing {val}")
         if evaluate_on == "auto" and test.is_file():
@@ -1109,7 +996,7 @@ def parse_evidence(items: list[str] | None) -> dict[str, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         if args.n_boot < 0:
             raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
@@ -1126,8 +1013,6 @@ def main(argv: list[str] | None = None) -> int:
             threshold_min_positives=args.threshold_min_positives,
             shrinkage_k=args.shrinkage_k,
             run_dir=run_dir or val_csv.parent,
-            mlflow_run_id=args.mlflow_run,
-            mlflow_uri=args.mlflow_uri,
             progress=not args.no_progress,
             datacards=args.datacard,
             evidence=parse_evidence(args.evidence),
@@ -1137,9 +1022,6 @@ def main(argv: list[str] | None = None) -> int:
     except (PredictionsError, ThresholdsError, DatacardError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except MlflowLoggingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_MLFLOW
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -14,6 +14,7 @@ import numpy as np
 
 from fairness.batched import score_metrics_batched
 from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap_weights
+from fairness.flatten import flatten_report
 
 __all__ = [
     "GOALS_CI_METHOD",
@@ -215,18 +216,12 @@ def _no_value(reason: str) -> dict:
 
 
 def flatten_goals(goals: dict, prefix: str = "goals") -> dict[str, float]:
-    """MLflow-ready scalars of the AUROC goals (value, ci_low, ci_high)."""
+    """MLflow-ready scalars of the AUROC goals (value, ci_low, ci_high; `flatten_report`)."""
     from data.schema import GROUPS
 
     named = {f"{c}_auroc": goals[f"{c}_auroc"] for c in GOAL_CONDITIONS}
     named |= {f"acne_auroc/{g}": goals["acne_auroc_by_group"][g]["auroc"] for g in GROUPS}
     named["acne_auroc_gap"] = goals["acne_auroc_gap"]
-    out: dict[str, float] = {}
-    for name, est in named.items():
-        for field in ("value", "ci_low", "ci_high"):
-            if est.get(field) is not None:
-                key = name if field == "value" else f"{name}_{field}"
-                out[f"{prefix}/{key}"] = float(est[field])
     if "not_analysed" in goals:
-        out[f"{prefix}/not_analysed_share"] = float(goals["not_analysed"]["share"])
-    return out
+        named["not_analysed_share"] = goals["not_analysed"]["share"]
+    return flatten_report({"summary": named}, prefix, intervals=True)

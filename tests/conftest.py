@@ -16,6 +16,35 @@ ACNE_NEW = {
     "tone_source": "estimated",
 }
 
+
+def exported_card(
+    *,
+    version: str = "abc",
+    run: str | None = None,
+    parity: dict | None = None,
+    metrics: dict | None = None,
+    training_data: dict | None = None,
+) -> dict:
+    """A valid exported model's card (fairness.model_card's schema) with the given fields."""
+    from fairness.model_card import export_sections, make_model_card
+
+    sections = export_sections(
+        architecture="small_cnn",
+        input_size=8,
+        opset=18,
+        normalisation="imagenet",
+        parity=parity,
+        metrics=metrics,
+        run=run,
+    )
+    return make_model_card(
+        name="small_cnn-test",
+        version=version,
+        training_data=training_data,
+        export=sections,
+    )
+
+
 _INSIGHTFACE_HINT = "pip install --no-deps insightface==2.1 (the README's test command does this)"
 
 

@@ -205,3 +205,48 @@ def test_graph_sees_relative_function_level_and_submodule_imports(tmp_path: Path
     assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
     (tmp_path / "pkg/b.py").write_text("def late():\n    return 1\n", encoding="utf-8")
     assert find_cycles(import_graph(tmp_path, ["pkg"])) == []
+
+
+# fairness/ is numpy, scikit-learn and fairlearn: no MLflow, no JAX, no trainer.
+FAIRNESS_FORBIDDEN = ("mlflow", "jax", "jaxlib", "flax", "optax", "orbax", "train_jax")
+
+
+def forbidden_imports(root: Path, package: str, forbidden: Iterable[str]) -> list[str]:
+    """``module: name`` for every import anywhere in `package`'s modules (function bodies
+    included) of a top-level package in `forbidden` (absolute imports; relative ones stay in
+    the project)."""
+    banned = set(forbidden)
+    found = []
+    for module, path in sorted(module_files(root, [package]).items()):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [f"{module}: {n}" for n in names if n.split(".")[0] in banned]
+    return found
+
+
+def test_fairness_imports_no_mlflow_jax_or_trainer() -> None:
+    offenders = forbidden_imports(ROOT, "fairness", FAIRNESS_FORBIDDEN)
+    assert not offenders, "fairness/ must not import: " + ", ".join(offenders)
+
+
+def test_forbidden_imports_are_found_at_any_depth(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "def log():\n    import mlflow.entities\n",
+            "pkg/b.py": "from train_jax.export import x\nimport jaxtyping\nfrom . import a\n",
+            "pkg/c.py": "import numpy as np\nfrom flax import nnx\n",
+        },
+    )
+    assert forbidden_imports(tmp_path, "pkg", FAIRNESS_FORBIDDEN) == [
+        "pkg.a: mlflow.entities",
+        "pkg.b: train_jax.export",
+        "pkg.c: flax",
+    ]

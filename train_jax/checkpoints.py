@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from data.run import Run
 from train_jax import config as config_lib
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _manager(directory: Path, items: tuple[str, ...], *, read_only: bool = False
 
 def has_checkpoint(run_dir: str | Path) -> bool:
     """True if `run_dir` holds a complete `latest` checkpoint (read-only check)."""
-    latest = Path(run_dir) / "checkpoints" / "latest"
+    latest = Run(run_dir).checkpoint("latest")
     return latest.is_dir() and any(
         p.name.isdigit() and (p / "_CHECKPOINT_METADATA").is_file() for p in latest.iterdir()
     )
@@ -116,7 +117,7 @@ class RunCheckpoints:
     """The `latest` and `best` checkpoint managers of one run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        root = Path(run_dir).resolve() / "checkpoints"  # orbax needs absolute paths
+        root = Run(Path(run_dir).resolve()).checkpoints_dir  # orbax needs absolute paths
         if jax.process_count() > 1:
             _write_from_process_zero()
         self.latest = _manager(root / "latest", (TRAIN_ITEM, MODEL_ITEM, META_ITEM))
@@ -219,12 +220,11 @@ def load_model(
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {list(WHICH)}, got {which!r}")
-    run_dir = Path(run_dir).resolve()
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no config.json (not a training run folder)")
-    config = config_lib.load(config_path)
-    directory = run_dir / "checkpoints" / which
+    run = Run(Path(run_dir).resolve())
+    if not run.config_path.is_file():
+        raise FileNotFoundError(f"{run.root}: no config.json (not a training run folder)")
+    config = config_lib.load(run.config_path)
+    directory = run.checkpoint(which)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no {which} checkpoint")
     items = (TRAIN_ITEM, MODEL_ITEM, META_ITEM) if which == "latest" else (MODEL_ITEM, META_ITEM)

@@ -16,14 +16,16 @@ the file that is written.
 The model card's ``training_data`` names every training dataset (name, licence, attribution,
 url, synthetic: from each input's datacard.json / dataset.json, also inside a `data.combine`
 folder) and, per condition, which kinds of data had labels in the train split (``evidence``:
-real, synthetic, real+synthetic or none), which the result JSON repeats per condition.
+real, synthetic, real+synthetic or none), which the result JSON repeats per condition. The card
+follows the one model-card schema of `fairness.model_card` (`make_model_card` with the exported
+model's sections); the run's files are found through `data.run.Run`, the export folder's through
+`data.run.ModelDir`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import os
@@ -35,8 +37,18 @@ from typing import Any
 import numpy as np
 
 from data import atomic
-from data.schema import CONDITIONS, DISCLAIMER, SEVERITY_GRADES
-from fairness.report import training_recipe
+from data.run import ModelDir, Run
+from data.schema import CONDITIONS, TRAINING_EVIDENCE
+from fairness.flatten import report_cells
+from fairness.model_card import (
+    INPUT_NAME,
+    DatacardError,
+    ModelCardError,
+    export_sections,
+    make_model_card,
+    read_model_card,
+    write_model_card,
+)
 
 # Opset 17 is rejected: jax2onnx writes ReduceMean with axes as an input (an opset-18 form).
 DEFAULT_OPSET = 18
@@ -56,7 +68,7 @@ DEFAULT_SE_GATE = "blocked"
 SYNTHETIC_LABEL = "trained on synthetic data, demonstration only"
 # Per condition, which kinds of data had labels in the train split (model card
 # training_data.evidence; the result JSON's conditions.<cond>.evidence).
-EVIDENCE_VALUES = ("none", "real", "real+synthetic", "synthetic")
+EVIDENCE_VALUES = TRAINING_EVIDENCE
 EVIDENCE_PHRASES = {
     "real": "real photos only",
     "synthetic": "synthetic data only",
@@ -65,8 +77,7 @@ EVIDENCE_PHRASES = {
 }
 DATASET_INFO = "dataset.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-INPUT_NAME, OUTPUT_NAMES = "image", ("probs", "cam", "severity", "features")
-SEVERITY_GRADES_NOTE = "ACNE04 bands of the acne lesion count: 0 <=5, 1 6-20, 2 21-50, 3 >50"
+OUTPUT_NAMES = ("probs", "cam", "severity", "features")
 
 
 class ExportError(RuntimeError):
@@ -230,17 +241,6 @@ def optimize_onnx(src: Path, dst: Path, *, level: str = "basic") -> Path:
 def file_digest(path: Path) -> str:
     """First 12 hex digits of the file's SHA-256: the model version."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-
-
-def _as_dict(config: Any) -> dict:
-    if dataclasses.is_dataclass(config):
-        return dataclasses.asdict(config)
-    return dict(config) if isinstance(config, dict) else {}
-
-
-def load_run_config(run_dir: Path) -> dict:
-    """The run's config.json as a dict."""
-    return json.loads((Path(run_dir) / "config.json").read_text())
 
 
 def training_evidence(frame, synthetic_rows, *, split: str = "train") -> dict[str, str]:
@@ -430,146 +430,16 @@ def make_training_data(dataset: str | None) -> dict:
     }
 
 
-def make_model_card(
-    *,
-    architecture: str,
-    input_size: int,
-    opset: int,
-    version: str,
-    dataset: str | None,
-    metrics: dict | None,
-    run: str | None,
-    parity: dict[str, float] | None,
-    quantization: dict | None = None,
-    normalisation: str | None = None,
-    graph_optimisation: str | None = None,
-    training: dict | None = None,
-    training_data: dict | None = None,
-    feature_dim: int | None = None,
-) -> dict:
-    """The model card stored beside model.onnx (docs/architecture.md, "Exported model").
-
-    ``training_data`` is `make_training_data(dataset)` unless given; ``feature_dim`` is the
-    width of the ``features`` output (None: the model has none).
-    """
-    if normalisation is None:
-        from train_jax.models.input_norm import describe
-
-        normalisation = describe("imagenet")
-    if training_data is None:
-        training_data = make_training_data(dataset)
-    synthetic = bool(training_data["synthetic"])
-    test_kind = training_data.get("test_split")
-    return {
-        "name": f"{architecture}-{Path(str(dataset or 'unknown')).name}",
-        "version": version,
-        "architecture": architecture,
-        "input_size": input_size,
-        "input": {
-            "name": INPUT_NAME,
-            "dtype": "float32",
-            "shape": ["B", input_size, input_size, 3],
-            "layout": "NHWC",
-            "range": "RGB 0..255",
-            "normalisation": normalisation,
-        },
-        "graph_optimisation": graph_optimisation or "none",
-        "outputs": {
-            "probs": {
-                "shape": ["B", len(CONDITIONS)],
-                "meaning": "sigmoid probability per condition",
-            },
-            "cam": {
-                "shape": ["B", len(CONDITIONS), input_size, input_size],
-                "meaning": "class activation map per condition, normalised to [0, 1]",
-            },
-            "severity": {
-                "shape": ["B", len(SEVERITY_GRADES)],
-                "meaning": "acne severity: probability of each grade 0-3 (ordinal CORAL head; "
-                "the grade is the median, fairness.severity.severity_grade)",
-                "grades": SEVERITY_GRADES_NOTE,
-            },
-            **_features_output(feature_dim),
-        },
-        "conditions": list(CONDITIONS),
-        "onnx_opset": opset,
-        "training_data": training_data,
-        "training": training,
-        "metrics": metrics,
-        "metrics_note": (
-            "measured on synthetic data" if synthetic or test_kind == "synthetic" else None
-        ),
-        "source_run": run,
-        "export_parity_max_abs_diff": parity,
-        "quantization": quantization,
-        "intended_use": DISCLAIMER,
-        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _value(cell: dict, metric: str) -> float | None:
-    est = cell.get(metric)
-    return est.get("value") if isinstance(est, dict) else est
-
-
 def compact_metrics(report: dict) -> dict:
     """Per condition and group: n, F1, AUROC from a fairness metrics.json (on the split it
-    evaluated: test, or val with cross-fitted thresholds when the data has no test split), the
-    evaluation method, and the summary."""
+    evaluated: test, or val with cross-fitted thresholds when the data has no test split;
+    `fairness.flatten.report_cells`), the evaluation method, and the summary."""
     split = report.get("evaluated_split", "test")
     evaluation = report.get("evaluation")
-    report = report.get(split, report)
-    per_group: dict = {}
-    for cond, block in (report.get("conditions") or {}).items():
-        cells = {"overall": block.get("overall", {}), **block.get("by_group", {})}
-        per_group[cond] = {
-            name: {"n": cell.get("n"), "f1": _value(cell, "f1"), "auroc": _value(cell, "auroc")}
-            for name, cell in cells.items()
-        }
-    out = {"split": split, "per_group": per_group, "summary": report.get("summary")}
+    block = report.get(split, report)
+    per_group = report_cells(block, ("n", "f1", "auroc"))
+    out = {"split": split, "per_group": per_group, "summary": block.get("summary")}
     return out | ({"evaluation": evaluation} if evaluation else {})
-
-
-def _evaluated(report: dict) -> bool:
-    """Whether a fairness metrics.json holds the metrics of the split it says it evaluated."""
-    return report.get("evaluated_split", "test") in report
-
-
-def report_files(run_dir: Path, report_dir: Path | None) -> tuple[Path | None, Path | None]:
-    """(thresholds.json, fairness metrics.json) of the run's report: REPORT, else RUN/fairness.
-
-    Either is None when the report folder lacks it (metrics.json without evaluated metrics
-    counts as missing).
-    """
-    folder = Path(report_dir) if report_dir is not None else Path(run_dir) / "fairness"
-    thresholds = folder / "thresholds.json"
-    metrics = folder / "metrics.json"
-    return (
-        thresholds if thresholds.is_file() else None,
-        metrics if _evaluated(_read_json(metrics) or {}) else None,
-    )
-
-
-def write_json_atomic(obj: dict, path: Path) -> None:
-    """Write JSON atomically (`data.atomic.write_json`)."""
-    atomic.write_json(path, obj)
-
-
-def _features_output(feature_dim: int | None) -> dict:
-    """The model card's ``outputs.features`` entry (none for a model without that output)."""
-    if not feature_dim:
-        return {}
-    return {
-        "features": {
-            "shape": ["B", feature_dim],
-            "meaning": "pooled features the heads see; their Mahalanobis distance to the "
-            "training data is the out-of-distribution score (client/ood.py, ood.json)",
-        }
-    }
 
 
 def onnx_output_width(path: Path, name: str) -> int | None:
@@ -580,6 +450,53 @@ def onnx_output_width(path: Path, name: str) -> int | None:
         if output.name == name:
             return int(output.type.tensor_type.shape.dim[-1].dim_value) or None
     return None
+
+
+def exported_model_card(
+    *,
+    architecture: str,
+    input_size: int,
+    opset: int,
+    version: str,
+    dataset: str | None,
+    metrics: dict | None,
+    run: str | None,
+    parity: dict[str, float] | None,
+    normalisation: str,
+    model_info: dict | None = None,
+    training: dict | None = None,
+    training_data: dict | None = None,
+    feature_dim: int | None = None,
+    graph_optimisation: str | None = None,
+) -> dict:
+    """The card stored beside model.onnx: `fairness.model_card.make_model_card` with the
+    exported model's sections (`export_sections`; docs/architecture.md, "Exported model").
+
+    ``training_data`` is `make_training_data(dataset)` unless given; ``feature_dim`` is the
+    width of the ``features`` output (None: the model has none).
+    """
+    if training_data is None:
+        training_data = make_training_data(dataset)
+    synthetic = bool(training_data["synthetic"]) or training_data.get("test_split") == "synthetic"
+    return make_model_card(
+        name=f"{architecture}-{Path(str(dataset or 'unknown')).name}",
+        version=version,
+        model=model_info or {"name": architecture},
+        training=training,
+        training_data=training_data,
+        export=export_sections(
+            architecture=architecture,
+            input_size=input_size,
+            opset=opset,
+            normalisation=normalisation,
+            parity=parity,
+            metrics=metrics,
+            measured_on_synthetic=synthetic,
+            run=run,
+            graph_optimisation=graph_optimisation,
+            feature_dim=feature_dim,
+        ),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -606,11 +523,13 @@ def export_model(
     se_gate: str = DEFAULT_SE_GATE,
     training: dict | None = None,
     training_data: dict | None = None,
+    model_info: dict | None = None,
 ) -> ExportResult:
     """Export (offline-optimised unless ``optimize`` is None), check parity, write the card.
 
     ``training_data`` (the card's block) is `make_training_data(dataset)` unless given; it is
-    read first, so a bad datacard fails before the export.
+    read first, so a bad datacard fails before the export. ``model_info``: the card's
+    ``model`` (`data.run.Run.model_info`; default: the architecture's name).
     """
     if training_data is None:
         training_data = make_training_data(dataset)
@@ -631,7 +550,7 @@ def export_model(
         os.replace(final, out_dir / "model.onnx")
     from train_jax.models.input_norm import describe
 
-    card = make_model_card(
+    card = exported_model_card(
         architecture=architecture,
         input_size=input_size,
         opset=opset,
@@ -641,6 +560,7 @@ def export_model(
         metrics=metrics,
         run=run,
         parity=parity,
+        model_info=model_info,
         training=training,
         training_data=training_data,
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
@@ -651,8 +571,7 @@ def export_model(
             else None
         ),
     )
-    card_path = out_dir / "model_card.json"
-    write_json_atomic(card, card_path)
+    _, card_path = write_model_card(card, out_dir, markdown=False)
     return ExportResult(out_dir / "model.onnx", card_path, parity, card)
 
 
@@ -672,35 +591,33 @@ def export_run(
     """
     from train_jax.checkpoints import load_model
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"training run not found: {run_dir}")
-    model, config = load_model(run_dir)
-    cfg = _as_dict(config)
-    input_size = int(config.model.image_size)
-    architecture = str(config.model.name)
+    run = Run(run_dir, report=report_dir)
+    if not run.root.is_dir():
+        raise FileNotFoundError(f"training run not found: {run.root}")
+    model, config = load_model(run.root)
     dataset = config.data.data_dir or config.data.generate_preset or None
-    thresholds, metrics_path = report_files(run_dir, report_dir)
-    metrics = compact_metrics(_read_json(metrics_path)) if metrics_path else None
+    thresholds, metrics_path = run.report_files()
+    metrics = compact_metrics(run.evaluated_report() or {}) if metrics_path else None
     result = export_model(
         model,
         out_dir,
-        architecture=architecture,
-        input_size=input_size,
+        architecture=str(config.model.name),
+        input_size=int(config.model.image_size),
         opset=opset,
         dataset=None if dataset is None else str(dataset),
         metrics=metrics,
-        run=str(run_dir),
+        run=str(run.root),
         optimize=optimize,
         se_gate=se_gate,
-        training=training_recipe(cfg, _read_json(run_dir / "metrics.json")),
+        training=run.training_recipe(),
+        model_info=run.model_info(),
     )
     if thresholds is not None:
-        atomic.copy_file(thresholds, Path(out_dir) / "thresholds.json")
+        atomic.copy_file(thresholds, ModelDir(out_dir).thresholds_path)
     else:
         print(
-            f"warning: no thresholds.json for {run_dir}; run python -m fairness.report "
-            f"--predictions {run_dir} --out {run_dir / 'fairness'}",
+            f"warning: no thresholds.json for {run.root}; run python -m fairness.report "
+            f"--predictions {run.root} --out {run.fairness_dir}",
             file=sys.stderr,
         )
     return result
@@ -816,14 +733,14 @@ def quantize_int8(
     """
     from fairness.thresholds import load_thresholds
 
-    model_dir, data_dir = Path(model_dir), Path(data_dir)
-    size = int(json.loads((model_dir / "model_card.json").read_text())["input_size"])
+    exported, data_dir = ModelDir(model_dir), Path(data_dir)
+    size = int(read_model_card(exported.card_path)["input_size"])
     calib, _, _ = _split_crops(data_dir, "val", size, num_calibration)
-    int8_path = model_dir / "model.int8.onnx"
-    _write_int8(model_dir / "model.onnx", int8_path, calib)
+    int8_path = exported.int8_path
+    _write_int8(exported.model_path, int8_path, calib)
     crops, labels, groups = _split_crops(data_dir, "test", size, num_eval)
-    thresholds = load_thresholds(model_dir / "thresholds.json")
-    paths = {"float32": model_dir / "model.onnx", "int8": int8_path}
+    thresholds = load_thresholds(exported.thresholds_path)
+    paths = {"float32": exported.model_path, "int8": int8_path}
     probs = {name: _onnx_probs(path, crops) for name, path in paths.items()}
     scores = {name: per_group_f1(labels, p, groups, thresholds) for name, p in probs.items()}
     max_drop, worst = max_f1_drop(scores["float32"], scores["int8"])
@@ -898,14 +815,14 @@ def _onnx_probs(path: Path, crops: np.ndarray, batch_size: int = 32) -> np.ndarr
 
 def record_quantization(model_dir: Path, numbers: dict) -> None:
     """Put the INT8 comparison in the card; swap the INT8 model in only if it was adopted."""
-    model_dir = Path(model_dir)
+    exported = ModelDir(model_dir)
     if numbers["adopted_as_default"]:
-        os.replace(model_dir / "model.onnx", model_dir / "model.float32.onnx")
-        os.replace(model_dir / "model.int8.onnx", model_dir / "model.onnx")
-    card = json.loads((model_dir / "model_card.json").read_text())
+        os.replace(exported.model_path, exported.float32_path)
+        os.replace(exported.int8_path, exported.model_path)
+    card = read_model_card(exported.card_path)
     card["quantization"] = {k: v for k, v in numbers.items() if k != "int8_model"}
-    card["version"] = file_digest(model_dir / "model.onnx")
-    write_json_atomic(card, model_dir / "model_card.json")
+    card["version"] = file_digest(exported.model_path)
+    write_model_card(card, exported.root, markdown=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -946,8 +863,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    from fairness.model_card import DatacardError
-
     try:
         optimize = None if args.optimize == "none" else args.optimize
         result = export_run(
@@ -964,10 +879,10 @@ def main(argv: list[str] | None = None) -> int:
             "parity_max_abs_diff": result.parity,
         }
         if args.int8:
-            data_dir = Path(load_run_config(args.run)["data"]["data_dir"])
+            data_dir = Path(Run(args.run).load_config()["data"]["data_dir"])
             summary["int8"] = quantize_int8(args.out, data_dir)
             record_quantization(args.out, summary["int8"])
-    except (FileNotFoundError, DatacardError) as exc:
+    except (FileNotFoundError, DatacardError, ModelCardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ExportError as exc:

@@ -22,6 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from client.ood import FILENAME, OodModel, mahalanobis, write_ood
+from data.run import ModelDir
+from fairness.model_card import ModelCardError, read_model_card
 
 EXIT_ARGS, EXIT_DATA = 2, 3
 FEATURES = "features"
@@ -77,15 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantile", type=float, default=0.95, help="val faces that pass")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     args = parser.parse_args(argv)
-    model_path = args.model_dir / "model.onnx"
-    card_path = args.model_dir / "model_card.json"
+    exported = ModelDir(args.model_dir)
+    model_path, card_path = exported.model_path, exported.card_path
     if not model_path.is_file() or not card_path.is_file():
         print(f"error: {args.model_dir}: needs model.onnx and model_card.json", file=sys.stderr)
         return EXIT_ARGS
     if not 0.5 <= args.quantile < 1.0:
         print(f"error: --quantile must be in [0.5, 1), got {args.quantile}", file=sys.stderr)
         return EXIT_ARGS
-    size = int(json.loads(card_path.read_text())["input_size"])
+    try:
+        size = int(read_model_card(card_path)["input_size"])
+    except ModelCardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ARGS
     progress = not args.json
     try:
         train = _split_features(model_path, args.fit_data, args.fit_tfds, "train", size, progress)
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         fitted_on=f"{args.fit_data.name} train ({len(train)} crops)",
         calibrated_on=f"{args.calibrate_data.name} val ({len(val)} faces)",
     )
-    path = write_ood(model, args.model_dir / FILENAME)
+    path = write_ood(model, exported.root / FILENAME)
     summary = {
         "out": str(path),
         "limit": round(model.limit, 4),

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from data.run import ModelDir, Run
 
 TIMM_ARCHS = {
     "efficientnet_b0": "efficientnet",
@@ -546,9 +547,9 @@ def source_kind(path: str | Path) -> str:
     p = Path(path)
     if p.is_file():
         return "timm"
-    if (p / "config.json").is_file():
+    if Run(p).config_path.is_file():
         return "run"
-    if (p / "model_card.json").is_file():
+    if ModelDir(p).card_path.is_file():
         return "export"
     raise FileNotFoundError(
         f"--init-from {p}: not a checkpoint file, a run folder (config.json) or an exported "
@@ -558,15 +559,16 @@ def source_kind(path: str | Path) -> str:
 
 def run_folder(path: str | Path) -> Path:
     """The run folder behind ``path``: itself, or the ``source_run`` of an exported model."""
+    from fairness.model_card import read_model_card
+
     p = Path(path)
-    if (p / "config.json").is_file():
+    if Run(p).config_path.is_file():
         return p
-    card = json.loads((p / "model_card.json").read_text())
-    source = card.get("source_run")
+    source = read_model_card(ModelDir(p).card_path).get("source_run")
     repo = Path(__file__).resolve().parents[1]
     candidates = [Path(source), p / source, repo / source] if source else []
     for candidate in candidates:
-        if (candidate / "config.json").is_file():
+        if Run(candidate).config_path.is_file():
             return candidate
     raise FileNotFoundError(
         f"{p}: an exported model keeps its weights as ONNX with BatchNorm folded into the "
@@ -577,7 +579,7 @@ def run_folder(path: str | Path) -> Path:
 
 def _which_checkpoint(run_dir: Path) -> str:
     """The run's ``best`` checkpoint, or ``latest`` when no epoch has completed."""
-    best = run_dir / "checkpoints" / "best"
+    best = Run(run_dir).checkpoint("best")
     return "best" if best.is_dir() and any(c.name.isdigit() for c in best.iterdir()) else "latest"
 
 

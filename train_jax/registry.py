@@ -6,7 +6,8 @@
         --model-dir outputs/pipeline/model --name skin-classifier --alias champion \\
         --metrics-out outputs/pipeline/metrics/export.json
 
-`evaluate` flattens the fairness report (`RUN/fairness/metrics.json`) and the explanation report
+`evaluate` flattens the fairness report (`RUN/fairness/metrics.json`, with
+`fairness.flatten.flatten_report`) and the explanation report
 (`RUN/explain/explain_test.json`) into one level of keys such as `eval/f1/V-VI/acne` (what
 `dvc metrics show` lists), writes the per-epoch history and reliability curves as CSV (DVC
 plots) and logs the same metrics to the training run's MLflow run. `register` logs the exported
@@ -16,6 +17,9 @@ new version and tags it (`model_arch`, `balance_skin_tones`, `skin_tone_groups`,
 The MLflow run is the one the trainer opened (run name = run folder name, experiment from the
 run's config.json); when there is none (trained with `--no-mlflow`, or a fresh store) one is
 created with the same name and tags. Store: SQLite, `sqlite:///outputs/mlflow.db` by default.
+Every MLflow call goes through `train_jax.tracking`; the run's and the exported model's paths
+come from `data.run` (`Run`, `ModelDir`), and the model card is read and checked with
+`fairness.model_card.read_model_card`.
 
 Privacy: only metrics, params, tags, JSON reports, PNG plots of aggregate metrics and the model
 are logged, by an explicit allow-list of file names; face images (e.g. the CAM example grids)
@@ -30,35 +34,24 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from data import atomic
+from data.run import ModelDir, Run, read_json_object
 from data.schema import CONDITIONS, GROUPS
+from fairness.flatten import CELL_METRICS, estimate_value, flatten_report
+from fairness.model_card import read_model_card
+from train_jax import tracking
 
-DEFAULT_URI = "sqlite:///outputs/mlflow.db"
+DEFAULT_URI = tracking.DEFAULT_URI
 DEFAULT_MODEL_NAME = "skin-classifier"
 DEFAULT_ALIAS = "champion"
 EXIT_INPUT, EXIT_MLFLOW = 2, 3
-# Metrics of each per-group cell of the fairness report that go to DVC and MLflow.
-CELL_METRICS = ("f1", "recall", "precision", "auroc")
 # Files of the fairness report that may be logged: aggregate numbers and plots only.
-FAIRNESS_ARTIFACTS = (
-    "metrics.json",
-    "thresholds.json",
-    "calibration.json",
-    "model_card.json",
-    "model_card.md",
-    "report.html",
-    "group_metrics.png",
-    "roc.png",
-    "reliability.png",
-    "coverage.png",
-)
+FAIRNESS_ARTIFACTS = tracking.FAIRNESS_ARTIFACTS
 HISTORY_CSV, RELIABILITY_CSV = "history.csv", "reliability.csv"
 RELIABILITY_COLUMNS = [
     "condition",
@@ -68,21 +61,7 @@ RELIABILITY_COLUMNS = [
     "fraction_positive",
     "count",
 ]
-
-
-class RegistryError(RuntimeError):
-    """Talking to MLflow failed; the message names the store and the step."""
-
-
-@contextmanager
-def mlflow_step(uri: str, what: str) -> Iterator[None]:
-    """Turn any failure inside MLflow into a `RegistryError` naming the store and the step."""
-    try:
-        yield
-    except RegistryError:
-        raise
-    except Exception as err:  # noqa: BLE001 - MLflow and SQLAlchemy raise many kinds
-        raise RegistryError(f"MLflow store {uri}: {what}: {err}") from err
+RegistryError = tracking.TrackingError  # an MLflow failure, naming the store and the step
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -90,11 +69,7 @@ def mlflow_step(uri: str, what: str) -> Iterator[None]:
 
 def _value(estimate: Any) -> float | None:
     """The number of a report estimate ({"value": ...} or a bare number); None if missing."""
-    if isinstance(estimate, Mapping):
-        estimate = estimate.get("value")
-    if isinstance(estimate, bool) or not isinstance(estimate, int | float):
-        return None
-    return float(estimate) if math.isfinite(estimate) else None
+    return estimate_value(estimate)
 
 
 def _put(out: dict[str, float], key: str, estimate: Any) -> None:
@@ -104,7 +79,8 @@ def _put(out: dict[str, float], key: str, estimate: Any) -> None:
 
 
 def fairness_metrics(report: Mapping[str, Any], prefix: str = "eval") -> dict[str, float]:
-    """Flat per-group metrics of a fairness report's `test` block (per-group thresholds).
+    """Flat per-group metrics of a fairness report's evaluated block (per-group thresholds):
+    `fairness.flatten.flatten_report` (values only).
 
     Keys: `eval/<summary>` (macro_f1, worst_group_f1, gap_dark_vs_medium_f1, f1/<cond>,
     f1/<group>), `eval/<metric>/<group|overall>/<cond>` for F1, recall, precision and AUROC, and
@@ -117,17 +93,7 @@ def fairness_metrics(report: Mapping[str, Any], prefix: str = "eval") -> dict[st
     >>> fairness_metrics(report)
     {'eval/macro_f1': 0.7, 'eval/f1/overall/acne': 0.5, 'eval/f1/V-VI/acne': 0.5}
     """
-    out: dict[str, float] = {}
-    for key, estimate in (report.get("summary") or {}).items():
-        _put(out, f"{prefix}/{key}", estimate)
-    for cond, entry in (report.get("conditions") or {}).items():
-        cells = {"overall": entry.get("overall") or {}, **(entry.get("by_group") or {})}
-        for metric in CELL_METRICS:
-            for group, cell in cells.items():
-                _put(out, f"{prefix}/{metric}/{group}/{cond}", cell.get(metric))
-        for gap, estimate in (entry.get("gaps") or {}).items():
-            _put(out, f"{prefix}/gap/{cond}/{gap}", estimate)
-    return out
+    return flatten_report(report, prefix, metrics=CELL_METRICS)
 
 
 def explain_metrics(report: Mapping[str, Any], prefix: str = "explain") -> dict[str, float]:
@@ -222,16 +188,7 @@ def model_tags(config: Mapping[str, Any], card: Mapping[str, Any] | None = None)
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`; FileNotFoundError / ValueError name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON ({err})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return value
+    return read_json_object(path)
 
 
 def _atomic(path: Path, write) -> Path:
@@ -263,135 +220,14 @@ def write_csv(
     return _atomic(path, write)
 
 
-# --------------------------------------------------------------------------- MLflow
-
-
-def _client(uri: str):
-    from mlflow import MlflowClient
-
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _artifact_location(uri: str) -> str | None:
-    """Artifacts beside a SQLite store (as the trainer does), not in the working directory."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-
-
-def find_or_create_run(uri: str, run_dir: Path) -> str:
-    """Id of the training run's MLflow run (latest with the run folder's name), else a new one."""
-    config = read_json(Path(run_dir) / "config.json")
-    experiment = str(config.get("experiment") or "face-skin-analysis")
-    name = Path(run_dir).resolve().name
-    client = _client(uri)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = (
-        found.experiment_id
-        if found is not None
-        else client.create_experiment(experiment, artifact_location=_artifact_location(uri))
-    )
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.run_name = '{name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if runs:
-        return runs[0].info.run_id
-    run = client.create_run(experiment_id, run_name=name, tags=model_tags(config))
-    client.set_terminated(run.info.run_id, status="FINISHED")
-    return run.info.run_id
-
-
-def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
-    """Log finite metrics to a run in batches."""
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-    client = _client(uri)
-    for start in range(0, len(batch), 500):
-        client.log_batch(run_id, metrics=batch[start : start + 500])
-
-
-def log_files(uri: str, run_id: str, paths: Iterable[Path], artifact_path: str) -> list[str]:
-    """Log the given files (allow-listed by the caller) under `artifact_path`."""
-    client = _client(uri)
-    logged = []
-    for path in paths:
-        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
-        logged.append(Path(path).name)
-    return logged
-
-
-def register_onnx(
-    uri: str,
-    run_id: str,
-    model_path: Path,
-    *,
-    name: str,
-    alias: str,
-    tags: Mapping[str, str],
-    metrics: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """Log `model_path` as an MLflow ONNX model in `run_id`, register it as `name`, point
-    `alias` at the new version, tag the version and the registered model; returns a summary."""
-    import mlflow
-    import onnx
-
-    client = _client(uri)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = onnx.load(str(model_path))
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.onnx.log_model(
-                model,
-                name="model",
-                registered_model_name=name,
-                tags=dict(tags),
-                metadata={"model_card": "model_card.json"},
-                extra_files=[str(p) for p in _model_extras(model_path)],
-                save_as_external_data=False,
-            )
-            if metrics:
-                mlflow.log_metrics(dict(metrics), model_id=info.model_id)
-    finally:
-        mlflow.set_tracking_uri(previous)
-    version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-        client.set_registered_model_tag(name, key, value)
-    client.set_registered_model_alias(name, alias, version)
-    return {
-        "registered_model": name,
-        "version": version,
-        "alias": alias,
-        "model_uri": f"models:/{name}@{alias}",
-        "run_id": run_id,
-        "tags": dict(tags),
-    }
-
-
-def _model_extras(model_path: Path) -> list[Path]:
-    folder = Path(model_path).parent
-    return [folder / n for n in ("model_card.json", "thresholds.json") if (folder / n).is_file()]
-
-
 # --------------------------------------------------------------------------- commands
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """The `evaluate` command: metrics JSON, plot CSVs, MLflow metrics and report files."""
-    run_dir = Path(args.run)
-    fairness_dir = Path(args.fairness or run_dir / "fairness")
-    explain_path = Path(args.explain or run_dir / "explain" / "explain_test.json")
-    fairness = read_json(fairness_dir / "metrics.json")
+    run = Run(args.run, report=args.fairness)
+    explain_path = Path(args.explain) if args.explain else run.explain_report("test")
+    fairness = read_json(run.report_metrics_path)
     # The split the report evaluated: test, or val (cross-fitted) for data without a test split.
     metrics = fairness_metrics(fairness.get(fairness.get("evaluated_split", "test")) or {})
     if explain_path.is_file() or args.explain:
@@ -400,64 +236,65 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {"metrics": str(args.metrics_out), "num_metrics": len(metrics)}
     if args.plots_dir:
         plots = Path(args.plots_dir)
-        history = history_rows(read_json(run_dir / "metrics.json"))
-        reliability = reliability_rows(read_json(fairness_dir / "calibration.json"))
+        history = history_rows(read_json(run.metrics_path))
+        reliability = reliability_rows(read_json(run.calibration_path))
         summary["plots"] = [
             str(write_csv(plots / HISTORY_CSV, history)),
             str(write_csv(plots / RELIABILITY_CSV, reliability, RELIABILITY_COLUMNS)),
         ]
     if not args.no_mlflow:
-        with mlflow_step(args.uri, "logging the evaluation"):
-            run_id = find_or_create_run(args.uri, run_dir)
-            log_metrics(args.uri, run_id, metrics)
-            files = [fairness_dir / n for n in FAIRNESS_ARTIFACTS if (fairness_dir / n).is_file()]
-            logged = log_files(args.uri, run_id, files, "fairness")
+        folder = run.fairness_dir
+        with tracking.mlflow_step(args.uri, "logging the evaluation"):
+            run_id = tracking.find_or_create_run(args.uri, run, model_tags(run.load_config()))
+            tracking.log_metrics(args.uri, run_id, metrics)
+            files = [folder / n for n in FAIRNESS_ARTIFACTS if (folder / n).is_file()]
+            logged = tracking.log_files(args.uri, run_id, files, "fairness")
             if explain_path.is_file():
-                logged += log_files(args.uri, run_id, [explain_path], "explain")
+                logged += tracking.log_files(args.uri, run_id, [explain_path], "explain")
         summary |= {"mlflow_run": run_id, "mlflow_artifacts": logged}
     return summary
 
 
 def export_metrics(card: Mapping[str, Any]) -> dict[str, float]:
-    """Flat numbers of an exported model's card: parity and per-group test F1 / AUROC.
+    """Flat numbers of an exported model's card: parity, and the per-group F1 / AUROC of its
+    ``metrics.per_group`` (`fairness.flatten.flatten_report`).
 
     >>> export_metrics({"export_parity_max_abs_diff": {"probs": 1e-7},
     ...                 "metrics": {"per_group": {"acne": {"V-VI": {"f1": 0.5, "n": 9}}}}})
     {'export/parity_max_abs_diff/probs': 1e-07, 'eval/f1/V-VI/acne': 0.5}
     """
-    out: dict[str, float] = {}
-    for key, value in (card.get("export_parity_max_abs_diff") or {}).items():
-        _put(out, f"export/parity_max_abs_diff/{key}", value)
+    parity = card.get("export_parity_max_abs_diff") or {}
+    out = flatten_report({"summary": parity}, "export/parity_max_abs_diff")
     per_group = (card.get("metrics") or {}).get("per_group") or {}
-    for cond, groups in per_group.items():
-        for group, cell in groups.items():
-            for metric in ("f1", "auroc"):
-                _put(out, f"eval/{metric}/{group}/{cond}", cell.get(metric))
-    return out
+    block = {"conditions": {c: {"by_group": cells} for c, cells in per_group.items()}}
+    return out | flatten_report(block, "eval", metrics=("f1", "auroc"))
 
 
 def run_register(args: argparse.Namespace) -> dict[str, Any]:
     """The `register` command: log + register the ONNX model, alias, tags, metrics JSON."""
-    run_dir, model_dir = Path(args.run), Path(args.model_dir)
-    model_path = model_dir / "model.onnx"
+    run, exported = Run(args.run), ModelDir(args.model_dir)
+    model_path = exported.model_path
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: file not found (run python -m train_jax.export)")
-    card = read_json(model_dir / "model_card.json")
-    config = read_json(run_dir / "config.json")
+    card = read_model_card(exported.card_path)
+    config = run.load_config()
     metrics = export_metrics(card)
     metrics["export/model_bytes"] = float(model_path.stat().st_size)
     summary: dict[str, Any] = {"model": str(model_path), "version_sha256": card.get("version")}
     if not args.no_mlflow:
-        with mlflow_step(args.uri, f"registering {model_path} as {args.name!r}"):
-            run_id = find_or_create_run(args.uri, run_dir)
-            summary |= register_onnx(
+        tags = model_tags(config, card)
+        extras = [p for p in (exported.card_path, exported.thresholds_path) if p.is_file()]
+        with tracking.mlflow_step(args.uri, f"registering {model_path} as {args.name!r}"):
+            run_id = tracking.find_or_create_run(args.uri, run, model_tags(config))
+            summary |= tracking.register_onnx(
                 args.uri,
                 run_id,
                 model_path,
                 name=args.name,
                 alias=args.alias,
-                tags=model_tags(config, card),
+                tags=tags,
                 metrics=metrics,
+                extra_files=extras,
             )
     if args.metrics_out:
         write_json(Path(args.metrics_out), metrics)

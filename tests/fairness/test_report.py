@@ -1,4 +1,5 @@
-"""The report CLI end to end on generated predictions, bad inputs, and MLflow logging."""
+"""The report CLI end to end on generated predictions and bad inputs (MLflow logging:
+tests/train_jax/test_report_mlflow.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fairness.model_card import read_model_card
 from fairness.report import EXIT_BAD_INPUT, main
 from fairness.thresholds import fit_thresholds, load_thresholds
 
@@ -68,9 +70,12 @@ def test_report_end_to_end(run_dir, tmp_path, capsys):
     assert summary["summary"]["macro_f1"] == metrics["test"]["summary"]["macro_f1"]
 
     card = json.loads((out / "model_card.json").read_text())
+    assert read_model_card(out) == card  # the one schema, checked on reading
+    assert card["schema_version"] == 2 and card["version"] is None
     assert card["medical_device"] is False
     assert card["disclaimer"] == "research aid, not a diagnosis"
     assert card["data"]["kind"] == "synthetic"
+    assert card["evaluation"]["per_group"]["acne"]["V-VI"]["n"] > 0
     md = (out / "model_card.md").read_text()
     assert "not a medical device" in md and "Known limitations" in md
     html = (out / "report.html").read_text()
@@ -146,46 +151,8 @@ def test_missing_run_folder_files(tmp_path, capsys):
     assert "predictions_val.csv" in capsys.readouterr().err
 
 
-def test_logs_to_a_real_mlflow_sqlite_store(run_dir, tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment(
-        "fairness-test", artifact_location=(tmp_path / "artifacts").as_uri()
-    )
-    run = client.create_run(exp)
-    out = tmp_path / "report"
-    assert (
-        main(
-            [
-                "--predictions",
-                str(run_dir),
-                "--out",
-                str(out),
-                "--n-boot",
-                "20",
-                "--no-progress",
-                "--mlflow-run",
-                run.info.run_id,
-                "--mlflow-uri",
-                uri,
-            ]
-        )
-        == 0
-    )
-    logged = client.get_run(run.info.run_id).data.metrics
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert logged["fairness/macro_f1"] == pytest.approx(
-        metrics["test"]["summary"]["macro_f1"]["value"]
-    )
-    assert "fairness/gap_dark_vs_medium_f1_ci_high" in logged
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "fairness")}
-    assert "fairness/model_card.json" in artifacts
-
-
 def test_model_card_names_the_training_recipe(tmp_path):
-    from fairness.report import _model_info
+    from data.run import Run
 
     config = {
         "model": {"name": "small_cnn", "image_size": 96, "overrides": {"width": 0.5}},
@@ -194,7 +161,7 @@ def test_model_card_names_the_training_recipe(tmp_path):
         "loc_weight": 0.01,
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    info = _model_info(tmp_path)
+    info = Run(tmp_path).model_info()
     assert info["name"] == "small_cnn" and info["image_size"] == 96
     assert info["training_balance"] == "group" and info["training_loss"] == "groupdro"
     assert info["training_loc_weight"] == 0.01
@@ -211,7 +178,7 @@ def test_training_recipe_reads_the_run_config_and_code_version():
         "optim": {"learning_rate": 0.003, "warmup_steps": 30},
         "model": {"name": "small_cnn", "overrides": {"width": 1.0}},
     }
-    from fairness.report import training_recipe
+    from data.run import training_recipe
 
     recipe = training_recipe(config, {"code_version": "abc123", "code_digest": "f00", "x": 1})
     assert recipe == {

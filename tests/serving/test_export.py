@@ -83,7 +83,8 @@ def test_model_card_describes_the_graph(exported):
     assert card["input"]["range"] == "RGB 0..255"
     assert card["training_data"]["synthetic"] is True
     assert "synthetic" in card["training_data"]["note"]
-    assert card["intended_use"] == "research aid, not a diagnosis"
+    assert card["disclaimer"] == "research aid, not a diagnosis"
+    assert card["schema_version"] == 2 and card["medical_device"] is False
     assert list(card["outputs"]) == ["probs", "cam", "severity", "features"]
     assert card["outputs"]["severity"]["shape"] == ["B", 4]
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from train_jax.export import make_model_card, make_training_data, training_evidence
+from fairness.model_card import SCHEMA_VERSION, read_model_card, write_model_card
+from train_jax.export import exported_model_card, make_training_data, training_evidence
 from train_jax.registry import model_tags
 
 ACNE_NEW = {
@@ -104,11 +105,12 @@ def test_combined_dataset_names_each_input_and_its_evidence(combined: Path):
         "note": "trained on real photos (acne-new v36, CC BY 4.0) and synthetic faces "
         "(synthskin-v1); wrinkles: synthetic data only",
     }
-    card = make_model_card(
+    card = exported_model_card(
         architecture="small_cnn", input_size=32, opset=18, version="v", dataset=str(combined),
         metrics=None, run=None, parity=None, normalisation="n", training_data=data,
     )  # fmt: skip
     assert card["metrics_note"] == "measured on synthetic data"  # the test split is synthetic
+    assert card["schema_version"] == SCHEMA_VERSION and card["training_data"] == data
     config = {"data": {"data_dir": str(combined)}}
     assert model_tags(config, card)["synthetic_data"] == "false"  # registry reads the bool
 
@@ -152,7 +154,8 @@ def test_bad_datacard_names_its_file(combined: Path):
 
 
 def test_compact_metrics_reads_the_split_the_report_evaluated(tmp_path) -> None:
-    from train_jax.export import compact_metrics, report_files
+    from data.run import Run
+    from train_jax.export import compact_metrics
 
     cell = {"n": 10, "f1": {"value": 0.5}, "auroc": {"value": 0.8}}
     conditions = {"acne": {"overall": cell, "by_group": {"V-VI": cell}}}
@@ -164,20 +167,37 @@ def test_compact_metrics_reads_the_split_the_report_evaluated(tmp_path) -> None:
     out = compact_metrics(val_only)
     assert out["split"] == "val" and out["evaluation"].startswith("val, 2-fold")
     assert out["per_group"]["acne"]["V-VI"] == {"n": 10, "f1": 0.5, "auroc": 0.8}
+    assert isinstance(out["per_group"]["acne"]["V-VI"]["n"], int)  # a count stays a count
     assert compact_metrics({"test": {"conditions": conditions}})["split"] == "test"
     (tmp_path / "metrics.json").write_text(json.dumps(val_only))
-    assert report_files(tmp_path / "run", tmp_path)[1] == tmp_path / "metrics.json"
+    run = Run(tmp_path / "run", report=tmp_path)
+    assert run.report_files()[1] == tmp_path / "metrics.json"
     (tmp_path / "metrics.json").write_text(json.dumps({"evaluated_split": "val"}))  # no metrics
-    assert report_files(tmp_path / "run", tmp_path)[1] is None
+    assert run.report_files()[1] is None
 
 
 def test_the_report_is_read_from_one_folder_only(tmp_path) -> None:
-    from train_jax.export import report_files
+    from data.run import Run
 
     run = tmp_path / "run"
     (run / "fairness").mkdir(parents=True)
     (run / "thresholds.json").write_text("{}")  # beside the run: not the report, not used
-    assert report_files(run, None) == (None, None)
+    assert Run(run).report_files() == (None, None)
     (run / "fairness" / "thresholds.json").write_text("{}")
-    assert report_files(run, None)[0] == run / "fairness" / "thresholds.json"
-    assert report_files(run, tmp_path / "elsewhere") == (None, None)
+    assert Run(run).report_files()[0] == run / "fairness" / "thresholds.json"
+    assert Run(run, report=tmp_path / "elsewhere").report_files() == (None, None)
+
+
+def test_exported_card_is_written_and_read_back_through_the_one_schema(tmp_path) -> None:
+    card = exported_model_card(
+        architecture="small_cnn", input_size=32, opset=18, version="abc", dataset=None,
+        metrics={"split": "test", "per_group": {"acne": {"V-VI": {"n": 9, "f1": 0.5}}}},
+        run="outputs/run", parity={"probs": 1e-7}, normalisation="n", feature_dim=16,
+    )  # fmt: skip
+    _, path = write_model_card(card, tmp_path, markdown=False)
+    assert not (tmp_path / "model_card.md").exists()
+    back = read_model_card(path)
+    assert back == json.loads(path.read_text())
+    assert (back["name"], back["version"], back["input_size"]) == ("small_cnn-unknown", "abc", 32)
+    assert back["outputs"]["features"]["shape"] == ["B", 16]
+    assert back["model"] == {"name": "small_cnn"} and back["medical_device"] is False

@@ -21,6 +21,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from tests.benchmark_loader import load_benchmark
+from tests.conftest import exported_card
 from train_jax import pretrained
 from train_jax.models import create_model
 
@@ -284,10 +285,10 @@ def test_sources_runs_and_exports(tmp_path: Path) -> None:
     (run / "config.json").write_text("{}")
     export = tmp_path / "models" / "m"
     export.mkdir(parents=True)
-    (export / "model_card.json").write_text(json.dumps({"source_run": str(run)}))
+    (export / "model_card.json").write_text(json.dumps(exported_card(run=str(run))))
     assert pretrained.source_kind(run) == "run" and pretrained.source_kind(export) == "export"
     assert pretrained.run_folder(export) == run
-    (export / "model_card.json").write_text(json.dumps({"source_run": "gone/run"}))
+    (export / "model_card.json").write_text(json.dumps(exported_card(run="gone/run")))
     with pytest.raises(FileNotFoundError, match="BatchNorm folded"):
         pretrained.run_folder(export)
     with pytest.raises(FileNotFoundError, match="not a checkpoint file"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import exported_card
 from train_jax import registry
 
 CELL = {"f1": {"value": 0.5}, "recall": {"value": None}, "precision": 0.25, "auroc": {}}
@@ -130,12 +131,11 @@ def run_folder(tmp_path: Path) -> Path:
     )
     (run / "explain" / "cam_examples_V-VI.png").write_bytes(b"\x89PNG faces")
     _tiny_onnx(run / "model" / "model.onnx")
-    card = {
-        "version": "abc",
-        "training_data": {"synthetic": True},
-        "export_parity_max_abs_diff": {"probs": 1e-7},
-        "metrics": {"per_group": {"acne": {"V-VI": {"n": 5, "f1": 0.5, "auroc": None}}}},
-    }
+    card = exported_card(
+        training_data={"synthetic": True, "evidence": None, "note": None},
+        parity={"probs": 1e-7},
+        metrics={"per_group": {"acne": {"V-VI": {"n": 5, "f1": 0.5, "auroc": None}}}},
+    )
     (run / "model" / "model_card.json").write_text(json.dumps(card))
     (run / "model" / "thresholds.json").write_text("{}")
     return run
