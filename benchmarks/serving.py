@@ -10,10 +10,12 @@ and backend in turn (interleaved, so a change of machine load hits all backends 
 threads send the image for `--duration` seconds after a warm-up. Each row reports p50/p99
 latency (ms), images/s and CPU seconds per image: this process's CPU time (client threads, and
 the whole pipeline for the embedded runner) plus, for Triton, the CPU time of tritonserver and
-its python stubs (/proc), over the same window. The summary is the median over rounds, and the
-goals: gRPC p50 at c=1 minus embedded p50 (goal <= 3 ms); Triton img/s at c=8 over embedded
-(goal >= 1.2), per image. The 1-minute load average before the first round is printed: the
-wall-clock goals mean something only on a quiet machine; CPU seconds per image much less.
+its python stubs (/proc), over the same window; Triton rows also carry Triton's own statistics
+per model (`models_ms`: queue and compute milliseconds per request). The summary is the median
+over rounds, and the goals: gRPC p50 at c=1 minus embedded p50 (goal <= 3 ms); Triton img/s at
+c=8 over embedded (goal >= 1.2), per image. The 1-minute load average before the first round is
+printed: the wall-clock goals mean something only on a quiet machine; CPU seconds per image much
+less.
 """
 
 from __future__ import annotations
@@ -74,6 +76,40 @@ def measure(make_runner, data: bytes, *, concurrency: int, duration_s: float, se
         "img_per_s": float(flat.size / elapsed),
         "cpu_s_per_img": float(cpu / max(flat.size, 1)),
     }
+
+
+STAT_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def model_stats(url: str) -> dict[str, dict[str, float]]:
+    """Triton's cumulative statistics per model: request count and nanoseconds per phase."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url.split("://", 1)[-1])
+    stats = client.get_inference_statistics(as_json=True)
+    client.close()
+    out = {}
+    for model in stats.get("model_stats", []):
+        phases = model.get("inference_stats", {})
+        row = {"count": float(phases.get("success", {}).get("count", 0))}
+        for phase in ("success", *STAT_FIELDS):
+            row[phase] = float(phases.get(phase, {}).get("ns", 0))
+        out[model["name"]] = row
+    return out
+
+
+def per_model_ms(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Mean milliseconds per request of each model and phase between two `model_stats`."""
+    out = {}
+    for name, row in after.items():
+        count = row["count"] - before.get(name, {}).get("count", 0.0)
+        if count <= 0:
+            continue
+        out[name] = {
+            phase: (row[phase] - before.get(name, {}).get(phase, 0.0)) / count / 1e6
+            for phase in ("success", *STAT_FIELDS)
+        }
+    return out
 
 
 def real_size_photo(path: Path | None) -> tuple[str, bytes]:
@@ -178,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name in BACKENDS:
                         make, server_cpu = factories[name]
                         row = {"round": round_index, "image": image, "backend": name}
+                        before = model_stats(server.grpc_url) if name != "embedded" else {}
                         row.update(
                             measure(
                                 make,
@@ -187,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                                 server_cpu=server_cpu,
                             )
                         )
+                        if before:  # where the server's time went, per model (ms/request)
+                            row["models_ms"] = per_model_ms(before, model_stats(server.grpc_url))
                         rows.append(row)
                         if not args.json:
                             _print_row(row, f"round {round_index}")
@@ -206,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             _print_row(row, "median")
         for key, value in goals.items():
             print(f"{key}: {value:.2f}")
+        for row in rows:  # the last round's server-side split at c=1, gRPC
+            if row["round"] == args.rounds - 1 and row["backend"] == "triton-grpc":
+                if row["concurrency"] == 1:
+                    split = ", ".join(
+                        f"{m} {v['success']:.2f}" for m, v in sorted(row["models_ms"].items())
+                    )
+                    print(f"server ms/request, {row['image']}, gRPC c=1: {split}")
     return 0
 
 

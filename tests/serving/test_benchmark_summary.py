@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from benchmarks.serving import summarize
+from benchmarks.serving import per_model_ms, summarize
 from triton_models.server import tree_cpu_seconds
 
 
@@ -48,3 +48,15 @@ def test_tree_cpu_seconds_counts_this_process_working():
     while time.process_time() < end:
         pass
     assert tree_cpu_seconds(os.getpid()) - before >= 0.15
+
+
+def test_per_model_ms_is_the_mean_per_request_between_two_snapshots():
+    phases = ("success", "queue", "compute_input", "compute_infer", "compute_output")
+    before = {"classify": {"count": 10.0, **dict.fromkeys(phases, 10e6)}}
+    after = {
+        "classify": {"count": 14.0, **dict.fromkeys(phases, 18e6)},
+        "idle": {"count": 0.0, **dict.fromkeys(phases, 0.0)},
+    }
+    split = per_model_ms(before, after)
+    assert set(split) == {"classify"}  # no requests: no row
+    assert split["classify"]["success"] == pytest.approx(2.0)  # 8 ms over 4 requests
