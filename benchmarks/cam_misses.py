@@ -169,7 +169,7 @@ def miss_table(cams, masks, labels, groups, probs, pointing_game) -> list[dict]:
 
 def visibility_by_condition(cams, ex, pointing_game, bins: int) -> dict:
     """`visibility_table` for every condition over its positive images of a known group."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     groups = np.asarray(ex.groups)
     out = {}

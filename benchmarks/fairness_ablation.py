@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.schema import CONDITIONS, GROUPS  # noqa: E402
+from core.schema import CONDITIONS, GROUPS  # noqa: E402
 from fairness.evaluate import evaluate_predictions  # noqa: E402
 from fairness.io import atomic_write_text, read_predictions, to_arrays  # noqa: E402
 from fairness.render import fmt_estimate  # noqa: E402

@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from client.runner import DEFAULT_MODEL_DIR, ModelDirError  # noqa: E402
+from core.schema import CONDITIONS  # noqa: E402
 from data.canonical import DatasetError  # noqa: E402
-from data.schema import CONDITIONS  # noqa: E402
 from preprocessing.colour import LIGHTING_CHANGES, relight  # noqa: E402
 from preprocessing.image_io import InvalidImageError, load_image  # noqa: E402
 

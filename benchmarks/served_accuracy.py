@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.schema import CONDITIONS  # noqa: E402
+from core.schema import CONDITIONS  # noqa: E402
 
 SEVERITY_COLUMNS = [f"acne_severity_prob_{k}" for k in range(4)]
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from data.schema import fitzpatrick_to_group  # noqa: E402
+from core.schema import fitzpatrick_to_group  # noqa: E402
 from data.synth import conditions, render  # noqa: E402
 from data.synthetic import PRESETS  # noqa: E402
 

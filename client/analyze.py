@@ -49,8 +49,8 @@ def make_runner(url: str | None, model_dir: Path | None, retries: int = 0):
 
 def write_overlays(image_path: Path, raw, out_dir: Path) -> list[dict[str, str | None]]:
     """One heatmap overlay per face and condition, over the original photo."""
-    from data.schema import CONDITIONS
-    from explain.overlay import overlay_on_original, write_image
+    from client.overlay import overlay_on_original, write_image
+    from core.schema import CONDITIONS
     from preprocessing.image_io import load_image
 
     photo = load_image(image_path)

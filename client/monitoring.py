@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from data.schema import CONDITIONS, GROUPS
+from core.schema import CONDITIONS, GROUPS
 
 PREFIX = "fsa_"
 IMAGES = "fsa_images_total"

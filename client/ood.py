@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import atomic
+from core import atomic
 
 FILENAME = "ood.json"
 WARNING = "out_of_distribution"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from client.ood import WARNING as OOD_WARNING
-from data.schema import CONDITIONS, DISCLAIMER, TRAINING_EVIDENCE
+from core.schema import CONDITIONS, DISCLAIMER, TRAINING_EVIDENCE
 
 STATUS_OK, STATUS_NO_FACE, STATUS_INVALID = "ok", "no_face", "invalid_image"
 # Warnings (client.steps.face_warnings) after which a face's decisions are reported as

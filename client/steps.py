@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
+from core.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
 from fairness.severity import severity_grade
 from fairness.thresholds import apply_thresholds
 from preprocessing.face_detect import (

@@ -9,7 +9,7 @@ import numpy as np
 
 from client.result import EVIDENCE_VALUES, ModelInfo, RawAnalysis
 from client.steps import INVALID_IMAGE_PREFIX
-from data.schema import CONDITIONS, SEVERITY_GRADES
+from core.schema import CONDITIONS, SEVERITY_GRADES
 
 ENSEMBLE = "skin_analysis"
 OUTPUTS = (

@@ -4,7 +4,7 @@ A dataset is ``DIR/metadata.csv`` beside its images (docs/architecture.md, "Cano
 Every problem is reported as a `Problem` naming the file, the 1-based CSV line (the header
 is line 1) and the column, and all problems are collected in one pass.
 
-Optional columns understood here besides those of data/schema.py: ``fitzpatrick_group``
+Optional columns understood here besides those of core/schema.py: ``fitzpatrick_group``
 (``I-II``/``III-IV``/``V-VI`` or empty) for datasets that know only the group of a row
 (DDI); when ``fitzpatrick`` is set the two must agree. ``tone_source`` (``labelled``,
 ``estimated`` or empty): ``estimated`` marks a group estimated from the photo (ITA), which is
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from data.schema import (
+from core.schema import (
     CONDITIONS,
     FITZPATRICK_TYPES,
     GROUPS,

@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from core.schema import CONDITIONS
 from data.canonical import METADATA_NAME, DatasetError, validate_dataset
-from data.schema import CONDITIONS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 PATH_COLUMNS = ("image", "mask")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from data.schema import CONDITIONS, GROUPS, SPLITS, fitzpatrick_to_group
+from core.schema import CONDITIONS, GROUPS, SPLITS, fitzpatrick_to_group
 
 UNKNOWN = "?"
 

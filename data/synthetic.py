@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from core.schema import CONDITIONS, GROUPS, fitzpatrick_to_group
 from data.canonical import assign_splits
-from data.schema import CONDITIONS, GROUPS, fitzpatrick_to_group
 from data.synth import camera, conditions, render
 
 GENERATOR = "data.synthetic"

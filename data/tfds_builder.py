@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 
+from core.schema import CONDITIONS, GROUPS, SEVERITY_GRADES, SPLITS, TONE_SOURCES
 from data.canonical import load_metadata
-from data.schema import CONDITIONS, GROUPS, SEVERITY_GRADES, SPLITS, TONE_SOURCES
 from data.splits import row_group
 from preprocessing.align import warp_to_crop
 from preprocessing.face_detect import FaceDetector

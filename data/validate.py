@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.schema import GROUPS
 from data.canonical import (
     DatasetError,
     coverage_table,
@@ -30,7 +31,6 @@ from data.canonical import (
     split_table,
     validate_dataset,
 )
-from data.schema import GROUPS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 

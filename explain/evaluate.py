@@ -53,14 +53,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from data import atomic
+from client.overlay import overlay_on_crop, write_image
+from core import atomic
+from core.schema import CONDITIONS, DISCLAIMER, GROUPS
 from data.run import Run
-from data.schema import CONDITIONS, DISCLAIMER, GROUPS
 from explain import metrics
-from explain.cam import cell_alignment
-from explain.overlay import overlay_on_crop, write_image
 from fairness.tone_basis import LABELLED, ToneBasis, make_tone_basis, row_tone_sources, tone_basis
 from preprocessing.align import DEFAULT_MARGIN
+from train_jax.cam import cell_alignment
 
 EXIT_ARGS, EXIT_DATA, EXIT_RUN = 2, 3, 4
 GOAL_POINTING = 0.85
@@ -506,7 +506,7 @@ def compute_cams(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(probs [N,3], cams [N,3,H,W]) of `images` in batches (last batch padded, one compile)."""
-    from explain.cam import make_cam_fn
+    from train_jax.cam import make_cam_fn
 
     cam_fn = make_cam_fn(model, method=method, layer=layer)
     probs, cams = [], []

@@ -108,7 +108,7 @@ def peak_candidates(in_size: int, out_size: int, align: str = "center") -> np.nd
 
     A bilinearly interpolated map takes its maximum at a grid node: with `align="center"` the
     node of cell j is at `(j + 0.5) * out / in - 0.5` (the two pixels nearest it count), with
-    "corner" at `j * out / in` (see `explain.cam.bilinear_matrix`). Edges are clamped, so a peak
+    "corner" at `j * out / in` (see `train_jax.cam.bilinear_matrix`). Edges are clamped, so a peak
     at a border node is a plateau reaching the image border.
 
     >>> peak_candidates(4, 64).tolist()

@@ -158,7 +158,7 @@ def fit_group_temperatures(
     Returns ``{cond: {"global": T, "<group>": T, ...}}``; a smaller group is left out and
     falls back to the global temperature in `apply_group_temperatures`.
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
@@ -176,7 +176,7 @@ def fit_group_temperatures(
 
 def apply_group_temperatures(probs, groups: Sequence[str | None], temperatures: dict) -> np.ndarray:
     """Rescale probabilities [N, C] with each row's group temperature (global if absent)."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     p = np.asarray(probs, dtype=np.float64).copy()
     g = [x or "" for x in groups]
@@ -199,7 +199,7 @@ def calibration_by_group(
 
     A subset with fewer than `min_count` known labels reports "insufficient evidence".
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
     from fairness.evaluate import INSUFFICIENT
 
     y = np.asarray(y_true, dtype=np.float64)

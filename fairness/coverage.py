@@ -29,7 +29,7 @@ def coverage_counts(y_true, fitzpatrick, *, split: str = "test") -> dict:
     >>> c["positives"]["wrinkles"]["unknown"]
     1
     """
-    from data.schema import CONDITIONS, FITZPATRICK_TYPES
+    from core.schema import CONDITIONS, FITZPATRICK_TYPES
 
     y = np.asarray(y_true, dtype=np.float64)
     f = np.asarray(fitzpatrick, dtype=np.int64)

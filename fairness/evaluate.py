@@ -157,7 +157,7 @@ def evaluate_predictions(
     -------
     dict (JSON-ready; see the module docstring)
     """
-    from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
+    from core.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
 
     rows, method = _evaluated_rows(data, thresholds, decisions, len(CONDITIONS))
     no_ground_truth = [c for i, c in enumerate(CONDITIONS) if not _has_labels(rows.y[:, i])]
@@ -378,7 +378,7 @@ def _condition_entry(
     no_truth: bool,
 ) -> dict:
     """One condition of the output: overall, by group, by type and the between-group gaps."""
-    from data.schema import FITZPATRICK_TYPES, GROUPS
+    from core.schema import FITZPATRICK_TYPES, GROUPS
 
     def cell_dict(kind: str, name: str) -> dict:
         key = (cond, kind, name)

@@ -1,6 +1,6 @@
 """Read and validate predictions CSVs (`predictions_{val,test}.csv` of a training run).
 
-Columns follow `data.schema.PREDICTION_COLUMNS`. Every problem is reported with the file,
+Columns follow `core.schema.PREDICTION_COLUMNS`. Every problem is reported with the file,
 the CSV line number (the header is line 1) and the column. pandas is imported lazily.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data import atomic
+from core import atomic
 from data.run import Run
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _load_csv(path: Path) -> pd.DataFrame:
     """The CSV as text (empty cells as ""), after checking it exists, has rows and columns."""
     import pandas as pd
 
-    from data.schema import PREDICTION_COLUMNS
+    from core.schema import PREDICTION_COLUMNS
 
     if not path.is_file():
         raise PredictionsError(f"{path}: file not found")
@@ -106,7 +106,7 @@ def _condition_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
     """Each condition's label (0, 1 or NaN) and probability, and the problems found."""
     import pandas as pd
 
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     columns: Columns = {}
     problems: list[str] = []
@@ -135,7 +135,7 @@ def _tone_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
     """The Fitzpatrick type (0 = unknown) and the group (a known type's group when empty)."""
     import pandas as pd
 
-    from data.schema import FITZPATRICK_TYPES, GROUPS
+    from core.schema import FITZPATRICK_TYPES, GROUPS
 
     problems: list[str] = []
     raw_f = df["fitzpatrick"].str.strip()
@@ -168,7 +168,7 @@ def _optional_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
     """The optional columns that are present: pass-through ones, face_found, acne severity."""
     import pandas as pd
 
-    from data.schema import PREDICTION_OPTIONAL_COLUMNS
+    from core.schema import PREDICTION_OPTIONAL_COLUMNS
 
     columns: Columns = {}
     problems: list[str] = []
@@ -196,7 +196,7 @@ def _optional_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
                 "in [0, 1] or empty"
             )
         columns["tone_confidence"] = confidence.astype(np.float64)
-    # Optional acne-severity columns (data.schema.PREDICTION_OPTIONAL_COLUMNS), when present:
+    # Optional acne-severity columns (core.schema.PREDICTION_OPTIONAL_COLUMNS), when present:
     # kept as numbers, NaN = empty (unknown label, or a model without the severity head).
     for extra in (c for c in PREDICTION_OPTIONAL_COLUMNS if c.startswith("acne_severity")):
         if extra in df.columns:
@@ -209,7 +209,7 @@ def _optional_columns(df: pd.DataFrame) -> tuple[Columns, list[str]]:
 
 def to_arrays(df) -> PredictionArrays:
     """Arrays from a validated predictions DataFrame (empty group -> None)."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     groups = [g if isinstance(g, str) and g else None for g in df["group"].tolist()]
     return PredictionArrays(
@@ -320,10 +320,10 @@ def _strings(value) -> list[str]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to `path` atomically (`data.atomic.write_bytes`)."""
+    """Write bytes to `path` atomically (`core.atomic.write_bytes`)."""
     return atomic.write_bytes(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write UTF-8 text atomically (`data.atomic.write_text`)."""
+    """Write UTF-8 text atomically (`core.atomic.write_text`)."""
     return atomic.write_text(path, text)

@@ -298,7 +298,7 @@ def epoch_metrics(y_true, probs, groups: Sequence[str | None], thresholds=None) 
     y_true : array-like, shape [N, 3]
         0/1 labels; NaN marks an unknown label (that cell is skipped).
     probs : array-like, shape [N, 3]
-        Predicted probabilities, in the order of `data.schema.CONDITIONS`.
+        Predicted probabilities, in the order of `core.schema.CONDITIONS`.
     groups : sequence of str or None, length N
         Skin-tone group per row; None or an unrecognised name counts only in the overall.
     thresholds : fairness.thresholds.Thresholds, optional
@@ -317,7 +317,7 @@ def epoch_metrics(y_true, probs, groups: Sequence[str | None], thresholds=None) 
     >>> m["macro_f1"], m["f1/acne"], m["f1/wrinkles"]
     (0.8888888888888888, 1.0, 0.6666666666666666)
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     y = _check_matrix(y_true, "y_true", len(CONDITIONS))
     p = _check_matrix(probs, "probs", len(CONDITIONS))

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.schema import TRAINING_EVIDENCE
 from data.run import Run
-from data.schema import TRAINING_EVIDENCE
 from fairness.render import fmt_estimate, to_markdown
 from fairness.report_audits import (
     counterfactual_card,
@@ -255,7 +255,7 @@ def condition_evidence(
     >>> condition_evidence(y, "real", synthetic_rows=np.array([True, False]))["hyperpigmentation"]
     'synthetic'
     """
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     y = np.asarray(y_true, dtype=np.float64)
     if y.ndim != 2 or y.shape[1] != len(CONDITIONS):
@@ -334,7 +334,7 @@ def _limitations(
     split: str = "test",
     severity: bool = False,
 ) -> list[str]:
-    from data.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
+    from core.schema import CONDITIONS, FITZPATRICK_TYPES, GROUPS
 
     items = []
     if split != "test":
@@ -477,7 +477,7 @@ def export_sections(
 
     ``feature_dim``: the width of the ``features`` output (None: the model has none).
     """
-    from data.schema import CONDITIONS, SEVERITY_GRADES
+    from core.schema import CONDITIONS, SEVERITY_GRADES
 
     outputs = {
         "probs": {"shape": ["B", len(CONDITIONS)], "meaning": "sigmoid probability per condition"},
@@ -538,7 +538,7 @@ def make_model_card(
     written by ``train_jax.export``) and/or the evaluation sections (`evaluation_sections`:
     the fairness report's card). The card is checked (`validate_model_card`).
     """
-    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+    from core.schema import CONDITIONS, DISCLAIMER, GROUPS
 
     tone = make_tone_basis(str((evaluation or {}).get("tone_source", LABELLED)))
     card = {
@@ -581,7 +581,7 @@ def _given_sections(
     calibration: dict | None,
 ) -> dict:
     """The card's sections of the optional inputs that were given (None: no section)."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     sections: dict = {}
     if provenance is not None:
@@ -600,7 +600,7 @@ def _given_sections(
 
 def _evaluation_section(metrics: dict, split: str, evaluation: Mapping[str, object] | None) -> dict:
     """The card's ``evaluation``: how it was measured, the summary, per-group cells and gaps."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     section = {
         "split": split,
@@ -627,7 +627,7 @@ def _evaluation_section(metrics: dict, split: str, evaluation: Mapping[str, obje
 
 def _per_group_section(metrics: dict) -> dict:
     """Condition -> group -> the group's estimates, n and positives."""
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     return {
         cond: {
@@ -647,7 +647,7 @@ def _per_group_section(metrics: dict) -> dict:
 
 def _threshold_section(thresholds: dict) -> dict:
     """Condition -> global and per-group threshold, plus the fitting method."""
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     return {
         c: {
@@ -660,7 +660,7 @@ def _threshold_section(thresholds: dict) -> dict:
 
 def _calibration_section(calibration: dict) -> dict:
     """Condition -> subset -> ECE, Brier score and n."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     return {
         c: {
@@ -759,7 +759,7 @@ def _card_data_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
 
 def _card_evaluation_blocks(ev: dict, tone: ToneBasis) -> list[tuple]:
     """The summary table, the per-group table and the gap table."""
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     group_head = "group" if tone.source == LABELLED else tone.label
     rows = [
@@ -801,7 +801,7 @@ def _card_evaluation_blocks(ev: dict, tone: ToneBasis) -> list[tuple]:
 
 def _card_threshold_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
     """The decision thresholds and the calibration (ECE) tables, when the card has them."""
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     blocks: list[tuple] = []
     if "thresholds" in card:
@@ -833,7 +833,7 @@ def _card_threshold_blocks(card: dict, tone: ToneBasis) -> list[tuple]:
 
 def severity_blocks(severity: dict, tone: ToneBasis, heading: str = "h2") -> list[tuple]:
     """Blocks of the acne-severity section: QWK and MAE per group, grade distribution."""
-    from data.schema import GROUPS, SEVERITY_GRADES
+    from core.schema import GROUPS, SEVERITY_GRADES
 
     cells = [("overall", severity["overall"])] + [
         (tone.group_name(g), severity["by_group"][g]) for g in GROUPS
@@ -1040,7 +1040,7 @@ def upgrade_model_card(card: dict) -> dict:
     (``intended_use`` held the disclaimer); 1: the fairness report's card (no name, version,
     training or training data).
     """
-    from data.schema import DISCLAIMER, GROUPS
+    from core.schema import DISCLAIMER, GROUPS
 
     if not isinstance(card, dict):
         return card

@@ -59,7 +59,7 @@ def plot_group_bars(
 
     `group_label` titles the legend (`ToneBasis.label`, e.g. "estimated tone group (ITA)").
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
@@ -123,7 +123,7 @@ def plot_roc(
     """
     from sklearn.metrics import roc_curve
 
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
     g = np.asarray([x or "" for x in groups], dtype=object)
@@ -160,7 +160,7 @@ def plot_reliability(
     `group_label` (`ToneBasis.label`) titles the legend and the figure; "" = no group name.
     `split` names the evaluated split in the title.
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     plt = _pyplot()
     fig, axes = plt.subplots(
@@ -210,7 +210,7 @@ def plot_coverage(coverage: dict, path: Path) -> Path:
     A coverage dict with ``groups`` (and ``group_label``) instead of ``types`` is drawn per
     group, its columns named by the group label (e.g. "estimated tone group (ITA)").
     """
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     plt = _pyplot()
     by_group = "groups" in coverage

@@ -32,7 +32,7 @@ the largest coverage with a gap under ``--selective-target`` (default 0.05). The
 row is the one that decided it: thresholds.json's on test; without a test split the cross-fitted
 one of its fold. metrics.json ``selective_prediction``. Counterfactual robustness
 (`fairness.counterfactual`) with ``--counterfactual FILE.csv`` (written by ``python -m
-fairness.counterfactual``): decision flip and tone-group change rates per group and change,
+client.counterfactual``): decision flip and tone-group change rates per group and change,
 metrics.json ``counterfactual``. Both also go into report.html and the model card.
 
 Writes into DIR: metrics.json, thresholds.json, calibration.json, report.md, report.html
@@ -438,7 +438,7 @@ def _sections(
 
 def _calibration(inputs: _Inputs, result: _Evaluation, temperatures: dict) -> dict:
     """calibration.json: ECE and Brier per group, and the ECE after temperature scaling."""
-    from data.schema import CONDITIONS
+    from core.schema import CONDITIONS
 
     ev = inputs.ev
     calibration = calibration_by_group(ev.y_true, ev.probs, ev.groups)
@@ -477,7 +477,7 @@ def _metrics_document(
     inputs: _Inputs, result: _Evaluation, sections: _Sections, paths: tuple[Path, Path | None]
 ) -> dict:
     """metrics.json: data, evaluation, goals, the split's metrics, severity and coverage."""
-    from data.schema import DISCLAIMER
+    from core.schema import DISCLAIMER
 
     val_csv, test_csv = paths
     split = inputs.split
@@ -551,7 +551,7 @@ def _write_documents(
     run_dir: Path | None,
 ) -> dict[str, Path]:
     """Write model_card.md/.json, report.md and report.html (which embed the plots)."""
-    from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+    from core.schema import CONDITIONS, DISCLAIMER, GROUPS
 
     evaluation = evaluation_sections(
         result.metrics,
@@ -629,7 +629,7 @@ def _audits(
     seed: int,
 ) -> dict:
     """The selective-prediction section and, with a counterfactual CSV, its summary."""
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     ev = inputs.ev
     missing = NO_ESTIMATE if inputs.tone.estimated else UNKNOWN_GROUP
@@ -808,7 +808,7 @@ def coverage_by_group(y_true, groups, split: str, tone: ToneBasis) -> dict:
     The per-group twin of `fairness.coverage.coverage_counts` (keys ``groups`` instead of
     ``types``) for data whose groups are not Fitzpatrick types.
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     y = np.asarray(y_true, dtype=np.float64)
     g = np.asarray([x or "" for x in groups], dtype=object)
@@ -938,7 +938,7 @@ def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE.csv",
-        help="counterfactual CSV (python -m fairness.counterfactual): adds the counterfactual "
+        help="counterfactual CSV (python -m client.counterfactual): adds the counterfactual "
         "robustness section",
     )
     parser.add_argument(

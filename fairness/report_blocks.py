@@ -308,7 +308,7 @@ def _severity_cutpoint_blocks(fit: dict | None) -> list[tuple]:
 
 def _goal_blocks(goals: dict, tone: ToneBasis) -> list[tuple]:
     """The AUROC goals as one table (threshold-free: every evaluated row)."""
-    from data.schema import GROUPS
+    from core.schema import GROUPS
 
     rows = [
         [f"{cond} AUROC", goals[f"{cond}_auroc"]["n"], fmt_estimate(goals[f"{cond}_auroc"])]

@@ -75,7 +75,7 @@ def auroc_goals(
     >>> g["acne_auroc"]["value"], g["acne_auroc_by_group"]["V-VI"]["auroc"]["value"]
     (1.0, 1.0)
     """
-    from data.schema import CONDITIONS, GROUPS
+    from core.schema import CONDITIONS, GROUPS
 
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
@@ -217,7 +217,7 @@ def _no_value(reason: str) -> dict:
 
 def flatten_goals(goals: dict, prefix: str = "goals") -> dict[str, float]:
     """MLflow-ready scalars of the AUROC goals (value, ci_low, ci_high; `flatten_report`)."""
-    from data.schema import GROUPS
+    from core.schema import GROUPS
 
     named = {f"{c}_auroc": goals[f"{c}_auroc"] for c in GOAL_CONDITIONS}
     named |= {f"acne_auroc/{g}": goals["acne_auroc_by_group"][g]["auroc"] for g in GROUPS}

@@ -64,7 +64,7 @@ def severity_probs(df):
 def _severity_labels(df: pd.DataFrame) -> np.ndarray:
     """The ``acne_severity`` labels as float64 [N] (NaN = unknown), after checking them and the
     ``acne_severity_grade`` column hold grades 0-3; a `PredictionsError` names the lines."""
-    from data.schema import SEVERITY_GRADES
+    from core.schema import SEVERITY_GRADES
 
     label = df["acne_severity"].to_numpy(dtype=np.float64)
     bad = np.isfinite(label) & ~np.isin(label, SEVERITY_GRADES)
@@ -206,7 +206,7 @@ def _default_rule_numbers(label: np.ndarray, probs: np.ndarray, both: np.ndarray
 
 def _grade_counts(values: np.ndarray) -> dict[str, int]:
     """How many of `values` are each severity grade."""
-    from data.schema import SEVERITY_GRADES
+    from core.schema import SEVERITY_GRADES
 
     return {str(k): int((values == k).sum()) for k in SEVERITY_GRADES}
 
@@ -215,7 +215,7 @@ def _grade_distributions(
     label: np.ndarray, grade: np.ndarray, both: np.ndarray, group: np.ndarray
 ) -> dict:
     """Label and predicted grade counts of the rows `both`, overall and per group."""
-    from data.schema import GROUPS
+    from core.schema import GROUPS
 
     return {
         "distribution": {

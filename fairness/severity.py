@@ -1,6 +1,6 @@
 """Acne-severity metrics: quadratic weighted kappa and MAE of the grade, with bootstrap CIs.
 
-Grades are the ACNE04 bands 0-3 (`data.schema.SEVERITY_GRADES`). Quadratic weighted kappa (QWK)
+Grades are the ACNE04 bands 0-3 (`core.schema.SEVERITY_GRADES`). Quadratic weighted kappa (QWK)
 is scikit-learn's ``cohen_kappa_score(y_true, grade, labels=[0, 1, 2, 3], weights="quadratic")``
 (tested equal, sample weights included): the labels are fixed, so a grade missing from both
 arrays still counts in the distances. It is computed here in a batched form over a weight matrix
@@ -47,7 +47,7 @@ __all__ = [
     "severity_metrics",
 ]
 
-NUM_GRADES = 4  # data.schema.SEVERITY_GRADES
+NUM_GRADES = 4  # core.schema.SEVERITY_GRADES
 SEVERITY_METRICS: tuple[str, ...] = ("qwk", "mae")
 MIN_ROWS = 5  # a cell with fewer rows of known severity reports "insufficient evidence"
 CI_METHOD = "percentile bootstrap, stratified by tone group x true grade"
@@ -362,7 +362,7 @@ def severity_metrics(
     >>> m["overall"]["n"], m["overall"]["mae"]["value"], m["by_group"]["V-VI"]["status"]
     (4, 0.75, 'insufficient evidence')
     """
-    from data.schema import GROUPS
+    from core.schema import GROUPS
 
     y, pred, group = _known_grades(y_true, grade, groups)
     weights = _bootstrap_weights(y, group, n_boot, seed)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data import atomic
+from core import atomic
 
 __all__ = [
     "GroupThresholdFitter",
@@ -239,7 +239,7 @@ class GroupThresholdFitter:
     default_threshold : float
         Used as the global threshold when a condition has no positives or no negatives.
     conditions, groups : sequence of str, optional
-        Default `data.schema.CONDITIONS` and `data.schema.GROUPS`.
+        Default `core.schema.CONDITIONS` and `core.schema.GROUPS`.
 
     Attributes (after `fit`)
     ------------------------
@@ -274,7 +274,7 @@ class GroupThresholdFitter:
             raise ValueError(f"shrinkage_k must be a number >= 0, got {self.shrinkage_k!r}")
         if not (0.0 <= float(self.default_threshold) <= 1.0):
             raise ValueError(f"default_threshold must be in [0, 1], got {self.default_threshold!r}")
-        from data.schema import CONDITIONS, GROUPS  # pure constants, no third-party imports
+        from core.schema import CONDITIONS, GROUPS  # pure constants, no third-party imports
 
         conditions = tuple(CONDITIONS if self.conditions is None else self.conditions)
         groups = tuple(GROUPS if self.groups is None else self.groups)

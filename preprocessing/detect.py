@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from data import atomic
+from core import atomic
 from preprocessing.image_io import DEFAULT_MAX_PIXELS, InvalidImageError, load_image
 from preprocessing.pipeline import analyze_image, face_crop_to_dict
 
@@ -24,7 +24,7 @@ EXIT_INVALID_IMAGE = 2
 
 
 def save_png_atomic(path: Path, rgb) -> None:
-    """Write an RGB image as PNG atomically (`data.atomic`)."""
+    """Write an RGB image as PNG atomically (`core.atomic`)."""
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {path}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.schema import GROUPS, fitzpatrick_to_group
+from core.schema import GROUPS, fitzpatrick_to_group
 from preprocessing.face_detect import Face, FaceDetector
 from preprocessing.image_io import InvalidImageError, load_image
 from preprocessing.landmarks import is_face, landmarks_for

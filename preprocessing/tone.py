@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data.schema import GROUPS
+from core.schema import GROUPS
 
 ITA_CUTS = (41.0, 10.0)  # I-II above the first, V-VI at or below the second
 TRIM_PERCENTILES = (10.0, 90.0)

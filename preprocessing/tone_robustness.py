@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from data.schema import GROUPS
+from core.schema import GROUPS
 from preprocessing.colour import LIGHTING_CHANGES, relight
 from preprocessing.tone import SkinTone
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data.schema import CONDITIONS, GROUPS
+from core.schema import CONDITIONS, GROUPS
 from tests.repo_copy import REPO, copy_repository, run
 
 STAGES = (

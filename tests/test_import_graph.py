@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
+    "core",
     "data",
     "preprocessing",
     "train_jax",
@@ -250,3 +251,46 @@ def test_forbidden_imports_are_found_at_any_depth(tmp_path: Path) -> None:
         "pkg.b: train_jax.export",
         "pkg.c: flax",
     ]
+
+
+# The house, ground floor first: a package imports only packages on a lower floor (and itself).
+LAYERS = (
+    "core",  # the shared vocabulary and the atomic writer
+    "preprocessing",  # image decoding, face detection and landmarks, tone, quality
+    "data",  # datasets: adapters, synthskin-v1, TFDS builder, the run-folder layout
+    "fairness",  # metrics, thresholds, severity, reports (numpy, scikit-learn, fairlearn)
+    "client",  # the serving steps, the embedded runner, the Triton client, analyze.py
+    "train_jax",  # models, training, prediction, export
+    "explain",  # CAM evaluation against lesion boxes
+    "triton_models",  # the model repository, its builder and launcher
+    "benchmarks",
+)
+
+
+def upward_imports(
+    graph: Mapping[str, Iterable[str]], layers: tuple[str, ...] = LAYERS
+) -> list[str]:
+    """Edges `importer -> imported` from one package to another on the same or a higher floor."""
+    floor = {name: i for i, name in enumerate(layers)}
+    bad = []
+    for module, targets in graph.items():
+        here = module.split(".")[0]
+        for target in targets:
+            there = target.split(".")[0]
+            if there != here and floor[there] >= floor[here]:
+                bad.append(f"{module} -> {target}")
+    return sorted(bad)
+
+
+def test_every_package_is_on_a_floor() -> None:
+    assert set(LAYERS) == set(PACKAGES)
+
+
+def test_packages_import_only_lower_layers() -> None:
+    bad = upward_imports(import_graph())
+    assert not bad, "imports that do not run downward:\n" + "\n".join(bad)
+
+
+def test_upward_imports_reports_a_planted_upward_edge() -> None:
+    graph = {"core.schema": {"client.steps"}, "client.steps": {"core.schema"}}
+    assert upward_imports(graph) == ["core.schema -> client.steps"]

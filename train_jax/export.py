@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from data import atomic
+from core import atomic
+from core.schema import CONDITIONS, TRAINING_EVIDENCE
 from data.run import ModelDir, Run
-from data.schema import CONDITIONS, TRAINING_EVIDENCE
 from fairness.flatten import report_cells
 from fairness.model_card import (
     INPUT_NAME,
@@ -136,13 +136,13 @@ def write_onnx(
 
 
 def with_cam_and_severity(model):
-    """``x -> (probs, cam, severity, features)``: `explain.cam.with_cam` plus the severity
+    """``x -> (probs, cam, severity, features)``: `train_jax.cam.with_cam` plus the severity
     probabilities and the pooled features the head sees (for the out-of-distribution score,
     client/ood.py), from one pass through the features (what the exported graph computes)."""
     import jax
     import jax.numpy as jnp
 
-    from explain.cam import CamModel, class_activation_map, normalize_maps, upsample_maps
+    from train_jax.cam import CamModel, class_activation_map, normalize_maps, upsample_maps
     from train_jax.models.ordinal import severity_probs
 
     # CamModel's forward pass (its checks and cell alignment too), plus the severity output.
@@ -194,12 +194,12 @@ def check_parity(
     model, onnx_path: Path, *, input_size: int, num_images: int = 3, seed: int = 0
 ) -> dict[str, float]:
     """Max |ONNX - JAX| on probs, cam, severity and features for random 0..255 images; raises
-    ExportError above 1e-4. The JAX side is `explain.cam.with_cam`, the model's own
+    ExportError above 1e-4. The JAX side is `train_jax.cam.with_cam`, the model's own
     `severity_probs` and the mean of its `features`, not the exported wrapper, so the check
     covers the wrapper too."""
     import onnxruntime as ort
 
-    from explain.cam import with_cam
+    from train_jax.cam import with_cam
 
     x = np.random.default_rng(seed).uniform(0, 255, (num_images, input_size, input_size, 3))
     x = x.astype(np.float32)
@@ -629,7 +629,7 @@ def _split_crops(data_dir: Path, split: str, size: int, limit: int):
 
     from client.runner import face_steps
     from client.steps import decode_step
-    from data.schema import fitzpatrick_to_group
+    from core.schema import fitzpatrick_to_group
     from preprocessing.face_detect import FaceDetector
     from preprocessing.landmarks import LandmarkModel
 

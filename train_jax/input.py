@@ -27,7 +27,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data.schema import CONDITIONS, GROUPS
+from core.schema import CONDITIONS, GROUPS
 
 AugmentFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 MaskAugmentFn = Callable[

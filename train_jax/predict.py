@@ -1,8 +1,8 @@
 """Predictions of a trained model on a split, written as `predictions_{split}.csv`.
 
-Columns (docs/architecture.md, "Predictions"; `data.schema.PREDICTION_COLUMNS`): `image`,
+Columns (docs/architecture.md, "Predictions"; `core.schema.PREDICTION_COLUMNS`): `image`,
 `fitzpatrick` (1-6 or empty), `group` (I-II, III-IV, V-VI or empty), `split`, each condition's
-label (0/1 or empty) and `<cond>_prob`; then `data.schema.PREDICTION_OPTIONAL_COLUMNS`:
+label (0/1 or empty) and `<cond>_prob`; then `core.schema.PREDICTION_OPTIONAL_COLUMNS`:
 `tone_source` (labelled, estimated or empty), `acne_severity` (the label, 0-3 or empty),
 `acne_severity_grade` (the predicted grade, `fairness.severity.severity_grade`) and
 `acne_severity_prob_0` .. `acne_severity_prob_3` (class probabilities of the severity head).
@@ -32,7 +32,7 @@ import pandas as pd
 from flax import nnx
 from tqdm import tqdm
 
-from data.schema import (
+from core.schema import (
     CONDITIONS,
     GROUPS,
     PREDICTION_COLUMNS,

@@ -39,9 +39,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from data import atomic
+from core import atomic
+from core.schema import CONDITIONS, GROUPS
 from data.run import ModelDir, Run, read_json_object
-from data.schema import CONDITIONS, GROUPS
 from fairness.flatten import CELL_METRICS, estimate_value, flatten_report
 from fairness.model_card import read_model_card
 from train_jax import tracking
@@ -192,7 +192,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write what `write(handle)` writes to a text handle, atomically (`data.atomic`)."""
+    """Write what `write(handle)` writes to a text handle, atomically (`core.atomic`)."""
     buffer = io.StringIO(newline="")
     write(buffer)
     return atomic.write_text(path, buffer.getvalue())

@@ -80,7 +80,7 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # The packages a training imports: what its numbers can depend on besides config, data and seed.
-CODE_PACKAGES = ("train_jax", "preprocessing", "data", "fairness", "explain")
+CODE_PACKAGES = ("core", "train_jax", "preprocessing", "data", "fairness", "explain")
 
 
 def _git(root: Path, *args: str) -> str:

@@ -29,8 +29,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from data import atomic
-from data.schema import CONDITIONS, DISCLAIMER, GROUPS
+from core import atomic
+from core.schema import CONDITIONS, DISCLAIMER, GROUPS
 from fairness.metrics import epoch_metrics
 from fairness.severity import mean_absolute_error as severity_mae
 from fairness.severity import quadratic_weighted_kappa, severity_grade, severity_metrics
@@ -236,7 +236,7 @@ def make_train_step(
 
     With `config.loc_weight > 0` the batch carries lesion masks and the loss adds the
     localisation loss on the class map; `align` is where a feature cell sits in the input
-    (`explain.cam.cell_alignment`). With `config.severity_weight > 0` and a batch that carries
+    (`train_jax.cam.cell_alignment`). With `config.severity_weight > 0` and a batch that carries
     `severity`, the loss adds the ordinal acne-severity loss (rows of unknown severity masked).
     """
     ema_decay = config.optim.ema_decay
@@ -669,7 +669,7 @@ def _model_and_steps(
     state = replicate(_initial_state(config, model_state, tx), repl)
     align = "corner"
     if config.loc_weight > 0:
-        from explain.cam import cell_alignment
+        from train_jax.cam import cell_alignment
 
         align = cell_alignment(model)
     train_step = make_train_step(

@@ -40,8 +40,8 @@ from client.triton_client import (
     MODEL_VERSION_PARAMETER,
     TRAINING_DATA_PARAMETER,
 )
-from data import atomic
-from data.schema import CONDITIONS, SEVERITY_GRADES
+from core import atomic
+from core.schema import CONDITIONS, SEVERITY_GRADES
 from triton_models.local_repo import format_config, read_config_text
 
 TEMPLATE = Path(__file__).resolve().parent

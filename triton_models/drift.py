@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.monitoring import FACES, NO_GROUP, POSITIVES, SOURCES
-from data.schema import CONDITIONS, GROUPS
+from core.schema import CONDITIONS, GROUPS
 
 MIX_GROUPS = (*GROUPS, NO_GROUP)
 DEFAULT_MAX_MIX_SHIFT = 0.2

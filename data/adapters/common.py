@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.schema import CONDITIONS, SPLITS
 from data.canonical import (
     METADATA_NAME,
     DatasetError,
@@ -33,7 +34,6 @@ from data.canonical import (
     check_image_bytes,
     silence_decoder_warnings,
 )
-from data.schema import CONDITIONS, SPLITS
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 TRAINVAL = "trainval"  # a dataset's own train portion, to be split into train/val

@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from core.schema import CONDITIONS, GROUPS
 from data.adapters.common import (
     AdapterError,
     Record,
@@ -31,7 +32,6 @@ from data.adapters.common import (
     valid_split,
     write_from_args,
 )
-from data.schema import CONDITIONS, GROUPS
 
 TRUE_VALUES = frozenset({"1", "1.0", "true", "yes", "y", "positive", "present"})
 FALSE_VALUES = frozenset({"0", "0.0", "false", "no", "n", "negative", "absent"})

@@ -17,6 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from core.schema import CONDITIONS
 from data.adapters.common import (
     Record,
     Summary,
@@ -31,7 +32,6 @@ from data.adapters.common import (
     unmapped_note,
     write_from_args,
 )
-from data.schema import CONDITIONS
 
 CASES_NAME, LABELS_NAME = "scin_cases.csv", "scin_labels.csv"
 SOURCE = "scin"

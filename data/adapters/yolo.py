@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.schema import CONDITIONS, GROUPS, SPLITS
 from data.adapters.common import (
     AdapterError,
     Record,
@@ -50,7 +51,6 @@ from data.adapters.common import (
 from data.adapters.tone_labels import FILENAME as LABELS_FILENAME
 from data.adapters.tone_labels import checked_tone_labels
 from data.canonical import TONE_ESTIMATED, check_image_bytes
-from data.schema import CONDITIONS, GROUPS, SPLITS
 
 YAML_NAME = "data.yaml"
 # Canonical split -> folder names a YOLO export uses for it, in order of preference.

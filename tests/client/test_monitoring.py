@@ -6,7 +6,7 @@ import pytest
 
 from client import monitoring as m
 from client.ood import WARNING as OOD_WARNING
-from data.schema import CONDITIONS, GROUPS
+from core.schema import CONDITIONS, GROUPS
 from preprocessing import quality, tone, verify
 
 

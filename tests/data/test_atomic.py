@@ -1,4 +1,4 @@
-"""data.atomic: a failed write leaves the old file and no temporary file behind."""
+"""core.atomic: a failed write leaves the old file and no temporary file behind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from data import atomic
+from core import atomic
 
 
 def test_a_failed_json_write_keeps_the_old_file(tmp_path) -> None:

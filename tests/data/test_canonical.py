@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.schema import CONDITIONS, REQUIRED_COLUMNS
 from data.canonical import (
     MSG_EMPTY_FILE,
     MSG_MISSING_COLUMN,
@@ -22,7 +23,6 @@ from data.canonical import (
     split_table,
     validate_dataset,
 )
-from data.schema import CONDITIONS, REQUIRED_COLUMNS
 from data.splits import assign_splits, strata_keys
 from tests.data.conftest import FIXTURES, write_image, write_mask
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.schema import CONDITIONS, GROUPS, fitzpatrick_to_group
 from data.canonical import validate_dataset
-from data.schema import CONDITIONS, GROUPS, fitzpatrick_to_group
 from data.synth import conditions, skin
 from data.synthetic import (
     PRESETS,

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.schema import GROUPS
 from data.adapters import yolo
 from data.canonical import MSG_ESTIMATED_WITH_TYPE, load_metadata, validate_dataset
-from data.schema import GROUPS
 from data.validate import main as validate_main
 
 NAMES = ["acne", "mole1", "mole2", "pimple", "scar", "spot"]

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from data.schema import GROUPS
+from core.schema import GROUPS
 from explain import evaluate as ev
 from explain.evaluate import (
     Examples,

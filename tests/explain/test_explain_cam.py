@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from explain.cam import (
+from train_jax.cam import (
     EPS,
     bilinear_matrix,
     make_cam_fn,
@@ -191,7 +191,7 @@ def test_upsampled_peak_is_a_pointing_ceiling_candidate(grid: int, size: int, al
 def test_corner_alignment_puts_cells_at_their_receptive_field_centres(tiny_cnn: nnx.Module) -> None:
     # The CNNs pad every convolution by k // 2, so cell j of a stride-s map is centred on input
     # pixel s * j: the input-gradient support of a cell is symmetric about that pixel.
-    from explain.cam import cell_alignment
+    from train_jax.cam import cell_alignment
 
     assert cell_alignment(tiny_cnn) == "corner"
     size = 192  # large enough that the centre cell's receptive field is not clipped
@@ -210,7 +210,7 @@ def test_corner_alignment_puts_cells_at_their_receptive_field_centres(tiny_cnn: 
 
 
 def test_patch_models_use_center_alignment(toy_vit: nnx.Module) -> None:
-    from explain.cam import cell_alignment
+    from train_jax.cam import cell_alignment
 
     class _Patchy(nnx.Module):
         stage_names = ("patch_embed", "blocks.0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.schema import GROUPS
+from core.schema import GROUPS
 from explain.evaluate import (
     EXIT_RUN,
     faithfulness_summary,

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from flax import nnx
 
-from explain.cam import with_cam
+from train_jax.cam import with_cam
 
 
 @pytest.mark.parametrize("fixture", ["tiny_cnn", "tiny_cnn_fine"])

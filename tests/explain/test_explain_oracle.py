@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.schema import CONDITIONS
+from core.schema import CONDITIONS
 from explain.evaluate import Examples, load_examples, localisation_summary
 
 CROP = 64

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from explain.overlay import (
+from client.overlay import (
     cam_to_original,
     colorize,
     overlay_on_crop,

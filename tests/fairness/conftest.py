@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import CONDITIONS, PREDICTION_COLUMNS, fitzpatrick_to_group
+from core.schema import CONDITIONS, PREDICTION_COLUMNS, fitzpatrick_to_group
 
 PREVALENCE = (0.35, 0.25, 0.3)
 EV, JPEG = "+0.5 EV", "JPEG q60"  # two changes of fairness.counterfactual.CHANGES

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client.counterfactual import main  # the driver: the served pipeline on the photos
 from fairness.counterfactual import (
     ALL_PHOTOS,
     CHANGES,
@@ -19,7 +20,6 @@ from fairness.counterfactual import (
     NO_ESTIMATE,
     CounterfactualError,
     counterfactual_summary,
-    main,
     read_counterfactual,
     wilson_interval,
     write_counterfactual,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import CONDITIONS
+from core.schema import CONDITIONS
 from fairness import crossfit
 from fairness.report import EXIT_BAD_INPUT, main, resolve_inputs
 from fairness.thresholds import fit_thresholds, load_thresholds

@@ -128,7 +128,7 @@ def test_small_or_empty_cells_are_insufficient_evidence() -> None:
 
 
 def test_read_predictions_keeps_the_severity_columns_and_does_not_need_them(tmp_path) -> None:
-    from data.schema import PREDICTION_COLUMNS, PREDICTION_OPTIONAL_COLUMNS
+    from core.schema import PREDICTION_COLUMNS, PREDICTION_OPTIONAL_COLUMNS
     from fairness.io import read_predictions
 
     header = ",".join([*PREDICTION_COLUMNS, *PREDICTION_OPTIONAL_COLUMNS])

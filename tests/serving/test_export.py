@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from flax import nnx
 
-from explain.cam import with_cam
+from train_jax.cam import with_cam
 from train_jax.export import export_model
 from train_jax.models import create_model
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS, PREDICTION_OPTIONAL_COLUMNS
+from core.schema import CONDITIONS, GROUPS, PREDICTION_COLUMNS, PREDICTION_OPTIONAL_COLUMNS
 from tests.train_jax.conftest import quick_args
 from train_jax import main as main_lib
 

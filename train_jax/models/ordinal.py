@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-NUM_GRADES = 4  # data.schema.SEVERITY_GRADES
+NUM_GRADES = 4  # core.schema.SEVERITY_GRADES
 
 
 def cumulative_to_class_probs(cumulative: jax.Array) -> jax.Array:

@@ -17,7 +17,7 @@ the class token, so CAM works as for a CNN: ``features(x)`` is the token grid
 Stages for named intermediates: ``patch_embed`` (16x16 patches + position embedding),
 ``blocks.0`` ... ``blocks.{depth-1}`` and ``norm`` (the final LayerNorm). Without a class token
 every stage returns the patch tokens as a grid; with one, ``patch_embed`` and the blocks return
-the token sequence ``[B, 1 + H/16 * W/16, D]`` (class token first; ``explain.cam`` puts it back
+the token sequence ``[B, 1 + H/16 * W/16, D]`` (class token first; ``train_jax.cam`` puts it back
 on the grid for a layer's Grad-CAM) and ``norm`` the patch grid.
 The position embedding is sized for ``image_size`` (default 224); other input sizes raise a
 ``ValueError``.
@@ -139,7 +139,7 @@ class ViT(StagedClassifier):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Tokens before the patch tokens in the stage outputs (``explain.cam`` drops them)."""
+        """Tokens before the patch tokens in the stage outputs (``train_jax.cam`` drops them)."""
         return 0 if self.cls_token is None else 1
 
     def _embed(self, x: jax.Array) -> jax.Array:

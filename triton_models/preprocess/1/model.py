@@ -72,9 +72,7 @@ class TritonPythonModel:
                 responses.append(_error(f"{INVALID_IMAGE_PREFIX}{exc}"))
                 continue
             except Exception as exc:  # one bad request must never fail the batch
-                responses.append(
-                    _error(f"preprocess failed: {exc}", pb_utils.TritonError.INTERNAL)
-                )
+                responses.append(_error(f"preprocess failed: {exc}", pb_utils.TritonError.INTERNAL))
                 continue
             responses.append(_response(faces))
         return responses

@@ -27,7 +27,7 @@ ViT patches), and then normalised per image and class by their maximum:
 A map whose maximum is below `EPS` (in particular an all-zero map: no positive evidence for the
 class anywhere) is not blown up from rounding noise; it stays (near) zero.
 
-    from explain.cam import make_cam_fn, with_cam
+    from train_jax.cam import make_cam_fn, with_cam
     probs, cam = with_cam(model)(images)                    # export path, [B,3], [B,3,H,W]
     cam_fn = make_cam_fn(model, method="gradcam++", layer="blocks.10")
     probs, cam = cam_fn(images)

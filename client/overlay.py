@@ -7,7 +7,7 @@ maps original-image pixel coordinates to crop coordinates (`cv2.warpAffine(image
 the same affine (`WARP_INVERSE_MAP`), so no matrix inversion is needed, and reports which original
 pixels the crop covers: outside the crop there is no heatmap and the photo is left unchanged.
 
-    from explain.overlay import overlay_on_crop, overlay_on_original, write_image
+    from client.overlay import overlay_on_crop, overlay_on_original, write_image
     write_image("acne_crop.png", overlay_on_crop(face.crop, cam[0]))
     write_image("acne.png", overlay_on_original(photo, cam[0], face.affine))
 """
