@@ -147,7 +147,7 @@ def _severity(raw: RawAnalysis, i: int) -> dict | None:
         return None
     grade = -1 if raw.severity_grade is None else int(raw.severity_grade[i])
     if grade < 0:
-        from fairness.severity import severity_grade
+        from core.severity import severity_grade
 
         grade = int(severity_grade(probs))
     return {"grade": grade, "probabilities": [float(p) for p in probs]}

@@ -95,7 +95,7 @@ class EmbeddedRunner:
     def __init__(self, model_dir: Path = DEFAULT_MODEL_DIR, *, num_threads: int = 0) -> None:
         import onnxruntime as ort
 
-        from fairness.thresholds import load_thresholds
+        from core.thresholds import load_thresholds
 
         self.model_dir = Path(model_dir)
         card = read_model_dir(self.model_dir)

@@ -2,7 +2,7 @@
 runner.
 
 JAX-free and numpy-1.26 compatible: the local Triton server imports this module from its own
-environment. Each step only composes `preprocessing/` and `fairness/` functions, so both serving
+environment. Each step only composes `preprocessing/` and `core/` functions, so both serving
 paths run the same code between the same two ONNX models (BlazeFace, then the classifier).
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.schema import CONDITIONS, SEVERITY_GRADES, fitzpatrick_to_group
-from fairness.severity import severity_grade
-from fairness.thresholds import apply_thresholds
+from core.severity import severity_grade
+from core.thresholds import apply_thresholds
 from preprocessing.face_detect import (
     decode_detections,
     faces_from_array,
@@ -223,7 +223,7 @@ def severity_step(severity: np.ndarray | None, num_faces: int, cutpoints=None) -
     `severity` is the classifier's `severity` output (max(F, 1) rows) or None for a model
     without it; then every row is NaN and every grade NO_GRADE, which the result JSON shows as
     `"severity": null`. `cutpoints`: the shipped ones (`Thresholds.severity_cutpoints` of
-    thresholds.json); None grades with the default 0.5 rule (`fairness.severity.severity_grade`).
+    thresholds.json); None grades with the default 0.5 rule (`core.severity.severity_grade`).
     """
     num_grades = len(SEVERITY_GRADES)
     if severity is None:

@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fairness.severity import fit_severity_cutpoints, severity_grade
-from fairness.thresholds import apply_thresholds, fit_thresholds
+from core.severity import severity_grade
+from core.thresholds import apply_thresholds
+from fairness.severity import fit_severity_cutpoints
+from fairness.thresholds import fit_thresholds
 
 __all__ = [
     "EVALUATION_CROSS_FITTED",

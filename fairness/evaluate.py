@@ -136,7 +136,7 @@ def evaluate_predictions(
     data : DataFrame | PredictionArrays | mapping | tuple
         Labels [N, C] (NaN = unknown), probabilities [N, C], group per row and, optionally,
         the Fitzpatrick type per row (0 = unknown).
-    thresholds : fairness.thresholds.Thresholds, optional
+    thresholds : core.thresholds.Thresholds, optional
         Per-group thresholds (unknown group -> global). Default: 0.5 everywhere.
     n_boot : int
         Bootstrap replicates (0 gives point estimates only, CIs null).
@@ -217,7 +217,7 @@ def _evaluated_rows(
         if not np.all(np.isfinite(p)):
             raise ValueError("probs contain NaN or infinite values")
     else:
-        from fairness.thresholds import apply_thresholds
+        from core.thresholds import apply_thresholds
 
         decisions, _ = apply_thresholds(p, arr.groups, thresholds)
     group = np.asarray([g or "" for g in arr.groups], dtype=object)

@@ -301,7 +301,7 @@ def epoch_metrics(y_true, probs, groups: Sequence[str | None], thresholds=None) 
         Predicted probabilities, in the order of `core.schema.CONDITIONS`.
     groups : sequence of str or None, length N
         Skin-tone group per row; None or an unrecognised name counts only in the overall.
-    thresholds : fairness.thresholds.Thresholds, optional
+    thresholds : core.thresholds.Thresholds, optional
         Per-group thresholds; default 0.5 everywhere.
 
     Returns
@@ -329,7 +329,7 @@ def epoch_metrics(y_true, probs, groups: Sequence[str | None], thresholds=None) 
     if thresholds is None:
         decisions = p >= 0.5
     else:
-        from fairness.thresholds import apply_thresholds
+        from core.thresholds import apply_thresholds
 
         decisions, _ = apply_thresholds(p, list(labels), thresholds)
     out: dict[str, float] = {}

@@ -488,7 +488,7 @@ def export_sections(
         "severity": {
             "shape": ["B", len(SEVERITY_GRADES)],
             "meaning": "acne severity: probability of each grade 0-3 (ordinal CORAL head; "
-            "the grade is the median, fairness.severity.severity_grade)",
+            "the grade is the median, core.severity.severity_grade)",
             "grades": SEVERITY_GRADES_NOTE,
         },
     }

@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.thresholds import Thresholds, ThresholdsError, apply_thresholds, save_thresholds
 from data.run import Run
 from fairness import crossfit, plots
 from fairness.calibration import (
@@ -124,13 +125,7 @@ from fairness.report_severity import (
     severity_section,
 )
 from fairness.selective import DEFAULT_MIN_CASES, DEFAULT_TARGET, selective_prediction
-from fairness.thresholds import (
-    Thresholds,
-    ThresholdsError,
-    apply_thresholds,
-    fit_thresholds,
-    save_thresholds,
-)
+from fairness.thresholds import fit_thresholds
 from fairness.tone_basis import ESTIMATED, LABELLED, ToneBasis, row_tone_sources, tone_basis
 
 if TYPE_CHECKING:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.severity import severity_grade
 from fairness import crossfit
 from fairness.io import PredictionsError
 from fairness.severity import (
     fit_severity_cutpoints,
     mean_absolute_error,
     quadratic_weighted_kappa,
-    severity_grade,
     severity_metrics,
 )
 

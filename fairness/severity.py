@@ -9,14 +9,14 @@ and every replicate go through the same code. QWK is NaN when the expected disag
 (true and predicted grades all one and the same value).
 
 `severity_metrics` is the entry point: overall and per skin-tone group, with stratified
-percentile bootstrap intervals (`fairness.bootstrap`). numpy only (no JAX, no scikit-learn at
-import), so the Triton python models and the client can import `severity_grade`.
+percentile bootstrap intervals (`fairness.bootstrap`). numpy only (no JAX, no scikit-learn).
 
-Cutpoints: the grade counts the k with ``P(grade > k) > cutpoints[k]``. The default 0.5 for every
-k is CORAL's median rule; on data where grade 0 dominates (acne-new: 91%) P(grade > 0) never
-reaches 0.5 and every grade is 0. `fit_severity_cutpoints` picks the cutpoints that maximise QWK
-on validation rows; they are shipped in thresholds.json (key ``acne_severity``,
-`fairness.thresholds`) and applied by the serving step (`client.steps.severity_step`).
+Cutpoints: the grade (`core.severity.severity_grade`, the serving rule) counts the k with
+``P(grade > k) > cutpoints[k]``. The default 0.5 for every k is CORAL's median rule; on data where
+grade 0 dominates (acne-new: 91%) P(grade > 0) never reaches 0.5 and every grade is 0.
+`fit_severity_cutpoints` picks the cutpoints that maximise QWK on validation rows; they are
+shipped in thresholds.json (key ``acne_severity``, `core.thresholds`) and applied by the serving
+step (`client.steps.severity_step`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.severity import (
+    DEFAULT_CUTPOINT,
+    NUM_GRADES,
+    exceedance_probs,
+    severity_grade_from_above,
+)
 from fairness.bootstrap import (
     INSUFFICIENT,
     estimate,
@@ -36,84 +42,29 @@ from fairness.bootstrap import (
 
 __all__ = [
     "CUTPOINT_METHOD",
-    "DEFAULT_CUTPOINT",
     "MIN_ROWS",
     "SEVERITY_METRICS",
-    "exceedance_probs",
     "fit_severity_cutpoints",
     "mean_absolute_error",
     "quadratic_weighted_kappa",
-    "severity_grade",
     "severity_metrics",
 ]
 
-NUM_GRADES = 4  # core.schema.SEVERITY_GRADES
 SEVERITY_METRICS: tuple[str, ...] = ("qwk", "mae")
 MIN_ROWS = 5  # a cell with fewer rows of known severity reports "insufficient evidence"
 CI_METHOD = "percentile bootstrap, stratified by tone group x true grade"
-DEFAULT_CUTPOINT = 0.5  # CORAL's median rule
 CUTPOINT_METHOD = "QWK-optimal on validation (coordinate ascent)"
 NUM_QUANTILES = 100  # default candidates per cutpoint: the 0, 1, ..., 100th percentiles
 MAX_ROUNDS = 20  # coordinate-ascent sweeps over k (each move strictly raises QWK; it stops early)
 
 
-# --- grades from probabilities ---------------------------------------------------------------
-
-
-def exceedance_probs(probs) -> np.ndarray:
-    """``P(grade > k) = 1 - cumsum(p)_k`` for k = 0, 1, 2 of class probabilities [..., 4].
-
-    float32, computed as the served grade computes it, so a cutpoint fitted on these values
-    splits the same rows at serving time.
-
-    >>> exceedance_probs([0.1, 0.3, 0.4, 0.2]).astype(float).round(2).tolist()
-    [0.9, 0.6, 0.2]
-    """
-    p = np.asarray(probs, dtype=np.float32)
-    if p.shape[-1:] != (NUM_GRADES,):
-        raise ValueError(f"probs must have shape [..., {NUM_GRADES}], got {p.shape}")
-    return np.float32(1.0) - np.cumsum(p, axis=-1, dtype=np.float32)[..., :-1]
-
-
-def _check_cutpoints(cutpoints) -> np.ndarray:
-    c = np.asarray(cutpoints, dtype=np.float64)
-    if c.shape != (NUM_GRADES - 1,) or not np.all(np.isfinite(c)):
-        raise ValueError(
-            f"cutpoints must be {NUM_GRADES - 1} finite numbers, got {np.asarray(cutpoints)!r}"
-        )
-    return c
-
-
-def severity_grade(probs, cutpoints=None) -> np.ndarray:
-    """Grade of severity class probabilities [..., 4] -> int64 [...].
-
-    Parameters
-    ----------
-    probs : array-like, shape [..., 4]
-        Class probabilities of the grades 0-3 (the exported `severity` output).
-    cutpoints : sequence of 3 floats, optional
-        The grade is the number of k with ``P(grade > k) > cutpoints[k]``. None: 0.5 each, the
-        median (CORAL's rule, the numpy twin of `train_jax.models.ordinal.severity_grade`).
-
-    Returns
-    -------
-    numpy.ndarray of int64, shape [...]
-
-    >>> severity_grade([[0.1, 0.3, 0.4, 0.2], [0.5, 0.2, 0.2, 0.1]]).tolist()
-    [2, 0]
-    >>> severity_grade([[0.1, 0.3, 0.4, 0.2], [0.5, 0.2, 0.2, 0.1]], [0.3, 0.35, 0.15]).tolist()
-    [3, 1]
-    """
-    above = exceedance_probs(probs)
-    if cutpoints is None:
-        return (above > DEFAULT_CUTPOINT).sum(axis=-1).astype(np.int64)
-    return (above > _check_cutpoints(cutpoints)).sum(axis=-1).astype(np.int64)
+# --- cutpoints fitted on validation ---------------------------------------------------------
 
 
 def fit_severity_cutpoints(
     y_true, probs, *, candidates=NUM_QUANTILES, max_rounds: int = MAX_ROUNDS
 ) -> dict:
-    """Cutpoints for `severity_grade` that maximise QWK on the given (validation) rows.
+    """Cutpoints for `core.severity.severity_grade` that maximise QWK on the given rows.
 
     Coordinate ascent from 0.5 each: for k = 0, 1, 2 in turn, try every candidate cutpoint of
     ``P(grade > k)`` with the other two fixed and move only when QWK strictly rises; sweep again
@@ -182,11 +133,6 @@ def fit_severity_cutpoints(
         "n": int(y.size),
         "method": CUTPOINT_METHOD,
     }
-
-
-def severity_grade_from_above(above: np.ndarray, cutpoints: np.ndarray) -> np.ndarray:
-    """`severity_grade` from precomputed ``P(grade > k)`` [..., 3] (the fitter's inner loop)."""
-    return (above > np.asarray(cutpoints, np.float64)).sum(axis=-1).astype(np.int64)
 
 
 def _candidate_grid(above: np.ndarray, candidates) -> list[np.ndarray]:
@@ -337,7 +283,7 @@ def severity_metrics(
     y_true : array-like, shape [N]
         True grade 0-3 per row; NaN, None or a negative value = unknown (the row is left out).
     grade : array-like of int, shape [N]
-        Predicted grade 0-3 per row (`severity_grade` of the class probabilities).
+        Predicted grade 0-3 per row (`core.severity.severity_grade` of the class probabilities).
     groups : sequence of str or None, length N
         Skin-tone group per row (`I-II`, `III-IV`, `V-VI`); others count only in the overall.
     n_boot : int

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data", "preprocessing", "train_jax", "fairness", "explain", "client", "triton_models")
+PACKAGES = (
+    "core",
+    "data",
+    "preprocessing",
+    "train_jax",
+    "fairness",
+    "explain",
+    "client",
+    "triton_models",
+)
 
 
 def modules_with_examples() -> list[str]:

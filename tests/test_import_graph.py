@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -212,23 +213,23 @@ def test_graph_sees_relative_function_level_and_submodule_imports(tmp_path: Path
 FAIRNESS_FORBIDDEN = ("mlflow", "jax", "jaxlib", "flax", "optax", "orbax", "train_jax")
 
 
-def forbidden_imports(root: Path, package: str, forbidden: Iterable[str]) -> list[str]:
-    """``module: name`` for every import anywhere in `package`'s modules (function bodies
-    included) of a top-level package in `forbidden` (absolute imports; relative ones stay in
-    the project)."""
-    banned = set(forbidden)
-    found = []
+def absolute_imports(root: Path, package: str) -> Iterator[tuple[str, str]]:
+    """(module, imported name) for every absolute import anywhere in `package`'s modules
+    (function bodies included; relative imports stay in the project)."""
     for module, path in sorted(module_files(root, [package]).items()):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
+                yield from ((module, alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-                names = [node.module]
-            else:
-                continue
-            found += [f"{module}: {n}" for n in names if n.split(".")[0] in banned]
-    return found
+                yield module, node.module
+
+
+def forbidden_imports(root: Path, package: str, forbidden: Iterable[str]) -> list[str]:
+    """``module: name`` for every absolute import anywhere in `package`'s modules of a
+    top-level package in `forbidden`."""
+    banned = set(forbidden)
+    return [f"{m}: {n}" for m, n in absolute_imports(root, package) if n.split(".")[0] in banned]
 
 
 def test_fairness_imports_no_mlflow_jax_or_trainer() -> None:
@@ -255,12 +256,12 @@ def test_forbidden_imports_are_found_at_any_depth(tmp_path: Path) -> None:
 
 # The house, ground floor first: a package imports only packages on a lower floor (and itself).
 LAYERS = (
-    "core",  # the shared vocabulary and the atomic writer
+    "core",  # vocabulary, atomic writer, thresholds.json (load, apply), the severity grade
     "preprocessing",  # image decoding, face detection and landmarks, tone, quality
     "data",  # datasets: adapters, synthskin-v1, TFDS builder, the run-folder layout
-    "fairness",  # metrics, thresholds, severity, reports (numpy, scikit-learn, fairlearn)
-    "client",  # the serving steps, the embedded runner, the Triton client, analyze.py
-    "train_jax",  # models, training, prediction, export
+    "fairness",  # metrics, threshold and cutpoint fitting, reports (scikit-learn, fairlearn)
+    "client",  # the serving steps, the embedded runner, the Triton client, overlays, analyze.py
+    "train_jax",  # models, CAM, training, prediction, export
     "explain",  # CAM evaluation against lesion boxes
     "triton_models",  # the model repository, its builder and launcher
     "benchmarks",
@@ -294,3 +295,72 @@ def test_packages_import_only_lower_layers() -> None:
 def test_upward_imports_reports_a_planted_upward_edge() -> None:
     graph = {"core.schema": {"client.steps"}, "client.steps": {"core.schema"}}
     assert upward_imports(graph) == ["core.schema -> client.steps"]
+
+
+def third_party_imports(root: Path, package: str) -> list[str]:
+    """``module: name`` for every absolute import anywhere in `package`'s modules of a
+    top-level package that is neither the standard library, numpy nor `package` itself."""
+    allowed = set(sys.stdlib_module_names) | {"numpy", package}
+    return [
+        f"{m}: {n}" for m, n in absolute_imports(root, package) if n.split(".")[0] not in allowed
+    ]
+
+
+def test_core_imports_only_numpy_and_the_standard_library() -> None:
+    """core/ is imported by every package, the Triton python models (numpy<2, no scikit-learn)
+    and the analysis install: numpy and the standard library only."""
+    offenders = third_party_imports(ROOT, "core")
+    assert not offenders, "core/ must import only numpy and the standard library: " + ", ".join(
+        offenders
+    )
+
+
+def test_third_party_imports_are_found_at_any_depth(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "import json\nimport numpy as np\nfrom . import a\n",
+            "pkg/a.py": "import os.path\ndef late():\n    from sklearn.metrics import f1_score\n",
+            "pkg/b.py": "import cv2\nfrom pkg.a import late\n",
+        },
+    )
+    assert third_party_imports(tmp_path, "pkg") == ["pkg.a: sklearn.metrics", "pkg.b: cv2"]
+
+
+# What the Triton python models and `python client/analyze.py` import: core/ and preprocessing/
+# only below client/ (fairness/ is for the reports; client/counterfactual.py is an audit CLI).
+SERVING_ENTRIES = (
+    "client.analyze",
+    "client.runner",
+    "client.triton_client",
+    "triton_models.group_threshold.1.model",
+    "triton_models.preprocess.1.model",
+)
+SERVING_PACKAGES = ("core", "preprocessing", "client", "triton_models")
+
+
+def reachable(graph: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set[str]:
+    """Every module that `starts` import, directly or through others (the starts included)."""
+    seen: set[str] = set()
+    todo = list(starts)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return seen
+
+
+def test_the_serving_path_reaches_only_core_preprocessing_and_client() -> None:
+    graph = import_graph()
+    assert set(SERVING_ENTRIES) <= set(graph)
+    outside = sorted(
+        m for m in reachable(graph, SERVING_ENTRIES) if m.split(".")[0] not in SERVING_PACKAGES
+    )
+    assert not outside, "the serving path imports: " + ", ".join(outside)
+
+
+def test_reachable_follows_imports_transitively() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert reachable(graph, ["a"]) == {"a", "b", "c"}
+    assert reachable(graph, ["d"]) == {"a", "b", "c", "d"}

@@ -650,8 +650,8 @@ def _split_crops(data_dir: Path, split: str, size: int, limit: int):
 
 def per_group_f1(labels, probs, groups, thresholds) -> dict:
     """F1 per condition and group (and overall) with the per-group thresholds applied."""
+    from core.thresholds import apply_thresholds
     from fairness.metrics import f1
-    from fairness.thresholds import apply_thresholds
 
     decisions, _ = apply_thresholds(probs, groups, thresholds)
     g = np.asarray([x or "" for x in groups])
@@ -731,7 +731,7 @@ def quantize_int8(
     condition) drops by more than 0.01 on the test split; returns the numbers either way,
     with the median ms per batch of both models at batch 1 and 32.
     """
-    from fairness.thresholds import load_thresholds
+    from core.thresholds import load_thresholds
 
     exported, data_dir = ModelDir(model_dir), Path(data_dir)
     size = int(read_model_card(exported.card_path)["input_size"])

@@ -4,7 +4,7 @@ Columns (docs/architecture.md, "Predictions"; `core.schema.PREDICTION_COLUMNS`):
 `fitzpatrick` (1-6 or empty), `group` (I-II, III-IV, V-VI or empty), `split`, each condition's
 label (0/1 or empty) and `<cond>_prob`; then `core.schema.PREDICTION_OPTIONAL_COLUMNS`:
 `tone_source` (labelled, estimated or empty), `acne_severity` (the label, 0-3 or empty),
-`acne_severity_grade` (the predicted grade, `fairness.severity.severity_grade`) and
+`acne_severity_grade` (the predicted grade, `core.severity.severity_grade`) and
 `acne_severity_prob_0` .. `acne_severity_prob_3` (class probabilities of the severity head).
 Rows follow metadata.csv order.
 
@@ -39,7 +39,7 @@ from core.schema import (
     PREDICTION_OPTIONAL_COLUMNS,
     SEVERITY_GRADES,
 )
-from fairness.severity import severity_grade
+from core.severity import severity_grade
 from train_jax.input import SplitMeta, eval_batches
 
 

@@ -31,9 +31,10 @@ from jax.sharding import PartitionSpec as P
 
 from core import atomic
 from core.schema import CONDITIONS, DISCLAIMER, GROUPS
+from core.severity import severity_grade
 from fairness.metrics import epoch_metrics
 from fairness.severity import mean_absolute_error as severity_mae
-from fairness.severity import quadratic_weighted_kappa, severity_grade, severity_metrics
+from fairness.severity import quadratic_weighted_kappa, severity_metrics
 from train_jax import checkpoints as ckpt_lib
 from train_jax import config as config_lib
 from train_jax import input as input_lib

@@ -174,7 +174,7 @@ def _find_predictions(report: dict, split: str, metrics_path: Path) -> Path | No
 
 def _counts_from_predictions(csv_path: Path, thresholds_path: Path) -> Counts:
     """Faces per group and positive decisions under thresholds.json, from a predictions CSV."""
-    from fairness.thresholds import apply_thresholds, load_thresholds
+    from core.thresholds import apply_thresholds, load_thresholds
 
     thresholds = load_thresholds(thresholds_path)
     with open(csv_path, newline="") as f:

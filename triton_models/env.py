@@ -2,9 +2,9 @@
 
 JAX needs numpy>=2, while the stubs of the `nvidia-pytriton` wheel silently return empty tensors
 under numpy 2 (notes/triton-local.md), so the local tritonserver runs from a separate venv that
-holds only what the python models import. Our JAX-free packages (preprocessing, fairness,
-core.schema, client.steps) reach it through a `.pth` file that points at the repository root, so
-edits are picked up without reinstalling.
+holds only what the python models import. Our JAX-free packages (core, preprocessing, client)
+reach it through a `.pth` file that points at the repository root, so edits are picked up
+without reinstalling.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def test_bad_url_exits_2(astronaut_path, capsys):
 def test_model_with_severity_gives_grade_and_probabilities(
     severity_model_dir, astronaut_path, capsys
 ):
-    from fairness.severity import severity_grade
+    from core.severity import severity_grade
 
     args = ["--image", str(astronaut_path), "--json", "--model-dir", str(severity_model_dir)]
     assert main(args) == EXIT_OK
@@ -150,8 +150,8 @@ def test_embedded_grade_uses_the_shipped_cutpoints(severity_model_dir, astronaut
 
     from client.result import build_result
     from client.runner import EmbeddedRunner
-    from fairness.severity import severity_grade
-    from fairness.thresholds import load_thresholds, save_thresholds
+    from core.severity import severity_grade
+    from core.thresholds import load_thresholds, save_thresholds
 
     data = astronaut_path.read_bytes()
     plain = EmbeddedRunner(severity_model_dir).analyze_bytes(data)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.thresholds import Thresholds, apply_thresholds
 from fairness import crossfit
-from fairness.thresholds import Thresholds, apply_thresholds, fit_thresholds
+from fairness.thresholds import fit_thresholds
 
 
 def test_subject_keys_fall_back_to_the_image():
@@ -89,7 +90,8 @@ def test_cross_fit_decisions_equal_thresholds_fitted_on_the_other_fold():
 
 
 def test_cross_fit_severity_grades_never_fit_on_a_folds_own_rows(monkeypatch):
-    from fairness.severity import fit_severity_cutpoints, severity_grade
+    from core.severity import severity_grade
+    from fairness.severity import fit_severity_cutpoints
 
     rng = np.random.default_rng(1)
     n = 60

@@ -13,9 +13,10 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import f1_score, roc_auc_score
 
+from core.thresholds import apply_thresholds
 from fairness.evaluate import INSUFFICIENT, evaluate_predictions
 from fairness.metrics import evaluate_predictions as evaluate_from_metrics
-from fairness.thresholds import apply_thresholds, fit_thresholds
+from fairness.thresholds import fit_thresholds
 
 GROUPS = ("I-II", "III-IV", "V-VI")
 

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.thresholds import load_thresholds
 from fairness.model_card import read_model_card
 from fairness.report import EXIT_BAD_INPUT, main
-from fairness.thresholds import fit_thresholds, load_thresholds
+from fairness.thresholds import fit_thresholds
 
 EXPECTED_FILES = (
     "metrics.json",

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from core.schema import CONDITIONS
+from core.thresholds import load_thresholds
 from fairness import crossfit
 from fairness.report import EXIT_BAD_INPUT, main, resolve_inputs
-from fairness.thresholds import fit_thresholds, load_thresholds
+from fairness.thresholds import fit_thresholds
 
 EVALUATION = "val, 2-fold cross-fitted thresholds (no test split)"
 

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from core.severity import severity_grade
+from core.thresholds import load_thresholds
 from fairness import crossfit
 from fairness.report import main
-from fairness.severity import fit_severity_cutpoints, severity_grade
-from fairness.thresholds import load_thresholds
+from fairness.severity import fit_severity_cutpoints
 
 PROB_COLUMNS = [f"acne_severity_prob_{k}" for k in range(4)]
 

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from core.severity import exceedance_probs, severity_grade
 from fairness.severity import (
     INSUFFICIENT,
-    exceedance_probs,
     fit_severity_cutpoints,
     mean_absolute_error,
     quadratic_weighted_kappa,
-    severity_grade,
     severity_metrics,
 )
 

@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from fairness.thresholds import (
-    GroupThresholdFitter,
+from core.thresholds import (
     ThresholdsError,
     apply_thresholds,
-    f1_optimal_threshold,
-    fit_thresholds,
     load_severity_cutpoints,
     load_thresholds,
     save_thresholds,
 )
+from fairness.thresholds import GroupThresholdFitter, f1_optimal_threshold, fit_thresholds
 
 
 def _validation(seed: int = 0, n: int = 900):
@@ -142,14 +140,15 @@ def test_not_json_and_missing_file(tmp_path):
         load_thresholds(tmp_path / "missing.json")
 
 
-def test_import_pulls_in_numpy_only():
-    """Triton's group_threshold model imports this module where only numpy is installed."""
+def test_serving_side_pulls_in_numpy_only():
+    """Triton's group_threshold model loads and applies thresholds where only numpy is
+    installed: `core.thresholds`, `core.severity` and the serving steps import no scikit-learn."""
     import subprocess
     import sys
     from pathlib import Path
 
     code = (
-        "import sys, fairness.thresholds; "
+        "import sys, core.thresholds, core.severity, client.steps; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'sklearn', 'scipy', 'pandas', 'jax', 'matplotlib', 'fairlearn'}))"
     )

@@ -149,7 +149,7 @@ def mixed_model_dir(severity_model_dir, tmp_path_factory):
     planted severity cutpoints in its thresholds.json."""
     import dataclasses
 
-    from fairness.thresholds import load_thresholds, save_thresholds
+    from core.thresholds import load_thresholds, save_thresholds
 
     out = tmp_path_factory.mktemp("mixed_model")
     shutil.copytree(severity_model_dir, out, dirs_exist_ok=True)
@@ -178,7 +178,7 @@ def severity_server(mixed_model_dir, tmp_path_factory):
 def test_severity_and_evidence_match_embedded_runner(
     protocol, severity_server, mixed_model_dir, synthetic_jpegs, astronaut_path
 ):
-    from fairness.severity import severity_grade
+    from core.severity import severity_grade
 
     url = severity_server.grpc_url if protocol == "grpc" else severity_server.http_url
     remote = TritonRunner(url)

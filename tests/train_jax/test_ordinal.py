@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from fairness.severity import severity_grade as numpy_grade
+from core.severity import severity_grade as numpy_grade
 from train_jax import losses
 from train_jax.models import create_model
 from train_jax.models.ordinal import (

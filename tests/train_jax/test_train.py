@@ -56,7 +56,7 @@ def test_run_folder_holds_every_output(runs: Path, tiny_dataset: Path) -> None:
         assert set(pred["group"].dropna()) <= set(GROUPS)
         assert (pred["split"] == split).all()
         # Acne severity: the label, the predicted grade (median) and the class probabilities.
-        from fairness.severity import severity_grade
+        from core.severity import severity_grade
 
         np.testing.assert_array_equal(pred["acne_severity"], expected["acne_severity"])
         probs = pred[SEVERITY_PROBS].to_numpy()

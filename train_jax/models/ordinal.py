@@ -14,7 +14,7 @@ From the cumulative probabilities ``c_k = P(grade > k)``:
 * the grade is the median of ``p``: the number of k with ``P(grade > k) = 1 - cumsum(p)_k > 0.5``.
   For non-increasing ``c_k`` that is CORAL's rule, the count of ``c_k > 0.5``; computed from ``p``,
   it is what a client computes from the exported probabilities too
-  (`fairness.severity.severity_grade`, the numpy twin of `severity_grade` here).
+  (`core.severity.severity_grade`, the numpy twin of `severity_grade` here).
 
 Pure functions, `jax.numpy` only; tested on hand-computed cases.
 """

@@ -17,7 +17,7 @@ from client.monitoring import DESCRIPTIONS, initial_series, request_increments
 from client.ood import FILENAME as OOD_FILENAME
 from client.ood import load_ood, ood_step
 from client.steps import severity_step, threshold_step
-from fairness.thresholds import load_thresholds
+from core.thresholds import load_thresholds
 
 
 def _strings(values):
