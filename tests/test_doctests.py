@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_import_graph import LAYERS
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = (
-    "core",
-    "data",
-    "preprocessing",
-    "train_jax",
-    "fairness",
-    "explain",
-    "client",
-    "triton_models",
-)
+PACKAGES = tuple(name for name in LAYERS if name != "benchmarks")  # the project's packages
 
 
 def modules_with_examples() -> list[str]:
