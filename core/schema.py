@@ -8,6 +8,9 @@ from __future__ import annotations
 
 CONDITIONS: tuple[str, ...] = ("acne", "hyperpigmentation", "wrinkles")
 GROUPS: tuple[str, ...] = ("I-II", "III-IV", "V-VI")
+# ITA cut points of the estimated groups (preprocessing.tone.ita_to_group): I-II above the
+# first, V-VI at or below the second.
+ITA_CUTS: tuple[float, float] = (41.0, 10.0)
 FITZPATRICK_TYPES: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

@@ -119,15 +119,15 @@ def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if x1 <= x0 or y1 <= y0:
         return mask
     cx = np.arange(x0, x1) + 0.5
-    cy = (np.arange(y0, y1) + 0.5)[:, None]
-    inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
-    for (ax, ay), (bx, by) in zip(pts, np.roll(pts, -1, axis=0), strict=True):
-        if ay == by:
-            continue
-        crosses = (ay > cy) != (by > cy)
-        x_at = ax + (cy - ay) * (bx - ax) / (by - ay)
-        inside ^= crosses & (cx < x_at)
-    mask[y0:y1, x0:x1] = inside
+    cy = (np.arange(y0, y1) + 0.5)[None, :, None]
+    a, b = pts, np.roll(pts, -1, axis=0)
+    edges = a[:, 1] != b[:, 1]  # horizontal edges never cross a row of pixel centres
+    (ax, ay), (bx, by) = (v[edges].T.reshape(2, -1, 1, 1) for v in (a, b))
+    crosses = (ay > cy) != (by > cy)  # [edge, row, 1]
+    x_at = ax + (cy - ay) * (bx - ax) / (by - ay)
+    # Even-odd: inside where an odd number of edges cross the row to the right of the centre.
+    hits = np.count_nonzero(crosses & (cx < x_at), axis=0)
+    mask[y0:y1, x0:x1] = hits % 2 == 1
     return mask
 
 

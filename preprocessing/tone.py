@@ -13,7 +13,10 @@ group:
 
 The estimate abstains (group None, confidence 0) when the skin region is too small, the
 colour is grayscale or low-chroma (ITA is meaningless when b* ~ 0), or the region is badly
-under- or over-exposed. Confidence grows with the distance of the ITA from the nearest cut
+under- or over-exposed. The served estimate over landmark regions
+(`estimate_tone_in_regions`) reports a confidence calibrated against by-eye tone labels
+(`preprocessing.tone_calibration`); the single-mask estimate (`tone_from_pixels`, the keypoint
+ablation) keeps a heuristic one that grows with the distance of the ITA from the nearest cut
 point, 1 - exp(-margin / CONFIDENCE_SCALE_DEG), scaled down when fewer than
 FULL_CONFIDENCE_PIXELS skin pixels were measured. This is a research aid, not a diagnosis.
 """
@@ -25,9 +28,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.schema import GROUPS
+from core.schema import GROUPS, ITA_CUTS
+from preprocessing import tone_calibration
 
-ITA_CUTS = (41.0, 10.0)  # I-II above the first, V-VI at or below the second
 TRIM_PERCENTILES = (10.0, 90.0)
 MIN_SKIN_PIXELS = 150
 MIN_CHROMA = 5.0  # median sqrt(a*^2 + b*^2); real skin is ~10-30, grayscale ~0
@@ -176,6 +179,21 @@ def default_skin_mask(shape: tuple[int, int]) -> np.ndarray:
     return skin_mask(kps, (h, w))
 
 
+def local_residuals(
+    crop: np.ndarray, *, window: float = LOCAL_WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """(L* residual, a* residual) [H, W]: each channel minus its local median over a window of
+    `window` x the crop's side. They do not depend on the skin mask, so one pair serves every
+    region of a crop."""
+    lab = rgb_to_lab(crop)
+    ksize = max(3, int(round(window * max(crop.shape[:2]))) | 1)
+    lightness = np.clip(np.rint(lab[..., 0] * 2.55), 0, 255).astype(np.uint8)
+    redness = np.clip(np.rint(lab[..., 1] + 128.0), 0, 255).astype(np.uint8)
+    res_l = lab[..., 0] - cv2.medianBlur(lightness, ksize).astype(np.float64) / 2.55
+    res_a = lab[..., 1] - (cv2.medianBlur(redness, ksize).astype(np.float64) - 128.0)
+    return res_l, res_a
+
+
 def local_outliers(
     crop: np.ndarray,
     mask: np.ndarray,
@@ -183,15 +201,12 @@ def local_outliers(
     window: float = LOCAL_WINDOW,
     delta: float = LOCAL_DELTA,
     noise_factor: float = NOISE_FACTOR,
+    residuals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Bool [H, W]: pixels darker (L*) or redder (a*) than their local median by more than
-    max(delta, noise_factor x the robust SD of that channel's residual over `mask`)."""
-    lab = rgb_to_lab(crop)
-    ksize = max(3, int(round(window * max(crop.shape[:2]))) | 1)
-    lightness = np.clip(np.rint(lab[..., 0] * 2.55), 0, 255).astype(np.uint8)
-    redness = np.clip(np.rint(lab[..., 1] + 128.0), 0, 255).astype(np.uint8)
-    res_l = lab[..., 0] - cv2.medianBlur(lightness, ksize).astype(np.float64) / 2.55
-    res_a = lab[..., 1] - (cv2.medianBlur(redness, ksize).astype(np.float64) - 128.0)
+    max(delta, noise_factor x the robust SD of that channel's residual over `mask`).
+    `residuals`: `local_residuals(crop, window=window)` when already computed."""
+    res_l, res_a = local_residuals(crop, window=window) if residuals is None else residuals
 
     def margin(residual: np.ndarray) -> float:
         values = residual[mask]
@@ -209,12 +224,14 @@ def estimate_skin_tone(
     *,
     illumination: str = "none",
     reject_lesions: bool = True,
+    residuals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SkinTone:
     """Estimate the skin tone of an aligned face crop (RGB uint8).
 
     skin_mask: bool [H, W] of skin pixels (None: the default cheeks/forehead layout of an
     aligned crop). illumination: "none" or "shades_of_gray" (gains estimated on the non-skin
-    part of the crop). reject_lesions: drop local outliers first (`local_outliers`).
+    part of the crop). reject_lesions: drop local outliers first (`local_outliers`; its
+    `residuals` of this crop, when already computed, with illumination "none" only).
     """
     if crop.ndim != 3 or crop.shape[2] != 3:
         raise ValueError(f"expected an RGB crop [H, W, 3], got shape {crop.shape}")
@@ -225,8 +242,10 @@ def estimate_skin_tone(
         raise ValueError(
             f"illumination must be one of ['none', 'shades_of_gray'], got {illumination!r}"
         )
+    if residuals is not None and illumination != "none":
+        raise ValueError("residuals are of the crop before illumination normalisation")
     if reject_lesions:
-        kept = mask & ~local_outliers(crop, mask)
+        kept = mask & ~local_outliers(crop, mask, residuals=residuals)
         if kept.sum() >= MIN_SKIN_PIXELS:
             mask = kept
     return tone_from_pixels(crop[mask])
@@ -238,6 +257,7 @@ def estimate_tone_in_regions(
     *,
     gains: np.ndarray | None = None,
     reject_lesions: bool = True,
+    calibration: tone_calibration.Calibration | None = None,
 ) -> SkinTone:
     """Skin tone over the union of `regions` (bool masks) with an ITA interval over regions.
 
@@ -245,26 +265,34 @@ def estimate_tone_in_regions(
     white_patch_gains` of the sclera and teeth) applied first. The interval is the overall
     ITA +- INTERVAL_Z standard errors of the mean of the region ITAs (regions with at least
     MIN_REGION_PIXELS pixels; none with fewer than two regions); when it spans a group cut the
-    estimate abstains with REASON_SPANS_CUT and keeps the ITA and the interval.
+    estimate abstains with REASON_SPANS_CUT and keeps the ITA and the interval. The confidence
+    of a group is `preprocessing.tone_calibration.calibrated_confidence` (`calibration`,
+    default the shipped one): the probability that a by-eye rating agrees.
     """
     from preprocessing.colour import apply_gains
 
     if gains is not None:
         crop = apply_gains(crop, gains)
     union = np.logical_or.reduce([np.asarray(m, bool) for m in regions.values()])
-    overall = estimate_skin_tone(crop, union, reject_lesions=reject_lesions)
+    residuals = local_residuals(crop) if reject_lesions else None
+    overall = estimate_skin_tone(crop, union, reject_lesions=reject_lesions, residuals=residuals)
     if overall.ita is None:
         return overall
     itas = []
     for mask in regions.values():
         if np.count_nonzero(mask) >= MIN_REGION_PIXELS:
-            region = estimate_skin_tone(crop, mask, reject_lesions=reject_lesions)
+            region = estimate_skin_tone(
+                crop, mask, reject_lesions=reject_lesions, residuals=residuals
+            )
             if region.ita is not None:
                 itas.append(region.ita)
-    if len(itas) < 2:
-        return overall
-    half = INTERVAL_Z * float(np.std(itas, ddof=1)) / np.sqrt(len(itas))
-    interval = (round(overall.ita - half, 2), round(overall.ita + half, 2))
-    if ita_to_group(interval[0]) != ita_to_group(interval[1]):
-        return SkinTone(overall.ita, None, 0.0, REASON_SPANS_CUT, interval)
-    return SkinTone(overall.ita, overall.fitzpatrick_group, overall.confidence, None, interval)
+    interval = None
+    if len(itas) >= 2:
+        half = INTERVAL_Z * float(np.std(itas, ddof=1)) / np.sqrt(len(itas))
+        interval = (round(overall.ita - half, 2), round(overall.ita + half, 2))
+        if ita_to_group(interval[0]) != ita_to_group(interval[1]):
+            return SkinTone(overall.ita, None, 0.0, REASON_SPANS_CUT, interval)
+    confidence = tone_calibration.calibrated_confidence(
+        overall.ita, interval, calibration or tone_calibration.default_calibration()
+    )
+    return SkinTone(overall.ita, overall.fitzpatrick_group, round(confidence, 3), None, interval)

@@ -11,6 +11,11 @@ mode re-estimates each face at +-0.5 EV and under a warm and a cool white balanc
     python -m preprocessing.tone_eval --data data/acne-new-v36 --split val --lighting \
         --labels data/acne-new-v36/tone_labels.csv --json
 
+With labels it also reports the confidence's calibration cross-fitted (each face's confidence
+from a calibration fitted without it; scikit-learn); `--fit-confidence OUT.json` fits the
+confidence calibration (`preprocessing.tone_calibration`) on these faces and writes it, e.g. to
+preprocessing/assets/tone_calibration.json.
+
 Exit codes: 0 ok, 2 the folder has no metadata.csv or a labels file is unreadable.
 """
 
@@ -49,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--labels", type=Path, help="lighting mode: by-eye labels CSV (image, tone_by_eye)"
     )
+    parser.add_argument(
+        "--fit-confidence",
+        type=Path,
+        metavar="OUT",
+        help="lighting mode with --labels: fit the tone-confidence calibration, write it to OUT",
+    )
     args = parser.parse_args(argv)
+    if args.fit_confidence and not (args.lighting and args.labels):
+        parser.error("--fit-confidence needs --lighting and --labels")
     if not (args.data / "metadata.csv").is_file():
         print(f"error: {args.data / 'metadata.csv'} not found", file=sys.stderr)
         return 2
@@ -115,8 +128,46 @@ def lighting_main(args: argparse.Namespace) -> int:
     if labels is not None:
         base = {k: v[BASE] for k, v in results.items()}
         report["by_eye_agreement"] = label_agreement(base, labels)
+        try:
+            report["confidence_crossfit"] = calibrate(args, base, labels)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     print(json.dumps(report, indent=2))
     return 0
+
+
+def calibrate(args: argparse.Namespace, base: dict, labels: dict) -> dict:
+    """The cross-fitted calibration report of the faces with clear labels and a group; with
+    --fit-confidence also fit on all of them and write the calibration."""
+    from preprocessing import tone_calibration as calib
+    from preprocessing.tone_robustness import calibration_rows, confidence_report
+
+    _, features, agree = calibration_rows(base, labels)
+    fewest = min(int(agree.sum()), int((~agree).sum()))
+    if fewest < calib.MIN_FACES_PER_OUTCOME:
+        if args.fit_confidence:
+            raise ValueError(
+                f"--fit-confidence: {int(agree.sum())} agreeing and {int((~agree).sum())} "
+                f"disagreeing faces; at least {calib.MIN_FACES_PER_OUTCOME} of each are needed"
+            )
+        return {"faces": int(len(agree)), "note": "too few faces to cross-fit"}
+    crossfit = confidence_report(calib.crossfit_confidence(features, agree), agree, 0.9)
+    if args.fit_confidence:
+        provenance = {
+            "fitted_on": f"{args.data} split {args.split or 'all'}: faces with a clear by-eye "
+            f"label ({args.labels}) and an estimated group, {args.size} px crops",
+            "faces": int(len(agree)),
+            "agreement": round(float(agree.mean()), 4) if len(agree) else None,
+            "crossfit": crossfit,
+            "command": f"python -m preprocessing.tone_eval --data {args.data} --split "
+            f"{args.split} --lighting --size {args.size} --labels {args.labels} "
+            f"--fit-confidence {args.fit_confidence}",
+        }
+        calib.write_calibration(
+            calib.fit_calibration(features, agree, provenance), args.fit_confidence
+        )
+    return crossfit
 
 
 if __name__ == "__main__":

@@ -100,3 +100,44 @@ def label_agreement(
         "light_faces": len(light),
         "by_confidence": bins,
     }
+
+
+def calibration_rows(
+    tones: Mapping[str, SkinTone | None], labels: Mapping[str, str]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(images, features [N, 3], agree [N]) of the faces with a clear by-eye label and an
+    estimated group: what `preprocessing.tone_calibration` is fitted on."""
+    from preprocessing.tone_calibration import confidence_features
+
+    keys = sorted(
+        k for k in labels if labels[k] in GROUPS and k in tones and _group(tones[k]) is not None
+    )
+    features = np.array(
+        [confidence_features(tones[k].ita, tones[k].ita_interval) for k in keys], np.float64
+    ).reshape(-1, 3)
+    agree = np.array([tones[k].fitzpatrick_group == labels[k] for k in keys], bool)
+    return keys, features, agree
+
+
+def confidence_report(confidence: np.ndarray, agree: np.ndarray, min_confidence: float) -> dict:
+    """Agreement per CONFIDENCE_BINS bin and at >= min_confidence of given confidences."""
+    confidence, agree = np.asarray(confidence, float), np.asarray(agree, bool)
+    bins = []
+    for lo, hi in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], strict=True):
+        members = (confidence >= lo) & (confidence < hi)
+        bins.append(
+            {
+                "confidence": [lo, min(hi, 1.0)],
+                "n": int(members.sum()),
+                "agreement": _rate(int(agree[members].sum()), int(members.sum())),
+            }
+        )
+    confident = confidence >= min_confidence
+    return {
+        "faces": int(len(agree)),
+        f"agreement_at_confidence_{min_confidence}": _rate(
+            int(agree[confident].sum()), int(confident.sum())
+        ),
+        "confident": int(confident.sum()),
+        "by_confidence": bins,
+    }

@@ -53,6 +53,32 @@ def test_polygon_mask_uses_pixel_centres_and_area():
     assert not polygon_mask(np.array([[-9, -9], [-1, -9], [-1, -1.0]]), (5, 5)).any()
 
 
+def even_odd_reference(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixel-by-pixel even-odd rule on the pixel centres, in plain Python."""
+    out = np.zeros(shape, bool)
+    n = len(points)
+    for row in range(shape[0]):
+        for col in range(shape[1]):
+            x, y, inside = col + 0.5, row + 0.5, False
+            for k in range(n):
+                (ax, ay), (bx, by) = points[k], points[(k + 1) % n]
+                if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+                    inside = not inside
+            out[row, col] = inside
+    return out
+
+
+def test_polygon_mask_matches_the_even_odd_rule_pixel_by_pixel():
+    rng = np.random.default_rng(0)
+    for k in range(60):
+        points = rng.uniform(-6, 30, size=(int(rng.integers(3, 12)), 2))
+        if k % 3 == 0:  # integer vertices: horizontal edges and vertices on pixel centres
+            points = np.round(points) + 0.5 * (k % 2)
+        np.testing.assert_array_equal(
+            polygon_mask(points, (20, 24)), even_odd_reference(points, (20, 24)), err_msg=str(k)
+        )
+
+
 # --- skin regions on a real face
 
 

@@ -132,6 +132,16 @@ def test_lesion_rejection_ignores_dark_spots():
     assert robust.fitzpatrick_group == "I-II"
 
 
+def test_residuals_computed_once_give_the_same_estimates():
+    crop, disc = skin_crop((58.0, 12.0, 17.0), size=160, noise=6.0)
+    half = disc & (np.arange(160)[:, None] < 80)
+    residuals = tone.local_residuals(crop)
+    for mask in (disc, half):
+        assert estimate_skin_tone(crop, mask, residuals=residuals) == estimate_skin_tone(crop, mask)
+    with pytest.raises(ValueError, match="before illumination"):
+        estimate_skin_tone(crop, disc, illumination="shades_of_gray", residuals=residuals)
+
+
 def test_lesion_rejection_does_not_bias_noisy_skin():
     lab = (50.0 + 16 * np.tan(np.radians(33.0)), 10.0, 16.0)
     crop, disc = skin_crop(lab, size=160, noise=10.0)

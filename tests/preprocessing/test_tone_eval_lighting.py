@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from preprocessing import tone_eval
 
 
@@ -35,6 +37,7 @@ def test_lighting_mode_reports_changes_and_agreement(
         assert 0.0 <= lighting[change]["group_changed"] <= 1.0
     agreement = report["by_eye_agreement"]
     assert agreement["clear_labels"] == 1 and agreement["light_faces"] == 1
+    assert report["confidence_crossfit"]["note"] == "too few faces to cross-fit"
     assert "estimated tone" in report["measured_on"]
 
 
@@ -44,3 +47,18 @@ def test_lighting_mode_names_a_bad_labels_file(tmp_path, astronaut_path, group_p
     labels.write_text("picture,tone\nx,y\n")
     code = tone_eval.main(["--data", str(data), "--lighting", "--labels", str(labels), "--json"])
     assert code == 2 and str(labels) in capsys.readouterr().err
+
+
+def test_fit_confidence_needs_labels_and_both_outcomes(
+    tmp_path, astronaut_path, group_photo_path, capsys
+):
+    data = _dataset(tmp_path, astronaut_path, group_photo_path)
+    out = tmp_path / "calibration.json"
+    with pytest.raises(SystemExit) as exc:
+        tone_eval.main(["--data", str(data), "--lighting", "--fit-confidence", str(out)])
+    assert exc.value.code == 2 and "--labels" in capsys.readouterr().err
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,tone_by_eye\nimages/a.png,I-II\n")
+    argv = ["--data", str(data), "--split", "val", "--lighting", "--labels", str(labels)]
+    assert tone_eval.main([*argv, "--fit-confidence", str(out), "--json"]) == 2
+    assert "at least 5 of each" in capsys.readouterr().err and not out.exists()

@@ -120,6 +120,24 @@ def metrics_url(srv: TritonServer) -> str:
     return f"http://{srv.host}:{srv.metrics_port}/metrics"
 
 
+def settled_scrape(url: str, timeout_s: float = 5.0) -> str:
+    """The /metrics page once its fsa_ counters stopped moving: group_threshold sends them from a
+    background thread just after each response, so a scrape right after the last answer may
+    miss the last requests' increments."""
+    def counters(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(monitoring.PREFIX)]
+
+    last = urllib.request.urlopen(url, timeout=5).read().decode()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        if counters(text) == counters(last):
+            return text
+        last = text
+    raise AssertionError(f"{url}: the fsa_ counters still move after {timeout_s} s")
+
+
 def huge_png(width: int, height: int) -> bytes:
     """A valid all-black greyscale PNG of width x height: over 50 M pixels in ~50 kB."""
 
@@ -213,7 +231,7 @@ def test_bad_input_under_load_fails_alone_and_the_server_stays_ready(server, ima
 
 def test_metrics_port_shows_the_per_group_families_after_traffic(server, images):
     replay(server.grpc_url, images)
-    samples = drift.read_scrape(metrics_url(server))
+    samples = drift.parse_prometheus(settled_scrape(metrics_url(server)))
     names = {name for name, _ in samples}
     assert set(monitoring.LABELS) <= names
     faces = {dict(k)["group"]: v for (n, k), v in samples.items() if n == monitoring.FACES}
@@ -247,21 +265,23 @@ def test_drift_passes_on_the_same_traffic_and_fails_on_a_one_group_replay(server
     photo only (drifted), each compared with --since the scrape before it."""
     url = metrics_url(server)
     mixed = [data for data in images for _ in range(2)]
-    before = drift.read_scrape(url)
+    before = drift.parse_prometheus(settled_scrape(url))
     replay(server.grpc_url, mixed)
-    after_reference = drift.read_scrape(url)
+    after_reference = drift.parse_prometheus(settled_scrape(url))
     reference = tmp_path / "reference.txt"
     reference.write_text(_delta_scrape(after_reference, before))
     since = tmp_path / "since.txt"
-    since.write_text(urllib.request.urlopen(url, timeout=5).read().decode())
+    since.write_text(settled_scrape(url))
     replay(server.grpc_url, mixed)
+    settled_scrape(url)
     small = ["--min-faces", "10", "--min-group-faces", "3"]
     code, out = run_drift(
         "--metrics", url, "--since", str(since), "--reference", str(reference), *small
     )
     assert code == 0 and "status: ok" in out, out
-    since.write_text(urllib.request.urlopen(url, timeout=5).read().decode())
+    since.write_text(settled_scrape(url))
     replay(server.grpc_url, [(ROOT / "docs/examples/face.jpg").read_bytes()] * len(mixed))
+    settled_scrape(url)
     code, out = run_drift(
         "--metrics", url, "--since", str(since), "--reference", str(reference), *small
     )
@@ -279,8 +299,9 @@ def test_drift_passes_on_the_validation_photos_against_the_report(server, tmp_pa
         rows = [r for r in csv.DictReader(f) if r["split"] == "val"]
     url = metrics_url(server)
     since = tmp_path / "since.txt"
-    since.write_text(urllib.request.urlopen(url, timeout=5).read().decode())
+    since.write_text(settled_scrape(url))
     replay(server.grpc_url, [(ACNE_NEW / r["image"]).read_bytes() for r in rows])
+    settled_scrape(url)
     args = ["--metrics", url, "--since", str(since), "--reference", str(REAL_REPORT)]
     code, table = run_drift(*args)
     print("\n" + table)
@@ -289,8 +310,9 @@ def test_drift_passes_on_the_validation_photos_against_the_report(server, tmp_pa
     verdict = json.loads(out)
     assert verdict["status"] == "ok" and verdict["live"]["faces"] >= 300
     assert verdict["mix_shift"] < 0.05 and verdict["rate_shift"] < 0.05, out
-    since.write_text(urllib.request.urlopen(url, timeout=5).read().decode())
+    since.write_text(settled_scrape(url))
     replay(server.grpc_url, [(ACNE_NEW / rows[0]["image"]).read_bytes()] * 30)
+    settled_scrape(url)
     code, out = run_drift(*args, "--min-faces", "20")
     print(out)
     assert code == 1 and "status: drifted" in out, out

@@ -7,8 +7,10 @@ It also counts each request in the custom Prometheus counters of client/monitori
 positive decisions, abstentions, warnings, rejected candidates per skin-tone group; `/metrics`);
 the counting is client.monitoring.request_increments, this shell only adds the numbers."""
 
+import collections
 import json
 import os
+import threading
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -33,10 +35,17 @@ def _texts(tensor) -> list[str] | None:
 
 class Counters:
     """The custom counters of client.monitoring: every known label set at 0 from the start,
-    others (an unknown reason code) on first use."""
+    others (an unknown reason code) on first use. Requests add their increments to a pending
+    tally; a background thread sends it to Triton (one IPC message per changed series), so the
+    counting is off the request's path and concurrent requests share one message per series."""
 
     def __init__(self) -> None:
         self.families, self.metrics = {}, {}
+        self._pending: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = None
         if not hasattr(pb_utils, "MetricFamily"):  # a Triton without custom metrics
             return
         for family, description in DESCRIPTIONS.items():
@@ -45,6 +54,8 @@ class Counters:
             )
         for key in initial_series():
             self._metric(key)
+        self._thread = threading.Thread(target=self._run, name="fsa-counters", daemon=True)
+        self._thread.start()
 
     def _metric(self, key):
         metric = self.metrics.get(key)
@@ -54,18 +65,45 @@ class Counters:
         return metric
 
     def count(self, *args, **kwargs) -> None:
-        """Add client.monitoring.request_increments(*args, **kwargs); a failure to count is
-        logged and never fails the request."""
+        """Add client.monitoring.request_increments(*args, **kwargs) to the pending tally; a
+        failure to count is logged and never fails the request."""
+        if self._thread is None:
+            return
         try:
-            for key, value in request_increments(*args, **kwargs).items():
+            increments = request_increments(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - monitoring must not break serving
+            pb_utils.Logger.log_warn(f"group_threshold: metrics not updated: {exc}")
+            return
+        with self._lock:
+            self._pending.update(increments)
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Send the pending tally to Triton's counters."""
+        with self._lock:
+            pending, self._pending = self._pending, collections.Counter()
+        try:
+            for key, value in pending.items():
                 metric = self._metric(key)
                 if metric is not None:
                     metric.increment(float(value))
         except Exception as exc:  # noqa: BLE001 - monitoring must not break serving
             pb_utils.Logger.log_warn(f"group_threshold: metrics not updated: {exc}")
 
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            self._wake.clear()
+            self.flush()
+
     def close(self) -> None:
-        """Metrics go before their families (the python backend requires that order)."""
+        """Send what is pending, stop the thread; metrics go before their families (the python
+        backend requires that order)."""
+        if self._thread is not None:
+            self._closing = True
+            self._wake.set()
+            self._thread.join(timeout=5)
+            self.flush()
         self.metrics.clear()
         self.families.clear()
 
