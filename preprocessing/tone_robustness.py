@@ -74,31 +74,21 @@ def label_agreement(
     """
     clear = [(labels[k], tones[k]) for k in labels if k in tones and labels[k] in GROUPS]
     estimated = [(label, t) for label, t in clear if _group(t) is not None]
-    confident = [(label, t) for label, t in estimated if t.confidence >= min_confidence]
     light = [t for label, t in clear if label == GROUPS[0]]
-    bins = []
-    for lo, hi in zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], strict=True):
-        members = [(label, t) for label, t in estimated if lo <= t.confidence < hi]
-        agree = sum(label == t.fitzpatrick_group for label, t in members)
-        bins.append(
-            {
-                "confidence": [lo, min(hi, 1.0)],
-                "n": len(members),
-                "agreement": _rate(agree, len(members)),
-            }
-        )
+    agree = np.array([label == t.fitzpatrick_group for label, t in estimated], bool)
+    confidence = np.array([t.confidence for _, t in estimated], float)
+    binned = confidence_report(confidence, agree, min_confidence)
+    key = f"agreement_at_confidence_{min_confidence}"
     return {
         "clear_labels": len(clear),
         "estimated": len(estimated),
         "coverage": _rate(len(estimated), len(clear)),
-        "agreement": _rate(sum(la == t.fitzpatrick_group for la, t in estimated), len(estimated)),
-        f"agreement_at_confidence_{min_confidence}": _rate(
-            sum(la == t.fitzpatrick_group for la, t in confident), len(confident)
-        ),
-        "confident": len(confident),
+        "agreement": _rate(int(agree.sum()), len(estimated)),
+        key: binned[key],
+        "confident": binned["confident"],
         "light_estimated_v_vi": _rate(sum(_group(t) == GROUPS[2] for t in light), len(light)),
         "light_faces": len(light),
-        "by_confidence": bins,
+        "by_confidence": binned["by_confidence"],
     }
 
 
