@@ -13,9 +13,9 @@ the whole pipeline for the embedded runner) plus, for Triton, the CPU time of tr
 its python stubs (/proc), over the same window; Triton rows also carry Triton's own statistics
 per model (`models_ms`: queue and compute milliseconds per request). The summary is the median
 over rounds, and the goals: gRPC p50 at c=1 minus embedded p50 (goal <= 3 ms); Triton img/s at
-c=8 over embedded (goal >= 1.2), per image. The 1-minute load average before the first round is
-printed: the wall-clock goals mean something only on a quiet machine; CPU seconds per image much
-less.
+c=8 over embedded (goal >= 1.2), per image; `goals_by_round` gives each goal within each
+round (the run-to-run spread). The 1-minute load average before the first round is printed: the
+wall-clock goals mean something only on a quiet machine; CPU seconds per image much less.
 """
 
 from __future__ import annotations
@@ -148,9 +148,15 @@ def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
         for field in ("p50_ms", "p99_ms", "img_per_s", "cpu_s_per_img"):
             row[field] = statistics.median(r[field] for r in same)
         medians.append(row)
-    get = {(r["image"], r["backend"], r["concurrency"]): r for r in medians}
+    return medians, goal_values(medians)
+
+
+def goal_values(rows: list[dict]) -> dict[str, float]:
+    """The goals from one row per (image, backend, concurrency): gRPC p50 minus embedded p50 at
+    c=1 (ms) and Triton over embedded images/s at c=8, per image."""
+    get = {(r["image"], r["backend"], r["concurrency"]): r for r in rows}
     goals: dict[str, float] = {}
-    for image in sorted({r["image"] for r in medians}):
+    for image in sorted({r["image"] for r in rows}):
         if (image, "embedded", 1) in get and (image, "triton-grpc", 1) in get:
             goals[f"{image}/grpc_p50_minus_embedded_p50_ms_c1"] = (
                 get[(image, "triton-grpc", 1)]["p50_ms"] - get[(image, "embedded", 1)]["p50_ms"]
@@ -164,7 +170,16 @@ def summarize(rows: list[dict]) -> tuple[list[dict], dict]:
                 goals[f"{image}/{proto}_over_embedded_img_per_s_c8"] = (
                     triton["img_per_s"] / embedded["img_per_s"]
                 )
-    return medians, goals
+    return goals
+
+
+def goals_by_round(rows: list[dict]) -> dict[str, list[float]]:
+    """Each goal within each round, in round order: the spread that the medians hide."""
+    out: dict[str, list[float]] = {}
+    for index in sorted({r["round"] for r in rows}):
+        for name, value in goal_values([r for r in rows if r["round"] == index]).items():
+            out.setdefault(name, []).append(value)
+    return out
 
 
 def _print_row(row: dict, label: str) -> None:
@@ -237,14 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rows,
         "medians": medians,
         "goals": goals,
+        "goals_by_round": goals_by_round(rows),
     }
     if args.json:
         print(json.dumps(report))
     else:
         for row in medians:
             _print_row(row, "median")
+        spread = report["goals_by_round"]
         for key, value in goals.items():
-            print(f"{key}: {value:.2f}")
+            rounds = ", ".join(f"{v:.2f}" for v in spread.get(key, []))
+            print(f"{key}: {value:.2f} (rounds: {rounds})")
         for row in rows:  # the last round's server-side split at c=1, gRPC
             if row["round"] == args.rounds - 1 and row["backend"] == "triton-grpc":
                 if row["concurrency"] == 1:

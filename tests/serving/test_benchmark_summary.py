@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from benchmarks.serving import per_model_ms, summarize
+from benchmarks.serving import goals_by_round, per_model_ms, summarize
 from triton_models.server import tree_cpu_seconds
 
 
@@ -40,6 +40,9 @@ def test_summary_takes_the_median_of_rounds_and_the_goal_ratios():
     assert goals["photo/grpc_p50_minus_embedded_p50_ms_c1"] == pytest.approx(2.0)
     assert goals["photo/grpc_over_embedded_img_per_s_c8"] == pytest.approx(55.0 / 45.0)
     assert "photo/http_over_embedded_img_per_s_c8" not in goals  # no HTTP rows
+    spread = goals_by_round(rows)
+    assert spread["photo/grpc_p50_minus_embedded_p50_ms_c1"] == pytest.approx([2.0, 8.0, -17.0])
+    assert spread["photo/grpc_over_embedded_img_per_s_c8"] == pytest.approx([1.5, 1.1, 30 / 45])
 
 
 def test_tree_cpu_seconds_counts_this_process_working():

@@ -124,6 +124,7 @@ def settled_scrape(url: str, timeout_s: float = 5.0) -> str:
     """The /metrics page once its fsa_ counters stopped moving: group_threshold sends them from a
     background thread just after each response, so a scrape right after the last answer may
     miss the last requests' increments."""
+
     def counters(text: str) -> list[str]:
         return [line for line in text.splitlines() if line.startswith(monitoring.PREFIX)]
 
