@@ -143,7 +143,7 @@ def calibrate(args: argparse.Namespace, base: dict, labels: dict) -> dict:
     from preprocessing import tone_calibration as calib
     from preprocessing.tone_robustness import calibration_rows, confidence_report
 
-    _, features, agree = calibration_rows(base, labels)
+    features, agree = calibration_rows(base, labels)
     fewest = min(int(agree.sum()), int((~agree).sum()))
     if fewest < calib.MIN_FACES_PER_OUTCOME:
         if args.fit_confidence:

@@ -94,9 +94,9 @@ def label_agreement(
 
 def calibration_rows(
     tones: Mapping[str, SkinTone | None], labels: Mapping[str, str]
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(images, features [N, 3], agree [N]) of the faces with a clear by-eye label and an
-    estimated group: what `preprocessing.tone_calibration` is fitted on."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, 3], agree [N]) of the faces with a clear by-eye label and an estimated
+    group, in image order: what `preprocessing.tone_calibration` is fitted on."""
     from preprocessing.tone_calibration import confidence_features
 
     keys = sorted(
@@ -106,7 +106,7 @@ def calibration_rows(
         [confidence_features(tones[k].ita, tones[k].ita_interval) for k in keys], np.float64
     ).reshape(-1, 3)
     agree = np.array([tones[k].fitzpatrick_group == labels[k] for k in keys], bool)
-    return keys, features, agree
+    return features, agree
 
 
 def confidence_report(confidence: np.ndarray, agree: np.ndarray, min_confidence: float) -> dict:
