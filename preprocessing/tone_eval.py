@@ -114,6 +114,8 @@ def lighting_main(args: argparse.Namespace) -> int:
         return 2
     with (args.data / "metadata.csv").open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if not args.split or r["split"] == args.split]
+    if labels is not None:  # agreement and calibration need a label: skip the other photos
+        rows = [r for r in rows if r["image"] in labels]
     rows = rows[: args.limit] if args.limit else rows
     results = {}
     for row in tqdm(rows, desc="lighting", unit="img", disable=True if args.json else None):

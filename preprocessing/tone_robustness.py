@@ -69,8 +69,9 @@ def label_agreement(
     """Agreement of the estimated group with by-eye labels where the label is a clear group.
 
     Returns coverage (estimated / clear), agreement among estimated, agreement at confidence
-    >= min_confidence, the fraction of clearly light (I-II) faces estimated V-VI, and
-    agreement per confidence bin (the calibration of the confidence).
+    >= min_confidence, the fraction of clearly light (I-II) faces estimated V-VI, agreement
+    per confidence bin (the calibration of the confidence), and per by-eye group how its faces
+    were estimated ("None": abstained).
     """
     clear = [(labels[k], tones[k]) for k in labels if k in tones and labels[k] in GROUPS]
     estimated = [(label, t) for label, t in clear if _group(t) is not None]
@@ -89,6 +90,16 @@ def label_agreement(
         "light_estimated_v_vi": _rate(sum(_group(t) == GROUPS[2] for t in light), len(light)),
         "light_faces": len(light),
         "by_confidence": binned["by_confidence"],
+        "by_label": {
+            g: {
+                "faces": sum(label == g for label, _ in clear),
+                "estimated_as": {
+                    str(e): sum(label == g and _group(t) == e for label, t in clear)
+                    for e in (*GROUPS, None)
+                },
+            }
+            for g in GROUPS
+        },
     }
 
 

@@ -41,6 +41,17 @@ def test_lighting_mode_reports_changes_and_agreement(
     assert "estimated tone" in report["measured_on"]
 
 
+def test_with_labels_only_labelled_photos_are_estimated(
+    tmp_path, astronaut_path, group_photo_path, capsys
+):
+    data = _dataset(tmp_path, astronaut_path, group_photo_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,tone_by_eye\nimages/a.png,I-II\n")
+    argv = ["--data", str(data), "--split", "val", "--lighting", "--labels", str(labels)]
+    assert tone_eval.main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lighting"]["faces"] == 1
+
+
 def test_lighting_mode_names_a_bad_labels_file(tmp_path, astronaut_path, group_photo_path, capsys):
     data = _dataset(tmp_path, astronaut_path, group_photo_path)
     labels = tmp_path / "labels.csv"

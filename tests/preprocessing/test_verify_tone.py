@@ -112,6 +112,14 @@ def test_lighting_summary_and_label_agreement_count_correctly():
     agreement = label_agreement(tones, labels)
     assert agreement["clear_labels"] == 3 and agreement["estimated"] == 2
     assert agreement["agreement"] == 0.5 and agreement["light_estimated_v_vi"] == 0.5
+    light = agreement["by_label"]["I-II"]
+    assert light["faces"] == 2 and light["estimated_as"] == {
+        "I-II": 1,
+        "III-IV": 0,
+        "V-VI": 1,
+        "None": 0,
+    }
+    assert agreement["by_label"]["III-IV"]["estimated_as"]["None"] == 1
 
 
 def test_exif_rotated_webp_gives_the_same_face(astronaut_path, tmp_path):
