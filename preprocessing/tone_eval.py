@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--split", help="lighting mode: only rows of this split (e.g. val)")
     parser.add_argument(
-        "--labels", type=Path, help="lighting mode: by-eye labels CSV (image, tone_by_eye)"
+        "--labels",
+        type=Path,
+        help="lighting mode: by-eye labels CSV (image, tone_by_eye); only the photos it names "
+        "are estimated",
     )
     parser.add_argument(
         "--fit-confidence",
