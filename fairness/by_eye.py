@@ -17,7 +17,6 @@ Exit codes: 0 ok, 2 a bad predictions or labels file (the message names it).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -40,42 +39,17 @@ def by_eye_groups(images: Sequence[str], labels: Mapping[str, str]) -> list[str 
     return [labels.get(image) if labels.get(image) in GROUPS else None for image in images]
 
 
-def read_by_eye_labels(path: Path) -> dict[str, str]:
-    """image -> tone_by_eye of a labels CSV; raises ValueError naming the file and line of a
-    missing column, an unknown label or a repeated image."""
-    from data.adapters.tone_labels import TONE_LABELS
-
-    try:
-        with Path(path).open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"image", "tone_by_eye"} - set(reader.fieldnames or ())
-            if missing:
-                raise ValueError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}")
-            labels: dict[str, str] = {}
-            for line, row in enumerate(reader, start=2):
-                if row["tone_by_eye"] not in TONE_LABELS:
-                    raise ValueError(
-                        f"{path}:{line}: tone_by_eye {row['tone_by_eye']!r} is not one of "
-                        f"{TONE_LABELS}"
-                    )
-                if row["image"] in labels:
-                    raise ValueError(f"{path}:{line}: image {row['image']!r} is labelled twice")
-                labels[row["image"]] = row["tone_by_eye"]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the tone labels: {exc}") from None
-    return labels
-
-
 def by_eye_goals(
     predictions: Path, labels_path: Path, *, n_boot: int, seed: int, min_faces: int
 ) -> dict:
     """`auroc_goals` of the predictions grouped by their by-eye tone labels, with counts."""
+    from data.adapters.tone_labels import read_tone_labels
     from fairness.io import read_predictions, to_arrays
     from fairness.report_goals import auroc_goals
 
     df = read_predictions(predictions)
     images = df["image"].tolist()
-    labels = read_by_eye_labels(labels_path)
+    _, labels = read_tone_labels(labels_path)
     arrays = to_arrays(df)
     groups = by_eye_groups(images, labels)
     goals = auroc_goals(

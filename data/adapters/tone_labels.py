@@ -23,9 +23,11 @@ class ToneLabelError(UsageError):
     """The labels file is malformed or names an image the dataset does not have."""
 
 
-def checked_tone_labels(path: Path, images: Iterable[str]) -> bytes:
-    """The labels file's bytes after checking every row; raises ToneLabelError (file:line)."""
-    known = set(images)
+def read_tone_labels(path: Path, images: Iterable[str] | None = None) -> tuple[str, dict[str, str]]:
+    """(the file's text, image -> tone_by_eye) after checking every row: the columns, each label,
+    no image twice and, with `images`, that each labelled image is one of them. Raises
+    ToneLabelError naming the file and line."""
+    known = None if images is None else set(images)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -34,11 +36,21 @@ def checked_tone_labels(path: Path, images: Iterable[str]) -> bytes:
     missing = {"image", "tone_by_eye"} - set(reader.fieldnames or ())
     if missing:
         raise ToneLabelError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}")
+    labels: dict[str, str] = {}
     for line, row in enumerate(reader, start=2):
         if row["tone_by_eye"] not in TONE_LABELS:
             raise ToneLabelError(
                 f"{path}:{line}: tone_by_eye {row['tone_by_eye']!r} is not one of {TONE_LABELS}"
             )
-        if row["image"] not in known:
+        if known is not None and row["image"] not in known:
             raise ToneLabelError(f"{path}:{line}: image {row['image']!r} is not in the dataset")
+        if row["image"] in labels:
+            raise ToneLabelError(f"{path}:{line}: image {row['image']!r} is labelled twice")
+        labels[row["image"]] = row["tone_by_eye"]
+    return text, labels
+
+
+def checked_tone_labels(path: Path, images: Iterable[str]) -> bytes:
+    """The labels file's bytes after checking every row (`read_tone_labels` against `images`)."""
+    text, _ = read_tone_labels(path, images)
     return text.encode("utf-8")
