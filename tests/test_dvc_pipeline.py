@@ -206,7 +206,7 @@ def test_params_diff_sees_a_changed_knob(pipeline: dict) -> None:
     change = diff["params.yaml"]["evaluate.n_boot"]
     assert (change["old"], change["new"]) == (20, 21)
     # only the stages that read the knob
-    assert set(status) == {"evaluate", "evaluate_real", "audit"}
+    assert set(status) == {"evaluate", "evaluate_real", "by_eye_real", "audit"}
 
 
 def test_mlflow_registry_has_the_champion_with_tags_and_group_metrics(pipeline: dict) -> None:
