@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.schema import GROUPS
+from fairness.report_goals import GOAL_MIN_FACES
 
 GROUP_BASIS = (
     "by-eye tone group (one rater's look at the face crop; not a Fitzpatrick type and not the "
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument(
-        "--min-faces", type=int, default=10, help="faces a group needs to enter the gap"
+        "--min-faces",
+        type=int,
+        default=GOAL_MIN_FACES,
+        help=f"faces a group needs to enter the gap (default {GOAL_MIN_FACES}, as the report)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     args = parser.parse_args(argv)
