@@ -44,7 +44,7 @@ def by_eye_goals(
     predictions: Path, labels_path: Path, *, n_boot: int, seed: int, min_faces: int
 ) -> dict:
     """`auroc_goals` of the predictions grouped by their by-eye tone labels, with counts."""
-    from data.adapters.tone_labels import read_tone_labels
+    from core.tone_labels import read_tone_labels
     from fairness.io import read_predictions, to_arrays
     from fairness.report_goals import auroc_goals
 

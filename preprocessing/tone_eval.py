@@ -16,7 +16,8 @@ from a calibration fitted without it; scikit-learn); `--fit-confidence OUT.json`
 confidence calibration (`preprocessing.tone_calibration`) on these faces and writes it, e.g. to
 preprocessing/assets/tone_calibration.json.
 
-Exit codes: 0 ok, 2 the folder has no metadata.csv or a labels file is unreadable.
+Exit codes: 0 ok, 2 the folder has no metadata.csv or a labels file is unreadable or malformed
+(core.tone_labels checks it).
 """
 
 from __future__ import annotations
@@ -90,18 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def read_labels(path: Path) -> dict[str, str]:
-    """image -> tone_by_eye of a labels CSV; raises ValueError naming the file and row."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"image", "tone_by_eye"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        return {row["image"]: row["tone_by_eye"] for row in reader}
-
-
 def lighting_main(args: argparse.Namespace) -> int:
     """The lighting-robustness mode: stability, and agreement with by-eye labels if given."""
+    from core.tone_labels import ToneLabelError, read_tone_labels
     from preprocessing.image_io import load_image
     from preprocessing.tone_robustness import (
         BASE,
@@ -111,8 +103,8 @@ def lighting_main(args: argparse.Namespace) -> int:
     )
 
     try:
-        labels = read_labels(args.labels) if args.labels else None
-    except (OSError, ValueError) as exc:
+        labels = read_tone_labels(args.labels)[1] if args.labels else None
+    except ToneLabelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with (args.data / "metadata.csv").open(newline="") as handle:

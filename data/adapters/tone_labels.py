@@ -1,21 +1,17 @@
 """By-eye skin-tone labels shipped beside a converted dataset (OUT/tone_labels.csv).
 
-A labels CSV has the columns `image` (the metadata.csv path), `tone_by_eye` (one of
-TONE_LABELS) and optional others (`between`, `note`). The labels are a person's look at the
-face crop, not Fitzpatrick types; `preprocessing.tone_eval --lighting --labels` measures the
-estimated tone's agreement with them. data/tone_labels/PROTOCOL.md says how they were made.
+The file format and its checked reader are `core.tone_labels`; this module gives the
+adapter its file name and turns a bad file into the adapter's usage error.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from pathlib import Path
 
+from core import tone_labels
 from data.adapters.common import UsageError
 
-TONE_LABELS = ("I-II", "III-IV", "V-VI", "between", "unusable")
 FILENAME = "tone_labels.csv"
 
 
@@ -23,34 +19,12 @@ class ToneLabelError(UsageError):
     """The labels file is malformed or names an image the dataset does not have."""
 
 
-def read_tone_labels(path: Path, images: Iterable[str] | None = None) -> tuple[str, dict[str, str]]:
-    """(the file's text, image -> tone_by_eye) after checking every row: the columns, each label,
-    no image twice and, with `images`, that each labelled image is one of them. Raises
-    ToneLabelError naming the file and line."""
-    known = None if images is None else set(images)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ToneLabelError(f"{path}: cannot read the tone labels: {exc}") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"image", "tone_by_eye"} - set(reader.fieldnames or ())
-    if missing:
-        raise ToneLabelError(f"{path}:1: missing column(s) {', '.join(sorted(missing))}")
-    labels: dict[str, str] = {}
-    for line, row in enumerate(reader, start=2):
-        if row["tone_by_eye"] not in TONE_LABELS:
-            raise ToneLabelError(
-                f"{path}:{line}: tone_by_eye {row['tone_by_eye']!r} is not one of {TONE_LABELS}"
-            )
-        if known is not None and row["image"] not in known:
-            raise ToneLabelError(f"{path}:{line}: image {row['image']!r} is not in the dataset")
-        if row["image"] in labels:
-            raise ToneLabelError(f"{path}:{line}: image {row['image']!r} is labelled twice")
-        labels[row["image"]] = row["tone_by_eye"]
-    return text, labels
-
-
 def checked_tone_labels(path: Path, images: Iterable[str]) -> bytes:
-    """The labels file's bytes after checking every row (`read_tone_labels` against `images`)."""
-    text, _ = read_tone_labels(path, images)
+    """The labels file's bytes after checking every row against `images`
+    (`core.tone_labels.read_tone_labels`); raises ToneLabelError naming the file and
+    line."""
+    try:
+        text, _ = tone_labels.read_tone_labels(path, images)
+    except tone_labels.ToneLabelError as exc:
+        raise ToneLabelError(str(exc)) from None
     return text.encode("utf-8")

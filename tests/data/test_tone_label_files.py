@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data.adapters.tone_labels import checked_tone_labels, read_tone_labels
+from core.tone_labels import read_tone_labels
+from data.adapters.tone_labels import checked_tone_labels
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ROOT / "data" / "tone_labels"

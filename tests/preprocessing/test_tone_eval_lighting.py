@@ -73,3 +73,11 @@ def test_fit_confidence_needs_labels_and_both_outcomes(
     argv = ["--data", str(data), "--split", "val", "--lighting", "--labels", str(labels)]
     assert tone_eval.main([*argv, "--fit-confidence", str(out), "--json"]) == 2
     assert "at least 5 of each" in capsys.readouterr().err and not out.exists()
+
+
+def test_lighting_mode_rejects_an_unknown_label(tmp_path, astronaut_path, group_photo_path, capsys):
+    data = _dataset(tmp_path, astronaut_path, group_photo_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,tone_by_eye\nimages/a.png,dark\n")
+    code = tone_eval.main(["--data", str(data), "--lighting", "--labels", str(labels), "--json"])
+    assert code == 2 and f"{labels}:2" in capsys.readouterr().err
