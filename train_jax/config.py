@@ -66,6 +66,10 @@ class OptimConfig:
     ema_decay: float = 0.0  # 0 = no EMA; e.g. 0.999 evaluates and saves the EMA weights
 
 
+# How the localisation loss maps lesion masks to class-map cells (train_jax.losses.mask_at_cells).
+LOC_CELLS = ("pixel", "block")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one training run."""
@@ -80,6 +84,10 @@ class TrainConfig:
     # needs lesion masks in the data, images without masks add nothing); 0 = off.
     loc_weight: float = 0.0
     loc_temperature: float = 1.0  # softmax temperature of that loss (small: a hinge on the peak)
+    # Which cells of the class map that loss counts as lesion (losses.mask_at_cells): "pixel" =
+    # the cell's centre pixel is in a box, "block" = any pixel of the cell's block is (a box
+    # smaller than the stride always reaches a cell).
+    loc_cells: str = "pixel"
     # Weight of the ordinal acne-severity loss (losses.ordinal_loss on the CORAL head; rows without
     # `acne_severity` add nothing); 0 = the severity head is not trained.
     severity_weight: float = 0.5
@@ -191,6 +199,11 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config key 'loc_temperature' must be > 0, got {config.loc_temperature}")
     if config.loc_weight < 0:
         raise ConfigError(f"config key 'loc_weight' must be >= 0, got {config.loc_weight}")
+    if config.loc_cells not in LOC_CELLS:
+        raise ConfigError(
+            f"config key 'loc_cells' must be one of {', '.join(LOC_CELLS)}, "
+            f"got {config.loc_cells!r}"
+        )
     if config.severity_weight < 0:
         raise ConfigError(
             f"config key 'severity_weight' must be >= 0, got {config.severity_weight}"

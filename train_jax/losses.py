@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from train_jax.config import LOC_CELLS
 from train_jax.models.ordinal import ordinal_targets
 
 
@@ -157,29 +158,50 @@ def ordinal_loss(
 # --- lesion localisation on the class activation map ---------------------------------------
 
 
-def mask_at_cells(masks: jax.Array, grid: tuple[int, int], align: str) -> jax.Array:
+def mask_at_cells(
+    masks: jax.Array, grid: tuple[int, int], align: str, mode: str = "pixel"
+) -> jax.Array:
     """Lesion masks [B,S,S,C] (> 0 = lesion) seen by a [h, w] feature grid -> float [B,h,w,C].
 
-    A cell counts as inside the lesion when the input pixel it is centred on is (the pixel where
-    the bilinearly upsampled CAM of that cell peaks, i.e. where the pointing game looks):
-    `s * j` for "corner" cells (the CNNs), the central pixels of each `s x s` patch for
-    "center" cells (ViT patches, max over the 1 or 2 central pixels per axis).
+    mode "pixel": a cell counts as inside the lesion when the input pixel it is centred on is
+    (the pixel where the bilinearly upsampled CAM of that cell peaks, i.e. where the pointing
+    game looks): `s * j` for "corner" cells (the CNNs), the central pixels of each `s x s` patch
+    for "center" cells (ViT patches, max over the 1 or 2 central pixels per axis). A lesion
+    smaller than the stride can fall between those pixels and reach no cell.
+    mode "block": a cell counts when any pixel of the `s x s` block it covers is a lesion
+    pixel: the block centred on `s * j` (pixels `s * j - s // 2` to `s * j - s // 2 + s - 1`)
+    for "corner" cells, the patch itself for "center" cells. Every lesion reaches a cell.
     """
     _, height, width, _ = masks.shape
     h, w = grid
     if height % h or width % w:
         raise ValueError(f"mask size {height}x{width} is not a multiple of the grid {h}x{w}")
+    if mode not in LOC_CELLS:
+        raise ValueError(f"mode must be one of {LOC_CELLS}, got {mode!r}")
     sy, sx = height // h, width // w
     m = masks > 0
+    if align not in ("corner", "center"):
+        raise ValueError(f"align must be 'corner' or 'center', got {align!r}")
+    if mode == "block":
+        return _block_any(m, (sy, sx), centred=align == "corner").astype(jnp.float32)
     if align == "corner":
         return m[:, ::sy, ::sx, :].astype(jnp.float32)
-    if align != "center":
-        raise ValueError(f"align must be 'corner' or 'center', got {align!r}")
     out = jnp.zeros((m.shape[0], h, w, m.shape[3]), bool)
     for dy in {(sy - 1) // 2, sy // 2}:
         for dx in {(sx - 1) // 2, sx // 2}:
             out = out | m[:, dy::sy, dx::sx, :]
     return out.astype(jnp.float32)
+
+
+def _block_any(m: jax.Array, stride: tuple[int, int], *, centred: bool) -> jax.Array:
+    """Any-pooling of bool masks [B,S,S,C] over `stride` blocks; `centred` shifts each block back
+    by half a stride (zero padding) so that block j is centred on pixel `s * j`."""
+    sy, sx = stride
+    if centred:
+        pad = ((0, 0), (sy // 2, 0), (sx // 2, 0), (0, 0))
+        m = jnp.pad(m, pad)[:, : m.shape[1], : m.shape[2], :]
+    b, height, width, c = m.shape
+    return m.reshape(b, height // sy, sy, width // sx, sx, c).any(axis=(2, 4))
 
 
 def localisation_loss(

@@ -283,7 +283,7 @@ def _batch_loss(
         groupdro_eta=config.groupdro_eta,
     )
     if config.loc_weight > 0:
-        aux["loc"] = _localisation_term(model, feats, batch, config.loc_temperature, align)
+        aux["loc"] = _localisation_term(model, feats, batch, config, align)
         loss = loss + config.loc_weight * aux["loc"]
     if config.severity_weight > 0 and "severity" in batch:
         aux["severity"], _ = losses.ordinal_loss(
@@ -299,21 +299,21 @@ def _localisation_term(
     model: nnx.Module,
     feats: jax.Array,
     batch: dict[str, jax.Array],
-    temperature: float,
+    config: config_lib.TrainConfig,
     align: str,
 ) -> jax.Array:
     """The localisation loss of the class map before its ReLU against the lesion masks."""
     # The CAM before its ReLU: the head's class scores per cell (no bias).
     kernel = model.head.kernel[...].astype(jnp.float32)
     scores = jnp.einsum("bhwk,kc->bhwc", feats.astype(jnp.float32), kernel)
-    cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align)
+    cells = losses.mask_at_cells(batch["mask"], scores.shape[1:3], align, config.loc_cells)
     loc, _ = losses.localisation_loss(
         scores,
         cells,
         batch["labels"],
         batch["label_mask"],
         batch["weight"],
-        temperature=temperature,
+        temperature=config.loc_temperature,
     )
     return loc
 

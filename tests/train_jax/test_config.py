@@ -40,6 +40,9 @@ def test_bad_values_name_the_field_and_choices() -> None:
         C.override(C.TrainConfig(), loc_weight=-0.1)
     with pytest.raises(C.ConfigError, match="'loc_temperature' must be > 0"):
         C.override(C.TrainConfig(), loc_temperature=0)
+    with pytest.raises(C.ConfigError, match="'loc_cells' must be one of pixel, block"):
+        C.override(C.TrainConfig(), loc_cells="box")
+    assert C.override(C.TrainConfig(), loc_cells="block").loc_cells == "block"
     with pytest.raises(C.ConfigError, match="'severity_weight' must be >= 0"):
         C.override(C.TrainConfig(), severity_weight=-0.5)
     assert C.override(C.TrainConfig(), severity_weight="0").severity_weight == 0.0

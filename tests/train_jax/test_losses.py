@@ -196,3 +196,41 @@ def test_localisation_loss_is_lower_when_the_map_peaks_inside_and_zero_without_p
         value, grad = jax.value_and_grad(f)(jnp.asarray(outside))
         assert float(value) == 0.0
         assert np.all(np.asarray(grad) == 0.0)
+
+
+def test_mask_at_cells_block_reaches_a_lesion_between_the_centre_pixels() -> None:
+    masks = np.zeros((1, 8, 8, 2), np.uint8)
+    masks[0, 5, 5, 0] = 255  # between cells: "pixel" misses it
+    masks[0, 0, 7, 1] = 255  # the last column: past the block of the last cell (pixels 5-6)
+    pixel = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (4, 4), "corner"))
+    block = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (4, 4), "corner", "block"))
+    assert pixel[..., 0].sum() == 0
+    # stride 2, corner: cell j covers pixels 2j - 1 and 2j; pixel 5 -> cell 3 on both axes
+    assert block[0, :, :, 0].sum() == 1 and block[0, 3, 3, 0] == 1
+    # pixel 0 -> cell 0 (rows); pixel 7 -> cell 4 would be off the grid: it reaches no cell
+    assert block[0, :, :, 1].sum() == 0
+    masks[0, 0, 6, 1] = 255  # pixel 6 -> cell 3
+    block = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (4, 4), "corner", "block"))
+    assert block[0, 0, 3, 1] == 1 and block[0, :, :, 1].sum() == 1
+
+
+def test_mask_at_cells_block_center_is_any_pixel_of_the_patch() -> None:
+    masks = np.zeros((1, 8, 8, 1), np.uint8)
+    masks[0, 4, 4, 0] = 1  # a corner pixel of patch (1, 1): "pixel" misses it
+    cells = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (2, 2), "center", "block"))
+    np.testing.assert_array_equal(cells[0, :, :, 0], [[0, 0], [0, 1]])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        losses.mask_at_cells(jnp.asarray(masks), (2, 2), "center", "any")
+
+
+def test_block_cells_equal_a_pixel_by_pixel_reference() -> None:
+    rng = np.random.default_rng(1)
+    masks = (rng.random((2, 16, 16, 3)) > 0.97).astype(np.uint8)
+    s = 4
+    got = np.asarray(losses.mask_at_cells(jnp.asarray(masks), (4, 4), "corner", "block"))
+    want = np.zeros((2, 4, 4, 3), np.float32)
+    for b, y, x, c in zip(*np.nonzero(masks), strict=True):
+        j, i = (y + s // 2) // s, (x + s // 2) // s  # the cell whose block holds the pixel
+        if j < 4 and i < 4:
+            want[b, j, i, c] = 1
+    np.testing.assert_array_equal(got, want)
