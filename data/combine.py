@@ -1,7 +1,7 @@
 """Combine canonical datasets into one (e.g. a real dataset plus the synthetic benchmark).
 
     python -m data.combine --data data/acne-new-v36 --data data/synthskin-v1 \
-        --out data/acne-new-plus-synth [--link] [--force] [--json]
+        --out data/acne-new-plus-synth [--unknown NAME:CONDITION ...] [--link] [--force] [--json]
 
 Each input's files go under ``OUT/<input name>/`` (hard links where the file system allows,
 else copies; ``--link`` makes symlinks instead), its image and mask paths are prefixed
@@ -15,7 +15,10 @@ written; a column an input lacks is empty for its rows. The result is validated
 nothing behind. Each input's ``dataset.json`` and ``datacard.json`` (provenance: name, licence,
 attribution) are copied into ``OUT/<input name>/``, where `fairness.report` finds the
 datacards of a run trained on OUT; ``OUT/dataset.json`` lists the inputs and says whether all
-of them are synthetic. Exit codes: 0 written, 1 bad input dataset, 2 usage.
+of them are synthetic. ``--unknown synthskin-v1:hyperpigmentation`` makes one input's labels of
+one condition unknown (empty; for acne also its ``acne_severity``), so that the condition is
+learned from the other inputs alone; ``OUT/dataset.json`` then lists them under
+``unknown_labels``. Exit codes: 0 written, 1 bad input dataset, 2 usage.
 """
 
 from __future__ import annotations
@@ -79,15 +82,47 @@ def input_is_synthetic(path: Path, df: pd.DataFrame) -> bool:
     return bool(len(sources)) and bool(sources.str.contains("synth", case=False).all())
 
 
-def combined_info(out_name: str, inputs: dict[str, bool]) -> dict:
+def combined_info(
+    out_name: str, inputs: dict[str, bool], unknown: dict[str, tuple[str, ...]] | None = None
+) -> dict:
     """OUT/dataset.json: {"name", "combined": [input names], "synthetic": all inputs synthetic,
-    "inputs": {name: {"synthetic": bool}}}."""
-    return {
+    "inputs": {name: {"synthetic": bool}}}, plus {"unknown_labels": {name: [conditions]}} when
+    labels were made unknown."""
+    info = {
         "name": out_name,
         "combined": list(inputs),
         "synthetic": all(inputs.values()),
         "inputs": {name: {"synthetic": synthetic} for name, synthetic in inputs.items()},
     }
+    if unknown:
+        info["unknown_labels"] = {name: list(conds) for name, conds in unknown.items()}
+    return info
+
+
+def parse_unknown(values: Sequence[str], names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """`NAME:CONDITION` values -> {input name: conditions}; ValueError names a bad value."""
+    out: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, condition = value.partition(":")
+        if not sep or name not in names or condition not in CONDITIONS:
+            raise ValueError(
+                f"--unknown {value!r}: expected NAME:CONDITION with NAME one of {list(names)} "
+                f"and CONDITION one of {list(CONDITIONS)}"
+            )
+        if condition not in out.setdefault(name, []):
+            out[name].append(condition)
+    return {name: tuple(conds) for name, conds in out.items()}
+
+
+def mask_labels(df: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
+    """`df` with the labels of `conditions` unknown (empty); unknown acne also makes
+    `acne_severity` unknown."""
+    df = df.copy()
+    for condition in conditions:
+        df[condition] = ""
+        if condition == "acne" and "acne_severity" in df:
+            df["acne_severity"] = ""
+    return df
 
 
 def combine_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -111,12 +146,14 @@ def _place_file(src: Path, dst: Path, link: bool) -> None:
 
 def write_combined(
     inputs: Sequence[Path], out: Path, *, link: bool = False, force: bool = False,
-    progress: bool = False,
+    progress: bool = False, unknown: Sequence[str] = (),
 ) -> dict:  # fmt: skip
-    """Write the combined dataset at `out` atomically; return a summary dict."""
+    """Write the combined dataset at `out` atomically; return a summary dict. `unknown`:
+    `NAME:CONDITION` values (`parse_unknown`)."""
     names = [p.resolve().name for p in inputs]
     if len(set(names)) != len(names):
         raise ValueError(f"input folders must have distinct names, got {names}")
+    masked = parse_unknown(unknown, names)
     out = out.absolute()
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(out)
@@ -138,13 +175,14 @@ def write_combined(
                     (tmp / name).mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(path / info, tmp / name / info)  # small: always a copy
             synthetic[name] = input_is_synthetic(path, df)
-            frames.append(prefixed_frame(df, name))
+            frames.append(prefixed_frame(mask_labels(df, masked.get(name, ())), name))
         combined = combine_frames(frames)
         (tmp / METADATA_NAME).write_text(
             combined.to_csv(index=False, lineterminator="\n"), encoding="utf-8"
         )
         (tmp / DATASET_INFO).write_text(
-            json.dumps(combined_info(out.name, synthetic), indent=2) + "\n", encoding="utf-8"
+            json.dumps(combined_info(out.name, synthetic, masked), indent=2) + "\n",
+            encoding="utf-8",
         )
         problems = validate_dataset(tmp, check_images=True)
         if problems:
@@ -155,13 +193,16 @@ def write_combined(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     counts = combined.groupby(["source", "split"]).size()
-    return {
+    summary = {
         "out": str(out),
         "rows": len(combined),
         "inputs": names,
         "synthetic": synthetic,
         "rows_by_source_split": {f"{s}/{p}": int(n) for (s, p), n in counts.items()},
     }
+    if masked:
+        summary["unknown_labels"] = {name: list(conds) for name, conds in masked.items()}
+    return summary
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -174,6 +215,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, action="append", required=True,
                         help="a canonical dataset folder (repeat, at least twice)")  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    parser.add_argument("--unknown", action="append", default=[], metavar="NAME:CONDITION",
+                        help="make input NAME's CONDITION labels unknown, e.g. "
+                        "synthskin-v1:hyperpigmentation (repeatable)")  # fmt: skip
     parser.add_argument("--link", action="store_true",
                         help="symlink files instead of hard-linking or copying them")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace an existing OUT")
@@ -192,8 +236,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--data {path}: no such folder", file=sys.stderr)
             return EXIT_USAGE
     try:
+        parse_unknown(args.unknown, [p.resolve().name for p in args.data])
+    except ValueError as e:
+        print(f"python -m data.combine: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         summary = write_combined(
-            args.data, args.out, link=args.link, force=args.force, progress=not args.json
+            args.data,
+            args.out,
+            link=args.link,
+            force=args.force,
+            progress=not args.json,
+            unknown=args.unknown,
         )
     except FileExistsError as e:
         print(f"--out {e}: exists and is not empty (use --force to replace it)", file=sys.stderr)

@@ -149,3 +149,36 @@ def test_input_is_synthetic_prefers_the_dataset_json_key(tmp_path: Path) -> None
     (tmp_path / "dataset.json").unlink()
     assert combine.input_is_synthetic(tmp_path, frame) is True
     assert combine.input_is_synthetic(tmp_path, frame.assign(source=["a", "synth"])) is False
+
+
+def test_combine_unknown_makes_one_inputs_condition_unknown(
+    tmp_path: Path, good_dataset: Path, capsys
+) -> None:
+    real = _estimated_dataset(tmp_path / "real")
+    out = tmp_path / "mix"
+    argv = ["--data", str(real), "--data", str(good_dataset), "--out", str(out), "--json",
+            "--unknown", "good:hyperpigmentation", "--unknown", "real:acne"]  # fmt: skip
+    assert combine.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["unknown_labels"] == {"good": ["hyperpigmentation"], "real": ["acne"]}
+    assert validate_dataset(out) == []
+    df = load_metadata(out / "metadata.csv")
+    good = pd.read_csv(good_dataset / "metadata.csv", dtype=str, keep_default_na=False)
+    theirs, mine = df[df["image"].str.startswith("good/")], df[df["image"].str.startswith("real/")]
+    assert theirs["hyperpigmentation"].isna().all()
+    assert list(theirs["acne"].astype(int).astype(str)) == list(good["acne"])  # others kept
+    assert mine["acne"].isna().all() and mine["acne_severity"].isna().all()
+    assert mine["hyperpigmentation"].notna().all()
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["unknown_labels"] == {"good": ["hyperpigmentation"], "real": ["acne"]}
+
+
+def test_combine_unknown_rejects_a_bad_value(tmp_path: Path, good_dataset: Path, capsys) -> None:
+    real = _estimated_dataset(tmp_path / "real")
+    for value in ("good:moles", "other:acne", "hyperpigmentation"):
+        out = tmp_path / "mix"
+        argv = ["--data", str(real), "--data", str(good_dataset), "--out", str(out),
+                "--unknown", value]  # fmt: skip
+        assert combine.main(argv) == 2
+        assert f"--unknown {value!r}" in capsys.readouterr().err
+        assert not out.exists()
