@@ -107,3 +107,24 @@ def test_model_card_carries_the_training_recipe(tmp_path):
     )
     card = json.loads((tmp_path / "model_card.json").read_text())
     assert card["training"] == recipe
+
+
+def test_test_time_flip_is_exported_with_parity(tmp_path):
+    """The exported graph averages with the mirror image as the JAX model does."""
+    model = create_model("small_cnn", rngs=nnx.Rngs(1), width=0.25, test_time_flip=True)
+    export_model(model, tmp_path, architecture="small_cnn", input_size=SIZE, dataset="synthskin-v1")
+    x = np.random.default_rng(5).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs, cam, features = session.run(["probs", "cam", "features"], {"image": x})
+    mirror_probs, mirror_features = session.run(
+        ["probs", "features"], {"image": x[:, :, ::-1].copy()}
+    )
+    jax_probs, jax_cam = with_cam(model)(x)
+    assert np.abs(probs - np.asarray(jax_probs)).max() <= 1e-4
+    assert np.abs(cam - np.asarray(jax_cam)).max() <= 1e-4
+    assert np.abs(probs - mirror_probs).max() <= 1e-5
+    assert np.abs(features - mirror_features).max() <= 1e-5
+    plain = create_model("small_cnn", rngs=nnx.Rngs(1), width=0.25)
+    plain.eval()
+    plain_probs, _ = with_cam(plain)(x)  # the same weights, one view: other probabilities
+    assert np.abs(probs - np.asarray(plain_probs)).max() > 1e-4

@@ -85,3 +85,16 @@ def test_cli_unknown_key_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixtu
     assert code == main_lib.EXIT_CONFIG
     assert err.startswith("error: unknown config key 'optim.momentum'")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_real_photos_flip_variant_turns_on_test_time_flip():
+    from train_jax.checkpoints import build_model
+    from train_jax.configs import real_photos
+
+    shipped, flip = real_photos.get_config(), real_photos.get_config("flip,quick")
+    assert "test_time_flip" not in shipped.model.overrides
+    assert flip.model.overrides["test_time_flip"] is True
+    model = build_model(flip)
+    assert model.test_time_flip and not model.deterministic  # built for training
+    with pytest.raises(ValueError, match="unknown real_photos variant"):
+        real_photos.get_config("mirror")

@@ -325,3 +325,36 @@ def test_tone_input_norm_factors_out_skin_tone_and_exposure():
     np.testing.assert_allclose(model(darker), model(x), atol=1e-4)
     with pytest.raises(ValueError, match="unknown input_norm"):
         create_model("small_cnn", rngs=nnx.Rngs(0), input_norm="lab")
+
+
+def test_test_time_flip_treats_an_image_and_its_mirror_alike_in_evaluation_only():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    mirror = x[:, :, ::-1, :]
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25, test_time_flip=True)
+    model.eval()
+    np.testing.assert_allclose(model(x), model(mirror), atol=1e-5)
+    feats = np.asarray(model.features(x))
+    np.testing.assert_allclose(feats, np.asarray(model.features(mirror))[:, :, ::-1], atol=1e-5)
+    # The same parameters without the flip: the mirror image gives other logits.
+    plain = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)
+    plain.eval()
+    assert np.abs(np.asarray(plain(x)) - np.asarray(plain(mirror))).max() > 1e-4
+    np.testing.assert_allclose(
+        np.asarray(model(x)),
+        (
+            np.asarray(plain.features(x)).mean(axis=(1, 2))
+            + np.asarray(plain.features(mirror)).mean(axis=(1, 2))
+        )
+        / 2
+        @ np.asarray(plain.head.kernel)
+        + np.asarray(plain.head.bias),
+        atol=1e-4,
+    )
+    # Training and intermediates see the image alone.
+    _, inter = model.features(x, return_intermediates=True)
+    assert set(inter) == set(model.stage_names)
+    model.train()
+    assert not model.deterministic
+    assert np.abs(np.asarray(model(x)) - np.asarray(model(mirror))).max() > 1e-4
+    with pytest.raises(ValueError, match="test_time_flip"):
+        create_model("small_cnn", rngs=nnx.Rngs(0), test_time_flip="yes")

@@ -16,7 +16,9 @@ the augmentation adds the camera degradations of `preprocessing.augment`.
 
 Variants (comma-separated): `quick` shrinks images, model, batch and epochs for tests;
 `realonly` trains on data/acne-new-v36 alone (no wrinkle labels at all); `bce` uses the plain
-loss instead of GroupDRO; `unbalanced` turns the tone-balanced sampling off.
+loss instead of GroupDRO; `unbalanced` turns the tone-balanced sampling off; `flip` averages each
+evaluated face with its mirror image (`test_time_flip`: validation, predictions and the exported
+model; training is unchanged).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from train_jax.configs.demo import LOC_WEIGHT, shrink_for_tests
 
 COMBINED_DATA = "data/acne-new-plus-synth"
 REAL_DATA = "data/acne-new-v36"
-VARIANTS = ("bce", "quick", "realonly", "unbalanced")
+VARIANTS = ("bce", "flip", "quick", "realonly", "unbalanced")
 
 
 def get_config(variant: str | None = None) -> TrainConfig:
@@ -57,6 +59,11 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         elif part == "bce":
             config = dataclasses.replace(config, loss="bce")
+        elif part == "flip":
+            overrides = {**config.model.overrides, "test_time_flip": True}
+            config = dataclasses.replace(
+                config, model=dataclasses.replace(config.model, overrides=overrides)
+            )
         elif part == "unbalanced":
             config = dataclasses.replace(
                 config, data=dataclasses.replace(config.data, balance="none")

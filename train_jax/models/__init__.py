@@ -11,7 +11,8 @@ features: ``severity_logits(x) -> [B, 3]`` cumulative logits, ``severity_probs(x
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
 ``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT), ``input_norm``
-("imagenet", "tone"; ``train_jax.models.input_norm``).
+("imagenet", "tone"; ``train_jax.models.input_norm``), ``test_time_flip`` (bool: in evaluation
+mode the features are averaged with those of the mirror image; ``train_jax.models.base``).
 After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
 ``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
 ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
@@ -76,4 +77,9 @@ def create_model(
     """Build model ``name`` (one of ``MODEL_NAMES``) in training mode."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name](num_classes, rngs=rngs, **overrides)
+    test_time_flip = overrides.pop("test_time_flip", False)
+    if not isinstance(test_time_flip, bool):
+        raise ValueError(f"test_time_flip must be true or false, got {test_time_flip!r}")
+    model = _REGISTRY[name](num_classes, rngs=rngs, **overrides)
+    model.test_time_flip = test_time_flip
+    return model

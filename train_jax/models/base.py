@@ -12,6 +12,12 @@ Beside the condition head sits the ordinal acne-severity head (``severity_head``
 3 cumulative logits ``logit P(grade > k)``, ``severity_from_features(feat)`` the same from a
 feature map, and ``severity_probs(x)`` the 4 class probabilities. ``__call__``, ``logits_from``
 and ``pool_and_classify`` stay the condition logits (CAM and Grad-CAM use them).
+
+``test_time_flip`` (the ``create_model`` override; default off) averages, in evaluation mode
+(``model.eval()``), the feature map of the image with the mirrored feature map of its mirror image
+(``flip_averaged``). Everything computed from ``features`` (probabilities, CAM, severity, the
+pooled features) then treats a face and its mirror image alike; training (``model.train()``) and
+``return_intermediates=True`` (Grad-CAM at a stage) see the image alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ from train_jax.models.ordinal import severity_probs as _severity_probs
 Stage = tuple[str, Callable[[jax.Array], jax.Array]]
 
 
+def flip_averaged(features: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """Mean of ``features(x)`` and the mirrored ``features`` of the mirrored ``x`` (NHWC, mirror
+    = reversed width axis): the same map for an image and its mirror image, mirrored."""
+    mirrored = features(x[:, :, ::-1, :])[:, :, ::-1, :]
+    return (features(x) + mirrored) / 2
+
+
 class StagedClassifier(nnx.Module):
     """Base class: subclasses set ``self.head``, ``self.severity_head`` and ``self.dtype`` and
     implement ``stages()``.
@@ -40,6 +53,8 @@ class StagedClassifier(nnx.Module):
     severity_head: OrdinalHead
     dtype: jnp.dtype | None
     input_norm: str = "imagenet"  # see train_jax.models.input_norm.INPUT_NORMS
+    test_time_flip: bool = False  # average with the mirror image in evaluation mode
+    deterministic: bool = False  # evaluation mode; model.eval() / model.train() set it
 
     def stages(self) -> Sequence[Stage]:
         """Return the ``(name, fn)`` pairs applied in order to the normalised image."""
@@ -53,7 +68,15 @@ class StagedClassifier(nnx.Module):
     def features(
         self, x: jax.Array, return_intermediates: bool = False
     ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
-        """Last feature map ``[B, h, w, C]`` of float RGB ``x`` in [0, 255] (NHWC)."""
+        """Last feature map ``[B, h, w, C]`` of float RGB ``x`` in [0, 255] (NHWC); flip-averaged
+        in evaluation mode when ``test_time_flip`` is on (not with intermediates)."""
+        if self.test_time_flip and self.deterministic and not return_intermediates:
+            return flip_averaged(self._single_view_features, x)
+        return self._single_view_features(x, return_intermediates)
+
+    def _single_view_features(
+        self, x: jax.Array, return_intermediates: bool = False
+    ) -> jax.Array | tuple[jax.Array, dict[str, jax.Array]]:
         h = normalize_input(x, self.input_norm, self.dtype)
         intermediates: dict[str, jax.Array] = {}
         for name, fn in self.stages():
