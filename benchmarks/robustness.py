@@ -21,6 +21,9 @@ request would. Everything is measured on the largest analysed face (index 0).
   EXIF orientation 6 or 8 (alternating by photo) in JPEG q95, PNG and lossless WebP so that
   the upright image is restored on load. A flip is a decision that differs from the as-taken
   photo's, counted over (photo, change, condition) where both have a face.
+- Mirror image (`mirror_image`, apart from the benign changes above and their total): the photo
+  mirrored left to right, as many front cameras save a selfie; the same face, so the same
+  answer is expected.
 
 Photos are only read; changed copies live in memory and are never written. Nothing is random:
 --seed only draws the speckled backdrop of some drawings. Exit codes: 0 ok, 2 bad input.
@@ -147,6 +150,10 @@ BENIGN_CHANGES: dict[str, Callable[[np.ndarray, int], bytes]] = {
     "EXIF orientation JPEG": lambda im, k: encode_with_orientation(im, "JPEG", _orientation(k)),
     "EXIF orientation PNG": lambda im, k: encode_with_orientation(im, "PNG", _orientation(k)),
     "EXIF orientation WebP": lambda im, k: encode_with_orientation(im, "WEBP", _orientation(k)),
+}
+# Measured and reported apart from BENIGN_CHANGES (not in their total).
+MIRROR_CHANGES: dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "mirror image": lambda im, k: encode(np.ascontiguousarray(im[:, ::-1])),
 }
 
 
@@ -324,7 +331,7 @@ def measure_photo(runner, path: Path, index: int) -> dict[str, Outcome | None]:
         return out
     for name, (ev, gains) in LIGHTING_CHANGES.items():
         out[name] = largest_face(runner.analyze_bytes(encode(relight(image, ev, gains))))
-    for name, change_fn in BENIGN_CHANGES.items():
+    for name, change_fn in {**BENIGN_CHANGES, **MIRROR_CHANGES}.items():
         out[name] = largest_face(runner.analyze_bytes(change_fn(image, index)))
     return out
 
@@ -456,6 +463,7 @@ def run_benchmark(
         "non_faces": non_faces,
         "lighting": lighting_summary(results),
         "benign_changes": flip_summary(results),
+        "mirror_image": flip_summary(results, tuple(MIRROR_CHANGES)),
         "seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -499,6 +507,12 @@ def print_summary(result: dict) -> None:
         )
     for cond, value in flips["flip_rate_by_condition"].items():
         print(f"  {cond:22s} {_pct(value):>6s}")
+    mirror = result["mirror_image"]
+    by_condition = ", ".join(f"{c} {_pct(v)}" for c, v in mirror["flip_rate_by_condition"].items())
+    print(
+        f"mirror image: decision flips {_pct(mirror['flip_rate'])} ({mirror['flips']}/"
+        f"{mirror['triples']}; {by_condition})"
+    )
     print(f"{result['seconds']} s")
 
 

@@ -89,6 +89,13 @@ def test_flip_rates_in_range_and_lossless_changes_flip_nothing(result):
         assert flips["faces_lost_by_change"][change] == 0, change
     # Lossy and geometric changes do move the probabilities.
     assert flips["mean_abs_delta_prob_by_change"]["rotate 5 deg"] > 0.0
+    # The mirror image is measured apart, not in the benign changes' total.
+    mirror = result["mirror_image"]
+    assert "mirror image" not in flips["flip_rate_by_change"]
+    assert list(mirror["flip_rate_by_change"]) == ["mirror image"]
+    assert mirror["triples"] == 3 * 3 - 3 * mirror["faces_lost_by_change"]["mirror image"]
+    assert 0.0 <= mirror["flip_rate"] <= 1.0
+    assert 0.0 <= mirror["mean_abs_delta_prob_by_change"]["mirror image"] <= 1.0
 
 
 def test_lighting_rates_in_range(result):
