@@ -83,7 +83,7 @@ def input_is_synthetic(path: Path, df: pd.DataFrame) -> bool:
 
 
 def combined_info(
-    out_name: str, inputs: dict[str, bool], unknown: dict[str, tuple[str, ...]] | None = None
+    out_name: str, inputs: dict[str, bool], unknown: dict[str, list[str]] | None = None
 ) -> dict:
     """OUT/dataset.json: {"name", "combined": [input names], "synthetic": all inputs synthetic,
     "inputs": {name: {"synthetic": bool}}}, plus {"unknown_labels": {name: [conditions]}} when
@@ -95,11 +95,11 @@ def combined_info(
         "inputs": {name: {"synthetic": synthetic} for name, synthetic in inputs.items()},
     }
     if unknown:
-        info["unknown_labels"] = {name: list(conds) for name, conds in unknown.items()}
+        info["unknown_labels"] = unknown
     return info
 
 
-def parse_unknown(values: Sequence[str], names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+def parse_unknown(values: Sequence[str], names: Sequence[str]) -> dict[str, list[str]]:
     """`NAME:CONDITION` values -> {input name: conditions}; ValueError names a bad value."""
     out: dict[str, list[str]] = {}
     for value in values:
@@ -111,7 +111,7 @@ def parse_unknown(values: Sequence[str], names: Sequence[str]) -> dict[str, tupl
             )
         if condition not in out.setdefault(name, []):
             out[name].append(condition)
-    return {name: tuple(conds) for name, conds in out.items()}
+    return out
 
 
 def mask_labels(df: pd.DataFrame, conditions: Sequence[str]) -> pd.DataFrame:
@@ -201,7 +201,7 @@ def write_combined(
         "rows_by_source_split": {f"{s}/{p}": int(n) for (s, p), n in counts.items()},
     }
     if masked:
-        summary["unknown_labels"] = {name: list(conds) for name, conds in masked.items()}
+        summary["unknown_labels"] = masked
     return summary
 
 
