@@ -192,11 +192,14 @@ def init_from_model(
     """The model name and overrides that `--init-from` (and `--input-norm`) ask for."""
     # A timm checkpoint: the architecture it holds (`--model` must agree), its class token and
     # ImageNet normalisation (what timm's weights were trained with) unless `--input-norm`.
-    # A run or exported model: the run's model and overrides; `--input-norm` wins.
+    # A run or exported model: the run's model and overrides; `--input-norm` wins. Either way the
+    # config keeps its evaluation-only overrides (models.EVALUATION_OVERRIDES).
     from train_jax import pretrained
+    from train_jax.models import EVALUATION_OVERRIDES
 
     norm = getattr(args, "input_norm", None)
     overrides = dict(config.model.overrides)
+    own = {k: overrides[k] for k in EVALUATION_OVERRIDES if k in overrides}
     name = config.model.name
     source = config.model.init_from
     if source and pretrained.source_kind(source) == "timm":
@@ -211,7 +214,7 @@ def init_from_model(
                 "give --model if it is one"
             )
         if name != config.model.name:
-            overrides = {}  # the config's overrides belong to its own model
+            overrides = dict(own)  # the config's other overrides belong to its own model
         if name.startswith("vit"):
             overrides["class_token"] = "cls_token" in shapes
         overrides["input_norm"] = norm or "imagenet"
@@ -219,7 +222,8 @@ def init_from_model(
         saved = config_lib.load(pretrained.run_folder(source) / "config.json").model
         if args.model and args.model != saved.name:
             raise config_lib.ConfigError(f"{source} holds {saved.name} weights, not {args.model}")
-        name, overrides = saved.name, {**saved.overrides, **({"input_norm": norm} if norm else {})}
+        name = saved.name
+        overrides = {**saved.overrides, **own, **({"input_norm": norm} if norm else {})}
     elif norm:
         overrides["input_norm"] = norm
     return config_lib.override(config, **{"model.name": name, "model.overrides": overrides})

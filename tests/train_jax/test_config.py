@@ -87,14 +87,15 @@ def test_cli_unknown_key_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixtu
     assert len(err.strip().splitlines()) == 1
 
 
-def test_real_photos_flip_variant_turns_on_test_time_flip():
+def test_real_photos_averages_the_mirror_image_unless_single_view():
     from train_jax.checkpoints import build_model
     from train_jax.configs import real_photos
 
-    shipped, flip = real_photos.get_config(), real_photos.get_config("flip,quick")
-    assert "test_time_flip" not in shipped.model.overrides
-    assert flip.model.overrides["test_time_flip"] is True
-    model = build_model(flip)
+    shipped, single = real_photos.get_config("quick"), real_photos.get_config("single_view,quick")
+    assert shipped.model.overrides["test_time_flip"] is True
+    assert single.model.overrides["test_time_flip"] is False
+    model = build_model(shipped)
     assert model.test_time_flip and not model.deterministic  # built for training
+    assert not build_model(single).test_time_flip
     with pytest.raises(ValueError, match="unknown real_photos variant"):
         real_photos.get_config("mirror")

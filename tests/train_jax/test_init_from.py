@@ -133,3 +133,21 @@ def test_init_from_picks_model_and_input_norm(
     assert resolved("--input-norm", "imagenet").model.overrides["input_norm"] == "imagenet"
     assert main_lib.main(["--init-from", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "not a checkpoint file, a run folder" in capsys.readouterr().err
+
+
+def test_init_from_a_run_keeps_the_configs_evaluation_overrides(tmp_path: Path) -> None:
+    """The source run's architecture, but the config's own mirror averaging, either way round."""
+    from train_jax.configs import real_photos
+
+    def resolved(config: str, source: Path) -> config_lib.TrainConfig:
+        args = ["--out", str(tmp_path), "--config", config, "--init-from", str(source)]
+        return main_lib.resolve(main_lib.parse_args(args))[0]
+
+    for variant, other in (("quick", "single_view,quick"), ("single_view,quick", "quick")):
+        source = tmp_path / variant.replace(",", "_")
+        source.mkdir()
+        config_lib.save(real_photos.get_config(variant), source / "config.json")
+        config = resolved(f"train_jax/configs/real_photos.py:{other}", source)
+        wanted = real_photos.get_config(other).model.overrides
+        assert config.model.overrides == wanted
+        assert config.model.overrides["test_time_flip"] is (other == "quick")

@@ -334,7 +334,10 @@ def test_test_time_flip_treats_an_image_and_its_mirror_alike_in_evaluation_only(
     model.eval()
     np.testing.assert_allclose(model(x), model(mirror), atol=1e-5)
     feats = np.asarray(model.features(x))
-    np.testing.assert_allclose(feats, np.asarray(model.features(mirror))[:, :, ::-1], atol=1e-5)
+    assert model.mirror_shift == 1
+    # The map of the mirror image is the mirrored map, moved by the alignment shift.
+    mirrored = np.roll(np.asarray(model.features(mirror))[:, :, ::-1], model.mirror_shift, axis=2)
+    np.testing.assert_allclose(feats, mirrored, atol=1e-5)
     # The same parameters without the flip: the mirror image gives other logits.
     plain = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)
     plain.eval()
@@ -358,3 +361,22 @@ def test_test_time_flip_treats_an_image_and_its_mirror_alike_in_evaluation_only(
     assert np.abs(np.asarray(model(x)) - np.asarray(model(mirror))).max() > 1e-4
     with pytest.raises(ValueError, match="test_time_flip"):
         create_model("small_cnn", rngs=nnx.Rngs(0), test_time_flip="yes")
+
+
+def test_flip_averaged_lines_the_mirror_pass_up_with_the_image():
+    """A stride-4 map whose cell i is centred at pixel 4i (symmetric padding): the mirror pass's
+    cell i sits at pixel 4i + 3, so unshifted the average of a bump at cell 3 smears into cell 2;
+    shifted one cell, it peaks at cell 3."""
+    from train_jax.models.base import flip_averaged
+
+    bump = np.exp(-0.5 * ((np.arange(32) - 12) / 1.5) ** 2).astype(np.float32)
+    x = np.broadcast_to(bump[None, None, :, None], (1, 4, 32, 1))
+
+    def sample(v):
+        return v[:, ::4, ::4, :]
+
+    aligned = np.asarray(flip_averaged(sample, x, 1))[0, 0, :, 0]
+    plain = np.asarray(flip_averaged(sample, x, 0))[0, 0, :, 0]
+    assert aligned.argmax() == 3 and aligned[3] > 0.85
+    assert plain[3] < 0.6 and plain[2] > 0.4
+    np.testing.assert_allclose(aligned.mean(), plain.mean(), rtol=1e-6)  # pooling unchanged

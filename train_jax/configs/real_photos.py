@@ -7,18 +7,19 @@ acne and dark spots (hyperpigmentation) are learned from the real photos and the
 faces, wrinkles from the synthetic faces alone (acne-new has no wrinkle labels: they are
 unknown there and masked out of the loss). The face crops are 128 px with an output stride of 4
 (a 32x32 class map; 192 and 256 px at stride 8 did no better on acne-new valid and worse on dark
-spots). Training samples are balanced over (estimated or labelled) tone groups and the loss is
-GroupDRO over them plus the lesion-localisation loss on the class map (trained with the boxes);
-the augmentation adds the camera degradations of `preprocessing.augment`.
+spots). In evaluation the model averages each face with its mirror image (`test_time_flip`:
+validation, predictions and the exported model; training sees one view). Training samples are
+balanced over (estimated or labelled) tone groups and the loss is GroupDRO over them plus the
+lesion-localisation loss on the class map (trained with the boxes); the augmentation adds the
+camera degradations of `preprocessing.augment`.
 
     python train_jax/main.py --config train_jax/configs/real_photos.py
     python train_jax/main.py --config train_jax/configs/real_photos.py:quick --data DIR  # tests
 
 Variants (comma-separated): `quick` shrinks images, model, batch and epochs for tests;
 `realonly` trains on data/acne-new-v36 alone (no wrinkle labels at all); `bce` uses the plain
-loss instead of GroupDRO; `unbalanced` turns the tone-balanced sampling off; `flip` averages each
-evaluated face with its mirror image (`test_time_flip`: validation, predictions and the exported
-model; training is unchanged).
+loss instead of GroupDRO; `unbalanced` turns the tone-balanced sampling off; `single_view`
+evaluates each face as it is, without its mirror image.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from train_jax.configs.demo import LOC_WEIGHT, shrink_for_tests
 
 COMBINED_DATA = "data/acne-new-plus-synth"
 REAL_DATA = "data/acne-new-v36"
-VARIANTS = ("bce", "flip", "quick", "realonly", "unbalanced")
+VARIANTS = ("bce", "quick", "realonly", "single_view", "unbalanced")
 
 
 def get_config(variant: str | None = None) -> TrainConfig:
@@ -40,7 +41,12 @@ def get_config(variant: str | None = None) -> TrainConfig:
         model=ModelConfig(
             name="small_cnn",
             image_size=128,
-            overrides={"width": 1.0, "output_stride": 4, "input_norm": "tone"},
+            overrides={
+                "width": 1.0,
+                "output_stride": 4,
+                "input_norm": "tone",
+                "test_time_flip": True,
+            },
         ),
         data=DataConfig(data_dir=COMBINED_DATA, generate_preset="", balance="group"),
         optim=OptimConfig(learning_rate=3e-3, weight_decay=1e-4, warmup_steps=50),
@@ -59,8 +65,8 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         elif part == "bce":
             config = dataclasses.replace(config, loss="bce")
-        elif part == "flip":
-            overrides = {**config.model.overrides, "test_time_flip": True}
+        elif part == "single_view":
+            overrides = {**config.model.overrides, "test_time_flip": False}
             config = dataclasses.replace(
                 config, model=dataclasses.replace(config.model, overrides=overrides)
             )

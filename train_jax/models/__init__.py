@@ -69,6 +69,9 @@ _REGISTRY: dict[str, Callable[..., StagedClassifier]] = {
     "vit_small": functools.partial(_vit, "small"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+# Overrides that change how a model evaluates, not its parameters: a config that starts from
+# another run's weights (`--init-from`) keeps its own.
+EVALUATION_OVERRIDES: tuple[str, ...] = ("test_time_flip",)
 
 
 def create_model(

@@ -15,9 +15,13 @@ and ``pool_and_classify`` stay the condition logits (CAM and Grad-CAM use them).
 
 ``test_time_flip`` (the ``create_model`` override; default off) averages, in evaluation mode
 (``model.eval()``), the feature map of the image with the mirrored feature map of its mirror image
-(``flip_averaged``). Everything computed from ``features`` (probabilities, CAM, severity, the
-pooled features) then treats a face and its mirror image alike; training (``model.train()``) and
-``return_intermediates=True`` (Grad-CAM at a stage) see the image alone.
+(``flip_averaged``). Everything pooled from ``features`` (probabilities, severity, the pooled
+features) then treats a face and its mirror image alike; training (``model.train()``) and
+``return_intermediates=True`` (Grad-CAM at a stage) see the image alone. The mirrored map is
+first moved ``mirror_shift`` cells along the width (wrapping around, which keeps every pooled
+mean exact): a CNN's convolutions pad ``k // 2`` on both sides, so with stride ``s`` cell ``i``
+of the mirror pass sits at pixel ``s * i + s - 1`` of the face, not ``s * i``: about one cell
+off, which would blur the class map (CAM).
 """
 
 from __future__ import annotations
@@ -35,10 +39,15 @@ from train_jax.models.ordinal import severity_probs as _severity_probs
 Stage = tuple[str, Callable[[jax.Array], jax.Array]]
 
 
-def flip_averaged(features: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+def flip_averaged(
+    features: Callable[[jax.Array], jax.Array], x: jax.Array, shift: int = 0
+) -> jax.Array:
     """Mean of ``features(x)`` and the mirrored ``features`` of the mirrored ``x`` (NHWC, mirror
-    = reversed width axis): the same map for an image and its mirror image, mirrored."""
+    = reversed width axis), the latter rolled ``shift`` cells along the width to line its cells
+    up with those of ``x``. Its mean over the cells is the same for an image and its mirror."""
     mirrored = features(x[:, :, ::-1, :])[:, :, ::-1, :]
+    if shift:
+        mirrored = jnp.roll(mirrored, shift, axis=2)
     return (features(x) + mirrored) / 2
 
 
@@ -54,6 +63,7 @@ class StagedClassifier(nnx.Module):
     dtype: jnp.dtype | None
     input_norm: str = "imagenet"  # see train_jax.models.input_norm.INPUT_NORMS
     test_time_flip: bool = False  # average with the mirror image in evaluation mode
+    mirror_shift: int = 0  # cells the mirror pass's map is off by (flip_averaged); CNNs: 1
     deterministic: bool = False  # evaluation mode; model.eval() / model.train() set it
 
     def stages(self) -> Sequence[Stage]:
@@ -71,7 +81,7 @@ class StagedClassifier(nnx.Module):
         """Last feature map ``[B, h, w, C]`` of float RGB ``x`` in [0, 255] (NHWC); flip-averaged
         in evaluation mode when ``test_time_flip`` is on (not with intermediates)."""
         if self.test_time_flip and self.deterministic and not return_intermediates:
-            return flip_averaged(self._single_view_features, x)
+            return flip_averaged(self._single_view_features, x, self.mirror_shift)
         return self._single_view_features(x, return_intermediates)
 
     def _single_view_features(

@@ -140,6 +140,8 @@ class MBConv(nnx.Module):
 class EfficientNet(StagedClassifier):
     """EfficientNet ``variant`` ("b0".."b3") with a ``num_classes`` linear head."""
 
+    mirror_shift = 1  # symmetric k // 2 padding, output stride >= 4 (models.base.flip_averaged)
+
     def __init__(
         self,
         num_classes: int = 3,

@@ -65,6 +65,8 @@ class SmallCNN(StagedClassifier):
     """Depthwise-separable CNN; ``width`` scales every channel count, ``output_stride`` (16, 8
     or 4) sets the feature map's stride, ``input_norm`` the input normalisation."""
 
+    mirror_shift = 1  # symmetric k // 2 padding, output stride >= 4 (models.base.flip_averaged)
+
     def __init__(
         self,
         num_classes: int = 3,
