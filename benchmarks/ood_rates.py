@@ -21,7 +21,6 @@ Images are only read. Exit codes: 0 ok, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.robustness import shipped_images  # noqa: E402
+from benchmarks.robustness import BenchmarkError, face_photos, shipped_images  # noqa: E402
 from client.runner import DEFAULT_MODEL_DIR, ModelDirError  # noqa: E402
 
 PACKAGE_FACES = (
@@ -40,23 +39,9 @@ PACKAGE_FACES = (
 )
 
 
-class BenchmarkError(ValueError):
-    """Bad input: a missing or malformed metadata file."""
-
-
 def dataset_rows(root: Path, split: str, limit: int | None) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the first `limit` rows of `split` in `root`/metadata.csv."""
-    meta = root / "metadata.csv"
-    if not meta.is_file():
-        raise BenchmarkError(f"{meta}: not found (a canonical dataset folder has metadata.csv)")
-    with meta.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"image", "split"} <= set(reader.fieldnames or []):
-            raise BenchmarkError(f"{meta}: needs the columns image and split")
-        names = [row["image"] for row in reader if row["split"] == split]
-    if not names:
-        raise BenchmarkError(f"{meta}: no rows with split == {split!r}")
-    return [(n, (root / n).read_bytes()) for n in names[:limit]]
+    """(name, bytes) of the first `limit` photos of `split` in `root`/metadata.csv."""
+    return [(p.name, p.read_bytes()) for p in face_photos(root, limit, split)]
 
 
 def package_faces() -> list[tuple[str, bytes]]:

@@ -301,8 +301,8 @@ def largest_face(raw) -> Outcome | None:
     return Outcome(raw.groups[0], np.asarray(raw.probs[0]), np.asarray(raw.decisions[0], bool))
 
 
-def face_photos(faces_dir: Path, limit: int | None = None) -> list[Path]:
-    """Paths of the split == "val" photos listed in `faces_dir`/metadata.csv."""
+def face_photos(faces_dir: Path, limit: int | None = None, split: str = SPLIT) -> list[Path]:
+    """Paths of the first `limit` photos of `split` listed in `faces_dir`/metadata.csv."""
     meta = faces_dir / "metadata.csv"
     if not meta.is_file():
         raise BenchmarkError(NO_METADATA.format(path=meta))
@@ -311,9 +311,9 @@ def face_photos(faces_dir: Path, limit: int | None = None) -> list[Path]:
         missing = sorted({"image", "split"} - set(reader.fieldnames or []))
         if missing:
             raise BenchmarkError(f"{meta}: missing column(s) {', '.join(missing)}")
-        paths = [faces_dir / row["image"] for row in reader if row["split"] == SPLIT]
+        paths = [faces_dir / row["image"] for row in reader if row["split"] == split]
     if not paths:
-        raise BenchmarkError(f"{meta}: no rows with split == {SPLIT!r}")
+        raise BenchmarkError(f"{meta}: no rows with split == {split!r}")
     return paths[:limit] if limit is not None else paths
 
 

@@ -1,9 +1,12 @@
-"""Import a script of benchmarks/ (not a package) as a module, for the tests."""
+"""Import a script of benchmarks/ (not a package) as a module, and the helpers their tests share."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +21,23 @@ def load_benchmark(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def linked_dataset(root: Path, rows: Iterable[tuple[Path, str]]) -> Path:
+    """A canonical-dataset folder at `root` (metadata.csv with image and split) whose images
+    are symlinks to the (photo, split) rows' photos: no face is copied."""
+    (root / "images").mkdir(parents=True)
+    lines = ["image,split"]
+    for photo, split in rows:
+        (root / "images" / photo.name).symlink_to(photo)
+        lines.append(f"images/{photo.name},{split}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def run_main(main: Callable[[list[str]], int], argv: list[str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of a benchmark's `main(argv)`."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.benchmark_loader import load_benchmark
+from tests.benchmark_loader import linked_dataset, load_benchmark, run_main
 
 orates = load_benchmark("ood_rates")
 
 
-def _dataset(root: Path, rows: list[tuple[Path, str]]) -> Path:
-    """A canonical-dataset folder whose images are symlinks to real photos."""
-    (root / "images").mkdir(parents=True)
-    lines = ["image,split"]
-    for photo, split in rows:
-        (root / "images" / photo.name).symlink_to(photo)
-        lines.append(f"images/{photo.name},{split}")
-    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = orates.main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
-def _package_photo(package: str, rel: str) -> Path:
-    import importlib
-
-    return Path(importlib.import_module(package).__file__).parent / rel
-
-
-def test_counts_every_analysed_face_of_each_set(tmp_path: Path) -> None:
-    astronaut = _package_photo("skimage", "data/astronaut.png")
-    group = _package_photo("insightface", "data/images/t1.jpg")
-    hanks = _package_photo("insightface", "data/images/Tom_Hanks_54745.png")
-    faces = _dataset(tmp_path / "faces", [(astronaut, "val"), (group, "train"), (hanks, "train")])
-    synthetic = _dataset(tmp_path / "synthetic", [(hanks, "test")])
+def test_counts_every_analysed_face_of_each_set(
+    tmp_path: Path, astronaut_path: Path, group_photo_path: Path, grayscale_photo_path: Path
+) -> None:
+    faces = linked_dataset(
+        tmp_path / "faces",
+        [(astronaut_path, "val"), (group_photo_path, "train"), (grayscale_photo_path, "train")],
+    )
+    synthetic = linked_dataset(tmp_path / "synthetic", [(grayscale_photo_path, "test")])
     argv = ["--faces", str(faces), "--synthetic", str(synthetic), "--train-limit", "1", "--json"]
-    code, out, _ = _run(argv)
+    code, out, _ = run_main(orates.main, argv)
     assert code == 0
     result = json.loads(out)
     sets = result["sets"]
@@ -66,16 +42,17 @@ def test_counts_every_analysed_face_of_each_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("missing", ["faces", "synthetic"])
-def test_a_folder_without_metadata_names_the_file_and_exits_2(tmp_path: Path, missing) -> None:
-    hanks = _package_photo("insightface", "data/images/Tom_Hanks_54745.png")
+def test_a_folder_without_metadata_names_the_file_and_exits_2(
+    tmp_path: Path, missing: str, group_photo_path: Path, grayscale_photo_path: Path
+) -> None:
     folders = {
-        "faces": _dataset(
-            tmp_path / "faces", [(hanks, "val"), (hanks.with_name("t1.jpg"), "train")]
+        "faces": linked_dataset(
+            tmp_path / "faces", [(grayscale_photo_path, "val"), (group_photo_path, "train")]
         ),
-        "synthetic": _dataset(tmp_path / "synthetic", [(hanks, "test")]),
+        "synthetic": linked_dataset(tmp_path / "synthetic", [(grayscale_photo_path, "test")]),
     }
     (folders[missing] / "metadata.csv").unlink()
     argv = ["--faces", str(folders["faces"]), "--synthetic", str(folders["synthetic"])]
-    code, _, err = _run(argv)
+    code, _, err = run_main(orates.main, argv)
     assert code == 2
     assert str(folders[missing] / "metadata.csv") in err

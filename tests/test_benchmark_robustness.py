@@ -3,9 +3,7 @@ copied), and its pure parts on known answers."""
 
 from __future__ import annotations
 
-import contextlib
 import doctest
-import io
 import json
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 
 from preprocessing.image_io import load_image
-from tests.benchmark_loader import load_benchmark
+from tests.benchmark_loader import linked_dataset, load_benchmark, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,20 +22,11 @@ rb = load_benchmark("robustness")
 
 def _face_set(root: Path, photos: list[Path], split: str = "val") -> Path:
     """A converted-dataset folder whose images are symlinks to `photos` (no face is copied)."""
-    (root / "images").mkdir(parents=True)
-    lines = ["image,split"]
-    for photo in photos:
-        (root / "images" / photo.name).symlink_to(photo)
-        lines.append(f"images/{photo.name},{split}")
-    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
-    return root
+    return linked_dataset(root, [(photo, split) for photo in photos])
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = rb.main(argv)
-    return code, out.getvalue(), err.getvalue()
+    return run_main(rb.main, argv)
 
 
 @pytest.fixture(scope="module")
