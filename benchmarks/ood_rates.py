@@ -21,6 +21,7 @@ Images are only read. Exit codes: 0 ok, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.robustness import BenchmarkError, face_photos, shipped_images  # noqa: E402
-from client.runner import DEFAULT_MODEL_DIR, ModelDirError  # noqa: E402
+from client.runner import DEFAULT_MODEL_DIR, EmbeddedRunner, ModelDirError  # noqa: E402
 
 PACKAGE_FACES = (
     ("skimage", "data/astronaut.png"),
@@ -45,12 +46,14 @@ def dataset_rows(root: Path, split: str, limit: int | None) -> list[tuple[str, b
 
 
 def package_faces() -> list[tuple[str, bytes]]:
-    """(name, bytes) of the real face photos that ship in scikit-image and insightface."""
-    import importlib
-
+    """(name, bytes) of the real face photos that ship in scikit-image and insightface (found
+    without importing them)."""
     out = []
     for package, rel in PACKAGE_FACES:
-        path = Path(importlib.import_module(package).__file__).parent / rel
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"{package} is not installed: it ships the photo {rel}")
+        path = Path(spec.submodule_search_locations[0]) / rel
         out.append((path.name, path.read_bytes()))
     return out
 
@@ -95,8 +98,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = parse_args(argv)
-    from client.runner import EmbeddedRunner
-
     try:
         runner = EmbeddedRunner(args.model_dir)
         sets = {
