@@ -99,8 +99,9 @@ def changed_copies(image: np.ndarray) -> Iterator[tuple[str, bytes]]:
     from preprocessing.augment import rotate
     from preprocessing.colour import LIGHTING_CHANGES, relight
 
-    def encode(rgb: np.ndarray, ext: str = ".png", params: Sequence[int] = ()) -> bytes:
-        """The RGB image encoded by OpenCV (PNG unless `ext` says otherwise)."""
+    def encode(rgb: np.ndarray, ext: str = ".bmp", params: Sequence[int] = ()) -> bytes:
+        """The RGB image encoded by OpenCV (lossless BMP, the quickest to write and read back,
+        unless `ext` says otherwise)."""
         ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), list(params))
         if not ok:
             raise ValueError(f"cannot encode an image of shape {rgb.shape} as {ext}")

@@ -1,9 +1,9 @@
 """TFDS builder over the canonical dataset format: face crops in array_record shards.
 
-Each example is the face crop the serving path would see (same preprocessing function:
-`preprocessing.pipeline.analyze_image`), with the lesion mask carried into the crop by the
-same affine transform. Images without a detected face fall back to a centred square crop and
-are marked `face_found=0`. No TensorFlow is needed.
+Each example is the face crop the serving path would see (same preprocessing functions:
+`preprocessing.pipeline.first_face_crop`, the first face of `analyze_image`), with the lesion
+mask carried into the crop by the same affine transform. Images without a detected face fall
+back to a centred square crop and are marked `face_found=0`. No TensorFlow is needed.
 Besides the labels each example carries its tone `group` (from `fitzpatrick`, else the optional
 `fitzpatrick_group`: `data.splits.row_group`), `acne_severity` (0-3, -1 = unknown) and
 `tone_source` (`labelled`, `estimated` or empty = unknown; a row with a Fitzpatrick type and no
@@ -18,6 +18,10 @@ The cache may live outside the dataset folder (`cache_dir`; the DVC pipeline kee
 
     python -m data.tfds_builder --data data/synthskin-v1 --out outputs/pipeline/tfds \
         --image-size 96 [--json]
+
+Several `--data DIR --out CACHE` pairs build in one process and crop each distinct image file
+once (by content hash): the DVC pipeline builds the real and synthetic datasets and their
+combination, which holds the same files, in one call.
 
 Exit codes: 0 built (or already built), 2 bad arguments, 3 dataset problem.
 """
@@ -46,7 +50,12 @@ from data.splits import row_group
 from preprocessing.align import warp_to_crop
 from preprocessing.face_detect import FaceDetector
 from preprocessing.image_io import load_image
-from preprocessing.pipeline import analyze_image
+from preprocessing.pipeline import first_face_crop
+
+# (crop uint8 [S, S, 3], affine original -> crop or None (centred square), image (h, w)) by the
+# SHA-1 of the image file: one build process crops each distinct image once (`build_datasets`).
+FaceCrop = tuple[np.ndarray, Any, tuple[int, int]]
+FaceCrops = dict[str, FaceCrop]
 
 FILE_FORMAT = "array_record"
 CACHE_DIRNAME = "tfds"  # default cache: DIR/tfds beside the dataset
@@ -72,10 +81,18 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
     # source would import `importlib_resources`, which is not a dependency.
     url_infos = None
 
-    def __init__(self, *, source_dir: str | Path, crop_size: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        source_dir: str | Path,
+        crop_size: int,
+        face_crops: FaceCrops | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._source_dir = Path(source_dir).resolve()
         self._crop_size = int(crop_size)
         self._cropper, mode = make_cropper(self._crop_size)
+        self._face_crops = face_crops
         self.face_stats: dict[str, int] = {}
         # One config per crop size, crop method and metadata content: a regenerated dataset or
         # the arrival of the face detector gives a fresh build instead of a stale cache.
@@ -125,9 +142,13 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
             df.iterrows(), total=len(df), desc=f"face crops ({split})", disable=None
         ):
             rel = str(row["image"])
-            image = _load_rgb(self._source_dir / rel)
-            mask = _load_mask(self._source_dir, row, image.shape[:2])
-            crop, mask_crop, found = self._cropper(image, mask)
+            crop, affine, shape = self._face_crop(self._source_dir / rel)
+            mask = _load_mask(self._source_dir, row, shape)
+            if affine is None:
+                mask_crop = centre_crop(mask, self._crop_size, nearest=True)
+            else:
+                mask_crop = warp_to_crop(mask, affine, self._crop_size, nearest=True)
+            found = affine is not None
             self.face_stats["found" if found else "fallback"] += 1
             fitz = _int_or_none(row.get("fitzpatrick"))
             group = row_group(fitz, row.get("fitzpatrick_group"))
@@ -138,7 +159,7 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                     "id": rel,
                     "row": int(row_index),
                     "image": encode_png(crop),
-                    "mask": encode_png(mask_crop),
+                    "mask": encode_png(np.asarray(mask_crop, np.uint8)),
                     "labels": np.array([_label(row.get(c)) for c in CONDITIONS], np.float32),
                     "fitzpatrick": fitz or 0,
                     "group": GROUPS.index(group) if group else -1,
@@ -149,27 +170,41 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                 },
             )
 
+    def _face_crop(self, path: Path) -> FaceCrop:
+        """The crop of one image file, from `face_crops` when the same bytes were cropped."""
+        data = path.read_bytes()
+        key = hashlib.sha1(data).hexdigest()
+        if self._face_crops is not None and key in self._face_crops:
+            return self._face_crops[key]
+        image = load_image(data, name=str(path))
+        crop, affine = self._cropper(image)
+        out = (crop, affine, (int(image.shape[0]), int(image.shape[1])))
+        if self._face_crops is not None:
+            self._face_crops[key] = out
+        return out
+
 
 def read_metadata(csv_path: Path) -> pd.DataFrame:
     """Read metadata.csv with the canonical validator (row index = CSV row)."""
     return load_metadata(csv_path)
 
 
-def make_cropper(size: int) -> tuple[Callable[..., tuple[np.ndarray, np.ndarray, bool]], str]:
-    """Return (`crop(image, mask) -> (crop, mask_crop, face_found)`, mode "face").
+def make_cropper(size: int) -> tuple[Callable[[np.ndarray], tuple[np.ndarray, Any]], str]:
+    """Return (`crop(image) -> (crop, affine or None)`, mode "face").
 
-    The crop is the serving preprocessing (`analyze_image`). An image without a detected face
-    gets its largest centred square instead, marked `face_found=False`.
+    The crop is the serving preprocessing's (`first_face_crop`: the first face of
+    `analyze_image`, without its tone estimate), with its affine (original -> crop) for the
+    lesion mask. An image without a verified face gets its largest centred square instead and
+    no affine (`face_found=0`).
     """
     detector = FaceDetector()
 
-    def crop(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-        faces = analyze_image(image, size=size, detector=detector)
-        if faces:
-            face = faces[0]
-            mask_crop = warp_to_crop(mask, face.affine, size, nearest=True)
-            return np.asarray(face.crop, np.uint8), np.asarray(mask_crop, np.uint8), True
-        return centre_crop(image, size), centre_crop(mask, size, nearest=True), False
+    def crop(image: np.ndarray) -> tuple[np.ndarray, Any]:
+        found = first_face_crop(image, size=size, detector=detector)
+        if found is not None:
+            face_crop, affine = found
+            return np.asarray(face_crop, np.uint8), affine
+        return centre_crop(image, size), None
 
     return crop, "face"
 
@@ -191,10 +226,6 @@ def centre_crop(image: np.ndarray, size: int, *, nearest: bool = False) -> np.nd
     interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
     out = cv2.resize(square, (size, size), interpolation=interp)
     return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-def _load_rgb(path: Path) -> np.ndarray:
-    return load_image(path)
 
 
 def _load_mask(root: Path, row: pd.Series, shape: tuple[int, int]) -> np.ndarray:
@@ -258,11 +289,14 @@ def build_dataset(
     crop_size: int,
     cache_dir: str | Path | None = None,
     build: bool = True,
+    face_crops: FaceCrops | None = None,
 ) -> CanonicalFaces:
     """Build the face crops of `source_dir` once and return the builder.
 
     The array_record shards go to `cache_dir` (default DIR/tfds). With `build=False` a missing
     build raises `NotBuiltError` instead (a reader that must not write, e.g. the DVC train stage).
+    `face_crops` (shared between builds) reuses the crop of an image file another build of
+    the same crop size already made (the combined dataset holds the real and synthetic files).
     """
     source_dir = Path(source_dir).resolve()
     if not (source_dir / "metadata.csv").is_file():
@@ -272,7 +306,9 @@ def build_dataset(
     level = absl.level
     absl.setLevel(logging.ERROR)  # TFDS's "custom configuration" / "no dataset_info" chatter
     try:
-        builder = CanonicalFaces(source_dir=source_dir, crop_size=crop_size, data_dir=str(cache))
+        builder = CanonicalFaces(
+            source_dir=source_dir, crop_size=crop_size, face_crops=face_crops, data_dir=str(cache)
+        )
         if not builder.is_prepared():
             if not build:
                 raise NotBuiltError(
@@ -343,43 +379,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     p = argparse.ArgumentParser(
         prog="python -m data.tfds_builder",
-        description="Build the face crops of a canonical dataset into TFDS array_record shards "
-        "(what training reads). Exit codes: 0 ok, 2 bad arguments, 3 dataset problem.",
+        description="Build the face crops of canonical datasets into TFDS array_record shards "
+        "(what training reads). Several --data/--out pairs build in one process, cropping each "
+        "distinct image file once. Exit codes: 0 ok, 2 bad arguments, 3 dataset problem.",
     )
-    p.add_argument("--data", required=True, type=Path, help="canonical dataset folder")
     p.add_argument(
-        "--out", type=Path, help="cache folder for the shards (default DATA/tfds, beside the data)"
+        "--data", required=True, type=Path, action="append", help="canonical dataset folder"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        help="cache folder for the shards (default DATA/tfds, beside the data); with several "
+        "--data, one --out each, in the same order, with different folder names",
     )
     p.add_argument("--image-size", type=int, default=96, help="crop side in pixels (default 96)")
-    p.add_argument("--json", action="store_true", help="print the build summary as JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the build summary as JSON (several datasets: one per --out folder name)",
+    )
     args = p.parse_args(argv)
     if args.image_size < 8:
         p.error(f"--image-size must be >= 8, got {args.image_size}")
+    if len(args.data) > 1:
+        names = [out.name for out in args.out or []]
+        if len(names) != len(args.data):
+            p.error(f"{len(args.data)} --data need as many --out, got {len(names)}")
+        if len(set(names)) != len(names):
+            p.error(f"the --out folders need different names, got {names}")
+    elif args.out and len(args.out) > 1:
+        p.error(f"one --data takes one --out, got {len(args.out)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     args = parse_args(argv)
-    try:
-        builder = build_dataset(args.data, crop_size=args.image_size, cache_dir=args.out)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_DATA
+    outs = args.out or [None]
+    face_crops: FaceCrops = {}
+    summaries = {}
+    for data, out in zip(args.data, outs, strict=True):
+        try:
+            builder = build_dataset(
+                data, crop_size=args.image_size, cache_dir=out, face_crops=face_crops
+            )
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_DATA
+        summaries[out.name if out else data.name] = _cli_summary(builder)
+    if args.json:
+        payload = next(iter(summaries.values())) if len(summaries) == 1 else summaries
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        for summary in summaries.values():
+            print(
+                f"{summary['num_examples']} face crops ({args.image_size} px) in "
+                f"{summary['data_dir']} (splits: {summary['splits']}, face detection: "
+                f"{summary['face_detection']})"
+            )
+    return 0
+
+
+def _cli_summary(builder: CanonicalFaces) -> dict[str, Any]:
+    """`build_summary` with the folder relative to the working directory when inside it, so
+    that a pipeline's recorded summary (dvc.yaml's build stage) is the same in every clone."""
     summary = build_summary(builder)
-    # Relative to the working directory when inside it, so that a pipeline's recorded summary
-    # (dvc.yaml's build stage) is the same in every clone.
     data_dir, cwd = Path(summary["data_dir"]), Path.cwd()
     if data_dir.is_relative_to(cwd):
         summary["data_dir"] = str(data_dir.relative_to(cwd))
-    if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
-    else:
-        print(
-            f"{summary['num_examples']} face crops ({args.image_size} px) in {summary['data_dir']}"
-            f" (splits: {summary['splits']}, face detection: {summary['face_detection']})"
-        )
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ changes the lighting-robustness evaluation simulates. All functions are pure.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 MIN_REFERENCE_PIXELS = 8  # fewer sclera/teeth pixels than this: no correction
@@ -45,7 +46,23 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
 
 def apply_gains(image: np.ndarray, gains) -> np.ndarray:
     """An RGB uint8 image with per-channel `gains` applied in linear light."""
-    return linear_to_srgb(srgb_to_linear(image) * np.asarray(gains, np.float64))
+    gains = np.asarray(gains, np.float64)
+    image = np.asarray(image)
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3 and gains.shape == (3,):
+        # Each output byte depends only on its input byte and channel: the same arithmetic on
+        # the 256 levels, looked up per channel, gives the same bytes 100-200x faster.
+        return cv2.LUT(np.ascontiguousarray(image), gains_table(gains).reshape(256, 1, 3))
+    return linear_to_srgb(srgb_to_linear(image) * gains)
+
+
+def gains_table(gains) -> np.ndarray:
+    """uint8 [256, 3]: `apply_gains` of every 8-bit level, per channel.
+
+    >>> gains_table((1.0, 1.0, 1.0))[[0, 128, 255]].tolist()
+    [[0, 0, 0], [128, 128, 128], [255, 255, 255]]
+    """
+    levels = srgb_to_linear(np.arange(256))
+    return linear_to_srgb(levels[:, None] * np.asarray(gains, np.float64)[None, :])
 
 
 def relight(image: np.ndarray, ev: float = 0.0, gains=(1.0, 1.0, 1.0)) -> np.ndarray:

@@ -69,11 +69,7 @@ def crop_face(
     the regions (`landmark_tone`); without them, the crop follows the detector's box and eye
     keypoints and the tone the keypoint ellipses (`preprocessing.skin_mask`).
     """
-    frame = face
-    if landmarks is not None:
-        box, eyes = landmark_frame(landmarks, RIGHT_EYE, LEFT_EYE)
-        frame = Face(box, face.score, np.vstack([eyes, np.asarray(face.keypoints)[2:]]))
-    crop, affine = align_and_crop(image_rgb, frame, size=size, margin=margin)
+    crop, affine = aligned_crop(image_rgb, face, size=size, margin=margin, landmarks=landmarks)
     if landmarks is not None and illumination == "none":
         tone, mask = landmark_tone(
             image_rgb, crop, affine, landmarks, reject_lesions=reject_lesions
@@ -84,6 +80,26 @@ def crop_face(
             crop, mask, illumination=illumination, reject_lesions=reject_lesions
         )
     return FaceCrop(face.box, face.score, face.keypoints, crop, affine, tone, mask)
+
+
+def aligned_crop(
+    image_rgb: np.ndarray,
+    face: Face,
+    *,
+    size: int,
+    margin: float = DEFAULT_MARGIN,
+    landmarks: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned crop [size, size, 3] of one face and its affine (original -> crop).
+
+    With `landmarks` the crop follows the landmark frame (eye centres and face width), else the
+    detector's box and eye keypoints: `crop_face`'s crop, without the tone estimate.
+    """
+    frame = face
+    if landmarks is not None:
+        box, eyes = landmark_frame(landmarks, RIGHT_EYE, LEFT_EYE)
+        frame = Face(box, face.score, np.vstack([eyes, np.asarray(face.keypoints)[2:]]))
+    return align_and_crop(image_rgb, frame, size=size, margin=margin)
 
 
 def landmark_tone(
@@ -135,6 +151,27 @@ def analyze_image(
         illumination=illumination,
     )
     return crops
+
+
+def first_face_crop(
+    image_rgb: np.ndarray,
+    *,
+    size: int,
+    detector: FaceDetector | None = None,
+    margin: float = DEFAULT_MARGIN,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The crop and affine of the face `analyze_image` returns first (None: no verified face).
+
+    The same detection, FaceMesh verification and landmark-frame crop, without the skin-tone
+    estimate (what training crops need; the tone is most of the cost of a face).
+    """
+    faces = (detector or default_detector()).detect(image_rgb)
+    landmarks, presence = landmarks_for(image_rgb, faces)
+    kept, _ = verify_faces(image_rgb, landmarks, presence)
+    if not kept:
+        return None
+    i = kept[0]
+    return aligned_crop(image_rgb, faces[i], size=size, margin=margin, landmarks=landmarks[i])
 
 
 def verified_crops(

@@ -40,6 +40,7 @@ from core.schema import (
     SEVERITY_GRADES,
 )
 from core.severity import severity_grade
+from train_jax.host_malloc import keep_freed_memory
 from train_jax.input import SplitMeta, eval_batches
 
 
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    keep_freed_memory()  # before the first JAX computation (train_jax/host_malloc.py)
     from data.tfds_builder import build_dataset
     from train_jax.checkpoints import load_model
     from train_jax.input import split_metadata

@@ -107,6 +107,58 @@ def test_two_builds_in_separate_processes_write_identical_shards(
     assert digests[0] == digests[1]
 
 
+def _shard_digests(cache: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in cache.rglob("*.array_record*")}
+
+
+def test_several_datasets_in_one_call_crop_each_image_file_once(
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crops = []
+    make_cropper = tfds_builder.make_cropper
+
+    def counting_cropper(size: int):
+        crop, mode = make_cropper(size)
+        return (lambda image: crops.append(1) or crop(image)), mode
+
+    monkeypatch.setattr(tfds_builder, "make_cropper", counting_cropper)
+    pairs = ["--data", str(dataset), "--out", str(tmp_path / "first")]
+    pairs += ["--data", str(dataset), "--out", str(tmp_path / "second")]
+    assert tfds_builder.main([*pairs, "--image-size", "32", "--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    n = len(pd.read_csv(dataset / "metadata.csv"))
+    assert sorted(summaries) == ["first", "second"]
+    assert [s["num_examples"] for s in summaries.values()] == [n, n]
+    assert len(crops) == n  # the second build found every image file's crop
+    alone = tmp_path / "alone"
+    args = ["--data", str(dataset), "--out", str(alone), "--image-size", "32"]
+    assert tfds_builder.main(args) == 0
+    assert len(crops) == 2 * n
+    digests = _shard_digests(alone)
+    assert digests and _shard_digests(tmp_path / "second") == digests
+    assert _shard_digests(tmp_path / "first") == digests
+
+
+@pytest.mark.parametrize(
+    ("outs", "message"),
+    [(["a"], "2 --data need as many --out"), (["x/a", "y/a"], "different names")],
+)
+def test_several_datasets_need_one_named_out_each(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], outs, message
+) -> None:
+    args = ["--data", str(dataset), "--data", str(dataset)]
+    for out in outs:
+        args += ["--out", str(tmp_path / out)]
+    with pytest.raises(SystemExit) as exc:
+        tfds_builder.main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_features_carry_severity_tone_source_and_group_only_rows(
     dataset: Path, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ from client.result import build_result
 from client.runner import EmbeddedRunner
 from preprocessing.colour import LIGHTING_CHANGES, apply_gains, relight, white_patch_gains
 from preprocessing.image_io import load_image
-from preprocessing.pipeline import analyze_image
+from preprocessing.pipeline import analyze_image, first_face_crop
 from preprocessing.tone import REASON_SPANS_CUT, SkinTone, estimate_tone_in_regions
 from preprocessing.tone_robustness import BASE, label_agreement, lighting_summary
 from preprocessing.verify import skin_plausibility, verify_faces
@@ -132,3 +132,27 @@ def test_exif_rotated_webp_gives_the_same_face(astronaut_path, tmp_path):
     rotated.save(path, "WEBP", lossless=True, exif=exif)
     upright = load_image(path)
     np.testing.assert_array_equal(upright, load_image(astronaut_path)[..., :3])
+
+
+@pytest.mark.parametrize("photo", ["astronaut_path", "group_photo_path"])
+def test_first_face_crop_is_the_first_face_of_analyze_image(photo, request, detector):
+    image = load_image(request.getfixturevalue(photo))
+    first = analyze_image(image, size=96, detector=detector)[0]
+    crop, affine = first_face_crop(image, size=96, detector=detector)
+    np.testing.assert_array_equal(crop, first.crop)
+    np.testing.assert_array_equal(affine, first.affine)
+
+
+def test_first_face_crop_is_none_without_a_verified_face(detector):
+    assert first_face_crop(draw_die(), size=64, detector=detector) is None
+
+
+@pytest.mark.parametrize(
+    "gains", [(1.15, 1.0, 0.85), (0.87 * 1.41, 1.41, 1.15 * 1.41), (0.3, 2.5, 1.0)]
+)
+def test_apply_gains_table_gives_the_bytes_of_the_float_formula(astronaut, gains):
+    from preprocessing.colour import linear_to_srgb, srgb_to_linear
+
+    crop = astronaut[40:300:2, 100:400]  # not contiguous
+    expected = linear_to_srgb(srgb_to_linear(crop) * np.asarray(gains))
+    np.testing.assert_array_equal(apply_gains(crop, gains), expected)

@@ -51,7 +51,7 @@ def get_config(variant: str | None = None) -> TrainConfig:
         data=DataConfig(data_dir=COMBINED_DATA, generate_preset="", balance="group"),
         optim=OptimConfig(learning_rate=3e-3, weight_decay=1e-4, warmup_steps=50),
         batch_size=32,
-        eval_batch_size=128,
+        eval_batch_size=32,  # chunks of 32 crops: about twice as fast as 128 on a 2-core CPU
         epochs=18,
         loss="groupdro",
         loc_weight=LOC_WEIGHT,
