@@ -49,11 +49,11 @@ from data.canonical import load_metadata
 from data.splits import row_group
 from preprocessing.align import warp_to_crop
 from preprocessing.face_detect import FaceDetector
-from preprocessing.image_io import load_image
+from preprocessing.image_io import InvalidImageError, load_image
 from preprocessing.pipeline import first_face_crop
 
 # (crop uint8 [S, S, 3], affine original -> crop or None (centred square), image (h, w)) by the
-# SHA-1 of the image file: one build process crops each distinct image once (`build_datasets`).
+# SHA-1 of the image file: one build process crops each distinct image once (`main`).
 FaceCrop = tuple[np.ndarray, Any, tuple[int, int]]
 FaceCrops = dict[str, FaceCrop]
 
@@ -172,7 +172,10 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
 
     def _face_crop(self, path: Path) -> FaceCrop:
         """The crop of one image file, from `face_crops` when the same bytes were cropped."""
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as err:  # as load_image words it: the file, then the reason
+            raise InvalidImageError(f"{path}: cannot read file ({err.strerror})") from None
         key = hashlib.sha1(data).hexdigest()
         if self._face_crops is not None and key in self._face_crops:
             return self._face_crops[key]

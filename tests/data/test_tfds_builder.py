@@ -85,6 +85,26 @@ def test_cli_missing_dataset_is_one_line_and_exit_3(
     assert err.startswith("error: ") and "no metadata.csv" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_cli_names_a_missing_or_corrupt_image_and_exits_3(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    import shutil
+
+    copy = tmp_path / "faces"
+    shutil.copytree(dataset, copy)
+    image = copy / pd.read_csv(copy / "metadata.csv")["image"].iloc[3]
+    if damage == "missing":
+        image.unlink()
+    else:
+        image.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    code = tfds_builder.main(["--data", str(copy), "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == tfds_builder.EXIT_DATA
+    last = err.strip().splitlines()[-1]  # after the "building ..." line
+    assert last.startswith("error: ") and image.name in last
+
+
 def test_two_builds_in_separate_processes_write_identical_shards(
     dataset: Path, tmp_path: Path
 ) -> None:
