@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     args = parse_args(argv)
     outs = args.out or [None]
-    face_crops: FaceCrops = {}
+    # Several datasets share their crops (held in memory until the call ends); one needs none.
+    face_crops: FaceCrops | None = {} if len(args.data) > 1 else None
     summaries = {}
     for data, out in zip(args.data, outs, strict=True):
         try:
