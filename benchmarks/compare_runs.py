@@ -43,6 +43,19 @@ def run_rows(run: Path, split: str) -> pd.DataFrame:
     return frame.set_index("key")
 
 
+def run_names(runs: list[Path]) -> dict[str, Path]:
+    """{name: folder}: each run by its folder name, or by its path as given when two runs share
+    a name (``a/face`` and ``b/face``); the same path twice is an error."""
+    names = [run.name for run in runs]
+    out = {}
+    for run in runs:
+        name = run.name if names.count(run.name) == 1 else str(run)
+        if name in out:
+            raise ValueError(f"{run}: given twice")
+        out[name] = run
+    return out
+
+
 def auroc_with_ci(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> dict:
     """AUROC of one set of rows (weights[0] = the sample itself) and its percentile interval."""
     values = score_metrics_batched(y, score, weights)["auroc"]
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         meta = load_metadata(args.data / "metadata.csv")
-        runs = {run.name: run_rows(run, args.split) for run in args.runs}
+        runs = {name: run_rows(run, args.split) for name, run in run_names(args.runs).items()}
     except (FileNotFoundError, ValueError) as e:
         print(f"compare_runs: {e}", file=sys.stderr)
         return 2

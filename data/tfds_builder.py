@@ -176,13 +176,13 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
             data = path.read_bytes()
         except OSError as err:  # as load_image words it: the file, then the reason
             raise InvalidImageError(f"{path}: cannot read file ({err.strerror})") from None
-        key = hashlib.sha1(data).hexdigest()
-        if self._face_crops is not None and key in self._face_crops:
+        key = None if self._face_crops is None else hashlib.sha1(data).hexdigest()
+        if key is not None and key in self._face_crops:
             return self._face_crops[key]
         image = load_image(data, name=str(path))
         crop, affine = self._cropper(image)
         out = (crop, affine, (int(image.shape[0]), int(image.shape[1])))
-        if self._face_crops is not None:
+        if key is not None:
             self._face_crops[key] = out
         return out
 

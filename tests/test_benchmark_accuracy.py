@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.benchmark_loader import load_benchmark
 
@@ -61,3 +62,12 @@ def test_served_prediction_row_takes_the_first_face_and_skips_no_face() -> None:
     assert (out["acne"], out["acne_prob"], out["wrinkles"]) == (1, 0.9, "")
     assert out["acne_severity_grade"] == 1 and out["acne_severity_prob_1"] == 0.6
     assert served.prediction_row(row, {"status": "no_face", "faces": []}, "val") is None
+
+
+def test_compare_runs_names_runs_that_share_a_folder_name_by_their_path(tmp_path) -> None:
+    compare_runs = load_benchmark("compare_runs")
+    runs = [tmp_path / "a" / "face", tmp_path / "b" / "face", tmp_path / "c" / "tiles"]
+    names = compare_runs.run_names(runs)
+    assert names == {str(runs[0]): runs[0], str(runs[1]): runs[1], "tiles": runs[2]}
+    with pytest.raises(ValueError, match="given twice"):
+        compare_runs.run_names([runs[0], runs[0]])
