@@ -6,7 +6,7 @@ import contextlib
 import importlib.util
 import io
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,14 +23,19 @@ def load_benchmark(name: str):
     return module
 
 
-def linked_dataset(root: Path, rows: Iterable[tuple[Path, str]]) -> Path:
-    """A canonical-dataset folder at `root` (metadata.csv with image and split) whose images
-    are symlinks to the (photo, split) rows' photos: no face is copied."""
+def linked_dataset(
+    root: Path, rows: Iterable[tuple[Path, str]], columns: Mapping[str, Sequence] | None = None
+) -> Path:
+    """A canonical-dataset folder at `root` (metadata.csv with image, split and the extra
+    `columns`, one value per row) whose images are symlinks to the (photo, split) rows' photos:
+    no face is copied."""
     (root / "images").mkdir(parents=True)
-    lines = ["image,split"]
-    for photo, split in rows:
+    columns = dict(columns or {})
+    lines = [",".join(["image", "split", *columns])]
+    for k, (photo, split) in enumerate(rows):
         (root / "images" / photo.name).symlink_to(photo)
-        lines.append(f"images/{photo.name},{split}")
+        extra = ["" if v[k] is None else str(v[k]) for v in columns.values()]
+        lines.append(",".join([f"images/{photo.name}", split, *extra]))
     (root / "metadata.csv").write_text("\n".join(lines) + "\n")
     return root
 

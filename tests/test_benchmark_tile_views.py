@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.benchmark_loader import load_benchmark, run_main
+from tests.benchmark_loader import linked_dataset, load_benchmark, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / "models" / "default"
@@ -53,13 +53,11 @@ def test_combine_views_means(tiles) -> None:
 
 
 def _dataset(root: Path, photos: list[tuple[Path, int]]) -> Path:
-    (root / "images").mkdir(parents=True)
-    lines = ["image,split,acne,hyperpigmentation,wrinkles,fitzpatrick,source"]
-    for photo, label in photos:
-        (root / "images" / photo.name).symlink_to(photo)
-        lines.append(f"images/{photo.name},val,{label},{1 - label},,,test")
-    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
-    return root
+    labels = [label for _, label in photos]
+    columns = {"acne": labels, "hyperpigmentation": [1 - v for v in labels],
+               "wrinkles": [None] * len(photos), "fitzpatrick": [None] * len(photos),
+               "source": ["test"] * len(photos)}  # fmt: skip
+    return linked_dataset(root, [(photo, "val") for photo, _ in photos], columns)
 
 
 def test_real_photos_give_three_prediction_files(
