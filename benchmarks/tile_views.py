@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.atomic import write_text  # noqa: E402
 from core.schema import CONDITIONS  # noqa: E402
 
 ZOOM = 2  # the tiles come from a crop of ZOOM x the model's input size
@@ -136,11 +137,9 @@ def prediction_frames(
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write a predictions CSV atomically."""
+    """Write a predictions CSV atomically (`core.atomic`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6f")
-    tmp.replace(path)
+    write_text(path, frame.to_csv(index=False, float_format="%.6f"))
 
 
 def main(argv: list[str] | None = None) -> int:
