@@ -56,7 +56,8 @@ def _optional_json(path: Path) -> dict[str, Any] | None:
 
 def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
     """How a run was trained, for the model card: recipe keys of its config.json, model
-    overrides, sampling balance and learning rate, and the code version from its metrics.json.
+    overrides, the starting weights (``init_from``), sampling balance and learning rate, and the
+    code version from its metrics.json.
 
     >>> training_recipe({"epochs": 2, "data": {"balance": "group"}}, {"code_version": "abc"})
     {'epochs': 2, 'balance': 'group', 'code_version': 'abc'}
@@ -68,6 +69,8 @@ def training_recipe(config: dict, run_metrics: dict | None = None) -> dict:
     )
     if model.get("overrides"):
         recipe["model_overrides"] = model["overrides"]  # e.g. width, output stride
+    if model.get("init_from"):
+        recipe["init_from"] = model["init_from"]  # the starting weights, e.g. imagenet:...
     if "balance" in data:
         recipe["balance"] = data["balance"]
     if "learning_rate" in optim:

@@ -217,7 +217,7 @@ def init_from_model(
             overrides = dict(own)  # the config's other overrides belong to its own model
         if name.startswith("vit"):
             overrides["class_token"] = "cls_token" in shapes
-        overrides["input_norm"] = norm or "imagenet"
+        overrides["input_norm"] = norm or pretrained.IMAGENET_INPUT_NORM.get(name, "imagenet")
     elif source:
         saved = config_lib.load(pretrained.run_folder(source) / "config.json").model
         if args.model and args.model != saved.name:

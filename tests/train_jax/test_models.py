@@ -41,6 +41,7 @@ EXPECTED_PARAMS = {
     "efficientnet_b1": 6_518_310,
     "efficientnet_b2": 7_706_632,
     "efficientnet_b3": 10_702_382,
+    "efficientnet_lite0": 3_376_134,  # 4,652,008 published with the 1000-class head
     "vit_tiny": 5_524_806,
     "vit_small": 21_666_438,
 }
@@ -62,7 +63,9 @@ def test_registry_names_and_unknown_name():
 
 # B1, B2 and ViT-S are left out to keep the suite fast (abstract construction of each costs
 # seconds); B3 exercises the most channel rounding.
-@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b3", "vit_tiny"])
+@pytest.mark.parametrize(
+    "name", ["efficientnet_b0", "efficientnet_b3", "efficientnet_lite0", "vit_tiny"]
+)
 def test_published_parameter_counts(name):
     abstract = nnx.eval_shape(lambda: create_model(name, num_classes=3, rngs=nnx.Rngs(0)))
     assert _num_params(abstract) == EXPECTED_PARAMS[name]

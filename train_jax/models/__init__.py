@@ -11,8 +11,9 @@ features: ``severity_logits(x) -> [B, 3]`` cumulative logits, ``severity_probs(x
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
 ``depthwise_impl`` ("slices" to train, "conv" to export; CNNs only, ignored by ViT), ``input_norm``
-("imagenet", "tone"; ``train_jax.models.input_norm``), ``test_time_flip`` (bool: in evaluation
-mode the features are averaged with those of the mirror image; ``train_jax.models.base``).
+("imagenet", "signed", "tone"; ``train_jax.models.input_norm``), ``test_time_flip`` (bool: in
+evaluation mode the features are averaged with those of the mirror image;
+``train_jax.models.base``).
 After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
 ``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
 ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
@@ -64,7 +65,10 @@ def _vit(variant: str, num_classes: int, *, rngs: nnx.Rngs, **kw: Any):
 
 _REGISTRY: dict[str, Callable[..., StagedClassifier]] = {
     "small_cnn": _small_cnn,
-    **{f"efficientnet_{v}": functools.partial(_efficientnet, v) for v in ("b0", "b1", "b2", "b3")},
+    **{
+        f"efficientnet_{v}": functools.partial(_efficientnet, v)
+        for v in ("b0", "b1", "b2", "b3", "lite0")
+    },
     "vit_tiny": functools.partial(_vit, "tiny"),
     "vit_small": functools.partial(_vit, "small"),
 }

@@ -1,4 +1,4 @@
-"""EfficientNet-B0..B3 (Tan & Le, 2019) in Flax NNX, with the published layout.
+"""EfficientNet-B0..B3 (Tan & Le, 2019) and EfficientNet-Lite0 in Flax NNX, published layout.
 
 Stages for named intermediates (``features(x, return_intermediates=True)``): ``stem`` (3x3 conv,
 stride 2), ``blocks.0`` ... ``blocks.{N-1}`` (every MBConv block in order; N = 16 for B0, 23 for
@@ -14,7 +14,7 @@ variants.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -35,6 +35,7 @@ class Variant:
     depth: float
     resolution: int
     dropout: float
+    lite: bool = False  # EfficientNet-Lite: no squeeze-excite, ReLU6, BatchNorm epsilon 1e-3
 
 
 VARIANTS: dict[str, Variant] = {
@@ -42,6 +43,7 @@ VARIANTS: dict[str, Variant] = {
     "b1": Variant(1.0, 1.1, 240, 0.2),
     "b2": Variant(1.1, 1.2, 260, 0.3),
     "b3": Variant(1.2, 1.4, 300, 0.3),
+    "lite0": Variant(1.0, 1.0, 224, 0.2, lite=True),
 }
 
 # B0 stages: (expansion, output channels, repeats, kernel, stride).
@@ -59,6 +61,7 @@ HEAD_CHANNELS = 1280
 SE_RATIO = 0.25  # of the block's input channels
 BN_MOMENTUM = 0.99
 BN_EPSILON = 1e-5  # timm's (PyTorch's) default; the TensorFlow port tf_efficientnet_* uses 1e-3
+LITE_BN_EPSILON = 1e-3  # EfficientNet-Lite's weights come from TensorFlow
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -75,8 +78,13 @@ def round_repeats(repeats: int, depth: float) -> int:
     return int(math.ceil(depth * repeats))
 
 
-def _bn(c: int) -> BatchNorm:
-    return BatchNorm(c, momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
+def _bn(c: int, lite: bool = False) -> BatchNorm:
+    return BatchNorm(c, momentum=BN_MOMENTUM, epsilon=LITE_BN_EPSILON if lite else BN_EPSILON)
+
+
+def _activation(lite: bool) -> Callable[[jax.Array], jax.Array]:
+    """Swish, or ReLU6 for EfficientNet-Lite."""
+    return jax.nn.relu6 if lite else swish
 
 
 class SqueezeExcite(nnx.Module):
@@ -93,7 +101,7 @@ class SqueezeExcite(nnx.Module):
 
 
 class MBConv(nnx.Module):
-    """Inverted residual: [1x1 expand] -> depthwise kxk -> SE -> 1x1 project (+ skip)."""
+    """Inverted residual: [1x1 expand] -> depthwise kxk -> SE (not Lite) -> 1x1 project (+ skip)."""
 
     def __init__(
         self,
@@ -107,30 +115,34 @@ class MBConv(nnx.Module):
         depthwise_impl: str,
         dtype,
         rngs: nnx.Rngs,
+        lite: bool = False,
     ):
         mid = cin * expansion
+        self.lite = lite
         if expansion != 1:
             self.expand = Conv(cin, mid, 1, dtype=dtype, rngs=rngs)
-            self.expand_bn = _bn(mid)
+            self.expand_bn = _bn(mid, lite)
         else:
             self.expand = None
             self.expand_bn = None
         self.dw = DepthwiseConv(
             mid, kernel, stride=stride, impl=depthwise_impl, dtype=dtype, rngs=rngs
         )
-        self.dw_bn = _bn(mid)
-        self.se = SqueezeExcite(mid, max(1, int(cin * SE_RATIO)), rngs=rngs)
+        self.dw_bn = _bn(mid, lite)
+        self.se = None if lite else SqueezeExcite(mid, max(1, int(cin * SE_RATIO)), rngs=rngs)
         self.project = Conv(mid, cout, 1, dtype=dtype, rngs=rngs)
-        self.project_bn = _bn(cout)
+        self.project_bn = _bn(cout, lite)
         self.skip = stride == 1 and cin == cout
         self.drop_path = DropPath(drop_path, rngs=rngs) if self.skip else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        act = _activation(self.lite)
         h = x
         if self.expand is not None:
-            h = swish(self.expand_bn(self.expand(h)))
-        h = swish(self.dw_bn(self.dw(h)))
-        h = self.se(h)
+            h = act(self.expand_bn(self.expand(h)))
+        h = act(self.dw_bn(self.dw(h)))
+        if self.se is not None:
+            h = self.se(h)
         h = self.project_bn(self.project(h))
         if self.skip:
             h = self.drop_path(h) + x
@@ -138,7 +150,7 @@ class MBConv(nnx.Module):
 
 
 class EfficientNet(StagedClassifier):
-    """EfficientNet ``variant`` ("b0".."b3") with a ``num_classes`` linear head."""
+    """EfficientNet ``variant`` ("b0".."b3", "lite0") with a ``num_classes`` linear head."""
 
     mirror_shift = 1  # symmetric k // 2 padding, output stride >= 4 (models.base.flip_averaged)
 
@@ -166,9 +178,11 @@ class EfficientNet(StagedClassifier):
         # a Variant instance gives a custom scaling (tests use a tiny one)
         v = VARIANTS[variant] if isinstance(variant, str) else variant
         self.dtype = dtype
-        c = round_filters(STEM_CHANNELS, v.width)
+        self.lite = v.lite
+        # Lite keeps the stem and the top at 32 and 1280 channels whatever the width
+        c = STEM_CHANNELS if v.lite else round_filters(STEM_CHANNELS, v.width)
         self.stem = Conv(3, c, 3, stride=2, dtype=dtype, rngs=rngs)
-        self.stem_bn = _bn(c)
+        self.stem_bn = _bn(c, v.lite)
         specs = []
         for expansion, cout, repeats, kernel, stride in B0_STAGES:
             cout = round_filters(cout, v.width)
@@ -189,12 +203,13 @@ class EfficientNet(StagedClassifier):
                     depthwise_impl=depthwise_impl,
                     dtype=dtype,
                     rngs=rngs,
+                    lite=v.lite,
                 )
             )
         self.blocks = nnx.List(blocks)
-        head_c = round_filters(HEAD_CHANNELS, v.width)
+        head_c = HEAD_CHANNELS if v.lite else round_filters(HEAD_CHANNELS, v.width)
         self.top = Conv(c, head_c, 1, dtype=dtype, rngs=rngs)
-        self.top_bn = _bn(head_c)
+        self.top_bn = _bn(head_c, v.lite)
         self.num_features = head_c
         rate = v.dropout if drop_rate is None else drop_rate
         self.dropout = nnx.Dropout(rate, rngs=rngs)
@@ -202,10 +217,10 @@ class EfficientNet(StagedClassifier):
         self.severity_head = OrdinalHead(head_c, rngs=rngs)
 
     def _stem(self, x: jax.Array) -> jax.Array:
-        return swish(self.stem_bn(self.stem(x)))
+        return _activation(self.lite)(self.stem_bn(self.stem(x)))
 
     def _top(self, x: jax.Array) -> jax.Array:
-        return swish(self.top_bn(self.top(x)))
+        return _activation(self.lite)(self.top_bn(self.top(x)))
 
     def stages(self) -> Sequence[Stage]:
         """``stem``, ``blocks.i`` for every MBConv block, ``top``."""

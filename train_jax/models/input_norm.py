@@ -1,6 +1,8 @@
 """Input normalisation modes, applied inside the model graph (so the exported ONNX has them too).
 
 * ``"imagenet"`` (default): ImageNet mean/std, ``layers.normalize_image``.
+* ``"signed"``: ``(x - 127) / 128``, inputs in about [-1, 1]: what TensorFlow's EfficientNet-Lite
+  ImageNet weights were trained with.
 * ``"tone"``: tone-aware. Skin colour and most lesions act on the reflectance multiplicatively
   (a lesion darkens the skin under it by a factor ``1 - k``), and sRGB encoding is close to a
   power law, so in 8-bit RGB a lesion's *difference* to the skin around it scales with the skin's
@@ -22,13 +24,15 @@ import jax.numpy as jnp
 
 from train_jax.models.layers import normalize_image
 
-INPUT_NORMS = ("imagenet", "tone")
+INPUT_NORMS = ("imagenet", "signed", "tone")
+SIGNED_MEAN, SIGNED_SCALE = 127.0, 128.0  # TensorFlow EfficientNet-Lite's MEAN_RGB / STDDEV_RGB
 TONE_OFFSET = 8.0  # grey levels added before the log: keeps JPEG noise in near-black pixels small
 TONE_SCALE = 2.0  # centred log-RGB of synthskin crops has std 0.6: inputs of about unit scale
 
 
 DESCRIPTIONS = {
     "imagenet": "in the graph: (x / 255 - ImageNet mean) / ImageNet std",
+    "signed": f"in the graph: (x - {SIGNED_MEAN:g}) / {SIGNED_SCALE:g}",
     "tone": (
         f"in the graph, tone-aware: {TONE_SCALE:g} * (log(x + {TONE_OFFSET:g}) - its mean over "
         "the image, per channel) (train_jax.models.input_norm)"
@@ -57,6 +61,9 @@ def normalize_input(x: jax.Array, mode: str = "imagenet", dtype: Any | None = No
     """Float RGB in [0, 255], NHWC -> the network's input under `mode` (see INPUT_NORMS)."""
     if mode == "imagenet":
         return normalize_image(x, dtype)
+    if mode == "signed":
+        y = (x.astype(jnp.float32) - SIGNED_MEAN) * (1.0 / SIGNED_SCALE)
+        return y.astype(dtype) if dtype is not None else y
     if mode == "tone":
         y = tone_normalize(x)
         return y.astype(dtype) if dtype is not None else y
