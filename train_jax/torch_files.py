@@ -18,7 +18,7 @@ import pickle
 import struct
 import zipfile
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,6 +75,26 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
     return data
 
 
+def state_dict_global(
+    module: str, name: str, dtypes: Mapping[str, np.dtype], rebuild: Callable[..., Any]
+) -> Any:
+    """What a state-dict pickle may name: an ordered dict, ``rebuild`` for
+    ``torch._utils._rebuild_tensor_v2``, the parameter wrapper and the storage types (as
+    ``dtypes``); anything else raises ``pickle.UnpicklingError``."""
+    allowed = {
+        ("collections", "OrderedDict"): OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): rebuild,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    }
+    if (module, name) in allowed:
+        return allowed[(module, name)]
+    if module == "torch" and name in dtypes:
+        return dtypes[name]
+    raise pickle.UnpicklingError(
+        f"refused {module}.{name}: only a state dict of tensors can be read without torch"
+    )
+
+
 class _StateDictUnpickler(pickle.Unpickler):
     """Unpickles a PyTorch state dict of tensors as numpy arrays; refuses every other global."""
 
@@ -87,18 +107,7 @@ class _StateDictUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         """Only the names a state dict needs; anything else raises ``pickle.UnpicklingError``."""
-        allowed = {
-            ("collections", "OrderedDict"): OrderedDict,
-            ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        }
-        if (module, name) in allowed:
-            return allowed[(module, name)]
-        if module == "torch" and name in self._dtypes:
-            return self._dtypes[name]
-        raise pickle.UnpicklingError(
-            f"refused {module}.{name}: only a state dict of tensors can be read without torch"
-        )
+        return state_dict_global(module, name, self._dtypes, rebuild_tensor)
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         """A storage record ``("storage", dtype, key, location, numel)`` -> its bytes."""
@@ -164,19 +173,8 @@ class _Unpickler(pickle.Unpickler):
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        """Only an ordered dict, the tensor rebuild functions and the storage types."""
-        allowed = {
-            ("collections", "OrderedDict"): OrderedDict,
-            ("torch._utils", "_rebuild_tensor_v2"): _lazy_tensor,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        }
-        if (module, name) in allowed:
-            return allowed[(module, name)]
-        if module == "torch" and name in self._dtypes:
-            return self._dtypes[name]
-        raise pickle.UnpicklingError(
-            f"refused {module}.{name}: only a state dict of tensors can be read without torch"
-        )
+        """Only the names a state dict needs; tensors are rebuilt once the storages are read."""
+        return state_dict_global(module, name, self._dtypes, _lazy_tensor)
 
     def persistent_load(self, pid: Any) -> _Storage:
         """``("storage", dtype, key, location, numel, view_metadata)`` -> its storage."""
