@@ -179,8 +179,12 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
         return config_lib.override(changed, max_steps=max_steps), run_dir
     config = config_lib.load(args.config or Path(__file__).resolve().parent / "configs/demo.py")
     if args.model and args.model != config.model.name and "model.overrides" not in updates:
-        # the config's model overrides (e.g. small_cnn's width) belong to its own model
-        config = config_lib.override(config, **{"model.overrides": {}})
+        # the config's model overrides (e.g. small_cnn's width) belong to its own model; its
+        # evaluation-only ones (mirror averaging) are the recipe's and apply to any model
+        from train_jax.models import EVALUATION_OVERRIDES
+
+        own = {k: v for k, v in config.model.overrides.items() if k in EVALUATION_OVERRIDES}
+        config = config_lib.override(config, **{"model.overrides": own})
     config = init_from_model(config_lib.override(config, **updates), args)
     run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, out / run

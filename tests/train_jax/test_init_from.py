@@ -151,3 +151,14 @@ def test_init_from_a_run_keeps_the_configs_evaluation_overrides(tmp_path: Path) 
         wanted = real_photos.get_config(other).model.overrides
         assert config.model.overrides == wanted
         assert config.model.overrides["test_time_flip"] is (other == "quick")
+
+
+def test_another_model_keeps_the_configs_evaluation_overrides(tmp_path: Path) -> None:
+    """`--model` drops the config's architecture overrides, not its mirror averaging."""
+
+    def resolved(variant: str) -> config_lib.TrainConfig:
+        args = ["--out", str(tmp_path), "--config", f"train_jax/configs/real_photos.py:{variant}"]
+        return main_lib.resolve(main_lib.parse_args([*args, "--model", "efficientnet_b0"]))[0]
+
+    assert resolved("quick").model.overrides == {"test_time_flip": True}
+    assert resolved("single_view,quick").model.overrides == {"test_time_flip": False}
