@@ -1,6 +1,6 @@
 """Monitoring counters per skin-tone group: one request's outputs -> counter increments.
 
-The Triton model `group_threshold` applies these increments to custom Prometheus counters
+The Triton model `skin_analysis` applies these increments to custom Prometheus counters
 (`pb_utils.MetricFamily`), which the server exposes on its metrics port (`/metrics`);
 `python -m triton_models.drift` reads them back. The counting lives here, numpy-free and pure,
 so it is unit-tested without a server; the python model only adds the numbers.
@@ -8,8 +8,8 @@ so it is unit-tested without a server; the python model only adds the numbers.
 Families (all counters, names prefixed `fsa_`):
 
 - `fsa_images_total{status}`: images that reached the thresholds step, `ok` (>= 1 face) or
-  `no_face` (invalid images fail earlier, in `preprocess`: Triton's
-  `nv_inference_request_failure{model="preprocess"}`);
+  `no_face` (invalid images fail before it: Triton's
+  `nv_inference_request_failure{model="skin_analysis"}`);
 - `fsa_faces_total{group, source}`: analysed faces by the group used (`I-II`, `III-IV`, `V-VI`,
   `none` when the estimate abstained) and where it came from (`estimated`, `given`);
 - `fsa_tone_abstentions_total{reason}`: estimated faces without a group, by reason code;
@@ -72,7 +72,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     POSITIVES: ("condition", "group", "source"),
 }
 DESCRIPTIONS: dict[str, str] = {
-    IMAGES: "Images analysed by the ensemble, by status (ok: at least one face; no_face)",
+    IMAGES: "Images analysed by skin_analysis, by status (ok: at least one face; no_face)",
     FACES: "Analysed faces by skin-tone group used (none: estimate abstained) and its source",
     ABSTENTIONS: "Faces whose skin-tone estimate abstained, by reason",
     REJECTED: "Detector candidates rejected as not a face, by reason",
@@ -148,7 +148,7 @@ def request_increments(
 
     groups, sources, decisions: per face, as `client.steps.threshold_step` returns them (group
     None = unknown; decisions [F, len(CONDITIONS)]). warnings: one comma-separated string per
-    face (preprocess's WARNINGS); out_of_distribution: per face; tone_reasons: per face, why
+    face (the WARNINGS output); out_of_distribution: per face; tone_reasons: per face, why
     the estimate abstained ("" = it did not); rejected: one reason per rejected candidate. The
     optional ones may be None (a repository that does not wire them): not counted.
     """

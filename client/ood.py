@@ -6,7 +6,7 @@ The score is the Mahalanobis distance of the classifier's pooled `features` outp
 validation faces, so 95 % of them pass; a face beyond it gets the `out_of_distribution`
 warning and its conditions are reported as uncertain. `ood.json` sits beside model.onnx.
 
-Pure numpy (numpy 1.26 compatible, no JAX): the Triton python model group_threshold and the
+Pure numpy (numpy 1.26 compatible, no JAX): the Triton python model skin_analysis and the
 embedded runner call the same `ood_step`.
 """
 

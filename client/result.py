@@ -1,6 +1,6 @@
 """The analysis result: per-face arrays shared by both backends, and the JSON of the contract.
 
-Both the embedded runner and the Triton client produce a `RawAnalysis` (the ensemble outputs);
+Both the embedded runner and the Triton client produce a `RawAnalysis` (skin_analysis's outputs);
 `build_result` turns it into the "Analysis result" dict of docs/architecture.md, so both paths
 print the same JSON for the same image.
 """
@@ -29,7 +29,7 @@ EVIDENCE_VALUES = TRAINING_EVIDENCE  # the model card's training_data.evidence v
 
 @dataclass(frozen=True)
 class RawAnalysis:
-    """Per-face outputs of the pipeline for F faces (the Triton ensemble's output tensors)."""
+    """Per-face outputs of the pipeline for F faces (skin_analysis's output tensors)."""
 
     boxes: np.ndarray  # float32 [F, 4]
     scores: np.ndarray  # float32 [F]

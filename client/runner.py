@@ -1,8 +1,8 @@
 """The embedded runner: the serving pipeline in-process, with the same ONNX files as Triton.
 
-decode_step -> BlazeFace ONNX -> landmark_input_step -> FaceMesh ONNX -> crop_step ->
-classifier ONNX -> threshold_step (and severity_step, ood_step), exactly the steps the Triton
-ensemble runs (client/steps.py), with no server.
+decode_step -> BlazeFace ONNX -> landmark_input_step -> FaceMesh ONNX -> crop_step (FaceStage)
+-> classifier ONNX -> analysis_step (threshold_step, severity_step, ood_step): the classes and
+steps Triton's `skin_analysis` model runs (client/steps.py), with no server.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def face_steps(decoded: DecodedImage, detector, landmark_model, *, size: int) ->
 class FaceStage:
     """Encoded image -> verified, aligned face crops with skin tone and quality warnings:
     decode_step, BlazeFace and FaceMesh (onnxruntime, in this process) and crop_step. The
-    embedded runner and Triton's `preprocess` model both run this class. num_threads and
+    embedded runner and Triton's `skin_analysis` model both run this class. num_threads and
     spinning configure BlazeFace's onnxruntime session (FaceMesh runs on one thread)."""
 
     def __init__(self, size: int, *, num_threads: int = 0, spinning: bool = True) -> None:
@@ -71,6 +71,43 @@ class FaceStage:
         if region == REGION_FACE:
             return face_steps(decoded, self.detector, self.landmarks, size=self.size)
         raise ValueError(f"region must be {REGION_FACE!r} or {REGION_WHOLE!r}, got {region!r}")
+
+
+def analysis_step(
+    faces: FaceBatch, classified: dict, fitzpatrick: int | None, thresholds, ood
+) -> RawAnalysis:
+    """The face stage's output plus the classifier's outputs on its crops -> the analysis:
+    threshold_step, severity_step and ood_step on the F faces. `classified` maps the
+    classifier's output names to arrays of max(F, 1) rows: `probs` and `cam` always, `severity`
+    and `features` when the model has them. The embedded runner and Triton's `skin_analysis`
+    model both end with this step."""
+    num = faces.num_faces
+    probs = np.asarray(classified["probs"][:num], np.float32)
+    out = threshold_step(probs, faces.tone_groups, fitzpatrick, thresholds)
+    grades = severity_step(classified.get(SEVERITY_OUTPUT), num, thresholds.severity_cutpoints)
+    flagged = ood_step(classified.get(FEATURES_OUTPUT), num, ood)
+    return RawAnalysis(
+        boxes=faces.boxes,
+        scores=faces.scores,
+        ita=faces.ita,
+        tone_confidence=faces.tone_confidence,
+        affines=faces.affines,
+        groups=out.groups,
+        sources=out.sources,
+        probs=probs,
+        thresholds=out.thresholds,
+        decisions=out.decisions,
+        cam=np.asarray(classified["cam"][:num], np.float32),
+        severity=grades.probabilities,
+        severity_grade=grades.grades,
+        tone_reasons=faces.tone_reasons,
+        ita_interval=faces.ita_interval,
+        face_presence=faces.face_presence,
+        warnings=faces.warnings,
+        rejected=faces.rejected,
+        ood_distance=flagged.distance,
+        out_of_distribution=flagged.flagged,
+    )
 
 
 class ModelDirError(FileNotFoundError):
@@ -128,36 +165,9 @@ class EmbeddedRunner:
         region: "face" (detect and verify faces) or "whole" (the image as one skin region).
         """
         faces = self.faces(data, region=region)
-        probs, cam, *rest = self.classifier.run(self.outputs, {"image": faces.crops})
-        optional = dict(zip(self.outputs[2:], rest, strict=True))
-        num = faces.num_faces
-        out = threshold_step(probs[:num], faces.tone_groups, fitzpatrick, self.thresholds)
-        grades = severity_step(
-            optional.get(SEVERITY_OUTPUT), num, self.thresholds.severity_cutpoints
-        )
-        ood = ood_step(optional.get(FEATURES_OUTPUT), num, self.ood)
-        return RawAnalysis(
-            boxes=faces.boxes,
-            scores=faces.scores,
-            ita=faces.ita,
-            tone_confidence=faces.tone_confidence,
-            affines=faces.affines,
-            groups=out.groups,
-            sources=out.sources,
-            probs=np.asarray(probs[:num], np.float32),
-            thresholds=out.thresholds,
-            decisions=out.decisions,
-            cam=np.asarray(cam[:num], np.float32),
-            severity=grades.probabilities,
-            severity_grade=grades.grades,
-            tone_reasons=faces.tone_reasons,
-            ita_interval=faces.ita_interval,
-            face_presence=faces.face_presence,
-            warnings=faces.warnings,
-            rejected=faces.rejected,
-            ood_distance=ood.distance,
-            out_of_distribution=ood.flagged,
-        )
+        arrays = self.classifier.run(self.outputs, {"image": faces.crops})
+        classified = dict(zip(self.outputs, arrays, strict=True))
+        return analysis_step(faces, classified, fitzpatrick, self.thresholds, self.ood)
 
     def close(self) -> None:
         """Nothing to release (kept for symmetry with the Triton client)."""

@@ -1,4 +1,4 @@
-"""Client of the Triton ensemble `skin_analysis` over HTTP or gRPC."""
+"""Client of the Triton model `skin_analysis` over HTTP or gRPC."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from client.result import EVIDENCE_VALUES, ModelInfo, RawAnalysis
 from client.steps import INVALID_IMAGE_PREFIX
 from core.schema import CONDITIONS, SEVERITY_GRADES
 
-ENSEMBLE = "skin_analysis"
+MODEL = "skin_analysis"
 OUTPUTS = (
     "BOXES",
     "SCORES",
@@ -26,17 +26,17 @@ OUTPUTS = (
     "CAM",
 )
 # Acne-severity probabilities [F, 4]; NaN rows for a model without severity. Requested only
-# when the ensemble has it (repositories built before it do not).
+# when the model has it (repositories built before it do not).
 SEVERITY = "SEVERITY"
 # Acne-severity grade [F] (INT32, -1 = none) graded with the shipped cutpoints; requested only
-# when the ensemble has it (the result then grades the probabilities with the default rule).
+# when the model has it (the result then grades the probabilities with the default rule).
 SEVERITY_GRADE = "SEVERITY_GRADE"
-# Verification, tone-abstention and quality outputs of preprocess; requested only when the
-# ensemble has them (repositories built before them do not).
+# Verification, tone-abstention and quality outputs of the face stage; requested only when the
+# model has them (repositories built before them do not).
 TRUST_OUTPUTS = ("TONE_REASON", "ITA_INTERVAL", "FACE_PRESENCE", "WARNINGS", "REJECTED")
 OOD_OUTPUTS = ("OOD_DISTANCE", "OUT_OF_DISTRIBUTION")
 SCHEMES = ("grpc", "http")
-# String parameters of the ensemble config, written by `python -m triton_models.build` from the
+# String parameters of the skin_analysis config, written by `python -m triton_models.build` from the
 # model card: name, version, per-condition training evidence ("" = unknown), training note.
 MODEL_NAME_PARAMETER, MODEL_VERSION_PARAMETER = "model_name", "model_version"
 EVIDENCE_PARAMETER = "evidence_{}"  # .format(condition)
@@ -53,7 +53,7 @@ UNAVAILABLE_MESSAGES = (
     "not ready",
     "is not healthy",  # a python stub died
     "connection refused",
-    "has no available versions",  # the ensemble is not loaded (yet, or any more)
+    "has no available versions",  # skin_analysis is not loaded (yet, or any more)
     "server is stopping",
 )
 INVALID_ARG_STATUSES = ("INVALID_ARGUMENT", "400")
@@ -101,7 +101,7 @@ def parse_url(url: str) -> tuple[str, str]:
 
 
 def model_info_from_config(config: dict, backend: str) -> ModelInfo:
-    """The ensemble's model name, version, evidence and training note from its config (the
+    """The served model's name, version, evidence and training note from its config (the
     JSON of `get_model_config`); a repository built before a parameter existed gives
     "unknown" (name, version) or None."""
     params = config.get("parameters") or {}
@@ -124,7 +124,7 @@ def _strings(array: np.ndarray) -> list[str | None]:
 
 
 class TritonRunner:
-    """Sends one image per request to the ensemble and returns its per-face outputs."""
+    """Sends one image per request to skin_analysis and returns its per-face outputs."""
 
     def __init__(self, url: str, *, timeout_s: float = 30.0, check_ready: bool = True) -> None:
         self.url = url
@@ -163,17 +163,17 @@ class TritonRunner:
 
     def _check_ready(self) -> None:
         try:
-            ready = self.client.is_server_ready() and self.client.is_model_ready(ENSEMBLE)
+            ready = self.client.is_server_ready() and self.client.is_model_ready(MODEL)
             if self.scheme == "grpc":
-                config = self.client.get_model_config(ENSEMBLE, as_json=True)["config"]
+                config = self.client.get_model_config(MODEL, as_json=True)["config"]
             else:
-                config = self.client.get_model_config(ENSEMBLE)
+                config = self.client.get_model_config(MODEL)
         except Exception as exc:  # tritonclient, grpc and gevent raise their own types
             raise ServerUnreachableError(
                 f"Triton server at {self.url} is unreachable: {exc}"
             ) from None
         if not ready:
-            raise ServerUnreachableError(f"Triton server at {self.url} is not ready ({ENSEMBLE})")
+            raise ServerUnreachableError(f"Triton server at {self.url} is not ready ({MODEL})")
         # Read once per client: the result's model block and conditions.<cond>.evidence.
         self.info = model_info_from_config(config, f"triton-{self.scheme}")
         names = {o.get("name") for o in config.get("output", [])}
@@ -195,7 +195,7 @@ class TritonRunner:
         outputs = [tc.InferRequestedOutput(name) for name in self.outputs]
         kwargs = {"client_timeout": self.timeout_s} if self.scheme == "grpc" else {}
         try:
-            result = self.client.infer(ENSEMBLE, inputs, outputs=outputs, **kwargs)
+            result = self.client.infer(MODEL, inputs, outputs=outputs, **kwargs)
         except InferenceServerException as exc:
             message = exc.message() or str(exc)
             kind = classify_error(exc.status(), message)

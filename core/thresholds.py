@@ -4,7 +4,7 @@ One `Thresholds` object per file: per condition a global threshold and one per s
 (fitted on validation by `fairness.thresholds.fit_thresholds`; method and schema in
 docs/fairness.md). A row whose group is unknown, None or not one of the file's groups uses the
 global threshold. numpy and the standard library only, on numpy 1.26 too: Triton's
-`group_threshold` python model imports it in its numpy<2 environment, and the client needs
+`skin_analysis` python model imports it in its numpy<2 environment, and the client needs
 nothing more.
 
 Optional top-level key ``acne_severity``: the acne-severity cutpoints fitted on validation

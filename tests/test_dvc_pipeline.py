@@ -135,7 +135,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: dict) -> None:
         "audit/real/report.html",
         "audit/synthetic/report.html",
         "metrics/by_eye_real.json",
-        "triton_repo/group_threshold/1/thresholds.json",
+        "triton_repo/skin_analysis/1/thresholds.json",
         "plots/history.csv",
         "plots/reliability.csv",
     ):

@@ -333,8 +333,7 @@ SERVING_ENTRIES = (
     "client.analyze",
     "client.runner",
     "client.triton_client",
-    "triton_models.group_threshold.1.model",
-    "triton_models.preprocess.1.model",
+    "triton_models.skin_analysis.1.model",
 )
 SERVING_PACKAGES = ("core", "preprocessing", "client", "triton_models")
 

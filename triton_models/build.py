@@ -4,18 +4,18 @@
     python -m triton_models.build --run outputs/RUN      # export the run first (needs JAX)
     python -m triton_models.build --model-dir DIR --repo /tmp/repo
 
-Writes classify/1/model.onnx (+ model_card.json) and group_threshold/1/thresholds.json, and sets
-the input size in the classify and preprocess configs and, from the model card, the
-skin_analysis config's string parameters: model_name, model_version, evidence_<condition> (which
-kinds of data had labels for it in training: real, synthetic, real+synthetic, none; "" =
-unknown) and training_data (the card's one-line note), which the Triton client reads once with
-the model config. When the model card lists the `severity` output (acne-severity probabilities
-[4]) or the `features` output (pooled features [C]), the classify config gets that output and
-the ensemble maps it to group_threshold; otherwise both are left out (an older export still
-serves, its SEVERITY rows NaN and no OOD score), so rebuilding switches either way. SEVERITY and
-SEVERITY_GRADE (the grade under the thresholds.json cutpoints), OOD_DISTANCE and
-OUT_OF_DISTRIBUTION (client/ood.py, with the model folder's ood.json copied to
-group_threshold/1/) are static outputs of group_threshold and the ensemble.
+Writes classify/1/model.onnx (+ model_card.json) and skin_analysis/1/thresholds.json (+ the
+model folder's ood.json), sets the input size in the classify config and skin_analysis's
+crop_size, and, from the model card, skin_analysis's string parameters: model_name,
+model_version, evidence_<condition> (which kinds of data had labels for it in training: real,
+synthetic, real+synthetic, none; "" = unknown) and training_data (the card's one-line note),
+which the Triton client reads once with the model config. When the model card lists the
+`severity` output (acne-severity probabilities [4]) or the `features` output (pooled features
+[C]), the classify config gets that output and skin_analysis's `classifier_outputs` parameter
+names it; otherwise both leave it out (an older export still serves, its SEVERITY rows NaN and
+no OOD score), so rebuilding switches either way. SEVERITY and SEVERITY_GRADE (the grade under
+the thresholds.json cutpoints), OOD_DISTANCE and OUT_OF_DISTRIBUTION (client/ood.py) are static
+outputs of skin_analysis.
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ from triton_models.local_repo import format_config, read_config_text
 TEMPLATE = Path(__file__).resolve().parent
 REPO_ROOT = TEMPLATE.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
-MODELS = ("preprocess", "classify", "group_threshold", "skin_analysis")
+MODELS = ("classify", "skin_analysis")
 # Optional classifier outputs, in config order after `cam`: listed in the classify config and
-# mapped to group_threshold only when the model card lists them.
+# asked for by skin_analysis (its `classifier_outputs` parameter) only when the card lists them.
 OPTIONAL_OUTPUTS = ("severity", "features")
+CLASSIFIER_OUTPUTS_PARAMETER = "classifier_outputs"
 DEFAULT_WIDTHS = {"severity": len(SEVERITY_GRADES), "features": None}  # card without a shape
 
 
@@ -91,7 +92,7 @@ def set_parameter(config: model_config_pb2.ModelConfig, key: str, value: str) ->
     config.parameters[key].string_value = " ".join(str(value).split())
 
 
-def ensemble_parameters(card: dict) -> dict[str, str]:
+def model_parameters(card: dict) -> dict[str, str]:
     """The skin_analysis parameters that describe the model, from its card ("" = unknown)."""
     evidence = card_evidence(card)
     return {
@@ -131,18 +132,13 @@ def set_classify_outputs(config: model_config_pb2.ModelConfig, present: dict[str
             config.output.add(name=name, data_type=model_config_pb2.TYPE_FP32, dims=[present[name]])
 
 
-def set_ensemble_outputs(config: model_config_pb2.ModelConfig, present: dict[str, int]) -> None:
-    """Map exactly the `present` optional classifier outputs, in every step that maps `cam`
-    (out of classify, into group_threshold)."""
-    for step in config.ensemble_scheduling.step:
-        for mapping in (step.output_map, step.input_map):
-            if "cam" not in mapping:
-                continue
-            for name in OPTIONAL_OUTPUTS:
-                if name in present:
-                    mapping[name] = name
-                elif name in mapping:
-                    del mapping[name]
+def classifier_outputs(present: dict[str, int]) -> str:
+    """skin_analysis's `classifier_outputs` parameter: the `present` optional outputs.
+
+    >>> classifier_outputs({"features": 256, "severity": 4})
+    'severity,features'
+    """
+    return ",".join(name for name in OPTIONAL_OUTPUTS if name in present)
 
 
 def copy_template(repo: Path) -> None:
@@ -165,10 +161,9 @@ def build_repository(model_dir: Path, repo: Path = TEMPLATE) -> dict:
         copy_template(repo)
     ood_target = _copy_models(model_dir, repo)
     _rewrite(repo / "classify" / "config.pbtxt", functools.partial(_classify_config, size, present))
-    _rewrite(repo / "preprocess" / "config.pbtxt", functools.partial(_preprocess_config, size))
     _rewrite(
         repo / "skin_analysis" / "config.pbtxt",
-        functools.partial(_ensemble_config, card, present),
+        functools.partial(_skin_analysis_config, card, size, present),
     )
     return {
         "repo": str(repo),
@@ -197,13 +192,12 @@ def _copy_models(model_dir: Path, repo: Path) -> Path:
     for extra in model_dir.glob("model.onnx*"):  # includes external weights (model.onnx.data)
         _copy(extra, repo / "classify" / "1" / extra.name)
     _copy(model_dir / "model_card.json", repo / "classify" / "1" / "model_card.json")
-    _copy(model_dir / "thresholds.json", repo / "group_threshold" / "1" / "thresholds.json")
-    ood_target = repo / "group_threshold" / "1" / OOD_FILENAME
+    _copy(model_dir / "thresholds.json", repo / "skin_analysis" / "1" / "thresholds.json")
+    ood_target = repo / "skin_analysis" / "1" / OOD_FILENAME
     if (model_dir / OOD_FILENAME).is_file():
         _copy(model_dir / OOD_FILENAME, ood_target)
     elif ood_target.exists():
         ood_target.unlink()  # a model without an OOD score must not inherit another's
-    (repo / "skin_analysis" / "1").mkdir(parents=True, exist_ok=True)
     return ood_target
 
 
@@ -219,19 +213,15 @@ def _classify_config(size: int, present: dict[str, int], config) -> None:
     set_classify_outputs(config, present)
 
 
-def _preprocess_config(size: int, config) -> None:
-    """The preprocess config with crops of `size` px."""
+def _skin_analysis_config(card: dict, size: int, present: dict[str, int], config) -> None:
+    """The skin_analysis config: crops of `size` px, the card's parameters and the classifier
+    outputs to ask for."""
     if "crop_size" not in config.parameters:
-        raise BuildError("config: preprocess crop_size not found")
+        raise BuildError("config: skin_analysis crop_size not found")
     config.parameters["crop_size"].string_value = str(size)
-    _tensor(config.output, "CROPS", "preprocess output CROPS").dims[:] = [-1, size, size, 3]
-
-
-def _ensemble_config(card: dict, present: dict[str, int], config) -> None:
-    """The skin_analysis config with the card's parameters and the model's optional outputs."""
-    for key, value in ensemble_parameters(card).items():
+    for key, value in model_parameters(card).items():
         set_parameter(config, key, value)
-    set_ensemble_outputs(config, present)
+    set_parameter(config, CLASSIFIER_OUTPUTS_PARAMETER, classifier_outputs(present))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,10 @@
 Every model with `backend: "onnxruntime"` becomes a python model that runs the same `model.onnx`
 with onnxruntime (`triton_models/onnx_runner.py`); instance kinds become KIND_CPU. Everything else
 (tensor names, dims, batching, warmup) is kept, so the local server checks the same configs.
+By default a python model that calls an ONNX model through BLS (its `classifier_model`
+parameter: skin_analysis -> classify) gets that model's file instead (`classifier_onnx`) and runs
+it in its own process, and the called model is left out: on this server the call would be a
+python-to-python hop that only adds IPC time (docs/performance.md, "Serving").
 """
 
 from __future__ import annotations
@@ -106,14 +110,54 @@ def _swap_onnx_model(model_dir: Path, config: model_config_pb2.ModelConfig) -> N
         shutil.copyfile(ONNX_RUNNER, version_dir / "model.py")
 
 
-def prepare_local_repo(src: Path, dst: Path) -> Path:
-    """Copy repository `src` to `dst` with ONNX models swapped for onnxruntime python models."""
+CLASSIFIER_MODEL, CLASSIFIER_ONNX = "classifier_model", "classifier_onnx"
+INLINED_FOLDER = "classifier"  # <caller>/<version>/classifier/model.onnx (+ external data)
+
+
+def _inline_classifier(dst: Path, caller: Path, config: model_config_pb2.ModelConfig) -> Path:
+    """Copy the ONNX file of the model that `caller` calls into the caller's version folders and
+    point its `classifier_onnx` parameter at it; returns the called model's folder."""
+    target = dst / config.parameters[CLASSIFIER_MODEL].string_value
+    target_config = read_config(target / "config.pbtxt")
+    filename = target_config.default_model_filename or "model.onnx"
+    versions = sorted(p for p in target.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        raise FileNotFoundError(f"{target}: no version folder with {filename}")
+    for version_dir in (p for p in caller.iterdir() if p.is_dir() and p.name.isdigit()):
+        inlined = version_dir / INLINED_FOLDER
+        inlined.mkdir(exist_ok=True)
+        for path in versions[-1].glob(f"{filename}*"):  # the model and its external data
+            shutil.copyfile(path, inlined / path.name)
+    config.parameters[CLASSIFIER_ONNX].string_value = f"{INLINED_FOLDER}/{filename}"
+    return target
+
+
+def _calls_onnx_model(dst: Path, config: model_config_pb2.ModelConfig) -> bool:
+    """Whether `config` is a python model whose `classifier_model` is an ONNX model in `dst`."""
+    name = config.parameters[CLASSIFIER_MODEL].string_value if config.parameters else ""
+    if config.backend != "python" or not name or not (dst / name / "config.pbtxt").is_file():
+        return False
+    target = read_config(dst / name / "config.pbtxt")
+    return target.backend == "onnxruntime" or target.platform == "onnxruntime_onnx"
+
+
+def prepare_local_repo(src: Path, dst: Path, *, classifier_in_process: bool = True) -> Path:
+    """Copy repository `src` to `dst` with ONNX models swapped for onnxruntime python models
+    (classifier_in_process: run a BLS-called classifier inside its caller instead)."""
     src, dst = Path(src), Path(dst)
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(
         src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]", "*.md", "build.py")
     )
+    inlined = set()
+    for cfg_path in sorted(dst.glob("*/config.pbtxt")) if classifier_in_process else []:
+        config = read_config(cfg_path)
+        if _calls_onnx_model(dst, config):
+            inlined.add(_inline_classifier(dst, cfg_path.parent, config))
+            write_config(config, cfg_path)
+    for folder in inlined:
+        shutil.rmtree(folder)
     for cfg_path in sorted(dst.glob("*/config.pbtxt")):
         config = read_config(cfg_path)
         if config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx":

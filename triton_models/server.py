@@ -105,6 +105,8 @@ class TritonServer:
 
     repo: Path = DEFAULT_REPO
     host: str = "127.0.0.1"
+    # False: skin_analysis calls `classify` through BLS, as in the NGC container (local_repo.py)
+    classifier_in_process: bool = True
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -130,7 +132,9 @@ class TritonServer:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="fsa-triton-")
             self.workdir = Path(self._tmp.name)
-        local_repo = prepare_local_repo(self.repo, self.workdir / "repo")
+        local_repo = prepare_local_repo(
+            self.repo, self.workdir / "repo", classifier_in_process=self.classifier_in_process
+        )
         self.log_path = self.workdir / "tritonserver.log"
         shm_prefix = self._shm_prefix = f"fsa{uuid.uuid4().hex[:8]}_"
         cmd = [

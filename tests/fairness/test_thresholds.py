@@ -141,7 +141,7 @@ def test_not_json_and_missing_file(tmp_path):
 
 
 def test_serving_side_pulls_in_numpy_only():
-    """Triton's group_threshold model loads and applies thresholds where only numpy is
+    """Triton's skin_analysis model loads and applies thresholds where only numpy is
     installed: `core.thresholds`, `core.severity` and the serving steps import no scikit-learn."""
     import subprocess
     import sys

@@ -16,7 +16,7 @@ from triton_models.build import (
     MODELS,
     BuildError,
     build_repository,
-    ensemble_parameters,
+    model_parameters,
 )
 from triton_models.local_repo import prepare_local_repo, read_config
 
@@ -58,15 +58,15 @@ def test_classify_uses_the_onnxruntime_backend_with_batching_and_warmup():
     assert config.HasField("dynamic_batching") and len(config.model_warmup) == 1
 
 
-def test_the_ensemble_runs_preprocess_classify_group_threshold_on_the_image_bytes():
-    """Three steps: preprocess (decode, BlazeFace, FaceMesh, crop in one python model) takes the
-    request's IMAGE; its crops feed classify, whose outputs feed group_threshold."""
-    ensemble = read_config(TEMPLATE / "skin_analysis" / "config.pbtxt")
-    steps = ensemble.ensemble_scheduling.step
-    assert [s.model_name for s in steps] == ["preprocess", "classify", "group_threshold"]
-    assert dict(steps[0].input_map) == {"IMAGE": "IMAGE"}
-    assert steps[1].input_map["image"] == steps[0].output_map["CROPS"]
-    assert steps[2].input_map["probs"] == steps[1].output_map["probs"]
+def test_skin_analysis_is_a_python_model_that_calls_classify():
+    """One python model takes the request's IMAGE (+ FITZPATRICK) and calls the `classify`
+    model through BLS: no ensemble of python steps."""
+    config = read_config(TEMPLATE / "skin_analysis" / "config.pbtxt")
+    assert config.backend == "python" and not config.HasField("ensemble_scheduling")
+    assert [i.name for i in config.input] == ["IMAGE", "FITZPATRICK"]
+    assert config.parameters["classifier_model"].string_value == "classify"
+    assert "classifier_onnx" not in config.parameters  # the local launcher sets it
+    assert (TEMPLATE / "skin_analysis" / "1" / "thresholds.json").is_file()
     assert set(MODELS) == {p.parent.name for p in TEMPLATE.glob("*/config.pbtxt")}
 
 
@@ -77,13 +77,12 @@ def test_build_sets_sizes_and_model_name(tmp_path):
     assert list(classify.input[0].dims) == [64, 64, 3]
     assert list(classify.output[1].dims) == [3, 64, 64]
     assert list(classify.model_warmup[0].inputs["image"].dims) == [64, 64, 3]
-    preprocess = read_config(repo / "preprocess" / "config.pbtxt")
-    assert preprocess.parameters["crop_size"].string_value == "64"
-    ensemble = read_config(repo / "skin_analysis" / "config.pbtxt")
-    assert ensemble.parameters["model_name"].string_value == "tiny-synthskin-v1"
-    assert ensemble.parameters["model_version"].string_value == "abc123"
+    analysis = read_config(repo / "skin_analysis" / "config.pbtxt")
+    assert analysis.parameters["crop_size"].string_value == "64"
+    assert analysis.parameters["model_name"].string_value == "tiny-synthskin-v1"
+    assert analysis.parameters["model_version"].string_value == "abc123"
     assert (repo / "classify" / "1" / "model.onnx").read_bytes() == b"onnx bytes"
-    assert (repo / "group_threshold" / "1" / "thresholds.json").is_file()
+    assert (repo / "skin_analysis" / "1" / "thresholds.json").is_file()
 
 
 def test_build_names_missing_files(tmp_path):
@@ -93,10 +92,26 @@ def test_build_names_missing_files(tmp_path):
         build_repository(model_dir, tmp_path / "repo")
 
 
+def test_local_copy_runs_the_classifier_inside_skin_analysis(tmp_path):
+    repo = tmp_path / "repo"
+    model_dir = _fake_model_dir(tmp_path, 64)
+    (model_dir / "model.onnx.data").write_bytes(b"external weights")
+    build_repository(model_dir, repo)
+    local = prepare_local_repo(repo, tmp_path / "local")
+    config = read_config(local / "skin_analysis" / "config.pbtxt")
+    assert config.parameters["classifier_onnx"].string_value == "classifier/model.onnx"
+    inlined = local / "skin_analysis" / "1" / "classifier"
+    assert (inlined / "model.onnx").read_bytes() == b"onnx bytes"
+    assert (inlined / "model.onnx.data").read_bytes() == b"external weights"
+    assert not (local / "classify").exists()  # nothing calls it any more
+    assert "classifier_onnx" not in read_config(repo / "skin_analysis" / "config.pbtxt").parameters
+
+
 def test_local_copy_swaps_onnx_models_for_python(tmp_path):
     repo = tmp_path / "repo"
     build_repository(_fake_model_dir(tmp_path, 64), repo)
-    local = prepare_local_repo(repo, tmp_path / "local")
+    local = prepare_local_repo(repo, tmp_path / "local", classifier_in_process=False)
+    assert "classifier_onnx" not in read_config(local / "skin_analysis" / "config.pbtxt").parameters
     config = read_config(local / "classify" / "config.pbtxt")
     assert config.backend == "python" and not config.default_model_filename
     assert config.parameters["onnx_filename"].string_value == "model.onnx"
@@ -105,12 +120,10 @@ def test_local_copy_swaps_onnx_models_for_python(tmp_path):
     assert read_config(repo / "classify" / "config.pbtxt").backend == "onnxruntime"
 
 
-def _severity_maps(repo: Path) -> dict[str, tuple[dict, dict]]:
-    ensemble = read_config(repo / "skin_analysis" / "config.pbtxt")
-    return {
-        step.model_name: (dict(step.input_map), dict(step.output_map))
-        for step in ensemble.ensemble_scheduling.step
-    }
+def _asked_for(repo: Path) -> list[str]:
+    """The optional classifier outputs skin_analysis asks for."""
+    config = read_config(repo / "skin_analysis" / "config.pbtxt")
+    return [n for n in config.parameters["classifier_outputs"].string_value.split(",") if n]
 
 
 def test_severity_output_is_wired_only_when_the_card_lists_it(tmp_path):
@@ -123,13 +136,9 @@ def test_severity_output_is_wired_only_when_the_card_lists_it(tmp_path):
         assert names == (["probs", "cam", "severity"] if severity else ["probs", "cam"])
         if severity:
             assert list(classify.output[2].dims) == [4]
-        steps = _severity_maps(repo)
-        assert (steps["classify"][1].get("severity") == "severity") is severity
-        assert (steps["group_threshold"][0].get("severity") == "severity") is severity
-        # Static: group_threshold always answers SEVERITY (NaN rows without the output) and
+        assert _asked_for(repo) == (["severity"] if severity else [])
+        # Static: skin_analysis always answers SEVERITY (NaN rows without the output) and
         # SEVERITY_GRADE (-1 without it).
-        assert steps["group_threshold"][1]["SEVERITY"] == "SEVERITY"
-        assert steps["group_threshold"][1]["SEVERITY_GRADE"] == "SEVERITY_GRADE"
         outputs = {
             o.name: list(o.dims)
             for o in read_config(repo / "skin_analysis" / "config.pbtxt").output
@@ -149,24 +158,22 @@ def test_features_output_and_ood_json_are_wired_only_when_present(tmp_path):
     classify = read_config(repo / "classify" / "config.pbtxt")
     assert [o.name for o in classify.output] == ["probs", "cam", "severity", "features"]
     assert list(classify.output[3].dims) == [24]
-    steps = _severity_maps(repo)
-    assert steps["classify"][1].get("features") == "features"
-    assert steps["group_threshold"][0].get("features") == "features"
-    assert (repo / "group_threshold" / "1" / "ood.json").is_file()
-    # Rebuilt from a model without them: the output, the mapping and the ood.json go.
+    assert _asked_for(repo) == ["severity", "features"]
+    assert (repo / "skin_analysis" / "1" / "ood.json").is_file()
+    # Rebuilt from a model without them: the output, the request for it and the ood.json go.
     (model_dir / "ood.json").unlink()
     summary = build_repository(_fake_model_dir(tmp_path, 64, severity=True), repo)
     assert not summary["features"] and not summary["ood"]
     classify = read_config(repo / "classify" / "config.pbtxt")
     assert [o.name for o in classify.output] == ["probs", "cam", "severity"]
-    assert "features" not in _severity_maps(repo)["group_threshold"][0]
-    assert not (repo / "group_threshold" / "1" / "ood.json").exists()
+    assert _asked_for(repo) == ["severity"]
+    assert not (repo / "skin_analysis" / "1" / "ood.json").exists()
 
 
-def test_committed_group_threshold_takes_an_optional_severity():
-    config = read_config(TEMPLATE / "group_threshold" / "config.pbtxt")
-    (severity,) = [i for i in config.input if i.name == "severity"]
-    assert severity.optional and list(severity.dims) == [-1, 4]
+def test_committed_skin_analysis_answers_severity_and_its_grade():
+    config = read_config(TEMPLATE / "skin_analysis" / "config.pbtxt")
+    (fitzpatrick,) = [i for i in config.input if i.name == "FITZPATRICK"]
+    assert fitzpatrick.optional
     assert [list(o.dims) for o in config.output if o.name == "SEVERITY"] == [[-1, 4]]
     (grade,) = [o for o in config.output if o.name == "SEVERITY_GRADE"]
     assert list(grade.dims) == [-1]
@@ -203,9 +210,11 @@ def test_build_writes_evidence_and_training_note_that_the_client_reads(tmp_path)
         assert (info.name, info.version) == ("tiny-synthskin-v1", "abc123")
 
 
-def test_committed_ensemble_parameters_describe_the_shipped_model():
+def test_committed_parameters_describe_the_shipped_model():
     card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
-    assert _parameters(TEMPLATE) == ensemble_parameters(card)
+    params = _parameters(TEMPLATE)
+    assert {k: params[k] for k in model_parameters(card)} == model_parameters(card)
+    assert params["crop_size"] == str(card["input_size"])
     assert _parameters(TEMPLATE)["evidence_wrinkles"] in ("real", "synthetic", "real+synthetic")
 
 
@@ -227,7 +236,7 @@ def test_cli_refuses_to_replace_the_shipped_repository_with_another_model(tmp_pa
 def test_build_edits_configs_through_protobuf_and_keeps_their_comment_block(tmp_path):
     repo = tmp_path / "repo"
     build_repository(_fake_model_dir(tmp_path, 48), repo)
-    for name in ("classify", "preprocess", "skin_analysis"):
+    for name in MODELS:
         template = (TEMPLATE / name / "config.pbtxt").read_text()
         header = [line for line in template.splitlines() if line.startswith("#")]
         built = (repo / name / "config.pbtxt").read_text().splitlines()

@@ -1,4 +1,4 @@
-"""The Triton ensemble over HTTP and gRPC against the embedded runner, on a real server."""
+"""Triton's skin_analysis over HTTP and gRPC against the embedded runner, on a real server."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_shipped_model_serves_the_acne_severity_grade(remote, astronaut_path):
 
 def test_model_info_comes_from_the_model_card(remote, embedded):
     assert (remote.info.name, remote.info.version) == (embedded.info.name, embedded.info.version)
-    # Evidence per condition and the training note: from the ensemble config on this path.
+    # Evidence per condition and the training note: from the skin_analysis config on this path.
     assert remote.info.evidence == embedded.info.evidence
     assert set(embedded.info.evidence.values()) <= {"real", "synthetic", "real+synthetic", "none"}
     assert remote.info.training_data == embedded.info.training_data is not None
@@ -210,3 +210,52 @@ def test_severity_and_evidence_match_embedded_runner(
     finally:
         remote.close()
     assert moved > 0
+
+
+@pytest.fixture(scope="module")
+def bls_server(tmp_path_factory):
+    """The shipped model served as in the NGC container: skin_analysis calls the `classify`
+    model through BLS (here a python stand-in for the onnxruntime backend)."""
+    from triton_models.build import DEFAULT_MODEL_DIR
+    from triton_models.server import TritonServer, free_port
+
+    repo = tmp_path_factory.mktemp("bls_repo")
+    build_repository(DEFAULT_MODEL_DIR, repo)
+    server = TritonServer(
+        repo=repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        workdir=tmp_path_factory.mktemp("bls_triton"),
+        classifier_in_process=False,
+    )
+    server.start(timeout_s=240)
+    yield server
+    server.stop()
+
+
+def test_classifier_called_through_bls_matches_embedded_runner(
+    bls_server, triton_server, embedded, synthetic_jpegs, group_photo_path
+):
+    """Both ways of running the classifier (a BLS call to `classify`; its model.onnx inside
+    skin_analysis, the local default) give the embedded runner's analysis."""
+    from benchmarks.serving import model_stats
+    from triton_models.local_repo import read_config
+
+    local = bls_server.workdir / "repo"
+    assert read_config(local / "classify" / "config.pbtxt").max_batch_size > 0
+    assert "classifier_onnx" not in read_config(local / "skin_analysis" / "config.pbtxt").parameters
+    inlined = read_config(triton_server.workdir / "repo" / "skin_analysis" / "config.pbtxt")
+    assert inlined.parameters["classifier_onnx"].string_value == "classifier/model.onnx"
+    assert not (triton_server.workdir / "repo" / "classify").exists()
+    remote = TritonRunner(bls_server.grpc_url)
+    try:
+        for data in [synthetic_jpegs[0], group_photo_path.read_bytes()]:
+            assert_same_analysis(remote.analyze_bytes(data), embedded.analyze_bytes(data))
+        with pytest.raises(ServerRequestError, match="invalid image") as info:
+            remote.analyze_bytes(b"not an image")
+        assert info.value.invalid_input
+    finally:
+        remote.close()
+    # The classifier ran as its own model: Triton's statistics counted its executions.
+    assert model_stats(bls_server.grpc_url)["classify"]["count"] >= 2

@@ -1,0 +1,82 @@
+"""How Triton's `skin_analysis` model runs the exported classifier on its face crops.
+
+- `BlsClassifier` (the repository in git): a BLS call to the `classify` model, which the NGC
+  container serves with its C++ onnxruntime backend and a dynamic batcher (a GPU instance group
+  where there is one).
+- `OnnxClassifier` (the local server, `triton_models.local_repo`): the same `model.onnx` run with
+  onnxruntime inside the `skin_analysis` process. The local tritonserver has only the python
+  backend, so `classify` would be one more python stub: a python-to-python hop that costs
+  latency and computes nothing.
+
+Both take the crops (float32 [N, S, S, 3]) and return {output name: array} for the names asked
+for that the model has; imported by `skin_analysis/1/model.py` in the python-backend stub only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REQUIRED_OUTPUTS = ("probs", "cam")
+
+
+def output_names(param: str) -> list[str]:
+    """The classifier outputs to ask for: `probs`, `cam` and the comma-separated optional
+    outputs of the `classifier_outputs` parameter (`severity`, `features`), in that order.
+
+    >>> output_names("severity, features")
+    ['probs', 'cam', 'severity', 'features']
+    """
+    extra = [n.strip() for n in param.split(",") if n.strip()]
+    return [*REQUIRED_OUTPUTS, *(n for n in extra if n not in REQUIRED_OUTPUTS)]
+
+
+class ClassifierError(RuntimeError):
+    """The classifier call failed (the request fails with this message)."""
+
+
+class BlsClassifier:
+    """The `model_name` model, called through the python backend's BLS."""
+
+    def __init__(self, model_name: str, outputs: list[str]) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self._pb = pb_utils
+        self.model_name, self.outputs = model_name, list(outputs)
+
+    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the classifier on `crops`; raises ClassifierError with the server's message."""
+        pb = self._pb
+        request = pb.InferenceRequest(
+            model_name=self.model_name,
+            requested_output_names=self.outputs,
+            inputs=[pb.Tensor("image", np.ascontiguousarray(crops, np.float32))],
+        )
+        response = request.exec()
+        if response.has_error():
+            raise ClassifierError(f"{self.model_name}: {response.error().message()}")
+        return {
+            name: pb.get_output_tensor_by_name(response, name).as_numpy() for name in self.outputs
+        }
+
+
+class OnnxClassifier:
+    """`path` (the classifier's model.onnx) run with onnxruntime in this process."""
+
+    def __init__(self, path: str, outputs: list[str], *, threads: int, spinning: bool) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        if not spinning:  # idle pool threads sleep instead of burning the other process's core
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        names = {o.name for o in self.session.get_outputs()}
+        missing = [n for n in outputs if n not in names]
+        if missing:
+            raise ClassifierError(f"{path}: no output {', '.join(missing)}")
+        self.outputs = list(outputs)
+
+    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the classifier on `crops`."""
+        feeds = {"image": np.ascontiguousarray(crops, np.float32)}
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
