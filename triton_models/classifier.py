@@ -30,21 +30,33 @@ def output_names(param: str) -> list[str]:
     return [*REQUIRED_OUTPUTS, *(n for n in extra if n not in REQUIRED_OUTPUTS)]
 
 
+def batch_slices(num: int, max_batch: int) -> list[slice]:
+    """Consecutive slices of at most `max_batch` rows covering `num` rows (the called model's
+    `max_batch_size`; a photo can hold more faces than that).
+
+    >>> batch_slices(70, 32)
+    [slice(0, 32, None), slice(32, 64, None), slice(64, 70, None)]
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    return [slice(i, min(i + max_batch, num)) for i in range(0, num, max_batch)]
+
+
 class ClassifierError(RuntimeError):
     """The classifier call failed (the request fails with this message)."""
 
 
 class BlsClassifier:
-    """The `model_name` model, called through the python backend's BLS."""
+    """The `model_name` model, called through the python backend's BLS in batches of at most
+    `max_batch` crops (its `max_batch_size`)."""
 
-    def __init__(self, model_name: str, outputs: list[str]) -> None:
+    def __init__(self, model_name: str, outputs: list[str], *, max_batch: int) -> None:
         import triton_python_backend_utils as pb_utils
 
         self._pb = pb_utils
-        self.model_name, self.outputs = model_name, list(outputs)
+        self.model_name, self.outputs, self.max_batch = model_name, list(outputs), int(max_batch)
 
-    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the classifier on `crops`; raises ClassifierError with the server's message."""
+    def _call(self, crops: np.ndarray) -> list[np.ndarray]:
         pb = self._pb
         request = pb.InferenceRequest(
             model_name=self.model_name,
@@ -54,9 +66,15 @@ class BlsClassifier:
         response = request.exec()
         if response.has_error():
             raise ClassifierError(f"{self.model_name}: {response.error().message()}")
-        return {
-            name: pb.get_output_tensor_by_name(response, name).as_numpy() for name in self.outputs
-        }
+        return [pb.get_output_tensor_by_name(response, n).as_numpy() for n in self.outputs]
+
+    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the classifier on `crops`; raises ClassifierError with the server's message."""
+        parts = [self._call(crops[s]) for s in batch_slices(len(crops), self.max_batch)]
+        if len(parts) == 1:
+            return dict(zip(self.outputs, parts[0], strict=True))
+        joined = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+        return dict(zip(self.outputs, joined, strict=True))
 
 
 class OnnxClassifier:

@@ -65,6 +65,10 @@ def test_skin_analysis_is_a_python_model_that_calls_classify():
     assert config.backend == "python" and not config.HasField("ensemble_scheduling")
     assert [i.name for i in config.input] == ["IMAGE", "FITZPATRICK"]
     assert config.parameters["classifier_model"].string_value == "classify"
+    classify = read_config(TEMPLATE / "classify" / "config.pbtxt")
+    assert config.parameters["classifier_max_batch_size"].string_value == str(
+        classify.max_batch_size
+    )  # larger face batches are split into calls of that size
     assert "classifier_onnx" not in config.parameters  # the local launcher sets it
     assert (TEMPLATE / "skin_analysis" / "1" / "thresholds.json").is_file()
     assert set(MODELS) == {p.parent.name for p in TEMPLATE.glob("*/config.pbtxt")}

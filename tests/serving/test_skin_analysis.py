@@ -234,8 +234,24 @@ def bls_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def many_faces_png() -> bytes:
+    """36 synthetic faces tiled 6 x 6 (1536 px): more faces than the classifier's batch (32)."""
+    import cv2
+
+    from data.synthetic import SynthConfig, make_record
+
+    config = SynthConfig(n=36, seed=5)
+    tiles = [
+        cv2.imdecode(np.frombuffer(make_record(config, i)[1], np.uint8), cv2.IMREAD_COLOR)
+        for i in range(config.n)
+    ]
+    grid = np.concatenate([np.concatenate(tiles[r * 6 : r * 6 + 6], axis=1) for r in range(6)])
+    return cv2.imencode(".png", grid)[1].tobytes()
+
+
 def test_classifier_called_through_bls_matches_embedded_runner(
-    bls_server, triton_server, embedded, synthetic_jpegs, group_photo_path
+    bls_server, triton_server, embedded, synthetic_jpegs, group_photo_path, many_faces_png
 ):
     """Both ways of running the classifier (a BLS call to `classify`; its model.onnx inside
     skin_analysis, the local default) give the embedded runner's analysis."""
@@ -252,6 +268,10 @@ def test_classifier_called_through_bls_matches_embedded_runner(
     try:
         for data in [synthetic_jpegs[0], group_photo_path.read_bytes()]:
             assert_same_analysis(remote.analyze_bytes(data), embedded.analyze_bytes(data))
+        # More faces than classify's max_batch_size: skin_analysis calls it in batches.
+        many = embedded.analyze_bytes(many_faces_png)
+        assert many.num_faces > read_config(local / "classify" / "config.pbtxt").max_batch_size
+        assert_same_analysis(remote.analyze_bytes(many_faces_png), many)
         with pytest.raises(ServerRequestError, match="invalid image") as info:
             remote.analyze_bytes(b"not an image")
         assert info.value.invalid_input

@@ -89,7 +89,11 @@ class TritonPythonModel:
                 spinning=spinning,
             )
         else:
-            self.classifier = BlsClassifier(param("classifier_model", "classify"), outputs)
+            self.classifier = BlsClassifier(
+                param("classifier_model", "classify"),
+                outputs,
+                max_batch=int(param("classifier_max_batch_size", "32")),
+            )
         self.thresholds = load_thresholds(os.path.join(folder, param("thresholds_file", "")))
         self.ood = load_ood(os.path.join(folder, OOD_FILENAME))
         self.counters = Counters()
