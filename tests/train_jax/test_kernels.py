@@ -125,6 +125,27 @@ def test_model_gradients_are_the_same_bits_with_and_without_the_kernel(
         np.testing.assert_array_equal(a, b)
 
 
+def test_gradcam_of_a_trained_layout_model_runs_with_the_kernel(monkeypatch) -> None:
+    """Grad-CAM pulls back one cotangent per class under vmap through the depthwise convs of a
+    model as trained (`slices`, whose gradient calls the kernel): the maps equal the pure-JAX
+    ones."""
+    _require_kernels()
+    from flax import nnx
+
+    from train_jax.cam import make_cam_fn
+    from train_jax.models import create_model
+
+    images = np.random.default_rng(4).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    maps = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("FSA_CPU_KERNELS", setting)
+        model = create_model("small_cnn", rngs=nnx.Rngs(0), image_size=64, width=0.25)
+        model.eval()
+        _, maps[setting] = make_cam_fn(model, method="gradcam", layer="blocks.1")(images)
+    assert np.asarray(maps["1"]).shape[0] == 2
+    np.testing.assert_allclose(maps["1"], maps["0"], atol=1e-6)
+
+
 def test_self_check_rejects_a_kernel_that_rounds_differently(monkeypatch, tmp_path) -> None:
     _require_kernels()
     real = kernels.depthwise_kernel_grad_rows

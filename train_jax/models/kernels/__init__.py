@@ -200,7 +200,10 @@ def depthwise_kernel_grad_rows(xp: jax.Array, g: jax.Array, stride: int, k: int)
     `depthwise_kernel_grad_rows_xla`. Call only after `available()` returned True.
     """
     ho, c = g.shape[1], g.shape[-1]
-    out = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((k * k * ho * c,), jnp.float32))(
+    # Under vmap (Grad-CAM pulls back one cotangent per class) the kernel runs once per element.
+    out = jax.ffi.ffi_call(
+        TARGET, jax.ShapeDtypeStruct((k * k * ho * c,), jnp.float32), vmap_method="sequential"
+    )(
         xp.astype(jnp.float32),
         g.astype(jnp.float32),
         stride=np.int64(stride),
