@@ -63,3 +63,17 @@ def test_per_model_ms_is_the_mean_per_request_between_two_snapshots():
     split = per_model_ms(before, after)
     assert set(split) == {"classify"}  # no requests: no row
     assert split["classify"]["success"] == pytest.approx(2.0)  # 8 ms over 4 requests
+
+
+def test_serving_steps_times_both_settings_with_and_without_a_pause(capsys):
+    """benchmarks/serving_steps.py runs the real face stage and classifier on the example."""
+    import json
+
+    from benchmarks.serving_steps import SETTINGS, main
+
+    assert main(["--calls", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["settings"], r["pause_ms"]) for r in rows] == [
+        (name, pause) for name in SETTINGS for pause in (0.0, 20.0)
+    ]
+    assert all(r["face_stage_ms"] > 0 and r["classifier_ms"] > 0 for r in rows)
