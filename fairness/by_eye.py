@@ -31,13 +31,30 @@ GROUP_BASIS = (
 )
 
 
+def label_keys(images: Sequence[str], labels: Mapping[str, str]) -> list[str | None]:
+    """The labelled path each image is, or None: its own path, else the longest tail of it that
+    names a labelled image (a combined dataset's `acne-new-v36/images/x.jpg` is the labels'
+    `images/x.jpg`).
+
+    >>> label_keys(["images/a.jpg", "acne-new-v36/images/a.jpg", "b.jpg"], {"images/a.jpg": "I-II"})
+    ['images/a.jpg', 'images/a.jpg', None]
+    """
+    out = []
+    for image in images:
+        parts = image.split("/")
+        tails = ("/".join(parts[i:]) for i in range(len(parts)))
+        out.append(next((tail for tail in tails if tail in labels), None))
+    return out
+
+
 def by_eye_groups(images: Sequence[str], labels: Mapping[str, str]) -> list[str | None]:
     """The by-eye group of each image: its label when it is a clear group, else None.
 
     >>> by_eye_groups(["a", "b", "c"], {"a": "V-VI", "b": "between"})
     ['V-VI', None, None]
     """
-    return [labels.get(image) if labels.get(image) in GROUPS else None for image in images]
+    keys = label_keys(images, labels)
+    return [labels[k] if k is not None and labels[k] in GROUPS else None for k in keys]
 
 
 def by_eye_goals(
@@ -56,14 +73,14 @@ def by_eye_goals(
     goals = auroc_goals(
         arrays.y_true, arrays.probs, groups, n_boot=n_boot, seed=seed, min_faces=min_faces
     )
-    labelled = sum(image in labels for image in images)
+    keys = [k for k in label_keys(images, labels) if k is not None]
     return {
         "predictions": str(predictions),
         "labels": str(labels_path),
         "group_basis": GROUP_BASIS,
         "photos": len(images),
-        "labelled": labelled,
-        "labels_of_other_photos": len(set(labels) - set(images)),
+        "labelled": len(keys),
+        "labels_of_other_photos": len(set(labels) - set(keys)),
         "clear_group": {g: groups.count(g) for g in GROUPS},
         **goals,
     }

@@ -74,3 +74,14 @@ def test_bad_labels_are_named_and_labels_of_other_photos_left_out(tmp_path, caps
     assert report["labels_of_other_photos"] == 1 and report["labelled"] == 1
     missing = ["--predictions", str(tmp_path / "none.csv"), "--labels", str(labels)]
     assert by_eye.main(missing) == 2 and "none.csv" in capsys.readouterr().err
+
+
+def test_a_combined_datasets_paths_match_the_labels(tmp_path, capsys):
+    """Predictions of a combined dataset name the photos under their dataset's folder."""
+    predictions, labels, df = _write(tmp_path)
+    df.assign(image="acne-new-v36/" + df["image"]).to_csv(predictions, index=False)
+    argv = ["--predictions", str(predictions), "--labels", str(labels), "--n-boot", "0"]
+    assert by_eye.main([*argv, "--min-faces", "5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["labelled"] == 24 and report["labels_of_other_photos"] == 0
+    assert report["clear_group"] == {"I-II": 12, "III-IV": 0, "V-VI": 11}
