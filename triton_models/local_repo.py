@@ -134,8 +134,10 @@ def _inline_classifier(dst: Path, caller: Path, config: model_config_pb2.ModelCo
 
 def _calls_onnx_model(dst: Path, config: model_config_pb2.ModelConfig) -> bool:
     """Whether `config` is a python model whose `classifier_model` is an ONNX model in `dst`."""
-    name = config.parameters[CLASSIFIER_MODEL].string_value if config.parameters else ""
-    if config.backend != "python" or not name or not (dst / name / "config.pbtxt").is_file():
+    if config.backend != "python" or CLASSIFIER_MODEL not in config.parameters:
+        return False
+    name = config.parameters[CLASSIFIER_MODEL].string_value
+    if not name or not (dst / name / "config.pbtxt").is_file():
         return False
     target = read_config(dst / name / "config.pbtxt")
     return target.backend == "onnxruntime" or target.platform == "onnxruntime_onnx"

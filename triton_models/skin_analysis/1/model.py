@@ -94,7 +94,8 @@ class TritonPythonModel:
                 outputs,
                 max_batch=int(param("classifier_max_batch_size", "32")),
             )
-        self.thresholds = load_thresholds(os.path.join(folder, param("thresholds_file", "")))
+        thresholds_file = param("thresholds_file", "thresholds.json")
+        self.thresholds = load_thresholds(os.path.join(folder, thresholds_file))
         self.ood = load_ood(os.path.join(folder, OOD_FILENAME))
         self.counters = Counters()
 
