@@ -241,8 +241,12 @@ def test_bad_input_under_load_fails_alone_and_the_server_stays_ready(server, ima
 
 
 def test_metrics_port_shows_the_per_group_families_after_traffic(server, images):
+    before = drift.parse_prometheus(settled_scrape(metrics_url(server)))
     replay(server.grpc_url, images)
     samples = drift.parse_prometheus(settled_scrape(metrics_url(server)))
+    # Both skin_analysis instances count into the same series: every request exactly once.
+    key = (monitoring.IMAGES, (("status", "ok"),))
+    assert samples[key] - before.get(key, 0.0) == len(images)
     names = {name for name, _ in samples}
     assert set(monitoring.LABELS) <= names
     faces = {dict(k)["group"]: v for (n, k), v in samples.items() if n == monitoring.FACES}
