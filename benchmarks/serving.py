@@ -1,7 +1,7 @@
 """Serving latency, throughput and CPU cost: embedded runner vs Triton gRPC vs Triton HTTP.
 
     python benchmarks/serving.py [--rounds 3] [--duration 5] [--concurrency 1 8] [--photo JPG]
-                                 [--json]
+                                 [--also-repo NAME=DIR ...] [--json]
 
 Two images: the small synthetic example (a 96 px synthskin-v1 face, about 6 kB) and a real-size
 photo (by default the first acne-new v36 `valid` photo, resized in memory to 1024 px on its long
@@ -16,11 +16,16 @@ over rounds, and the goals: gRPC p50 at c=1 minus embedded p50 (goal <= 3 ms); T
 c=8 over embedded (goal >= 1.2), per image; `goals_by_round` gives each goal within each
 round (the run-to-run spread). The 1-minute load average before the first round is printed: the
 wall-clock goals mean something only on a quiet machine; CPU seconds per image much less.
+
+`--also-repo NAME=DIR` serves another model repository (another layout of the same model, e.g.
+an older revision's `triton_models/` from `git archive`) with its own tritonserver and measures
+it over gRPC in the same rounds, as backend `triton-grpc:NAME` (goals `grpc:NAME_...`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -37,7 +42,6 @@ if __package__ in (None, ""):
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VALID_PHOTOS = REPO_ROOT / "data" / "raw" / "acne-new-v36" / "valid" / "images"
 PHOTO_SIDE = 1024
-BACKENDS = ("embedded", "triton-grpc", "triton-http")
 
 
 def measure(make_runner, data: bytes, *, concurrency: int, duration_s: float, server_cpu) -> dict:
@@ -156,18 +160,20 @@ def goal_values(rows: list[dict]) -> dict[str, float]:
     c=1 (ms) and Triton over embedded images/s at c=8, per image."""
     get = {(r["image"], r["backend"], r["concurrency"]): r for r in rows}
     goals: dict[str, float] = {}
+    tritons = sorted({r["backend"] for r in rows if r["backend"].startswith("triton-")})
     for image in sorted({r["image"] for r in rows}):
-        if (image, "embedded", 1) in get and (image, "triton-grpc", 1) in get:
-            goals[f"{image}/grpc_p50_minus_embedded_p50_ms_c1"] = (
-                get[(image, "triton-grpc", 1)]["p50_ms"] - get[(image, "embedded", 1)]["p50_ms"]
-            )
-        for proto in ("grpc", "http"):
-            triton, embedded = (
-                get.get((image, f"triton-{proto}", 8)),
-                get.get((image, "embedded", 8)),
-            )
+        for backend in tritons:
+            label = backend.removeprefix("triton-")  # grpc, http, grpc:NAME
+            triton, embedded = get.get((image, backend, 1)), get.get((image, "embedded", 1))
+            if label.startswith("grpc") and triton and embedded:
+                goals[f"{image}/{label}_p50_minus_embedded_p50_ms_c1"] = (
+                    triton["p50_ms"] - embedded["p50_ms"]
+                )
+        for backend in tritons:
+            label = backend.removeprefix("triton-")
+            triton, embedded = get.get((image, backend, 8)), get.get((image, "embedded", 8))
             if triton and embedded:
-                goals[f"{image}/{proto}_over_embedded_img_per_s_c8"] = (
+                goals[f"{image}/{label}_over_embedded_img_per_s_c8"] = (
                     triton["img_per_s"] / embedded["img_per_s"]
                 )
     return goals
@@ -184,11 +190,48 @@ def goals_by_round(rows: list[dict]) -> dict[str, list[float]]:
 
 def _print_row(row: dict, label: str) -> None:
     print(
-        f"{label:<8} {row['image']:<14} {row['backend']:<12} c={row['concurrency']:<3} "
+        f"{label:<8} {row['image']:<14} {row['backend']:<20} c={row['concurrency']:<3} "
         f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
         f"{row['img_per_s']:6.1f} img/s  {row['cpu_s_per_img'] * 1000:6.1f} CPU ms/img",
         flush=True,
     )
+
+
+def run_rounds(factories: dict, images: dict[str, bytes], args) -> list[dict]:
+    """Every round, image, concurrency and backend in turn (interleaved); one row each.
+    factories: backend -> (runner factory, server CPU seconds, server or None)."""
+    rows: list[dict] = []
+    for round_index in range(args.rounds):
+        for image, data in images.items():
+            for c in args.concurrency:
+                for name, (make, server_cpu, server) in factories.items():
+                    row = {"round": round_index, "image": image, "backend": name}
+                    before = model_stats(server.grpc_url) if server is not None else {}
+                    row.update(
+                        measure(
+                            make,
+                            data,
+                            concurrency=c,
+                            duration_s=args.duration,
+                            server_cpu=server_cpu,
+                        )
+                    )
+                    if server is not None:  # where the server's time went, per model (ms/request)
+                        row["models_ms"] = per_model_ms(before, model_stats(server.grpc_url))
+                    rows.append(row)
+                    if not args.json:
+                        _print_row(row, f"round {round_index}")
+    return rows
+
+
+def _named_repo(text: str) -> tuple[str, Path]:
+    """`NAME=DIR` of --also-repo."""
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    if not (Path(folder) / "skin_analysis" / "config.pbtxt").is_file():
+        raise argparse.ArgumentTypeError(f"{folder}: no skin_analysis/config.pbtxt")
+    return name, Path(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--photo", type=Path, help="real photo (default: acne-new v36 valid)")
+    parser.add_argument(
+        "--also-repo",
+        type=_named_repo,
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another model repository, measured over gRPC in the same rounds (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
 
@@ -214,36 +265,24 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"load average (1 min) before the first round: {load:.2f}", flush=True)
     embedded = EmbeddedRunner(DEFAULT_MODEL_DIR)  # one process, one set of sessions
-    rows: list[dict] = []
-    with TritonServer(
-        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
-    ) as server:
+    with contextlib.ExitStack() as stack:
+
+        def start(repo: Path | None = None) -> TritonServer:
+            kwargs = {"repo": repo} if repo is not None else {}
+            ports = {"http_port": free_port(), "grpc_port": free_port()}
+            return stack.enter_context(TritonServer(metrics_port=free_port(), **ports, **kwargs))
+
+        server = start()
         factories = {
-            "embedded": (lambda: embedded, lambda: 0.0),
-            "triton-grpc": (lambda: TritonRunner(server.grpc_url), server.cpu_seconds),
-            "triton-http": (lambda: TritonRunner(server.http_url), server.cpu_seconds),
+            "embedded": (lambda: embedded, lambda: 0.0, None),
+            "triton-grpc": (lambda: TritonRunner(server.grpc_url), server.cpu_seconds, server),
+            "triton-http": (lambda: TritonRunner(server.http_url), server.cpu_seconds, server),
         }
-        for round_index in range(args.rounds):
-            for image, data in images.items():
-                for c in args.concurrency:
-                    for name in BACKENDS:
-                        make, server_cpu = factories[name]
-                        row = {"round": round_index, "image": image, "backend": name}
-                        before = model_stats(server.grpc_url) if name != "embedded" else {}
-                        row.update(
-                            measure(
-                                make,
-                                data,
-                                concurrency=c,
-                                duration_s=args.duration,
-                                server_cpu=server_cpu,
-                            )
-                        )
-                        if before:  # where the server's time went, per model (ms/request)
-                            row["models_ms"] = per_model_ms(before, model_stats(server.grpc_url))
-                        rows.append(row)
-                        if not args.json:
-                            _print_row(row, f"round {round_index}")
+        for name, repo in args.also_repo:
+            other = start(repo)
+            runner = (lambda o=other: TritonRunner(o.grpc_url), other.cpu_seconds, other)
+            factories[f"triton-grpc:{name}"] = runner
+        rows = run_rounds(factories, images, args)
     medians, goals = summarize(rows)
     report = {
         "load_average_1min_before": load,

@@ -45,6 +45,34 @@ def test_summary_takes_the_median_of_rounds_and_the_goal_ratios():
     assert spread["photo/grpc_over_embedded_img_per_s_c8"] == pytest.approx([1.5, 1.1, 30 / 45])
 
 
+def test_another_repository_gets_its_own_goals_beside_the_default_ones():
+    rows = [
+        _row(0, "photo", "embedded", 1, 10.0, 90.0),
+        _row(0, "photo", "triton-grpc", 1, 13.0, 70.0),
+        _row(0, "photo", "triton-grpc:ensemble", 1, 16.0, 60.0),
+        _row(0, "photo", "embedded", 8, 100.0, 40.0),
+        _row(0, "photo", "triton-grpc", 8, 100.0, 60.0),
+        _row(0, "photo", "triton-grpc:ensemble", 8, 100.0, 50.0),
+    ]
+    _, goals = summarize(rows)
+    assert goals["photo/grpc_p50_minus_embedded_p50_ms_c1"] == pytest.approx(3.0)
+    assert goals["photo/grpc:ensemble_p50_minus_embedded_p50_ms_c1"] == pytest.approx(6.0)
+    assert goals["photo/grpc:ensemble_over_embedded_img_per_s_c8"] == pytest.approx(1.25)
+
+
+def test_also_repo_names_a_repository_folder(tmp_path):
+    import argparse
+
+    from benchmarks.serving import _named_repo
+
+    (tmp_path / "skin_analysis").mkdir()
+    (tmp_path / "skin_analysis" / "config.pbtxt").write_text('name: "skin_analysis"\n')
+    assert _named_repo(f"old={tmp_path}") == ("old", tmp_path)
+    for bad in (str(tmp_path), f"={tmp_path}", f"old={tmp_path / 'none'}"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _named_repo(bad)
+
+
 def test_tree_cpu_seconds_counts_this_process_working():
     before = tree_cpu_seconds(os.getpid())
     end = time.process_time() + 0.2
