@@ -16,14 +16,16 @@ from triton_models.build import build_repository
 from triton_models.server import TritonServer, free_port
 
 
-def start_server(repo, workdir) -> TritonServer:
-    """A real tritonserver on free loopback ports serving `repo`, started and ready."""
+def start_server(repo, workdir, **options) -> TritonServer:
+    """A real tritonserver on free loopback ports serving `repo`, started and ready; `options`
+    are further TritonServer fields."""
     server = TritonServer(
         repo=repo,
         http_port=free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
         workdir=workdir,
+        **options,
     )
     server.start(timeout_s=240)
     return server

@@ -217,19 +217,11 @@ def bls_server(tmp_path_factory):
     """The shipped model served as in the NGC container: skin_analysis calls the `classify`
     model through BLS (here a python stand-in for the onnxruntime backend)."""
     from triton_models.build import DEFAULT_MODEL_DIR
-    from triton_models.server import TritonServer, free_port
 
     repo = tmp_path_factory.mktemp("bls_repo")
     build_repository(DEFAULT_MODEL_DIR, repo)
-    server = TritonServer(
-        repo=repo,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        workdir=tmp_path_factory.mktemp("bls_triton"),
-        classifier_in_process=False,
-    )
-    server.start(timeout_s=240)
+    workdir = tmp_path_factory.mktemp("bls_triton")
+    server = start_server(repo, workdir, classifier_in_process=False)
     yield server
     server.stop()
 
