@@ -1,7 +1,7 @@
 """Serving latency, throughput and CPU cost: embedded runner vs Triton gRPC vs Triton HTTP.
 
     python benchmarks/serving.py [--rounds 3] [--duration 5] [--concurrency 1 8] [--photo JPG]
-                                 [--also-repo NAME=DIR ...] [--json]
+                                 [--heatmaps] [--also-repo NAME=DIR ...] [--json]
 
 Two images: the small synthetic example (a 96 px synthskin-v1 face, about 6 kB) and a real-size
 photo (by default the first acne-new v36 `valid` photo, resized in memory to 1024 px on its long
@@ -16,6 +16,10 @@ over rounds, and the goals: gRPC p50 at c=1 minus embedded p50 (goal <= 3 ms); T
 c=8 over embedded (goal >= 1.2), per image; `goals_by_round` gives each goal within each
 round (the run-to-run spread). The 1-minute load average before the first round is printed: the
 wall-clock goals mean something only on a quiet machine; CPU seconds per image much less.
+
+Each request asks for what `python client/analyze.py --image X` asks for: the result without the
+class-activation maps. `--heatmaps` asks for them too, as `--overlay DIR` does (Triton then sends
+196 kB more per face of a 128 px model).
 
 `--also-repo NAME=DIR` serves another model repository (another layout of the same model, e.g.
 an older revision's `triton_models/` from `git archive`) with its own tritonserver and measures
@@ -44,21 +48,29 @@ VALID_PHOTOS = REPO_ROOT / "data" / "raw" / "acne-new-v36" / "valid" / "images"
 PHOTO_SIDE = 1024
 
 
-def measure(make_runner, data: bytes, *, concurrency: int, duration_s: float, server_cpu) -> dict:
+def measure(
+    make_runner,
+    data: bytes,
+    *,
+    concurrency: int,
+    duration_s: float,
+    server_cpu,
+    heatmaps: bool = False,
+) -> dict:
     """Latency percentiles, throughput and CPU seconds per image of `concurrency` threads
     looping for `duration_s`; `server_cpu()` gives the server's CPU seconds so far (0 for the
-    embedded runner)."""
+    embedded runner); `heatmaps` asks for the class-activation maps too."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     ready = threading.Barrier(concurrency + 1)
     window: dict[str, float] = {"stop": float("inf")}  # set once every thread is warm
 
     def loop(k: int) -> None:
         runner = make_runner()  # in its own thread: the HTTP client is bound to its thread
-        runner.analyze_bytes(data)  # warm-up outside the timed window
+        runner.analyze_bytes(data, heatmaps=heatmaps)  # warm-up outside the timed window
         ready.wait()
         while time.perf_counter() < window["stop"]:
             t0 = time.perf_counter()
-            runner.analyze_bytes(data)
+            runner.analyze_bytes(data, heatmaps=heatmaps)
             latencies[k].append(time.perf_counter() - t0)
 
     threads = [threading.Thread(target=loop, args=(k,)) for k in range(concurrency)]
@@ -214,6 +226,7 @@ def run_rounds(factories: dict, images: dict[str, bytes], args) -> list[dict]:
                             concurrency=c,
                             duration_s=args.duration,
                             server_cpu=server_cpu,
+                            heatmaps=args.heatmaps,
                         )
                     )
                     if server is not None:  # where the server's time went, per model (ms/request)
@@ -243,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--photo", type=Path, help="real photo (default: acne-new v36 valid)")
+    parser.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="ask for the class-activation maps too, as analyze.py --overlay does",
+    )
     parser.add_argument(
         "--also-repo",
         type=_named_repo,
@@ -286,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     medians, goals = summarize(rows)
     report = {
         "load_average_1min_before": load,
+        "heatmaps": args.heatmaps,
         "cpu_count": os.cpu_count(),
         "image_bytes": {name: len(data) for name, data in images.items()},
         "rounds": rows,

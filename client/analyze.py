@@ -89,6 +89,7 @@ def analyze_file(
         return build_result(str(path), None, runner.info, error=f"cannot read: {exc.strerror}")
     try:
         kwargs = {"region": region} if region != "face" else {}
+        kwargs["heatmaps"] = overlay is not None  # the CAM only when overlays are written
         raw = call_with_retries(
             lambda: runner.analyze_bytes(data, fitzpatrick=fitzpatrick, **kwargs),
             retries,

@@ -18,6 +18,9 @@ Families (all counters, names prefixed `fsa_`):
 - `fsa_positive_decisions_total{condition, group, source}`: faces whose probability reached the
   threshold (the raw decision, before warnings make it uncertain in the result JSON).
 
+The model sends the gathered increments every `FLUSH_INTERVAL_S` while requests come in, so a
+scrape can lag the last answers by that much.
+
 Label values are short fixed codes (free-text reasons carry numbers), so every family has a
 small, bounded number of series. No image content, identifier or score is recorded.
 """
@@ -29,6 +32,9 @@ from collections.abc import Iterable, Sequence
 from core.schema import CONDITIONS, GROUPS
 
 PREFIX = "fsa_"
+# How long the python model gathers increments before sending them (seconds): the sending costs
+# IPC messages that would otherwise compete with the next request (docs/performance.md).
+FLUSH_INTERVAL_S = 0.5
 IMAGES = "fsa_images_total"
 FACES = "fsa_faces_total"
 ABSTENTIONS = "fsa_tone_abstentions_total"

@@ -41,7 +41,7 @@ class RawAnalysis:
     probs: np.ndarray  # float32 [F, 3]
     thresholds: np.ndarray  # float64 [F, 3]
     decisions: np.ndarray  # bool [F, 3]
-    cam: np.ndarray  # float32 [F, 3, h, w]
+    cam: np.ndarray | None  # float32 [F, 3, h, w]; None when the heatmaps were not asked for
     # float32 [F, 4] acne-severity probabilities (grades 0-3); None or NaN rows = the model has
     # no severity output
     severity: np.ndarray | None = None

@@ -78,8 +78,9 @@ def analysis_step(
 ) -> RawAnalysis:
     """The face stage's output plus the classifier's outputs on its crops -> the analysis:
     threshold_step, severity_step and ood_step on the F faces. `classified` maps the
-    classifier's output names to arrays of max(F, 1) rows: `probs` and `cam` always, `severity`
-    and `features` when the model has them. The embedded runner and Triton's `skin_analysis`
+    classifier's output names to arrays of max(F, 1) rows: `probs` always, `cam` when the
+    caller asked for heatmaps (RawAnalysis.cam is None without it), `severity` and `features`
+    when the model has them. The embedded runner and Triton's `skin_analysis`
     model both end with this step."""
     num = faces.num_faces
     probs = np.asarray(classified["probs"][:num], np.float32)
@@ -97,7 +98,7 @@ def analysis_step(
         probs=probs,
         thresholds=out.thresholds,
         decisions=out.decisions,
-        cam=np.asarray(classified["cam"][:num], np.float32),
+        cam=None if "cam" not in classified else np.asarray(classified["cam"][:num], np.float32),
         severity=grades.probabilities,
         severity_grade=grades.grades,
         tone_reasons=faces.tone_reasons,
@@ -158,15 +159,22 @@ class EmbeddedRunner:
         self.outputs = ["probs", "cam"] + [n for n in OPTIONAL_OUTPUTS if n in names]
 
     def analyze_bytes(
-        self, data: bytes, *, fitzpatrick: int | None = None, region: str = REGION_FACE
+        self,
+        data: bytes,
+        *,
+        fitzpatrick: int | None = None,
+        region: str = REGION_FACE,
+        heatmaps: bool = True,
     ) -> RawAnalysis:
         """Analyse one encoded image; raises InvalidImageError or ValueError on bad input.
 
         region: "face" (detect and verify faces) or "whole" (the image as one skin region).
+        heatmaps: False leaves the class-activation maps out (RawAnalysis.cam is None).
         """
         faces = self.faces(data, region=region)
-        arrays = self.classifier.run(self.outputs, {"image": faces.crops})
-        classified = dict(zip(self.outputs, arrays, strict=True))
+        names = [n for n in self.outputs if heatmaps or n != "cam"]
+        arrays = self.classifier.run(names, {"image": faces.crops})
+        classified = dict(zip(names, arrays, strict=True))
         return analysis_step(faces, classified, fitzpatrick, self.thresholds, self.ood)
 
     def close(self) -> None:

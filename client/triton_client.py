@@ -180,8 +180,12 @@ class TritonRunner:
         optional = (SEVERITY, SEVERITY_GRADE, *TRUST_OUTPUTS, *OOD_OUTPUTS)
         self.outputs = (*OUTPUTS, *(n for n in optional if n in names))
 
-    def analyze_bytes(self, data: bytes, *, fitzpatrick: int | None = None) -> RawAnalysis:
-        """Analyse one encoded image; raises ServerRequestError or ServerUnreachableError."""
+    def analyze_bytes(
+        self, data: bytes, *, fitzpatrick: int | None = None, heatmaps: bool = True
+    ) -> RawAnalysis:
+        """Analyse one encoded image; raises ServerRequestError or ServerUnreachableError.
+        heatmaps: False does not ask for the CAM output (RawAnalysis.cam is None): the server
+        then leaves it out, 196 kB per face at 128 px."""
         from tritonclient.utils import InferenceServerException
 
         tc = self._tc
@@ -192,7 +196,8 @@ class TritonRunner:
             fitz = tc.InferInput("FITZPATRICK", [1], "INT32")
             fitz.set_data_from_numpy(np.array([int(fitzpatrick)], dtype=np.int32))
             inputs.append(fitz)
-        outputs = [tc.InferRequestedOutput(name) for name in self.outputs]
+        names = [n for n in self.outputs if heatmaps or n != "CAM"]
+        outputs = [tc.InferRequestedOutput(name) for name in names]
         kwargs = {"client_timeout": self.timeout_s} if self.scheme == "grpc" else {}
         try:
             result = self.client.infer(MODEL, inputs, outputs=outputs, **kwargs)
@@ -218,7 +223,7 @@ class TritonRunner:
             probs=get("PROBS").reshape(num, len(CONDITIONS)),
             thresholds=get("THRESHOLDS").reshape(num, len(CONDITIONS)),
             decisions=get("DECISIONS").reshape(num, len(CONDITIONS)).astype(bool),
-            cam=get("CAM"),
+            cam=get("CAM") if heatmaps else None,
             severity=(
                 get(SEVERITY).reshape(num, len(SEVERITY_GRADES))
                 if SEVERITY in self.outputs

@@ -9,7 +9,9 @@
   latency and computes nothing.
 
 Both take the crops (float32 [N, S, S, 3]) and return {output name: array} for the names asked
-for that the model has; imported by `skin_analysis/1/model.py` in the python-backend stub only.
+for that the model has (without `cam` when the request's client did not ask for the CAM: it is
+196 kB per face of a 128 px model); imported by `skin_analysis/1/model.py` in the
+python-backend stub only.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ def batch_slices(num: int, max_batch: int) -> list[slice]:
     return [slice(i, min(i + max_batch, num)) for i in range(0, num, max_batch)]
 
 
+def selected(outputs: list[str], cam: bool) -> list[str]:
+    """The classifier outputs one call asks for: `outputs`, without `cam` unless `cam`.
+
+    >>> selected(["probs", "cam", "severity"], False)
+    ['probs', 'severity']
+    """
+    return [n for n in outputs if cam or n != "cam"]
+
+
 class ClassifierError(RuntimeError):
     """The classifier call failed (the request fails with this message)."""
 
@@ -56,25 +67,27 @@ class BlsClassifier:
         self._pb = pb_utils
         self.model_name, self.outputs, self.max_batch = model_name, list(outputs), int(max_batch)
 
-    def _call(self, crops: np.ndarray) -> list[np.ndarray]:
+    def _call(self, crops: np.ndarray, names: list[str]) -> list[np.ndarray]:
         pb = self._pb
         request = pb.InferenceRequest(
             model_name=self.model_name,
-            requested_output_names=self.outputs,
+            requested_output_names=names,
             inputs=[pb.Tensor("image", np.ascontiguousarray(crops, np.float32))],
         )
         response = request.exec()
         if response.has_error():
             raise ClassifierError(f"{self.model_name}: {response.error().message()}")
-        return [pb.get_output_tensor_by_name(response, n).as_numpy() for n in self.outputs]
+        return [pb.get_output_tensor_by_name(response, n).as_numpy() for n in names]
 
-    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the classifier on `crops`; raises ClassifierError with the server's message."""
-        parts = [self._call(crops[s]) for s in batch_slices(len(crops), self.max_batch)]
+    def __call__(self, crops: np.ndarray, *, cam: bool = True) -> dict[str, np.ndarray]:
+        """Run the classifier on `crops` (without the CAM unless `cam`); raises ClassifierError
+        with the server's message."""
+        names = selected(self.outputs, cam)
+        parts = [self._call(crops[s], names) for s in batch_slices(len(crops), self.max_batch)]
         if len(parts) == 1:
-            return dict(zip(self.outputs, parts[0], strict=True))
+            return dict(zip(names, parts[0], strict=True))
         joined = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
-        return dict(zip(self.outputs, joined, strict=True))
+        return dict(zip(names, joined, strict=True))
 
 
 class OnnxClassifier:
@@ -94,7 +107,8 @@ class OnnxClassifier:
             raise ClassifierError(f"{path}: no output {', '.join(missing)}")
         self.outputs = list(outputs)
 
-    def __call__(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the classifier on `crops`."""
+    def __call__(self, crops: np.ndarray, *, cam: bool = True) -> dict[str, np.ndarray]:
+        """Run the classifier on `crops` (without the CAM unless `cam`)."""
+        names = selected(self.outputs, cam)
         feeds = {"image": np.ascontiguousarray(crops, np.float32)}
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+        return dict(zip(names, self.session.run(names, feeds), strict=True))

@@ -2,7 +2,9 @@
 
 Counting is the pure client.monitoring.request_increments; this class only creates the
 `pb_utils.MetricFamily` series and sends the increments from a background thread, off the
-request's path (each increment is an IPC message to the server, about 60 µs). Imported by
+request's path: each increment is an IPC message to the server (about 60 µs) on the channel the
+responses take, so the thread gathers them for `FLUSH_INTERVAL_S` and sends one message per
+changed series, not several per request. Imported by
 `skin_analysis/1/model.py` in the python-backend stub only (triton_python_backend_utils)."""
 
 import collections
@@ -10,21 +12,28 @@ import threading
 
 import triton_python_backend_utils as pb_utils
 
-from client.monitoring import DESCRIPTIONS, initial_series, request_increments
+from client.monitoring import (
+    DESCRIPTIONS,
+    FLUSH_INTERVAL_S,
+    initial_series,
+    request_increments,
+)
 
 
 class Counters:
     """The custom counters of client.monitoring: every known label set at 0 from the start,
     others (an unknown reason code) on first use. Requests add their increments to a pending
-    tally; a background thread sends it to Triton (one IPC message per changed series), so the
-    counting is off the request's path and concurrent requests share one message per series."""
+    tally; a background thread sends it to Triton `interval_s` after the first pending increment
+    (one IPC message per changed series), so the counting is off the request's path and the
+    requests of that interval share one message per series."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
+        self.interval_s = float(interval_s)
         self.families, self.metrics = {}, {}
         self._pending: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._closing = False
+        self._closing = threading.Event()
         self._thread = None
         if not hasattr(pb_utils, "MetricFamily"):  # a Triton without custom metrics
             return
@@ -71,8 +80,9 @@ class Counters:
             pb_utils.Logger.log_warn(f"skin_analysis: metrics not updated: {exc}")
 
     def _run(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             self._wake.wait()
+            self._closing.wait(self.interval_s)  # gather; cut short by close()
             self._wake.clear()
             self.flush()
 
@@ -80,7 +90,7 @@ class Counters:
         """Send what is pending, stop the thread; metrics go before their families (the python
         backend requires that order)."""
         if self._thread is not None:
-            self._closing = True
+            self._closing.set()
             self._wake.set()
             self._thread.join(timeout=5)
             self.flush()

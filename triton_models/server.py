@@ -72,7 +72,7 @@ def child_processes(pid: int) -> list[ProcInfo]:
 
 def stub_instances(pid: int) -> dict[int, str]:
     """{stub pid: model instance name} of the live python-backend stubs of tritonserver `pid`
-    (the instance name is the stub's second-to-last argument, e.g. `preprocess_0_1`)."""
+    (the instance name is the stub's second-to-last argument, e.g. `skin_analysis_1_0`)."""
     return {
         c.pid: c.argv[-2]
         for c in child_processes(pid)
@@ -154,6 +154,9 @@ class TritonServer:
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
+            # Instance priorities (skin_analysis/config.pbtxt): the preferred instance answers
+            # while the other is not needed, instead of the two taking turns.
+            "--rate-limit=execution_count",
         ]
         with open(self.log_path, "ab") as log:  # a restart appends to the same log
             self.process = subprocess.Popen(
@@ -174,6 +177,16 @@ class TritonServer:
             return []
         alive = stub_instances(self.process.pid)
         return sorted(name for pid, name in self.stubs.items() if pid not in alive)
+
+    def stub_cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds so far of each live python stub, by instance name."""
+        if self.process is None:
+            return {}
+        return {
+            name: info.cpu_s
+            for pid, name in stub_instances(self.process.pid).items()
+            if (info := _proc_info(pid)) is not None
+        }
 
     def cpu_seconds(self) -> float:
         """CPU seconds tritonserver and its stubs have used so far (0 when not running)."""

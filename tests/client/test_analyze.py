@@ -95,6 +95,28 @@ def test_overlay_writes_one_png_per_condition(tmp_path, astronaut_path, capsys):
     assert len(list(out.iterdir())) == 3
 
 
+def test_the_cam_is_asked_for_only_when_overlays_are_written(tmp_path, astronaut_path):
+    from client.analyze import analyze_file
+    from client.runner import EmbeddedRunner
+
+    runner, asked = EmbeddedRunner(DEFAULT_MODEL_DIR), []
+    analyze = runner.analyze_bytes
+
+    def recording(data, **kwargs):
+        raw = analyze(data, **kwargs)
+        asked.append((kwargs.get("heatmaps"), raw.cam is not None))
+        return raw
+
+    runner.analyze_bytes = recording
+    plain = analyze_file(runner, astronaut_path, fitzpatrick=None, overlay=None)
+    drawn = analyze_file(runner, astronaut_path, fitzpatrick=None, overlay=tmp_path / "o")
+    assert asked == [(False, False), (True, True)]
+    assert plain["faces"][0]["heatmaps"] == {c: None for c in plain["faces"][0]["heatmaps"]}
+    assert all(cv2.imread(p) is not None for p in drawn["faces"][0]["heatmaps"].values())
+    plain_conditions = plain["faces"][0]["conditions"]
+    assert plain_conditions == drawn["faces"][0]["conditions"]
+
+
 def test_readable_summary_by_default(astronaut_path, capsys):
     assert main(["--image", str(astronaut_path)]) == EXIT_OK
     out = capsys.readouterr().out

@@ -130,7 +130,7 @@ class FlakyRunner:
     def __init__(self, failures: int, error: Exception) -> None:
         self.failures, self.error, self.calls = failures, error, 0
 
-    def analyze_bytes(self, data, *, fitzpatrick=None):
+    def analyze_bytes(self, data, *, fitzpatrick=None, heatmaps=True):
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error

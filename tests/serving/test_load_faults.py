@@ -132,7 +132,7 @@ def metrics_url(srv: TritonServer) -> str:
 
 def settled_scrape(url: str, timeout_s: float = 5.0) -> str:
     """The /metrics page once its fsa_ counters stopped moving: skin_analysis sends them from a
-    background thread just after each response, so a scrape right after the last answer may
+    background thread every FLUSH_INTERVAL_S, so a scrape right after the last answer may
     miss the last requests' increments."""
 
     def counters(text: str) -> list[str]:
@@ -141,7 +141,7 @@ def settled_scrape(url: str, timeout_s: float = 5.0) -> str:
     last = urllib.request.urlopen(url, timeout=5).read().decode()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(monitoring.FLUSH_INTERVAL_S + 0.2)
         text = urllib.request.urlopen(url, timeout=5).read().decode()
         if counters(text) == counters(last):
             return text
@@ -404,7 +404,7 @@ def test_killed_stubs_fail_their_requests_cleanly_until_the_server_restarts(serv
     time.sleep(1.0)
     first = _kill_stub_under_load(server, "skin_analysis_0_0", events)
     time.sleep(3.0)
-    second = _kill_stub_under_load(server, "skin_analysis_0_1", events)
+    second = _kill_stub_under_load(server, "skin_analysis_1_0", events)
     time.sleep(3.0)
     stop.set()
     loader.join()
@@ -414,13 +414,13 @@ def test_killed_stubs_fail_their_requests_cleanly_until_the_server_restarts(serv
     errors2 = [w for k, w in phase2 if k == "error"]
     summary = (
         f"skin_analysis_0_0 killed: {ok1} answered, {len(errors1)} failed in 3 s; "
-        f"skin_analysis_0_1 killed too: {len(phase2) - len(errors2)} answered, "
+        f"skin_analysis_1_0 killed too: {len(phase2) - len(errors2)} answered, "
         f"{len(errors2)} failed in 2.5 s"
     )
     assert ok1 > 0 and errors1 and errors2 and len(errors2) == len(phase2)
     for exc in [*errors1, *errors2]:
         assert isinstance(exc, ServerUnreachableError) and "is not healthy" in str(exc), exc
-    assert server.dead_stubs() == ["skin_analysis_0_0", "skin_analysis_0_1"] and is_ready(server)
+    assert server.dead_stubs() == ["skin_analysis_0_0", "skin_analysis_1_0"] and is_ready(server)
     assert main(["--image", str(image), "--url", server.grpc_url]) == EXIT_UNREACHABLE
     assert "is not healthy" in capsys.readouterr().err
     start = time.monotonic()

@@ -30,7 +30,7 @@ def remote(request, triton_server) -> TritonRunner:
     runner.close()
 
 
-def assert_same_analysis(remote_raw, local_raw) -> None:
+def assert_same_analysis(remote_raw, local_raw, *, cam: bool = True) -> None:
     assert remote_raw.num_faces == local_raw.num_faces
     np.testing.assert_allclose(remote_raw.probs, local_raw.probs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(remote_raw.boxes, local_raw.boxes, atol=1e-3, rtol=0)
@@ -39,7 +39,8 @@ def assert_same_analysis(remote_raw, local_raw) -> None:
     np.testing.assert_array_equal(remote_raw.decisions, local_raw.decisions)
     assert remote_raw.groups == local_raw.groups
     assert remote_raw.sources == local_raw.sources
-    assert remote_raw.cam.shape == local_raw.cam.shape
+    if cam:
+        assert remote_raw.cam.shape == local_raw.cam.shape
     # Acne severity [F, 4]: NaN rows on both paths for a model without the severity output.
     assert remote_raw.severity.shape == local_raw.severity.shape == (local_raw.num_faces, 4)
     np.testing.assert_allclose(remote_raw.severity, local_raw.severity, atol=1e-5, rtol=0)
@@ -91,6 +92,48 @@ def test_given_fitzpatrick_overrides_estimate(remote, embedded, astronaut_path):
     raw = remote.analyze_bytes(data, fitzpatrick=6)
     assert raw.groups == ["V-VI"] and raw.sources == ["given"]
     assert_same_analysis(raw, embedded.analyze_bytes(data, fitzpatrick=6))
+
+
+def test_without_heatmaps_the_cam_is_left_out_and_nothing_else_changes(
+    remote, embedded, astronaut_path
+):
+    data = astronaut_path.read_bytes()
+    remote_raw = remote.analyze_bytes(data, heatmaps=False)
+    local_raw = embedded.analyze_bytes(data, heatmaps=False)
+    assert remote_raw.cam is None and local_raw.cam is None
+    full = embedded.analyze_bytes(data)
+    np.testing.assert_array_equal(local_raw.probs, full.probs)
+    assert_same_analysis(remote_raw, full, cam=False)
+
+
+def test_a_request_naming_no_outputs_gets_every_output_with_the_cam(triton_server, astronaut_path):
+    """Triton lists every output as requested when the client names none: the model must then
+    compute the CAM too."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(triton_server.http_url.split("://", 1)[1])
+    image = httpclient.InferInput("IMAGE", [1], "BYTES")
+    image.set_data_from_numpy(np.array([astronaut_path.read_bytes()], dtype=np.object_))
+    result = client.infer("skin_analysis", [image])
+    client.close()
+    assert result.as_numpy("CAM").shape[:2] == (1, 3)
+    assert result.as_numpy("OUT_OF_DISTRIBUTION").shape == (1,)
+
+
+def test_one_instance_answers_sequential_requests(triton_server, synthetic_jpegs):
+    """With the rate limiter's instance priorities, requests one at a time go to the preferred
+    instance (the same warm process) instead of alternating between the two."""
+    runner = TritonRunner(triton_server.grpc_url)
+    runner.analyze_bytes(synthetic_jpegs[0])
+    before = triton_server.stub_cpu_seconds()
+    for i in range(30):
+        runner.analyze_bytes(synthetic_jpegs[i % 4])
+    after = triton_server.stub_cpu_seconds()
+    runner.close()
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    assert set(used) == {"skin_analysis_0_0", "skin_analysis_1_0"}, used
+    busiest = max(used.values())
+    assert busiest > 0.2 and busiest >= 0.85 * sum(used.values()), used
 
 
 def test_out_of_range_fitzpatrick_is_invalid_input(remote, astronaut_path):
@@ -260,6 +303,10 @@ def test_classifier_called_through_bls_matches_embedded_runner(
     try:
         for data in [synthetic_jpegs[0], group_photo_path.read_bytes()]:
             assert_same_analysis(remote.analyze_bytes(data), embedded.analyze_bytes(data))
+        # Without the CAM, `classify` is asked for the other outputs only.
+        lean = remote.analyze_bytes(group_photo_path.read_bytes(), heatmaps=False)
+        assert lean.cam is None
+        assert_same_analysis(lean, embedded.analyze_bytes(group_photo_path.read_bytes()), cam=False)
         # More faces than classify's max_batch_size: skin_analysis calls it in batches.
         many = embedded.analyze_bytes(many_faces_png)
         assert many.num_faces > read_config(local / "classify" / "config.pbtxt").max_batch_size

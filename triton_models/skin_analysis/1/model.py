@@ -35,8 +35,9 @@ def _error(message: str, code=None):
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
 
 
-def _response(raw) -> "pb_utils.InferenceResponse":
-    """The RawAnalysis as the model's output tensors (client.triton_client reads them back)."""
+def _response(raw, requested) -> "pb_utils.InferenceResponse":
+    """The RawAnalysis as the model's `requested` output tensors, all when it is empty
+    (client.triton_client reads them back)."""
     tensors = {
         "BOXES": raw.boxes,
         "SCORES": raw.scores,
@@ -60,7 +61,11 @@ def _response(raw) -> "pb_utils.InferenceResponse":
         "OUT_OF_DISTRIBUTION": raw.out_of_distribution,
     }
     return pb_utils.InferenceResponse(
-        output_tensors=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in tensors.items()]
+        output_tensors=[
+            pb_utils.Tensor(k, np.ascontiguousarray(v))
+            for k, v in tensors.items()
+            if not requested or k in requested
+        ]
     )
 
 
@@ -127,8 +132,9 @@ class TritonPythonModel:
             faces = self.stage(raw[0], max_pixels=self.max_pixels)
         except (InvalidImageError, ValueError) as exc:
             return _error(f"{INVALID_IMAGE_PREFIX}{exc}")
-        try:
-            classified = self.classifier(faces.crops)
+        requested = set(request.requested_output_names())  # empty: all
+        try:  # the CAM only for a client that asks for it (196 kB per face at 128 px)
+            classified = self.classifier(faces.crops, cam=not requested or "CAM" in requested)
         except ClassifierError as exc:
             return _error(str(exc), pb_utils.TritonError.INTERNAL)
         result = analysis_step(faces, classified, fitzpatrick, self.thresholds, self.ood)
@@ -141,4 +147,4 @@ class TritonPythonModel:
             tone_reasons=result.tone_reasons,
             rejected=result.rejected,
         )
-        return _response(result)
+        return _response(result, requested)
