@@ -16,11 +16,13 @@ from client.ood import FILENAME as OOD_FILENAME
 from client.ood import load_ood, ood_step
 from client.result import ModelInfo, RawAnalysis, card_evidence, card_training_note
 from client.steps import (
+    CAM_OUTPUT,
     FEATURES_OUTPUT,
     MAX_PIXELS,
     SEVERITY_OUTPUT,
     DecodedImage,
     FaceBatch,
+    classifier_outputs,
     crop_step,
     decode_step,
     landmark_input_step,
@@ -98,7 +100,11 @@ def analysis_step(
         probs=probs,
         thresholds=out.thresholds,
         decisions=out.decisions,
-        cam=None if "cam" not in classified else np.asarray(classified["cam"][:num], np.float32),
+        cam=(
+            np.asarray(classified[CAM_OUTPUT][:num], np.float32)
+            if CAM_OUTPUT in classified
+            else None
+        ),
         severity=grades.probabilities,
         severity_grade=grades.grades,
         tone_reasons=faces.tone_reasons,
@@ -172,7 +178,7 @@ class EmbeddedRunner:
         heatmaps: False leaves the class-activation maps out (RawAnalysis.cam is None).
         """
         faces = self.faces(data, region=region)
-        names = [n for n in self.outputs if heatmaps or n != "cam"]
+        names = classifier_outputs(self.outputs, cam=heatmaps)
         arrays = self.classifier.run(names, {"image": faces.crops})
         classified = dict(zip(names, arrays, strict=True))
         return analysis_step(faces, classified, fitzpatrick, self.thresholds, self.ood)

@@ -35,7 +35,18 @@ BAD_FITZPATRICK = "FITZPATRICK must be 0 (estimate) or a Fitzpatrick type 1-6, g
 # The classifier's optional acne-severity output (train_jax/export.py); older exports lack it.
 SEVERITY_OUTPUT = "severity"
 FEATURES_OUTPUT = "features"  # the classifier's pooled features (out-of-distribution score)
+CAM_OUTPUT = "cam"  # the classifier's class-activation maps (heatmap overlays only)
 NO_GRADE = -1  # severity grade of a face without severity probabilities (result: null)
+
+
+def classifier_outputs(outputs: list[str], *, cam: bool) -> list[str]:
+    """The classifier outputs one call asks for: `outputs`, without the CAM unless `cam` (it
+    only draws overlays, and is 196 kB per face of a 128 px model).
+
+    >>> classifier_outputs(["probs", "cam", "severity"], cam=False)
+    ['probs', 'severity']
+    """
+    return [n for n in outputs if cam or n != CAM_OUTPUT]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from client.steps import classifier_outputs
+
 REQUIRED_OUTPUTS = ("probs", "cam")
 
 
@@ -42,15 +44,6 @@ def batch_slices(num: int, max_batch: int) -> list[slice]:
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     return [slice(i, min(i + max_batch, num)) for i in range(0, num, max_batch)]
-
-
-def selected(outputs: list[str], cam: bool) -> list[str]:
-    """The classifier outputs one call asks for: `outputs`, without `cam` unless `cam`.
-
-    >>> selected(["probs", "cam", "severity"], False)
-    ['probs', 'severity']
-    """
-    return [n for n in outputs if cam or n != "cam"]
 
 
 class ClassifierError(RuntimeError):
@@ -82,7 +75,7 @@ class BlsClassifier:
     def __call__(self, crops: np.ndarray, *, cam: bool = True) -> dict[str, np.ndarray]:
         """Run the classifier on `crops` (without the CAM unless `cam`); raises ClassifierError
         with the server's message."""
-        names = selected(self.outputs, cam)
+        names = classifier_outputs(self.outputs, cam=cam)
         parts = [self._call(crops[s], names) for s in batch_slices(len(crops), self.max_batch)]
         if len(parts) == 1:
             return dict(zip(names, parts[0], strict=True))
@@ -109,6 +102,6 @@ class OnnxClassifier:
 
     def __call__(self, crops: np.ndarray, *, cam: bool = True) -> dict[str, np.ndarray]:
         """Run the classifier on `crops` (without the CAM unless `cam`)."""
-        names = selected(self.outputs, cam)
+        names = classifier_outputs(self.outputs, cam=cam)
         feeds = {"image": np.ascontiguousarray(crops, np.float32)}
         return dict(zip(names, self.session.run(names, feeds), strict=True))

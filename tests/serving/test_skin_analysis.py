@@ -126,14 +126,14 @@ def test_one_instance_answers_sequential_requests(triton_server, synthetic_jpegs
     runner = TritonRunner(triton_server.grpc_url)
     runner.analyze_bytes(synthetic_jpegs[0])
     before = triton_server.stub_cpu_seconds()
-    for i in range(30):
+    for i in range(60):
         runner.analyze_bytes(synthetic_jpegs[i % 4])
     after = triton_server.stub_cpu_seconds()
     runner.close()
     used = {name: after[name] - before.get(name, 0.0) for name in after}
     assert set(used) == {"skin_analysis_0_0", "skin_analysis_1_0"}, used
     busiest = max(used.values())
-    assert busiest > 0.2 and busiest >= 0.85 * sum(used.values()), used
+    assert busiest > 0.1 and busiest >= 0.85 * sum(used.values()), used
 
 
 def test_out_of_range_fitzpatrick_is_invalid_input(remote, astronaut_path):
