@@ -266,7 +266,7 @@ def non_face_summary(runner, images: list[tuple[str, str, bytes]], progress: boo
     accepted, rejected = [], 0
     sources = {s: {"images": 0, "accepted": 0} for s in ("scikit-image", "opencv", "drawn")}
     for source, name, data in tqdm(images, desc="non-faces", disable=None if progress else True):
-        raw = runner.analyze_bytes(data)
+        raw = runner.analyze_bytes(data, heatmaps=False)
         sources[source]["images"] += 1
         rejected += len(raw.rejected or [])
         if raw.num_faces:
@@ -322,7 +322,7 @@ def measure_photo(runner, path: Path, index: int) -> dict[str, Outcome | None]:
     try:
         data = path.read_bytes()
         image = load_image(data, name=str(path))
-        out = {"as taken": largest_face(runner.analyze_bytes(data))}
+        out = {"as taken": largest_face(runner.analyze_bytes(data, heatmaps=False))}
     except OSError as err:
         raise BenchmarkError(f"{path}: cannot read file ({err.strerror})") from None
     except InvalidImageError as err:
@@ -330,9 +330,11 @@ def measure_photo(runner, path: Path, index: int) -> dict[str, Outcome | None]:
     if out["as taken"] is None:
         return out
     for name, (ev, gains) in LIGHTING_CHANGES.items():
-        out[name] = largest_face(runner.analyze_bytes(encode(relight(image, ev, gains))))
+        out[name] = largest_face(
+            runner.analyze_bytes(encode(relight(image, ev, gains)), heatmaps=False)
+        )
     for name, change_fn in {**BENIGN_CHANGES, **MIRROR_CHANGES}.items():
-        out[name] = largest_face(runner.analyze_bytes(change_fn(image, index)))
+        out[name] = largest_face(runner.analyze_bytes(change_fn(image, index), heatmaps=False))
     return out
 
 

@@ -129,8 +129,15 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
     if isinstance(default, dict):
+        if isinstance(value, str):  # from the command line: a JSON object
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
         if not isinstance(value, dict):
-            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+            raise ConfigError(
+                f"config key {key!r} must be a mapping (a JSON object), got {value!r}"
+            )
         return dict(value)
     for typ in (int, float, str):
         if isinstance(default, typ):

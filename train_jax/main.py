@@ -217,7 +217,9 @@ def init_from_model(
                 f"{source}: not a timm checkpoint of {sorted(pretrained.TIMM_ARCHS)}; "
                 "give --model if it is one"
             )
-        if name != config.model.name:
+        given = [item.partition("=")[0].strip() for item in getattr(args, "set", [])]
+        explicit = "model.overrides" in given  # --set model.overrides: for this architecture
+        if name != config.model.name and not explicit:
             overrides = dict(own)  # the config's other overrides belong to its own model
         if name.startswith("vit"):
             overrides["class_token"] = "cls_token" in shapes

@@ -57,6 +57,13 @@ def test_override_coerces_strings_and_keeps_frozen_original() -> None:
         new.epochs = 4  # type: ignore[misc]
 
 
+def test_model_overrides_from_the_command_line_are_a_json_object() -> None:
+    new = C.override(C.TrainConfig(), **{"model.overrides": '{"output_stride": 16}'})
+    assert new.model.overrides == {"output_stride": 16}
+    with pytest.raises(C.ConfigError, match="'model.overrides' must be a mapping"):
+        C.override(C.TrainConfig(), **{"model.overrides": "output_stride=16"})
+
+
 def test_json_round_trip_and_file_errors(tmp_path: Path) -> None:
     config = get_config("quick,group")
     path = tmp_path / "config.json"

@@ -306,6 +306,20 @@ def test_small_cnn_output_stride_same_parameters_finer_map(output_stride, grid):
         create_model("small_cnn", rngs=nnx.Rngs(0), output_stride=32)
 
 
+@pytest.mark.parametrize(("output_stride", "grid"), [(32, 2), (16, 4), (8, 8)])
+def test_efficientnet_output_stride_same_parameters_finer_map(output_stride, grid):
+    tiny = Variant(width=0.25, depth=0.25, resolution=64, dropout=0.2)
+    base = EfficientNet(3, variant=tiny, rngs=nnx.Rngs(0))
+    model = EfficientNet(3, variant=tiny, output_stride=output_stride, rngs=nnx.Rngs(0))
+    assert _num_params(model) == _num_params(base)
+    # the same parameters, so the same weights load into either layout
+    nnx.update(model, nnx.state(base))
+    x = _images(0, (1, 64, 64, 3))
+    assert model.features(x).shape[1:3] == (grid, grid)
+    with pytest.raises(ValueError, match="output_stride must be one of"):
+        EfficientNet(3, variant=tiny, output_stride=4, rngs=nnx.Rngs(0))
+
+
 def test_tone_input_norm_factors_out_skin_tone_and_exposure():
     from train_jax.models.input_norm import TONE_OFFSET, describe, normalize_input, tone_normalize
 

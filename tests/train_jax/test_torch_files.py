@@ -229,5 +229,12 @@ def test_init_from_imagenet_lite0_picks_its_model_and_input_norm(tmp_path: Path)
     )[0]
     assert config.model.name == "efficientnet_lite0"
     assert config.model.overrides["input_norm"] == "signed"  # TensorFlow's (x - 127) / 128
+    assert "output_stride" not in config.model.overrides  # small_cnn's belongs to small_cnn
+    # overrides set on the command line are for the checkpoint's architecture: they stay
+    finer = ["--set", 'model.overrides={"output_stride": 16}']
+    config = main_lib.resolve(
+        main_lib.parse_args([*args, *finer, "--init-from", "imagenet:efficientnet_lite0"])
+    )[0]
+    assert config.model.overrides == {"output_stride": 16, "input_norm": "signed"}
     with pytest.raises(ValueError, match="no such weights; choose from"):
         pretrained.resolve_source("imagenet:resnet50")

@@ -17,9 +17,10 @@ evaluation mode the features are averaged with those of the mirror image;
 After construction, ``set_depthwise_impl(model, "slices"|"conv")`` switches depthwise convs and
 ``set_conv_impl(model, "fast"|"conv")`` switches depthwise and 1x1 convs together ("conv" for
 ONNX export: standard ``Conv`` nodes; same parameters, same outputs). Model
-specific: ``width``, ``output_stride`` (16, 8, 4) (small_cnn), ``drop_rate``/``drop_path_rate``
-(EfficientNet), ``drop_path_rate`` and ``class_token`` (ViT). EfficientNet and ViT have timm's
-layout: ``train_jax.pretrained`` loads timm checkpoints into them.
+specific: ``width``, ``output_stride`` (16, 8, 4 for small_cnn; 32, 16, 8 for EfficientNet),
+``drop_rate``/``drop_path_rate`` (EfficientNet), ``drop_path_rate`` and ``class_token`` (ViT).
+EfficientNet and ViT have timm's layout: ``train_jax.pretrained`` loads timm checkpoints into
+them.
 """
 
 from __future__ import annotations
