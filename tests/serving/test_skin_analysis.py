@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -122,11 +123,16 @@ def test_a_request_naming_no_outputs_gets_every_output_with_the_cam(triton_serve
 
 def test_one_instance_answers_sequential_requests(triton_server, synthetic_jpegs):
     """With the rate limiter's instance priorities, requests one at a time go to the preferred
-    instance (the same warm process) instead of alternating between the two."""
+    instance (the same warm process) instead of alternating between the two.
+
+    The client pauses between requests: an instance is free again a moment after its answer has
+    left, and on a loaded machine a request sent at once can find it still busy and go to the
+    other instance, as it should."""
     runner = TritonRunner(triton_server.grpc_url)
     runner.analyze_bytes(synthetic_jpegs[0])
     before = triton_server.stub_cpu_seconds()
     for i in range(60):
+        time.sleep(0.05)
         runner.analyze_bytes(synthetic_jpegs[i % 4])
     after = triton_server.stub_cpu_seconds()
     runner.close()
