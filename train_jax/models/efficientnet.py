@@ -12,8 +12,8 @@ variants.
 
 ``output_stride`` (32, the published network, or 16 or 8) keeps the last stride-2 stage(s) at
 stride 1, as DeepLab does: the parameters are the same (ImageNet weights load unchanged) and the
-class map is 2x or 4x finer (16x16 instead of 8x8 on a 256 px crop), at about 1.8x (16) the
-compute.
+class map is 2x or 4x finer (16x16 instead of 8x8 on a 256 px crop), at about twice (16) or
+seven times (8) the compute.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
 from train_jax.models.input_norm import INPUT_NORMS
-from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, dense_init, swish
+from train_jax.models.layers import (
+    BatchNorm,
+    Conv,
+    DepthwiseConv,
+    DropPath,
+    dense_init,
+    strides_within,
+    swish,
+)
 from train_jax.models.ordinal import OrdinalHead
 
 
@@ -78,12 +86,7 @@ def stage_strides(output_stride: int = 32) -> tuple[int, ...]:
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
-    total, strides = 2, []
-    for *_, stride in B0_STAGES:
-        keep = stride if total * stride <= output_stride else 1
-        total *= keep
-        strides.append(keep)
-    return tuple(strides)
+    return strides_within([stage[-1] for stage in B0_STAGES], output_stride)
 
 
 def round_filters(channels: int, width: float, divisor: int = 8) -> int:
@@ -208,7 +211,6 @@ class EfficientNet(StagedClassifier):
         self.stem_bn = _bn(c, v.lite)
         specs = []
         strides = stage_strides(output_stride)
-        self.output_stride = output_stride
         for (expansion, cout, repeats, kernel, _), stride in zip(B0_STAGES, strides, strict=True):
             cout = round_filters(cout, v.width)
             for i in range(round_repeats(repeats, v.depth)):

@@ -21,6 +21,7 @@ backward pass that reuses them. ``model.train()`` / ``model.eval()`` toggle it t
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -29,6 +30,22 @@ from flax import nnx
 from jax import lax
 
 from train_jax.models import kernels
+
+
+def strides_within(strides: Sequence[int], output_stride: int, stem: int = 2) -> tuple[int, ...]:
+    """`strides` with the later ones set to 1 so that `stem` times them is at most
+    `output_stride` (a finer output map from the same parameters).
+
+    >>> strides_within((2, 2, 1, 2, 1), 8)
+    (2, 2, 1, 1, 1)
+    """
+    total, kept = stem, []
+    for stride in strides:
+        keep = stride if total * stride <= output_stride else 1
+        total *= keep
+        kept.append(keep)
+    return tuple(kept)
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

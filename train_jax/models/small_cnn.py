@@ -18,7 +18,14 @@ from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
 from train_jax.models.input_norm import INPUT_NORMS
-from train_jax.models.layers import BatchNorm, Conv, DepthwiseConv, dense_init, swish
+from train_jax.models.layers import (
+    BatchNorm,
+    Conv,
+    DepthwiseConv,
+    dense_init,
+    strides_within,
+    swish,
+)
 from train_jax.models.ordinal import OrdinalHead
 
 # (output channels, stride) per depthwise-separable block; the stem has 32 channels.
@@ -35,12 +42,7 @@ def block_strides(output_stride: int = 16) -> tuple[int, ...]:
     """
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
-    total, strides = 2, []
-    for _, stride in SMALL_CNN_BLOCKS:
-        keep = stride if total * stride <= output_stride else 1
-        total *= keep
-        strides.append(keep)
-    return tuple(strides)
+    return strides_within([stride for _, stride in SMALL_CNN_BLOCKS], output_stride)
 
 
 class SeparableBlock(nnx.Module):
