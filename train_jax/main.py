@@ -185,15 +185,18 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
 
         own = {k: v for k, v in config.model.overrides.items() if k in EVALUATION_OVERRIDES}
         config = config_lib.override(config, **{"model.overrides": own})
-    config = init_from_model(config_lib.override(config, **updates), args)
+    config = init_from_model(
+        config_lib.override(config, **updates), args, own_overrides="model.overrides" in updates
+    )
     run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, out / run
 
 
 def init_from_model(
-    config: config_lib.TrainConfig, args: argparse.Namespace
+    config: config_lib.TrainConfig, args: argparse.Namespace, *, own_overrides: bool = False
 ) -> config_lib.TrainConfig:
-    """The model name and overrides that `--init-from` (and `--input-norm`) ask for."""
+    """The model name and overrides that `--init-from` (and `--input-norm`) ask for;
+    `own_overrides`: the command line set `model.overrides`, for the checkpoint's architecture."""
     # A timm checkpoint: the architecture it holds (`--model` must agree), its class token and
     # ImageNet normalisation (what timm's weights were trained with) unless `--input-norm`.
     # A run or exported model: the run's model and overrides; `--input-norm` wins. Either way the
@@ -217,9 +220,7 @@ def init_from_model(
                 f"{source}: not a timm checkpoint of {sorted(pretrained.TIMM_ARCHS)}; "
                 "give --model if it is one"
             )
-        given = [item.partition("=")[0].strip() for item in getattr(args, "set", [])]
-        explicit = "model.overrides" in given  # --set model.overrides: for this architecture
-        if name != config.model.name and not explicit:
+        if name != config.model.name and not own_overrides:
             overrides = dict(own)  # the config's other overrides belong to its own model
         if name.startswith("vit"):
             overrides["class_token"] = "cls_token" in shapes
