@@ -228,7 +228,7 @@ class TritonServer:
         raise TimeoutError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def _terminate(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, wait, then kill the process group if it is still there."""
+        """SIGTERM, wait, then kill whatever is left of the process group (stubs included)."""
         proc, self.process = self.process, None
         self.stubs = {}
         if proc is not None and proc.poll() is None:
@@ -238,6 +238,11 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if proc is not None:  # stubs left behind by a server that died
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self._remove_shared_memory()
 
     def _remove_shared_memory(self) -> None:

@@ -444,11 +444,10 @@ def _tritonserver_of(serve_pid: int, timeout_s: float = 60) -> int:
     raise TimeoutError("no tritonserver under the serve process")
 
 
-def test_serve_restarts_tritonserver_when_a_stub_dies_and_retries_succeed(tmp_path):
-    """`python -m triton_models.serve`: SIGKILL a skin_analysis stub under load; the launcher
-    restarts tritonserver on the same ports and clients with retries all get their answers."""
-    from triton_models.server import stub_instances
-
+@contextlib.contextmanager
+def _serve(tmp_path: Path):
+    """`python -m triton_models.serve` on free ports, ready: yields (process, log path, gRPC URL);
+    SIGTERM (then SIGKILL) at the end."""
     ports = [free_port() for _ in range(3)]
     log = tmp_path / "serve.log"
     cmd = [sys.executable, "-m", "triton_models.serve", "--http-port", str(ports[0])]
@@ -457,39 +456,66 @@ def test_serve_restarts_tritonserver_when_a_stub_dies_and_retries_succeed(tmp_pa
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    url = f"grpc://127.0.0.1:{ports[1]}"
     try:
         deadline = time.monotonic() + 240
         while "Ctrl-C to stop" not in log.read_text() and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.3)
+        yield proc, log, f"grpc://127.0.0.1:{ports[1]}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _answers_through_a_restart(proc, log: Path, url: str, kill) -> tuple[list[int], int, str]:
+    """Three clients with retries send face.jpg until 6 answers after the launcher logged its
+    first restart; `kill()` is called once the load is on. Returns (faces per answer, answers
+    before the restart was logged, the log)."""
+    data, answered = (ROOT / "docs" / "examples" / "face.jpg").read_bytes(), []
+    stop = threading.Event()
+
+    def work(k: int) -> None:  # until told to stop: before, during and after the restart
+        runner = call_with_retries(lambda: TritonRunner(url), 8)
+        while not stop.is_set():
+            raw = call_with_retries(lambda: runner.analyze_bytes(data), 8)
+            answered.append(raw.num_faces)
+        runner.close()
+
+    failures: list[BaseException] = []
+    loader = threading.Thread(target=lambda: failures.extend(run_threads(3, work)))
+    loader.start()
+    while len(answered) < 6 and loader.is_alive():  # the load is on
+        time.sleep(0.05)
+    kill()
+    deadline = time.monotonic() + 120
+    while "restarted tritonserver (1)" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    restarted_at = len(answered)
+    while len(answered) < restarted_at + 6 and time.monotonic() < deadline:
+        time.sleep(0.05)  # answers after the restart too
+    stop.set()
+    loader.join(timeout=300)
+    text = log.read_text()
+    assert not failures, (failures[:3], text[-3000:])
+    assert proc.poll() is None, text[-3000:]
+    return answered, restarted_at, text
+
+
+def test_serve_restarts_tritonserver_when_a_stub_dies_and_retries_succeed(tmp_path):
+    """`python -m triton_models.serve`: SIGKILL a skin_analysis stub under load; the launcher
+    restarts tritonserver on the same ports and clients with retries all get their answers."""
+    from triton_models.server import stub_instances
+
+    with _serve(tmp_path) as (proc, log, url):
         stubs = stub_instances(_tritonserver_of(proc.pid))
-        data, answered = (ROOT / "docs" / "examples" / "face.jpg").read_bytes(), []
-        stop = threading.Event()
-
-        def work(k: int) -> None:  # until told to stop: before, during and after the restart
-            runner = call_with_retries(lambda: TritonRunner(url), 8)
-            while not stop.is_set():
-                raw = call_with_retries(lambda: runner.analyze_bytes(data), 8)
-                answered.append(raw.num_faces)
-            runner.close()
-
-        failures: list[BaseException] = []
-        loader = threading.Thread(target=lambda: failures.extend(run_threads(3, work)))
-        loader.start()
-        while len(answered) < 6 and loader.is_alive():  # the load is on
-            time.sleep(0.05)
-        os.kill(next(p for p, n in stubs.items() if n == "skin_analysis_0_0"), signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while "restarted tritonserver (1)" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        restarted_at = len(answered)
-        while len(answered) < restarted_at + 6 and time.monotonic() < deadline:
-            time.sleep(0.05)  # answers after the restart too
-        stop.set()
-        loader.join(timeout=300)
-        text = log.read_text()
-        assert not failures, (failures[:3], text[-3000:])
+        stub = next(p for p, n in stubs.items() if n == "skin_analysis_0_0")
+        answered, restarted_at, text = _answers_through_a_restart(
+            proc, log, url, lambda: os.kill(stub, signal.SIGKILL)
+        )
         assert len(answered) >= restarted_at + 6 and set(answered) == {1}
         assert (
             "python stub died: skin_analysis_0_0" in text and "restarted tritonserver (1)" in text
@@ -498,10 +524,28 @@ def test_serve_restarts_tritonserver_when_a_stub_dies_and_retries_succeed(tmp_pa
         print(f"\n{restart_line}; {len(answered)} requests answered, {restarted_at} before it")
         image = str(ROOT / "docs" / "examples" / "face.jpg")
         assert main(["--image", image, "--url", url, "--retries", "4"]) == EXIT_OK
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+
+
+def test_serve_starts_tritonserver_again_when_the_server_itself_dies(tmp_path):
+    """`python -m triton_models.serve`: SIGKILL tritonserver itself under load (as its abort
+    when a stub dies holding the shared-memory lock); the launcher starts it again on the same
+    ports, leaves no stub of the dead server behind, and clients with retries get every answer."""
+    from triton_models.server import stub_instances
+
+    with _serve(tmp_path) as (proc, log, url):
+        server_pid = _tritonserver_of(proc.pid)
+        old_stubs = set(stub_instances(server_pid))
+        assert old_stubs
+        answered, restarted_at, text = _answers_through_a_restart(
+            proc, log, url, lambda: os.kill(server_pid, signal.SIGKILL)
+        )
+        assert len(answered) >= restarted_at + 6 and set(answered) == {1}
+        assert "tritonserver exited with code -9" in text, text[-3000:]
+        assert "restarted tritonserver (1)" in text
+        new_pid = _tritonserver_of(proc.pid)
+        assert new_pid != server_pid
+        assert not any(Path(f"/proc/{pid}").exists() for pid in old_stubs), "stubs left behind"
+        restart_line = next(line for line in text.splitlines() if "restarted" in line)
+        print(f"\n{restart_line}; {len(answered)} requests answered, {restarted_at} before it")
+        image = str(ROOT / "docs" / "examples" / "face.jpg")
+        assert main(["--image", image, "--url", url, "--retries", "4"]) == EXIT_OK
