@@ -161,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tfds-dir", help="crop cache folder (default DATA/tfds)")
     p.add_argument("--out", required=True, help="predictions CSV to write (atomically)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--test-time-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each face with its mirror image (--no-test-time-flip: one view); "
+        "default: as the run's config says",
+    )
     p.add_argument("--json", action="store_true", help="print a summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -178,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {args.run}: {err}", file=sys.stderr)
         return EXIT_RUN
+    if args.test_time_flip is not None:
+        model.test_time_flip = args.test_time_flip
     data = Path(args.data)
     if not (data / "metadata.csv").is_file():
         print(f"error: {data}: no metadata.csv (not a canonical dataset)", file=sys.stderr)
@@ -202,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"out": str(out), "rows": len(frame), "run": str(args.run), "data": str(data)}
     summary["split"] = args.split
     summary["image_size"] = size
+    summary["test_time_flip"] = bool(model.test_time_flip)
     print(json.dumps(summary) if args.json else f"wrote {len(frame)} predictions to {out}")
     return 0
 

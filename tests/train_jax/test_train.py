@@ -138,7 +138,11 @@ def test_predict_cli_reproduces_the_trainers_csv_and_rejects_bad_input(
     runs: Path, tiny_dataset: Path, tmp_path: Path, capsys
 ) -> None:
     from data.synthetic import SynthConfig, generate_dataset
+    from data.tfds_builder import build_dataset
     from train_jax import predict
+    from train_jax.checkpoints import load_model
+    from train_jax.input import split_metadata
+    from train_jax.predict import predict_probs
 
     out = tmp_path / "pred_val.csv"
     argv = ["--run", str(runs / "full"), "--data", str(tiny_dataset), "--split", "val"]
@@ -152,6 +156,22 @@ def test_predict_cli_reproduces_the_trainers_csv_and_rejects_bad_input(
     probs = [f"{c}_prob" for c in CONDITIONS] + SEVERITY_PROBS
     pd.testing.assert_frame_equal(got.drop(columns=probs), want.drop(columns=probs))
     np.testing.assert_allclose(got[probs], want[probs], atol=2e-6)
+
+    # The mirror-image average on request: the same as the model with it switched on, and not
+    # the trainer's one-view numbers.
+    flipped = tmp_path / "pred_val_flip.csv"
+    assert predict.main([*argv, "--out", str(flipped), "--test-time-flip", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test_time_flip"] is True
+    model, config = load_model(runs / "full", which="best")
+    assert model.test_time_flip is False
+    model.test_time_flip = True
+    builder = build_dataset(config.data.data_dir, crop_size=config.model.image_size)
+    mirror = predict_probs(model, builder.as_data_source(split="val"), batch_size=16)
+    ids = split_metadata(builder, "val").ids
+    got_flip = pd.read_csv(flipped).set_index("image").loc[ids]
+    np.testing.assert_allclose(got_flip[[f"{c}_prob" for c in CONDITIONS]], mirror, atol=2e-6)
+    one_view = got.set_index("image").loc[ids]
+    assert np.abs(got_flip[probs].to_numpy() - one_view[probs].to_numpy()).max() > 1e-4
 
     # Bad input: exit code and one message naming the problem; nothing written.
     assert (
