@@ -160,6 +160,8 @@ def localisation_summary(
     `tolerance_px` > 0, `pointing_game_tolerant` counts a maximum within that distance of the
     mask as a hit too. With `grid` (the maps' resolution before upsampling) the strict
     pointing-game ceiling of that resolution is reported too (`metrics.pointing_ceiling`).
+    `pointing_game_chance` is what a peak drawn at random would score on `pointing_game`
+    (`metrics.pointing_chance`).
     Each condition gets a `status`: "ok", "no ground truth" (no image has a label for it),
     "no positives" or "no lesion masks" (present, but never with a mask).
     """
@@ -228,6 +230,9 @@ def _localisation_scores(
     if tolerance_px > 0:
         near = [metrics.pointing_game(cam, mask, tolerance_px=tolerance_px) for cam, mask in pairs]
         scores.append(("pointing_game_tolerant", np.array(near, float)))
+    tol = dilate * face_width if dilate > 0 else 0.0
+    chance = [metrics.pointing_chance(mask, tolerance_px=tol) for mask in masks]
+    scores.append(("pointing_game_chance", np.array(chance, float)))
     if grid is not None:
         ceiling = [metrics.pointing_ceiling(mask, tuple(grid), align) for mask in masks]
         scores.append(("pointing_ceiling", np.array(ceiling, float)))
@@ -950,7 +955,7 @@ def format_table(report: dict[str, Any]) -> str:
     head = (
         f"| condition | {pg_name} | "
         + " | ".join(f"PG {tone.group_name(g)}" for g in GROUPS)
-        + " | PG spread | PG ceiling | "
+        + " | PG spread | PG chance | PG ceiling | "
         + (f"PG within {tol:.1f} px (spread) | " if tol else "")
         + "energy in mask (area) | deletion AUC / random | insertion AUC / random |"
     )
@@ -968,6 +973,8 @@ def format_table(report: dict[str, Any]) -> str:
         energy = "-" if en["value"] is None else f"{en['value']:.2f} ({area:.2f})"
         ceiling = (loc.get("pointing_ceiling") or {}).get("overall", {}).get("value")
         ceiling = "-" if ceiling is None else f"{ceiling:.2f}"
+        chance = (loc.get("pointing_game_chance") or {}).get("overall", {}).get("value")
+        chance = "-" if chance is None else f"{chance:.3f}"
 
         ratios = []
         for mode in ("deletion", "insertion"):
@@ -981,8 +988,8 @@ def format_table(report: dict[str, Any]) -> str:
             sp = "-" if near is None or near["spread"] is None else f"{near['spread']:.2f}"
             tolerant = "- | " if near is None else f"{fmt(near['overall'])} ({sp}) | "
         lines.append(
-            f"| {cond} | {fmt(pg['overall'])} | {groups} | {spread} | {ceiling} | {tolerant}"
-            f"{energy} | {ratios[0]} | {ratios[1]} |"
+            f"| {cond} | {fmt(pg['overall'])} | {groups} | {spread} | {chance} | {ceiling} | "
+            f"{tolerant}{energy} | {ratios[0]} | {ratios[1]} |"
         )
     reliance = report.get("lesion_reliance")
     if reliance:

@@ -4,6 +4,7 @@ Pure numpy (numpy 1.26 compatible); a model enters only as `predict_fn(images) -
 
 * Pointing game (Zhang et al. 2016): is the map's maximum inside the lesion mask? For box
   annotations, inside the boxes grown by a fraction of the face width (`pointing_game_dilated`).
+  Its chance level (`pointing_chance`) is the share of the crop a random peak would hit.
 * Energy in mask: the share of the map's mass inside the mask (a uniform map scores the mask's
   area fraction, reported beside it as the chance level).
 * Deletion / insertion (Petsiuk et al. 2018, RISE): remove (or insert) pixels from the most salient
@@ -101,6 +102,31 @@ def pointing_game_dilated(
             f"dilate must be >= 0 and face_width_px > 0, got {dilate} and {face_width_px}"
         )
     return pointing_game(saliency, mask, tolerance_px=dilate * face_width_px)
+
+
+def pointing_chance(mask: np.ndarray, *, tolerance_px: float = 0.0) -> float:
+    """The pointing game of a peak drawn uniformly at random: the share of pixels that lie in
+    `mask` or within `tolerance_px` (Euclidean) of it, the chance level of `pointing_game` with
+    the same tolerance.
+
+    >>> m = np.zeros((10, 10), bool); m[4, 4] = True
+    >>> pointing_chance(m), pointing_chance(m, tolerance_px=1.0)
+    (0.01, 0.05)
+    """
+    m = np.asarray(mask).astype(bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    if not tolerance_px >= 0:
+        raise ValueError(f"tolerance_px must be >= 0, got {tolerance_px}")
+    r = int(np.floor(tolerance_px))
+    padded = np.pad(m, r)
+    grown = np.zeros_like(m)
+    height, width = m.shape
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy * dy + dx * dx <= tolerance_px**2:
+                grown |= padded[r + dy : r + dy + height, r + dx : r + dx + width]
+    return float(grown.mean())
 
 
 def peak_candidates(in_size: int, out_size: int, align: str = "center") -> np.ndarray:

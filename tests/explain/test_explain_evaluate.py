@@ -52,6 +52,8 @@ def test_localisation_summary_by_group() -> None:
     energy = loc["acne"]["energy_in_mask"]["by_group"]["I-II"]["value"]
     assert energy == pytest.approx(1.0 / 1.5)
     assert loc["acne"]["mask_area_fraction"] == pytest.approx(16 / S**2)
+    chance = loc["acne"]["pointing_game_chance"]  # strict: a random peak hits the mask's area
+    assert chance["overall"]["value"] == pytest.approx(16 / S**2)
     assert loc["hyperpigmentation"]["pointing_game"]["overall"]["n"] == 0
     assert loc["wrinkles"]["n_present_without_mask"] == 1
     # a 2x2 map grid upsampled to 16 px peaks at pixels 3/4 or 11/12: the 2:6 lesion holds (3, 3)

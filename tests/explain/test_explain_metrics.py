@@ -11,6 +11,7 @@ from explain.metrics import (
     energy_in_mask,
     perturbation_curve,
     pointing_ceiling,
+    pointing_chance,
     pointing_game,
     pointing_game_dilated,
     random_order,
@@ -153,3 +154,22 @@ def test_pointing_game_dilated_box_known_answer() -> None:
         pointing_game_dilated(one_out, box, face_width_px=64.0, dilate=-0.01)
     with pytest.raises(ValueError, match="face_width_px > 0"):
         pointing_game_dilated(one_out, box, face_width_px=0.0)
+
+
+def test_pointing_chance_known_answer_and_matches_random_peaks() -> None:
+    """The chance level is the hit rate of a one-pixel peak drawn uniformly at random, with the
+    same Euclidean tolerance as `pointing_game`."""
+    mask = np.zeros((32, 32), bool)
+    mask[10:13, 20:24] = True  # 12 pixels
+    assert pointing_chance(mask) == pytest.approx(12 / 1024)
+    # tolerance 1: each side grows by one row or column (no corners): 12 + 2*4 + 2*3 = 26
+    assert pointing_chance(mask, tolerance_px=1.0) == pytest.approx(26 / 1024)
+    assert pointing_chance(np.zeros((8, 8), bool), tolerance_px=3.0) == 0.0
+    for tol in (0.0, 2.5):  # every one-pixel peak, scored by the pointing game itself
+        hits = [
+            pointing_game(np.eye(1, 1024, k).reshape(32, 32), mask, tolerance_px=tol)
+            for k in range(1024)
+        ]
+        assert pointing_chance(mask, tolerance_px=tol) == pytest.approx(np.mean(hits))
+    with pytest.raises(ValueError, match="tolerance_px"):
+        pointing_chance(mask, tolerance_px=-1.0)
