@@ -71,3 +71,51 @@ def test_compare_runs_names_runs_that_share_a_folder_name_by_their_path(tmp_path
     assert names == {str(runs[0]): runs[0], str(runs[1]): runs[1], "tiles": runs[2]}
     with pytest.raises(ValueError, match="given twice"):
         compare_runs.run_names([runs[0], runs[0]])
+
+
+def _predictions(probs: list[float], severity: list[list[float]]) -> pd.DataFrame:
+    n = len(probs)
+    frame = pd.DataFrame(
+        {
+            "image": [f"images/p{i}.jpg" for i in range(n)],
+            "group": ["I-II", "V-VI", ""][:n],
+            "split": "val",
+            "acne": [1, 0, 1][:n],
+            "acne_prob": probs,
+            "hyperpigmentation_prob": [0.5] * n,
+            "acne_severity_grade": [0] * n,
+        }
+    )
+    for k in range(4):
+        frame[f"acne_severity_prob_{k}"] = [row[k] for row in severity]
+    return frame
+
+
+def test_mean_predictions_averages_probabilities_and_regrades(tmp_path: Path, capsys) -> None:
+    mean = load_benchmark("mean_predictions")
+    a = _predictions([0.2, 0.4, 0.9], [[0.9, 0.1, 0, 0], [0.1, 0.1, 0.4, 0.4], [1, 0, 0, 0]])
+    b = _predictions([0.6, 0.0, 0.5], [[0.1, 0.3, 0.3, 0.3], [0.1, 0.1, 0.4, 0.4], [1, 0, 0, 0]])
+    out = mean.mean_predictions([a, b.iloc[::-1]], ["a", "b"])  # rows matched by image
+    assert list(out.columns) == list(a.columns) and list(out["image"]) == list(a["image"])
+    np.testing.assert_allclose(out["acne_prob"], [0.4, 0.2, 0.7])
+    np.testing.assert_allclose(out["acne_severity_prob_1"], [0.2, 0.1, 0.0])
+    # row 0: P(grade > 0) = 0.5, not above the median cut -> 0; row 1: P(> 1) = 0.8 -> 2
+    assert out["acne_severity_grade"].tolist() == [0, 2, 0]
+    labels = b.assign(acne=[0, 0, 1])
+    with pytest.raises(ValueError, match="column 'acne' differs"):
+        mean.mean_predictions([a, labels], ["a", "b"])
+    with pytest.raises(ValueError, match="not the same images"):
+        mean.mean_predictions([a, b.iloc[:2]], ["a", "b"])
+    with pytest.raises(ValueError, match="at least two"):
+        mean.mean_predictions([a], ["a"])
+
+    for name, frame in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        frame.to_csv(tmp_path / name / "predictions_val.csv", index=False)
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert mean.main([*runs, "--out", str(tmp_path / "ab")]) == 0
+    written = pd.read_csv(tmp_path / "ab" / "predictions_val.csv")
+    np.testing.assert_allclose(written["acne_prob"], [0.4, 0.2, 0.7])
+    assert mean.main([*runs, "--out", str(tmp_path / "x"), "--split", "test"]) == 2
+    assert f"{tmp_path / 'a' / 'predictions_test.csv'}: not found" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "predictions_test.csv").exists()
