@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.atomic import write_text  # noqa: E402
 from core.schema import CONDITIONS, SEVERITY_GRADES  # noqa: E402
 from core.severity import severity_grade  # noqa: E402
 
@@ -84,13 +85,6 @@ def mean_predictions(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFra
     return out.reset_index()[list(frames[0].columns)]
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through a temporary file in the same folder, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6f")
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -107,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"predictions_{args.split}.csv"
-    write_atomic(out, path)
+    write_text(path, out.to_csv(index=False, float_format="%.6f"))
     summary = {"out": str(path), "rows": len(out), "runs": [str(r) for r in args.runs]}
     print(json.dumps(summary) if args.json else f"wrote the mean of {len(frames)} runs to {path}")
     return 0
