@@ -370,10 +370,28 @@ def test_a_retry_succeeds_when_the_server_comes_up_late(server, tmp_path, capsys
 
 
 def _kill_stub_under_load(srv: TritonServer, instance: str, events: list) -> float:
-    """SIGKILL the stub of `instance` of the running server; the kill's monotonic time."""
-    os.kill(next(pid for pid, name in srv.stubs.items() if name == instance), signal.SIGKILL)
+    """SIGKILL the stub of `instance` of the running server; the kill's monotonic time. A stub
+    already gone (with a server that aborted, `_xfail_if_tritonserver_aborted`) is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(next(pid for pid, name in srv.stubs.items() if name == instance), signal.SIGKILL)
     events.append(("kill", instance, time.monotonic()))
     return time.monotonic()
+
+
+TRITON_LOCK_ABORT = "boost::interprocess::lock_exception"
+
+
+def _xfail_if_tritonserver_aborted(srv: TritonServer) -> None:
+    """Triton 2.51's python backend can abort the whole server when a stub is SIGKILLed while it
+    holds the shared-memory lock (docs/serving.md, "Load and fault behaviour"). Such a run says
+    nothing about the dead-instance behaviour checked here, so it is an expected failure, after
+    restarting the server for the rest of the module. Any other death of the server fails."""
+    if srv.process is None or srv.process.poll() is None:
+        return
+    log = srv.log_tail(100_000)
+    assert TRITON_LOCK_ABORT in log, f"tritonserver died:\n{log[-3000:]}"
+    srv.restart(timeout_s=240)
+    pytest.xfail(f"tritonserver aborted ({TRITON_LOCK_ABORT}) when a stub was killed")
 
 
 def test_killed_stubs_fail_their_requests_cleanly_until_the_server_restarts(server, capsys):
@@ -408,6 +426,7 @@ def test_killed_stubs_fail_their_requests_cleanly_until_the_server_restarts(serv
     time.sleep(3.0)
     stop.set()
     loader.join()
+    _xfail_if_tritonserver_aborted(server)
     phase1 = [(kind, what) for kind, what, t in events if first < t <= second]
     phase2 = [(kind, what) for kind, what, t in events if t > second + 0.5]
     ok1, errors1 = [k for k, _ in phase1].count("ok"), [w for k, w in phase1 if k == "error"]
