@@ -8,6 +8,7 @@ from /proc and `restart` brings the server back (`python -m triton_models.serve`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -231,18 +232,15 @@ class TritonServer:
         """SIGTERM, wait, then kill whatever is left of the process group (stubs included)."""
         proc, self.process = self.process, None
         self.stubs = {}
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
+        if proc is not None:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=timeout_s)
+            # The server if it outlived the wait, and stubs left behind by a server that died.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if proc is not None:  # stubs left behind by a server that died
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            proc.wait()
         self._remove_shared_memory()
 
     def _remove_shared_memory(self) -> None:
