@@ -8,8 +8,11 @@ trained on a combined dataset has its rows under `<input>/images/...`; rows of o
 left out), restricted to the rows every run has, and grouped by the dataset's own tone group
 (`fitzpatrick` or `fitzpatrick_group`; for acne-new an estimated tone). AUROC uses
 `fairness.metrics.score_metrics_batched` with one stratified bootstrap (tone group x label) shared
-by all runs, so the intervals of different runs come from the same resamples. Exit codes: 0 ok,
-2 bad arguments or files.
+by all runs, so the intervals of different runs come from the same resamples. Beside acne and
+dark spots (hyperpigmentation) it scores the severity output where the dataset has grades:
+``acne grade >= 1``, the AUROC of P(grade >= 1) = 1 - `acne_severity_prob_0` against a grade of
+at least 1 (acne-new valid has grades 0 and 1 only; a run without severity probabilities gets
+none). Exit codes: 0 ok, 2 bad arguments or files.
 """
 
 from __future__ import annotations
@@ -30,6 +33,28 @@ from fairness.bootstrap import percentile_ci, strata_codes, stratified_bootstrap
 from fairness.metrics import score_metrics_batched  # noqa: E402
 
 CONDITIONS = ("acne", "hyperpigmentation")
+SEVERITY_TARGET = "acne grade >= 1"
+
+
+def targets(meta: pd.DataFrame) -> dict[str, np.ndarray]:
+    """{name: 0/1 float labels (NaN = unknown)}: the conditions, and the severity target when
+    the dataset has `acne_severity`."""
+    out = {cond: meta[cond].to_numpy(float) for cond in CONDITIONS}
+    if "acne_severity" in meta:
+        grade = pd.to_numeric(meta["acne_severity"]).to_numpy(float)
+        out[SEVERITY_TARGET] = np.where(np.isnan(grade), np.nan, (grade >= 1).astype(float))
+    return out
+
+
+def scores(frame: pd.DataFrame, target: str) -> np.ndarray | None:
+    """A run's score for `target` [rows of `frame`], or None when the run has none."""
+    if target != SEVERITY_TARGET:
+        return frame[f"{target}_prob"].to_numpy(float)
+    if "acne_severity_prob_0" not in frame or frame["acne_severity_prob_0"].isna().all():
+        return None
+    return 1.0 - frame["acne_severity_prob_0"].to_numpy(float)
+
+
 MIN_GROUP_ROWS = 10  # a group with fewer rows gets its count only
 
 
@@ -70,15 +95,19 @@ def compare(meta: pd.DataFrame, runs: dict[str, pd.DataFrame], n_boot: int, seed
     meta = meta.loc[keys]
     groups = meta["group"].fillna("unknown").to_numpy()
     out: dict = {"rows": len(keys)}
-    for cond in CONDITIONS:
-        y = meta[cond].to_numpy(float)
+    for cond, y in targets(meta).items():
         known = ~np.isnan(y)
+        if len(set(y[known])) < 2:
+            continue  # no positives or no negatives: no AUROC
         strata = strata_codes(groups[known], y[known])
         rng = np.random.default_rng(seed)
         boot = stratified_bootstrap_weights(strata, n_boot, rng)
         weights = np.vstack([np.ones((1, known.sum())), boot])
         for name, frame in runs.items():
-            score = frame.loc[keys, f"{cond}_prob"].to_numpy(float)[known]
+            all_scores = scores(frame.loc[keys], cond)
+            if all_scores is None:
+                continue
+            score = all_scores[known]
             cells = {"overall": auroc_with_ci(y[known].astype(int), score, weights)}
             for g in sorted(set(groups[known])):
                 sel = groups[known] == g
@@ -122,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{result['rows']} rows of {args.data} ({args.split}) shared by every run")
     for name in runs:
-        for cond in CONDITIONS:
-            cells = result[name][cond]
+        for cond, cells in result.get(name, {}).items():
             text = "  ".join(_cell_text(g, c) for g, c in cells.items())
             print(f"{name:28s} {cond:18s} {text}")
     return 0

@@ -18,6 +18,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", *CONDITIONS, "fitzpatrick", "split", "source")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "acne_severity",
+    "acne_lesion_count",
     "fitzpatrick_group",
     "tone_source",
     "subject_id",
@@ -26,6 +27,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
 
 # Acne severity grades (ACNE04 bands of the lesion count: <=5, 6-20, 21-50, >50).
 SEVERITY_GRADES: tuple[int, ...] = (0, 1, 2, 3)
+# The largest acne lesion count of grades 0, 1 and 2 (grade 3 is everything above the last).
+SEVERITY_COUNT_BANDS: tuple[int, ...] = (5, 20, 50)
 # Where a row's skin tone comes from: a label, or an estimate from the photo (never a type).
 TONE_SOURCES: tuple[str, ...] = ("labelled", "estimated")
 

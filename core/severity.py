@@ -13,18 +13,30 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from core.schema import SEVERITY_GRADES
+from core.schema import SEVERITY_COUNT_BANDS, SEVERITY_GRADES
 
 __all__ = [
     "DEFAULT_CUTPOINT",
     "NUM_GRADES",
     "exceedance_probs",
+    "severity_from_count",
     "severity_grade",
     "severity_grade_from_above",
 ]
 
 NUM_GRADES = len(SEVERITY_GRADES)  # 4: grades 0-3
 DEFAULT_CUTPOINT = 0.5  # CORAL's median rule
+
+
+def severity_from_count(lesion_count: int) -> int:
+    """ACNE04 / Hayashi grade of an acne lesion count: <=5 -> 0, 6-20 -> 1, 21-50 -> 2, >50 -> 3.
+
+    >>> [severity_from_count(c) for c in (0, 5, 6, 20, 21, 50, 51)]
+    [0, 0, 1, 1, 2, 2, 3]
+    """
+    if lesion_count < 0:
+        raise ValueError(f"lesion count must be >= 0, got {lesion_count}")
+    return sum(int(lesion_count) > upper for upper in SEVERITY_COUNT_BANDS)
 
 
 def exceedance_probs(probs: ArrayLike) -> np.ndarray:

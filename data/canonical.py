@@ -37,6 +37,7 @@ from core.schema import (
     SPLITS,
     TONE_SOURCES,
 )
+from core.severity import severity_from_count
 from data.splits import assign_splits, row_group
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
 METADATA_NAME = "metadata.csv"
 EMPTY_VALUES = frozenset({"", "nan", "NaN"})
 SEVERITIES = (0, 1, 2, 3)
+COUNT_COLUMN = "acne_lesion_count"
 GROUP_COLUMN = "fitzpatrick_group"
 TONE_SOURCE_COLUMN = "tone_source"
 TONE_ESTIMATED = "estimated"  # the TONE_SOURCES value of a group estimated from the photo
@@ -177,6 +179,22 @@ def _check_choice(value: str, allowed: Iterable[int], what: str) -> str | None:
     return None
 
 
+def _check_count(value: str, severity: str) -> str | None:
+    """A lesion count: empty, or a whole number >= 0 whose ACNE04 band is the row's severity."""
+    if value in EMPTY_VALUES:
+        return None
+    count = _as_int(value)
+    if count is None or count < 0:
+        return f"{COUNT_COLUMN} must be a whole number >= 0 or empty, got {value!r}"
+    grade = _as_int(severity) if severity not in EMPTY_VALUES else None
+    if grade is not None and grade != severity_from_count(count):
+        return (
+            f"{COUNT_COLUMN} {count} is grade {severity_from_count(count)}, "
+            f"but acne_severity is {severity!r}"
+        )
+    return None
+
+
 def _check_relpath(value: str, what: str) -> str | None:
     if value.startswith(("/", "\\")) or (len(value) > 1 and value[1] == ":"):
         return f"{what} path {value!r} must be relative to the CSV"
@@ -225,6 +243,8 @@ def _check_rows(table: _Table, problems: list[Problem]) -> list[tuple[int, dict[
             report(
                 "acne_severity", _check_choice(row["acne_severity"], SEVERITIES, "acne_severity")
             )
+        if COUNT_COLUMN in row:
+            report(COUNT_COLUMN, _check_count(row[COUNT_COLUMN], row.get("acne_severity", "")))
         fitz_ok = False
         if "fitzpatrick" in row:
             message = _check_choice(row["fitzpatrick"], FITZPATRICK_TYPES, "fitzpatrick")
@@ -489,8 +509,9 @@ def _to_frame(table: _Table, rows: list[tuple[int, dict[str, str]]]) -> pd.DataF
     for cond in CONDITIONS:
         df[cond] = pd.to_numeric(df[cond]).astype("float64")
     df["fitzpatrick"] = pd.to_numeric(df["fitzpatrick"]).round().astype("Int64")
-    if "acne_severity" in df:
-        df["acne_severity"] = pd.to_numeric(df["acne_severity"]).round().astype("Int64")
+    for column in ("acne_severity", COUNT_COLUMN):
+        if column in df:
+            df[column] = pd.to_numeric(df[column]).round().astype("Int64")
     groups = df[GROUP_COLUMN] if GROUP_COLUMN in df else pd.Series([None] * len(df))
     df["group"] = [
         row_group(None if pd.isna(f) else int(f), g)

@@ -131,7 +131,7 @@ def make_record(config: SynthConfig, index: int) -> tuple[dict[str, object], byt
         mask=f"masks/{stem}.png",
         group=group,
         age=subject.age,
-        acne_lesions=subject.acne_lesions,
+        acne_lesion_count=subject.acne_lesions,
         ita_true=round(sample.ita, 2),
         skin_lab=" ".join(f"{v:.2f}" for v in sample.skin_lab),
         face_box=" ".join(f"{v:.1f}" for v in sample.face_box),

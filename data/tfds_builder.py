@@ -5,9 +5,10 @@ Each example is the face crop the serving path would see (same preprocessing fun
 mask carried into the crop by the same affine transform. Images without a detected face fall
 back to a centred square crop and are marked `face_found=0`. No TensorFlow is needed.
 Besides the labels each example carries its tone `group` (from `fitzpatrick`, else the optional
-`fitzpatrick_group`: `data.splits.row_group`), `acne_severity` (0-3, -1 = unknown) and
-`tone_source` (`labelled`, `estimated` or empty = unknown; a row with a Fitzpatrick type and no
-`tone_source` is `labelled`).
+`fitzpatrick_group`: `data.splits.row_group`), `acne_severity` (0-3, -1 = unknown),
+`acne_lesion_count` (the acne lesion count, -1 = unknown) and `tone_source` (`labelled`,
+`estimated` or empty = unknown; a row with a Fitzpatrick type and no `tone_source` is
+`labelled`).
 
     from data.tfds_builder import build_dataset
     builder = build_dataset("data/synthskin-v1", crop_size=64)   # built once, cached in DIR/tfds/
@@ -45,7 +46,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from core.schema import CONDITIONS, GROUPS, SEVERITY_GRADES, SPLITS, TONE_SOURCES
-from data.canonical import load_metadata
+from data.canonical import COUNT_COLUMN, load_metadata
 from data.splits import row_group
 from preprocessing.align import warp_to_crop
 from preprocessing.face_detect import FaceDetector
@@ -71,10 +72,11 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
     """Face crops of one canonical dataset directory, one TFDS config per crop size."""
 
     # A new version is a new cache folder: bump it whenever the features change.
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "Face crops, lesion masks, labels with NaN = unknown, tone group.",
         "1.1.0": "acne_severity and tone_source; group also from fitzpatrick_group.",
+        "1.2.0": "acne_lesion_count.",
     }
 
     # Nothing is downloaded, so there is no checksums file; TFDS's lookup of one next to the
@@ -120,6 +122,7 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                     "fitzpatrick": np.int32,  # 1-6, 0 = unknown
                     "group": np.int32,  # index into GROUPS, -1 = unknown
                     "acne_severity": np.int32,  # 0-3 (SEVERITY_GRADES), -1 = unknown
+                    "acne_lesion_count": np.int32,  # acne lesion count, -1 = unknown
                     "tone_source": tfds.features.Text(),  # labelled | estimated | "" (unknown)
                     "split": tfds.features.Text(),
                     "face_found": np.int32,  # 1 = detector found a face, 0 = centred-crop fallback
@@ -164,6 +167,7 @@ class CanonicalFaces(tfds.core.GeneratorBasedBuilder):
                     "fitzpatrick": fitz or 0,
                     "group": GROUPS.index(group) if group else -1,
                     "acne_severity": _severity(severity, rel),
+                    "acne_lesion_count": _lesion_count(row.get(COUNT_COLUMN), rel),
                     "tone_source": tone_source(row.get("tone_source"), fitz),
                     "split": str(row["split"]),
                     "face_found": int(found),
@@ -266,6 +270,15 @@ def _severity(value: int | None, image: str) -> int:
             f"got {value!r}"
         )
     return int(value)
+
+
+def _lesion_count(value: Any, image: str) -> int:
+    if _missing(value):
+        return -1
+    count = int(value)
+    if count < 0:
+        raise ValueError(f"row image={image}: {COUNT_COLUMN} must be >= 0 or empty, got {count}")
+    return count
 
 
 def tone_source(value: Any, fitzpatrick: int | None) -> str:

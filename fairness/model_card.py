@@ -457,6 +457,14 @@ def evaluation_sections(
     return card | _given_sections(provenance, evidence, thresholds, calibration)
 
 
+# What each severity head's output is (train_jax.models.ordinal, train_jax.models.count).
+SEVERITY_HEAD_MEANINGS = {
+    "ordinal": "ordinal CORAL head on the grades",
+    "count": "Poisson lesion count from a density map, trained on the lesion counts: the "
+    "probability that the count falls in each grade's band",
+}
+
+
 def export_sections(
     *,
     architecture: str,
@@ -470,14 +478,21 @@ def export_sections(
     graph_optimisation: str | None = None,
     feature_dim: int | None = None,
     quantization: dict | None = None,
+    severity_head: str = "ordinal",
 ) -> dict:
     """The card's exported-model sections (`make_model_card`'s ``export``): the graph's input
     and outputs, the opset and graph optimisation, the parity with JAX, the per-group metrics
     of the fairness report (`train_jax.export.compact_metrics`) and where they were measured.
 
-    ``feature_dim``: the width of the ``features`` output (None: the model has none).
+    ``feature_dim``: the width of the ``features`` output (None: the model has none);
+    ``severity_head``: "ordinal" or "count", the head behind the ``severity`` output.
     """
     from core.schema import CONDITIONS, SEVERITY_GRADES
+
+    if severity_head not in SEVERITY_HEAD_MEANINGS:
+        raise ValueError(
+            f"severity_head must be one of {list(SEVERITY_HEAD_MEANINGS)}, got {severity_head!r}"
+        )
 
     outputs = {
         "probs": {"shape": ["B", len(CONDITIONS)], "meaning": "sigmoid probability per condition"},
@@ -487,8 +502,10 @@ def export_sections(
         },
         "severity": {
             "shape": ["B", len(SEVERITY_GRADES)],
-            "meaning": "acne severity: probability of each grade 0-3 (ordinal CORAL head; "
+            "meaning": "acne severity: probability of each grade 0-3 "
+            f"({SEVERITY_HEAD_MEANINGS[severity_head]}; "
             "the grade is the median, core.severity.severity_grade)",
+            "head": severity_head,
             "grades": SEVERITY_GRADES_NOTE,
         },
     }

@@ -44,6 +44,32 @@ def test_compare_runs_perfect_and_inverted_predictors() -> None:
     assert out["perfect"]["acne"]["overall"]["ci"] == [1.0, 1.0]
     assert out["inverted"]["hyperpigmentation"]["V-VI"]["auroc"] == 0.0
     assert out["perfect"]["acne"]["III-IV"] == {"n": 3, "auroc": None, "ci": None}  # too few
+    assert set(out["perfect"]) == {"acne", "hyperpigmentation"}  # no grades in this dataset
+
+
+def test_compare_runs_scores_the_severity_output_on_grade_one_and_up() -> None:
+    """P(grade >= 1) = 1 - acne_severity_prob_0 against the grades (unknown rows left out); a run
+    without severity probabilities gets no severity cell."""
+    compare_runs = load_benchmark("compare_runs")
+    meta = _meta()
+    grade = np.where(np.arange(len(meta)) % 4 == 0, 1.0, 0.0)
+    grade[[1, 2]] = np.nan  # unknown severity
+    meta["acne_severity"] = grade
+    probs = {"acne_prob": meta["acne"], "hyperpigmentation_prob": meta["hyperpigmentation"]}
+    ranked = pd.DataFrame(
+        {**probs, "acne_severity_prob_0": np.where(grade == 1, 0.1, 0.8)}, index=meta.index
+    )
+    ranked.loc[meta.index[4], "acne_severity_prob_0"] = 0.95  # one grade-1 row ranked low
+    without = pd.DataFrame({**probs, "acne_severity_prob_0": np.nan}, index=meta.index)
+    out = compare_runs.compare(meta, {"ranked": ranked, "without": without}, n_boot=20, seed=0)
+    cell = out["ranked"][compare_runs.SEVERITY_TARGET]["overall"]
+    positives, negatives = int(np.nansum(grade)), int((grade == 0).sum())
+    assert cell["n"] == len(meta) - 2
+    # the one low-ranked positive (P(grade >= 1) 0.05) sits below every negative (0.2): it
+    # loses each of its pairs, every other positive wins all of its own
+    assert cell["auroc"] == pytest.approx(1 - 1 / positives, abs=1e-3)
+    assert negatives > 0
+    assert compare_runs.SEVERITY_TARGET not in out["without"]
 
 
 def test_served_prediction_row_takes_the_first_face_and_skips_no_face() -> None:

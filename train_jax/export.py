@@ -6,7 +6,8 @@
 The graph: input ``image`` float32 [B, H, W, 3] (RGB 0..255, normalised inside), outputs ``probs``
 [B, 3] (sigmoid), ``cam`` [B, 3, H, W] (CAM in [0, 1]) and ``severity`` [B, 4] (class
 probabilities of the acne-severity grades 0-3 from the ordinal head,
-``train_jax.models.ordinal``); the batch dimension is dynamic.
+``train_jax.models.ordinal``, or the lesion-count head, ``train_jax.models.count``); the batch
+dimension is dynamic.
 Every convolution is exported as a standard ``Conv`` node (``set_conv_impl(model, "conv")``;
 depthwise as grouped ``Conv``). By default the graph is then optimised offline: onnxruntime's
 portable ``basic`` level (constant folding, BatchNorm folded into the convs, layout transposes
@@ -442,6 +443,13 @@ def compact_metrics(report: dict) -> dict:
     return out | ({"evaluation": evaluation} if evaluation else {})
 
 
+def severity_head_kind(model) -> str:
+    """Which head gives `model`'s severity output: "count" or "ordinal"."""
+    from train_jax.models.count import CountHead
+
+    return "count" if isinstance(model.severity_head, CountHead) else "ordinal"
+
+
 def onnx_output_width(path: Path, name: str) -> int | None:
     """The last dimension of output `name` of an ONNX model (None: no such output)."""
     import onnx
@@ -468,12 +476,14 @@ def exported_model_card(
     training_data: dict | None = None,
     feature_dim: int | None = None,
     graph_optimisation: str | None = None,
+    severity_head: str = "ordinal",
 ) -> dict:
     """The card stored beside model.onnx: `fairness.model_card.make_model_card` with the
     exported model's sections (`export_sections`; docs/architecture.md, "Exported model").
 
     ``training_data`` is `make_training_data(dataset)` unless given; ``feature_dim`` is the
-    width of the ``features`` output (None: the model has none).
+    width of the ``features`` output (None: the model has none); ``severity_head`` the head
+    behind the ``severity`` output (`severity_head_kind`).
     """
     if training_data is None:
         training_data = make_training_data(dataset)
@@ -495,6 +505,7 @@ def exported_model_card(
             run=run,
             graph_optimisation=graph_optimisation,
             feature_dim=feature_dim,
+            severity_head=severity_head,
         ),
     )
 
@@ -564,6 +575,7 @@ def export_model(
         training=training,
         training_data=training_data,
         normalisation=describe(getattr(model, "input_norm", "imagenet")),
+        severity_head=severity_head_kind(model),
         graph_optimisation=(
             f"onnxruntime {optimize} + train_jax/onnx_passes.py"
             + "".join(f" without {name}" for name in SE_GATES[se_gate])

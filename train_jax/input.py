@@ -10,6 +10,8 @@ Batches are dicts of numpy arrays: `image` uint8 [B,S,S,3], `labels` float32 [B,
 labels set to 0), `label_mask` float32 [B,3] (0 = unknown label, masked out of the loss),
 `group` int32 [B] (-1 = unknown tone), `severity` int32 [B] (acne severity grade 0-3, unknown set
 to 0), `severity_mask` float32 [B] (0 = unknown severity, masked out of the ordinal loss),
+`lesion_count` float32 [B] (acne lesion count, unknown set to 0), `lesion_count_mask` float32 [B]
+(0 = unknown count, masked out of the count loss),
 `weight` float32 [B] (0 = padding), and with
 `masks=True` the lesion masks `mask` uint8 [B,S,S,3] (channel = condition, > 0 = lesion), moved by
 the same augmentation geometry as the image.
@@ -46,6 +48,7 @@ class SplitMeta:
     groups: np.ndarray  # int [N], index into GROUPS, -1 = unknown
     face_found: np.ndarray  # int [N]
     severity: np.ndarray  # int [N], acne severity grade 0-3, -1 = unknown
+    lesion_count: np.ndarray  # int [N], acne lesion count, -1 = unknown
     tone_source: list[str]  # "labelled" | "estimated" | "" (unknown)
 
     def __len__(self) -> int:
@@ -67,6 +70,7 @@ def split_metadata(builder: tfds.core.DatasetBuilder, split: str) -> SplitMeta:
         groups=np.array([int(r["group"]) for r in records], np.int64),
         face_found=np.array([int(r["face_found"]) for r in records], np.int64),
         severity=np.array([int(r["acne_severity"]) for r in records], np.int64),
+        lesion_count=np.array([int(r["acne_lesion_count"]) for r in records], np.int64),
         tone_source=[_text(r["tone_source"]) for r in records],
     )
 
@@ -172,6 +176,7 @@ def _example(
     labels = np.asarray(record["labels"], np.float32)
     known = ~np.isnan(labels)
     severity = int(record.get("acne_severity", -1))  # -1 = unknown (or a record without it)
+    count = int(record.get("acne_lesion_count", -1))
     row = {
         "image": np.ascontiguousarray(image, dtype=np.uint8),
         "labels": np.where(known, labels, 0.0).astype(np.float32),
@@ -179,6 +184,8 @@ def _example(
         "group": np.int32(record["group"]),
         "severity": np.int32(max(severity, 0)),
         "severity_mask": np.float32(severity >= 0),
+        "lesion_count": np.float32(max(count, 0)),
+        "lesion_count_mask": np.float32(count >= 0),
         "weight": np.float32(1.0),
     }
     if mask is not None:

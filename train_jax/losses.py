@@ -1,5 +1,5 @@
 """Multi-label losses with masked (unknown) labels, group reweighting and GroupDRO; the ordinal
-acne-severity loss; the lesion-localisation loss.
+acne-severity loss and the Poisson lesion-count loss; the lesion-localisation loss.
 
 All functions are pure `jax.numpy` functions of arrays, so they run inside the jitted step and
 are tested on their own. Shapes: logits, labels and label_mask are [B, C]; groups is int [B]
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from train_jax.config import LOC_CELLS
+from train_jax.models.count import LOG_RATE_RANGE
 from train_jax.models.ordinal import ordinal_targets
 
 
@@ -151,6 +152,27 @@ def ordinal_loss(
     """
     targets = ordinal_targets(jnp.asarray(grades), logits.shape[-1] + 1)
     per_row = bce_elementwise(logits, targets).mean(axis=-1)
+    row_weight = row_weight.astype(jnp.float32)
+    return weighted_mean(per_row, row_weight), (row_weight > 0).sum()
+
+
+def poisson_count_loss(
+    log_rate: jax.Array, counts: jax.Array, row_weight: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Poisson negative log-likelihood of lesion counts [B] under the rates ``exp(log_rate)``.
+
+    Per row ``rate - count * log_rate`` (the constant ``log(count!)`` left out), the log rate
+    clipped as `train_jax.models.count.poisson_log_pmf` clips it; then the weighted mean over
+    rows. `row_weight` [B]: 0 masks a row out (unknown count, padding). Returns (loss, number of
+    rows with weight > 0); the loss is 0 without any.
+
+    >>> loss, n = poisson_count_loss(jnp.log(jnp.array([2.0, 5.0])), jnp.array([2.0, 9.0]),
+    ...                              jnp.array([1.0, 0.0]))
+    >>> round(float(loss), 4), int(n)   # 2 - 2 log 2 for the one known row
+    (0.6137, 1)
+    """
+    lr = jnp.clip(log_rate.astype(jnp.float32), *LOG_RATE_RANGE)
+    per_row = jnp.exp(lr) - counts.astype(jnp.float32) * lr
     row_weight = row_weight.astype(jnp.float32)
     return weighted_mean(per_row, row_weight), (row_weight > 0).sum()
 

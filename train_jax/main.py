@@ -181,9 +181,9 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
     if args.model and args.model != config.model.name and "model.overrides" not in updates:
         # the config's model overrides (e.g. small_cnn's width) belong to its own model; its
         # evaluation-only ones (mirror averaging) are the recipe's and apply to any model
-        from train_jax.models import EVALUATION_OVERRIDES
+        from train_jax.models import CONFIG_OVERRIDES
 
-        own = {k: v for k, v in config.model.overrides.items() if k in EVALUATION_OVERRIDES}
+        own = {k: v for k, v in config.model.overrides.items() if k in CONFIG_OVERRIDES}
         config = config_lib.override(config, **{"model.overrides": own})
     config = init_from_model(
         config_lib.override(config, **updates), args, own_overrides="model.overrides" in updates
@@ -200,13 +200,13 @@ def init_from_model(
     # A timm checkpoint: the architecture it holds (`--model` must agree), its class token and
     # ImageNet normalisation (what timm's weights were trained with) unless `--input-norm`.
     # A run or exported model: the run's model and overrides; `--input-norm` wins. Either way the
-    # config keeps its evaluation-only overrides (models.EVALUATION_OVERRIDES).
+    # config keeps its evaluation and head overrides (models.CONFIG_OVERRIDES).
     from train_jax import pretrained
-    from train_jax.models import EVALUATION_OVERRIDES
+    from train_jax.models import CONFIG_OVERRIDES
 
     norm = getattr(args, "input_norm", None)
     overrides = dict(config.model.overrides)
-    own = {k: overrides[k] for k in EVALUATION_OVERRIDES if k in overrides}
+    own = {k: overrides[k] for k in CONFIG_OVERRIDES if k in overrides}
     name = config.model.name
     source = config.model.init_from
     if source and pretrained.source_kind(source) == "timm":

@@ -39,6 +39,7 @@ from train_jax import checkpoints as ckpt_lib
 from train_jax import config as config_lib
 from train_jax import input as input_lib
 from train_jax import losses, predict, tracking
+from train_jax.models.count import CountHead
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ def make_train_step(
     With `config.loc_weight > 0` the batch carries lesion masks and the loss adds the
     localisation loss on the class map; `align` is where a feature cell sits in the input
     (`train_jax.cam.cell_alignment`). With `config.severity_weight > 0` and a batch that carries
-    `severity`, the loss adds the ordinal acne-severity loss (rows of unknown severity masked).
+    `severity`, the loss adds the severity head's loss (`_severity_term`).
     """
     ema_decay = config.optim.ema_decay
     group_w = jnp.asarray(group_weights, jnp.float32)
@@ -286,13 +287,28 @@ def _batch_loss(
         aux["loc"] = _localisation_term(model, feats, batch, config, align)
         loss = loss + config.loc_weight * aux["loc"]
     if config.severity_weight > 0 and "severity" in batch:
-        aux["severity"], _ = losses.ordinal_loss(
-            model.severity_from_features(feats),
-            batch["severity"],
-            batch["severity_mask"] * batch["weight"],
-        )
+        aux["severity"] = _severity_term(model, feats, batch)
         loss = loss + config.severity_weight * aux["severity"]
     return loss, aux
+
+
+def _severity_term(model: nnx.Module, feats: jax.Array, batch: dict[str, jax.Array]) -> jax.Array:
+    """The severity head's loss: Poisson on the lesion count for a count head (rows without a
+    count masked), else the ordinal loss on the grade (rows without a grade masked)."""
+    head = model.severity_head
+    if isinstance(head, CountHead):
+        loss, _ = losses.poisson_count_loss(
+            head.log_rate(feats),
+            batch["lesion_count"],
+            batch["lesion_count_mask"] * batch["weight"],
+        )
+        return loss
+    loss, _ = losses.ordinal_loss(
+        model.severity_from_features(feats),
+        batch["severity"],
+        batch["severity_mask"] * batch["weight"],
+    )
+    return loss
 
 
 def _localisation_term(

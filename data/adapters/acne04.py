@@ -87,7 +87,7 @@ def read_records(src: Path, images: Path | None, summary: Summary, *, fold: int)
                     labels={"acne": 1.0, "hyperpigmentation": math.nan, "wrinkles": math.nan},
                     acne_severity=severity,
                     split=split,
-                    extra={"acne04_grade": grade, "lesion_count": count},
+                    extra={"acne04_grade": grade, "acne_lesion_count": count},
                 )
             )
     summary.notes.append(f"fold {fold}; Fitzpatrick type unknown for every ACNE04 image")

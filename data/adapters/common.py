@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from core.schema import CONDITIONS, SPLITS
+from core.severity import severity_from_count  # noqa: F401 (adapters import it from here)
 from data.canonical import (
     METADATA_NAME,
     DatasetError,
@@ -186,19 +187,6 @@ def labels_from_names(
 def unknown_labels() -> dict[str, float]:
     """All three conditions unknown."""
     return {cond: math.nan for cond in CONDITIONS}
-
-
-def severity_from_count(lesion_count: int) -> int:
-    """ACNE04 / Hayashi grade from a lesion count: <=5 -> 0, 6-20 -> 1, 21-50 -> 2, >50 -> 3."""
-    if lesion_count < 0:
-        raise ValueError(f"lesion count must be >= 0, got {lesion_count}")
-    if lesion_count <= 5:
-        return 0
-    if lesion_count <= 20:
-        return 1
-    if lesion_count <= 50:
-        return 2
-    return 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from core.severity import severity_from_count
+
 # Correlation of the latent variables (acne, hyperpigmentation, wrinkles); a low latent = present.
 LATENT_CORRELATION = np.array(
     [[1.0, 0.35, -0.30], [0.35, 1.0, 0.20], [-0.30, 0.20, 1.0]], dtype=np.float64
@@ -36,21 +38,6 @@ class Subject:
     wrinkles: bool
     acne_lesions: int  # lesion count (papules + pustules + comedones); 0 when no acne
     acne_severity: int  # ACNE04 grade 0-3 of acne_lesions
-
-
-def severity_from_count(count: int) -> int:
-    """ACNE04 grade of a lesion count: <=5 -> 0, 6-20 -> 1, 21-50 -> 2, >50 -> 3.
-
-    >>> [severity_from_count(c) for c in (0, 5, 6, 20, 21, 50, 51)]
-    [0, 0, 1, 1, 2, 2, 3]
-    """
-    if count <= 5:
-        return 0
-    if count <= 20:
-        return 1
-    if count <= 50:
-        return 2
-    return 3
 
 
 def sample_subject(rng: np.random.Generator, prevalence: tuple[float, float, float]) -> Subject:

@@ -304,6 +304,9 @@ def test_acne04(acne04_src: Path, tmp_path: Path, capsys) -> None:
         "levle3_3": 3,
     }
     assert {k: severity[f"images/{k}.jpg"] for k in expected} == expected
+    # the list's lesion count is kept (levle1_3: 12 lesions, grade 1 by the count)
+    assert df.loc["images/levle1_3.jpg", "acne_lesion_count"] == 12
+    assert df["acne_lesion_count"].notna().all()
 
 
 def test_acne04_other_fold(acne04_src: Path, tmp_path: Path, capsys) -> None:

@@ -320,3 +320,34 @@ def test_mask_file_checks(tmp_path: Path) -> None:
     assert "checksum" in problems[4]
     assert "must be a PNG" in problems[5]
     assert "got 4" in problems[6]
+
+
+def test_lesion_count_is_a_whole_number_in_its_severity_band(
+    good_dataset: Path, tmp_path: Path
+) -> None:
+    """`acne_lesion_count`: empty or a whole number >= 0 whose ACNE04 band is `acne_severity`;
+    each bad cell is named by its line and column, and good counts load as integers."""
+    root = tmp_path / "counted"
+    shutil.copytree(good_dataset, root)
+    raw = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    band_of = {"0": "2", "1": "9", "2": "33", "3": "70", "": ""}
+    raw["acne_lesion_count"] = [band_of[s] for s in raw["acne_severity"]]
+    graded = raw.index[raw["acne_severity"] != ""]
+    bad = {graded[0]: "-2", graded[1]: "3.5", graded[2]: "seven"}
+    wrong_band = graded[3]
+    bad[wrong_band] = "60" if raw.loc[wrong_band, "acne_severity"] != "3" else "4"
+    for i, value in bad.items():
+        raw.loc[i, "acne_lesion_count"] = value
+    raw.to_csv(root / "metadata.csv", index=False)
+    problems = validate_dataset(root)
+    assert {(p.row, p.column) for p in problems} == {(i + 2, "acne_lesion_count") for i in bad}
+    by_line = {p.row: p.message for p in problems}
+    assert "whole number >= 0" in by_line[graded[0] + 2]
+    assert "whole number >= 0" in by_line[graded[2] + 2]
+    assert "but acne_severity is" in by_line[wrong_band + 2]
+
+    raw.loc[list(bad), "acne_lesion_count"] = ""
+    raw.to_csv(root / "metadata.csv", index=False)
+    df = load_metadata(root)
+    assert str(df["acne_lesion_count"].dtype) == "Int64"
+    assert df["acne_lesion_count"].isna().sum() == (raw["acne_lesion_count"] == "").sum()

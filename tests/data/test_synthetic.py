@@ -87,11 +87,11 @@ def test_every_condition_occurs_in_the_small_dataset(small_dataset):
 def test_severity_matches_lesion_count(small_dataset):
     df = pd.read_csv(small_dataset / "metadata.csv")
     for row in df.itertuples():
-        assert row.acne_severity == conditions.severity_from_count(row.acne_lesions)
+        assert row.acne_severity == conditions.severity_from_count(row.acne_lesion_count)
         if row.acne_true:
-            assert row.acne_lesions >= conditions.MIN_ACNE_LESIONS
+            assert row.acne_lesion_count >= conditions.MIN_ACNE_LESIONS
         else:
-            assert row.acne_lesions == 0
+            assert row.acne_lesion_count == 0
 
 
 @pytest.mark.parametrize(

@@ -179,7 +179,7 @@ def test_several_datasets_need_one_named_out_each(
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_features_carry_severity_tone_source_and_group_only_rows(
+def test_features_carry_severity_count_tone_source_and_group_only_rows(
     dataset: Path, tmp_path: Path
 ) -> None:
     import shutil
@@ -192,6 +192,10 @@ def test_features_carry_severity_tone_source_and_group_only_rows(
     meta["fitzpatrick_group"] = ""
     meta["tone_source"] = ""
     meta.loc[0, "acne_severity"] = pd.NA  # unknown severity
+    # a lesion count inside each row's severity band; unknown on row 4
+    meta["acne_lesion_count"] = meta["acne_severity"].map({0: 3, 1: 11, 2: 30, 3: 64})
+    meta["acne_lesion_count"] = meta["acne_lesion_count"].astype("Int64")
+    meta.loc[4, "acne_lesion_count"] = pd.NA
     meta.loc[[1, 2], ["fitzpatrick", "fitzpatrick_group", "tone_source"]] = [
         pd.NA,
         "V-VI",
@@ -207,6 +211,9 @@ def test_features_carry_severity_tone_source_and_group_only_rows(
         records.update({int(source[i]["row"]): source[i] for i in range(len(source))})
     assert sorted(records) == list(range(len(meta)))
     assert int(records[0]["acne_severity"]) == -1
+    assert int(records[4]["acne_lesion_count"]) == -1
+    for row in set(range(len(meta))) - {0, 4}:
+        assert int(records[row]["acne_lesion_count"]) == int(meta.loc[row, "acne_lesion_count"])
     for row in range(1, len(meta)):
         assert int(records[row]["acne_severity"]) == int(meta.loc[row, "acne_severity"])
     for row in (1, 2):  # group from fitzpatrick_group, no type, estimated

@@ -343,7 +343,7 @@ def test_custom_map_and_names_as_dict(tmp_path: Path, capsys) -> None:
     assert nan_equal(conditions(df, "a1_jpg.rf.111.jpg"), [0, nan, 0])  # acne class not mapped
     assert nan_equal(conditions(df, "a2_jpg.rf.222.jpg"), [0, nan, 1])  # scar -> wrinkles
     assert nan_equal(conditions(df, "sev_jpg.rf.555.jpg"), [1, nan, 0])
-    assert df.loc["t2_jpg.rf.999.jpg", "acne_lesion_count"] == "21"  # pimples only
+    assert df.loc["t2_jpg.rf.999.jpg", "acne_lesion_count"] == 21  # pimples only
     mask = read_mask_rgb(out / df.loc["a2_jpg.rf.222.jpg", "mask"])
     assert mask[..., 2].any() and not mask[..., :2].any()  # scar box in channel 2 (B)
     assert summary["mapping"] == {"acne": ["pimple"], "wrinkles": ["scar"]}

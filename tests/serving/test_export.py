@@ -128,3 +128,28 @@ def test_test_time_flip_is_exported_with_parity(tmp_path):
     plain.eval()
     plain_probs, _ = with_cam(plain)(x)  # the same weights, one view: other probabilities
     assert np.abs(probs - np.asarray(plain_probs)).max() > 1e-4
+
+
+def test_a_count_head_exports_with_parity_and_says_so_in_the_card(tmp_path):
+    """The lesion-count head (Poisson tails summed in the graph) keeps the contract and the
+    1e-4 parity, with rates that differ per image and span the grade bands."""
+    import jax.numpy as jnp
+
+    model = create_model("small_cnn", rngs=nnx.Rngs(3), width=0.25, severity_head="count")
+    head = model.severity_head
+    rng = np.random.default_rng(0)
+    head.linear.kernel[...] = jnp.asarray(rng.normal(0, 0.5, head.linear.kernel.shape))
+    head.linear.bias[...] = jnp.asarray([1.5])
+    export_model(model, tmp_path, architecture="small_cnn", input_size=SIZE, dataset="x")
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = rng.uniform(0, 255, (6, SIZE, SIZE, 3)).astype(np.float32)
+    x[3:] = x[3:] * 0.2  # dark images: other features, other rates
+    (severity,) = session.run(["severity"], {"image": x})
+    assert severity.shape == (6, 4)
+    assert np.abs(severity - np.asarray(model.severity_probs(x))).max() <= 1e-4
+    np.testing.assert_allclose(severity.sum(axis=1), 1.0, atol=1e-5)
+    assert np.ptp(severity[:, 0]) > 0.05  # the output follows the image
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["export_parity_max_abs_diff"]["severity"] <= 1e-4
+    assert card["outputs"]["severity"]["head"] == "count"
+    assert "Poisson lesion count" in card["outputs"]["severity"]["meaning"]

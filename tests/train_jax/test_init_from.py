@@ -143,14 +143,22 @@ def test_init_from_a_run_keeps_the_configs_evaluation_overrides(tmp_path: Path) 
         args = ["--out", str(tmp_path), "--config", config, "--init-from", str(source)]
         return main_lib.resolve(main_lib.parse_args(args))[0]
 
-    for variant, other in (("quick", "single_view,quick"), ("single_view,quick", "quick")):
-        source = tmp_path / variant.replace(",", "_")
+    pairs = (
+        ("quick", "single_view,quick"),
+        ("single_view,quick", "quick"),
+        ("quick", "count_severity,quick"),  # the config's head, not the run's
+    )
+    for i, (variant, other) in enumerate(pairs):
+        source = tmp_path / f"{i}_{variant.replace(',', '_')}"
         source.mkdir()
         config_lib.save(real_photos.get_config(variant), source / "config.json")
         config = resolved(f"train_jax/configs/real_photos.py:{other}", source)
         wanted = real_photos.get_config(other).model.overrides
         assert config.model.overrides == wanted
-        assert config.model.overrides["test_time_flip"] is (other == "quick")
+        assert config.model.overrides["test_time_flip"] is ("single_view" not in other)
+        assert config.model.overrides.get("severity_head") == (
+            "count" if "count_severity" in other else None
+        )
 
 
 def test_another_model_keeps_the_configs_evaluation_overrides(tmp_path: Path) -> None:
@@ -162,3 +170,8 @@ def test_another_model_keeps_the_configs_evaluation_overrides(tmp_path: Path) ->
 
     assert resolved("quick").model.overrides == {"test_time_flip": True}
     assert resolved("single_view,quick").model.overrides == {"test_time_flip": False}
+    # the severity head is the config's too: it is not part of the backbone
+    assert resolved("count_severity,quick").model.overrides == {
+        "test_time_flip": True,
+        "severity_head": "count",
+    }

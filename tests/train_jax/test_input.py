@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.severity import severity_from_count
 from train_jax import input as I
 
 GROUP_SIZES = (700, 250, 50)  # imbalanced like real dermatology data: few dark-skin images
@@ -111,8 +112,10 @@ def test_tfds_build_matches_metadata(builder, tiny_dataset: Path) -> None:
         np.testing.assert_array_equal(meta.groups, np.where(fitz > 0, (fitz - 1) // 2, -1))
         severity = rows["acne_severity"].fillna(-1).astype(int).to_numpy()
         np.testing.assert_array_equal(meta.severity, severity)
+        np.testing.assert_array_equal(meta.lesion_count, rows["acne_lesion_count"].to_numpy())
         assert meta.tone_source == ["labelled" if f > 0 else "" for f in fitz]
     assert total == len(df)
+    assert df["acne_lesion_count"].max() > 5  # counts, not only the grades' 0/1
     record = builder.as_data_source(split="train")[0]
     assert record["image"].shape == (32, 32, 3) and record["image"].dtype == np.uint8
     assert record["mask"].shape == (32, 32, 3)
@@ -161,6 +164,11 @@ def test_eval_batches_cover_every_example_once_with_padding(builder) -> None:
     expected = np.array([int(source[i]["acne_severity"]) for i in range(len(source))])
     np.testing.assert_array_equal(np.where(known > 0, severity, -1), expected)
     assert np.all(severity[known == 0] == 0)
+    # the synthetic faces carry their lesion counts: every count known, its band the severity
+    count = np.concatenate([b["lesion_count"] for b in batches])[: len(source)]
+    count_known = np.concatenate([b["lesion_count_mask"] for b in batches])[: len(source)]
+    assert count.dtype == np.float32 and count_known.all()
+    assert [severity_from_count(int(c)) for c in count] == expected.tolist()
     weights = np.concatenate([b["weight"] for b in batches])
     assert weights.sum() == len(source) and len(weights) % 4 == 0
     images = np.concatenate([b["image"] for b in batches])[: len(source)]

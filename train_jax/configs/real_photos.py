@@ -19,7 +19,9 @@ camera degradations of `preprocessing.augment`.
 Variants (comma-separated): `quick` shrinks images, model, batch and epochs for tests;
 `realonly` trains on data/acne-new-v36 alone (no wrinkle labels at all); `bce` uses the plain
 loss instead of GroupDRO; `unbalanced` turns the tone-balanced sampling off; `single_view`
-evaluates each face as it is, without its mirror image.
+evaluates each face as it is, without its mirror image; `count_severity` grades acne severity
+with the lesion-count head (a Poisson count from a density map, trained on the lesion counts;
+`train_jax.models.count`) instead of the CORAL head on the grades.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from train_jax.configs.demo import LOC_WEIGHT, shrink_for_tests
 
 COMBINED_DATA = "data/acne-new-plus-synth"
 REAL_DATA = "data/acne-new-v36"
-VARIANTS = ("bce", "quick", "realonly", "single_view", "unbalanced")
+VARIANTS = ("bce", "count_severity", "quick", "realonly", "single_view", "unbalanced")
 
 
 def get_config(variant: str | None = None) -> TrainConfig:
@@ -65,8 +67,12 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         elif part == "bce":
             config = dataclasses.replace(config, loss="bce")
-        elif part == "single_view":
-            overrides = {**config.model.overrides, "test_time_flip": False}
+        elif part in ("single_view", "count_severity"):
+            change = {
+                "single_view": {"test_time_flip": False},
+                "count_severity": {"severity_head": "count"},
+            }
+            overrides = {**config.model.overrides, **change[part]}
             config = dataclasses.replace(
                 config, model=dataclasses.replace(config.model, overrides=overrides)
             )

@@ -4,9 +4,11 @@ Every model takes float32 RGB in [0, 255], NHWC, normalises inside (ImageNet mea
 ``features(x) -> [B, h, w, C]``, ``head: nnx.Linear(C, num_classes)`` and
 ``__call__(x) = head(mean(features(x), axis=(1, 2)))``. Named intermediates:
 ``features(x, return_intermediates=True) -> (feat, {stage: map})``, ``model.stage_names`` and
-``model.logits_from(stage, a)`` (see ``train_jax.models.base``). Every model also has the ordinal
-acne-severity head ``severity_head`` (CORAL, ``train_jax.models.ordinal``) on the same pooled
-features: ``severity_logits(x) -> [B, 3]`` cumulative logits, ``severity_probs(x) -> [B, 4]``.
+``model.logits_from(stage, a)`` (see ``train_jax.models.base``). Every model also has an
+acne-severity head ``severity_head``: ``severity_logits(x) -> [B, 3]`` cumulative logits,
+``severity_probs(x) -> [B, 4]``. The override ``severity_head`` picks it: ``"ordinal"`` (default;
+CORAL on the pooled features, ``train_jax.models.ordinal``) or ``"count"`` (a Poisson lesion
+count from a density map, trained on the count; ``train_jax.models.count``).
 
 Overrides accepted by every model: ``dtype`` (compute dtype, e.g. ``jnp.bfloat16``; parameters
 stay float32), ``image_size`` (only ViT needs it: it sizes the position embedding; default 224),
@@ -77,6 +79,11 @@ MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
 # Overrides that change how a model evaluates, not its parameters: a config that starts from
 # another run's weights (`--init-from`) keeps its own.
 EVALUATION_OVERRIDES: tuple[str, ...] = ("test_time_flip",)
+# Overrides every model takes that pick a head, not the backbone the weights come from: a config
+# that starts from other weights keeps its own too (the heads start fresh unless kept).
+HEAD_OVERRIDES: tuple[str, ...] = ("severity_head",)
+# What a config keeps of its own overrides when `--init-from` or `--model` picks the backbone.
+CONFIG_OVERRIDES: tuple[str, ...] = (*EVALUATION_OVERRIDES, *HEAD_OVERRIDES)
 
 
 def create_model(

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from train_jax.models.count import CountHead
 from train_jax.models.input_norm import normalize_input
 from train_jax.models.ordinal import OrdinalHead
 from train_jax.models.ordinal import severity_probs as _severity_probs
@@ -59,7 +60,7 @@ class StagedClassifier(nnx.Module):
     """
 
     head: nnx.Linear
-    severity_head: OrdinalHead
+    severity_head: OrdinalHead | CountHead
     dtype: jnp.dtype | None
     input_norm: str = "imagenet"  # see train_jax.models.input_norm.INPUT_NORMS
     test_time_flip: bool = False  # average with the mirror image in evaluation mode
@@ -115,8 +116,11 @@ class StagedClassifier(nnx.Module):
         return self.pool_and_classify(self.features(x))
 
     def severity_from_features(self, feat: jax.Array) -> jax.Array:
-        """Global average pooling over (h, w), then the ordinal head: ``[B, 3]`` cumulative
-        logits ``logit P(grade > k)``, float32 (no dropout, unlike EfficientNet's class head)."""
+        """``[B, 3]`` cumulative logits ``logit P(grade > k)``, float32 (no dropout, unlike
+        EfficientNet's class head): the ordinal head on the features pooled over (h, w), or the
+        count head on the feature map itself (`train_jax.models.count`)."""
+        if isinstance(self.severity_head, CountHead):
+            return self.severity_head(feat)
         pooled = jnp.mean(feat.astype(jnp.float32), axis=(1, 2))
         return self.severity_head(pooled)
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.count import make_severity_head
 from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import (
     BatchNorm,
@@ -37,7 +38,6 @@ from train_jax.models.layers import (
     strides_within,
     swish,
 )
-from train_jax.models.ordinal import OrdinalHead
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ class EfficientNet(StagedClassifier):
         image_size: int | None = None,
         input_norm: str = "imagenet",
         output_stride: int = 32,
+        severity_head: str = "ordinal",
         rngs: nnx.Rngs,
     ):
         if input_norm not in INPUT_NORMS:
@@ -241,7 +242,7 @@ class EfficientNet(StagedClassifier):
         rate = v.dropout if drop_rate is None else drop_rate
         self.dropout = nnx.Dropout(rate, rngs=rngs)
         self.head = nnx.Linear(head_c, num_classes, kernel_init=dense_init, rngs=rngs)
-        self.severity_head = OrdinalHead(head_c, rngs=rngs)
+        self.severity_head = make_severity_head(severity_head, head_c, rngs=rngs)
 
     def _stem(self, x: jax.Array) -> jax.Array:
         return _activation(self.lite)(self.stem_bn(self.stem(x)))

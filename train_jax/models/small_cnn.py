@@ -17,6 +17,7 @@ import jax
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.count import make_severity_head
 from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import (
     BatchNorm,
@@ -26,7 +27,6 @@ from train_jax.models.layers import (
     strides_within,
     swish,
 )
-from train_jax.models.ordinal import OrdinalHead
 
 # (output channels, stride) per depthwise-separable block; the stem has 32 channels.
 SMALL_CNN_BLOCKS = ((64, 2), (128, 2), (128, 1), (256, 2), (256, 1))
@@ -79,6 +79,7 @@ class SmallCNN(StagedClassifier):
         image_size: int | None = None,
         output_stride: int = 16,
         input_norm: str = "imagenet",
+        severity_head: str = "ordinal",
         rngs: nnx.Rngs,
     ):
         del image_size  # fully convolutional: any input size works
@@ -102,7 +103,7 @@ class SmallCNN(StagedClassifier):
         self.blocks = nnx.List(blocks)
         self.num_features = c
         self.head = nnx.Linear(c, num_classes, kernel_init=dense_init, rngs=rngs)
-        self.severity_head = OrdinalHead(c, rngs=rngs)
+        self.severity_head = make_severity_head(severity_head, c, rngs=rngs)
 
     def _stem(self, x: jax.Array) -> jax.Array:
         return swish(self.stem_bn(self.stem(x)))

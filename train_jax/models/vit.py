@@ -33,9 +33,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from train_jax.models.base import Stage, StagedClassifier
+from train_jax.models.count import make_severity_head
 from train_jax.models.input_norm import INPUT_NORMS
 from train_jax.models.layers import DropPath
-from train_jax.models.ordinal import OrdinalHead
 
 PATCH = 16
 LN_EPSILON = 1e-6
@@ -93,6 +93,7 @@ class ViT(StagedClassifier):
         class_token: bool = False,
         input_norm: str = "imagenet",
         dtype=None,
+        severity_head: str = "ordinal",
         rngs: nnx.Rngs,
     ):
         if variant not in VARIANTS:
@@ -135,7 +136,7 @@ class ViT(StagedClassifier):
         self.norm = nnx.LayerNorm(v.dim, epsilon=LN_EPSILON, dtype=dtype, rngs=rngs)
         self.num_features = v.dim
         self.head = nnx.Linear(v.dim, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
-        self.severity_head = OrdinalHead(v.dim, rngs=rngs)
+        self.severity_head = make_severity_head(severity_head, v.dim, rngs=rngs)
 
     @property
     def num_prefix_tokens(self) -> int:
