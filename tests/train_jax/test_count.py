@@ -110,30 +110,8 @@ def test_models_with_a_count_head_give_the_severity_outputs(name: str) -> None:
 def test_a_few_train_steps_teach_the_count_head_to_count() -> None:
     """The trainer's step on images with 0-40 bright dots (a few counts unknown): the count loss
     falls and the predicted rates rank the images by their number of dots."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from tests.train_jax.conftest import severity_batch, train_on_one_batch
 
-    from train_jax import config as C
-    from train_jax import train as T
-    from train_jax.configs.demo import get_config
-
-    config = C.override(get_config("quick"), loss="bce", loc_weight=0.0, severity_weight=1.0)
-    config = C.override(config, **{"optim.learning_rate": 1e-2})
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25, severity_head="count")
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, schedule = T.make_optimizer(config, total_steps=60)
-    state = {
-        "params": params,
-        "rest": rest,
-        "opt": tx.init(params),
-        "dro_q": jnp.full((3,), 1 / 3),
-        "ema": None,
-        "step": jnp.zeros((), jnp.int32),
-    }
-    step = T.make_train_step(graphdef, tx, schedule, config, np.ones(3), repl, data)
     rng = np.random.default_rng(0)
     b = 8
     counts = np.array([0, 2, 5, 9, 14, 20, 30, 40])
@@ -144,28 +122,20 @@ def test_a_few_train_steps_teach_the_count_head_to_count() -> None:
             y, x = divmod(int(c), 16)
             images[i, 2 * y, 2 * x] = 250
     known = np.array([1, 1, 1, 1, 1, 1, 1, 0], np.float32)
-    batch = {
-        "image": images,
-        "labels": np.zeros((b, 3), np.float32),
-        "label_mask": np.ones((b, 3), np.float32),
-        "group": np.zeros(b, np.int32),
-        "weight": np.ones(b, np.float32),
-        "severity": np.array([severity_from_count(int(c)) for c in counts], np.int32),
-        "severity_mask": np.ones(b, np.float32),
-        "lesion_count": counts.astype(np.float32),
-        "lesion_count_mask": known,
-    }
-    history = []
-    for _ in range(40):
-        state, metrics = step(state, T._global_batch(batch, data))
-        history.append(float(metrics["severity"]))
+    batch = severity_batch(
+        images,
+        severity=np.array([severity_from_count(int(c)) for c in counts], np.int32),
+        severity_mask=np.ones(b, np.float32),
+        lesion_count=counts.astype(np.float32),
+        lesion_count_mask=known,
+    )
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25, severity_head="count")
+    trained, history = train_on_one_batch(
+        model, batch, steps=40, total_steps=60, learning_rate=1e-2
+    )
     assert all(np.isfinite(history))
     assert history[-1] < 0.5 * history[0], history
-    trained = nnx.merge(graphdef, state["params"], state["rest"])
-    trained.eval()
-    rates = np.exp(
-        np.asarray(
-            trained.severity_head.log_rate(trained.features(jnp.asarray(images, jnp.float32)))
-        )
-    )
-    assert np.corrcoef(np.argsort(np.argsort(rates[:-1])), np.arange(b - 1))[0, 1] > 0.8, rates
+    feats = trained.features(jnp.asarray(images, jnp.float32))
+    rates = np.exp(np.asarray(trained.severity_head.log_rate(feats)))
+    ranks = np.argsort(np.argsort(rates[:-1]))
+    assert np.corrcoef(ranks, np.arange(b - 1))[0, 1] > 0.8, rates

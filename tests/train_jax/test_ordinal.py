@@ -110,29 +110,8 @@ def test_every_model_has_the_severity_head_beside_the_condition_head(name) -> No
 
 def test_a_few_train_steps_lower_the_severity_loss() -> None:
     """The trainer's step with severity labels (a few unknown): its severity loss goes down."""
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from tests.train_jax.conftest import severity_batch, train_on_one_batch
 
-    from train_jax import config as C
-    from train_jax import train as T
-    from train_jax.configs.demo import get_config
-
-    config = C.override(get_config("quick"), loss="bce", loc_weight=0.0, severity_weight=1.0)
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    tx, schedule = T.make_optimizer(config, total_steps=40)
-    state = {
-        "params": params,
-        "rest": rest,
-        "opt": tx.init(params),
-        "dro_q": jnp.full((3,), 1 / 3),
-        "ema": None,
-        "step": jnp.zeros((), jnp.int32),
-    }
-    step = T.make_train_step(graphdef, tx, schedule, config, np.ones(3), repl, data)
     rng = np.random.default_rng(0)
     b = 8
     # Severity follows the image's brightness, so the head can learn it from pooled features.
@@ -140,18 +119,8 @@ def test_a_few_train_steps_lower_the_severity_loss() -> None:
     images = np.stack([np.full((32, 32, 3), 40 + 60 * g, np.uint8) for g in grades])
     images = np.clip(images + rng.integers(-10, 10, images.shape), 0, 255).astype(np.uint8)
     known = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)
-    batch = {
-        "image": images,
-        "labels": np.zeros((b, 3), np.float32),
-        "label_mask": np.ones((b, 3), np.float32),
-        "group": np.zeros(b, np.int32),
-        "weight": np.ones(b, np.float32),
-        "severity": grades.astype(np.int32),
-        "severity_mask": known,
-    }
-    history = []
-    for _ in range(12):
-        state, metrics = step(state, T._global_batch(batch, data))
-        history.append(float(metrics["severity"]))
+    batch = severity_batch(images, severity=grades.astype(np.int32), severity_mask=known)
+    model = create_model("small_cnn", rngs=nnx.Rngs(0), width=0.25)
+    _, history = train_on_one_batch(model, batch, steps=12, total_steps=40)
     assert all(np.isfinite(history))
     assert history[-1] < 0.7 * history[0], history
