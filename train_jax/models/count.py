@@ -1,8 +1,8 @@
 """Acne lesion-count head: a Poisson rate from a density map, and the severity it implies.
 
 The acne grades are bands of the lesion count (ACNE04: <=5, 6-20, 21-50, >50;
-`core.schema.SEVERITY_COUNT_BANDS`). A grade label keeps one bit of a count of 3 or 11 lesions;
-the count keeps it all. `CountHead` scores every cell of the last feature map,
+`core.schema.SEVERITY_COUNT_BANDS`). A grade label keeps only the band a count of 3 or 11
+lesions falls in; the count keeps the number. `CountHead` scores every cell of the last feature map,
 ``s = w . f + b``, and models the image's acne lesion count as Poisson with the rate
 ``lambda = mean over cells of exp(s)`` (a density map; the mean, not the sum, so the rate does
 not depend on the crop size). It is trained on the count (`train_jax.losses.poisson_count_loss`)
