@@ -34,6 +34,11 @@ from train_jax.configs.demo import LOC_WEIGHT, shrink_for_tests
 COMBINED_DATA = "data/acne-new-plus-synth"
 REAL_DATA = "data/acne-new-v36"
 VARIANTS = ("bce", "count_severity", "quick", "realonly", "single_view", "unbalanced")
+# Variants that only set model overrides.
+MODEL_OVERRIDE_VARIANTS = {
+    "single_view": {"test_time_flip": False},
+    "count_severity": {"severity_head": "count"},
+}
 
 
 def get_config(variant: str | None = None) -> TrainConfig:
@@ -67,12 +72,8 @@ def get_config(variant: str | None = None) -> TrainConfig:
             )
         elif part == "bce":
             config = dataclasses.replace(config, loss="bce")
-        elif part in ("single_view", "count_severity"):
-            change = {
-                "single_view": {"test_time_flip": False},
-                "count_severity": {"severity_head": "count"},
-            }
-            overrides = {**config.model.overrides, **change[part]}
+        elif part in MODEL_OVERRIDE_VARIANTS:
+            overrides = {**config.model.overrides, **MODEL_OVERRIDE_VARIANTS[part]}
             config = dataclasses.replace(
                 config, model=dataclasses.replace(config.model, overrides=overrides)
             )
