@@ -3,7 +3,9 @@
 One training step = forward, BCE loss on 3 logits, backward, AdamW update, on random images.
 With ``--compare-torch`` the same step runs with timm's model (same architecture, 3 classes) in
 the same process, alternating rounds of JAX and PyTorch steps so both see the same machine load;
-the reported numbers are medians over the rounds and the ratio is JAX / timm.
+the reported numbers are medians over the rounds and the ratio is JAX / timm. With
+``--freeze STAGE`` a step with the stages up to STAGE kept fixed (the trainer's ``model.freeze``)
+joins the rounds, and its speed-up over the full step is the median of the per-round ratios.
 
 torch and timm are not project dependencies; run the comparison from the benchmark venv::
 
@@ -23,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from train_jax import host_malloc
+from train_jax import freeze, host_malloc
 
 # Before JAX (and torch) start their threads; applies to both frameworks alike, like the
 # trainer does (train_jax/host_malloc.py; FSA_MALLOC_TUNING=0 measures without it).
@@ -55,15 +57,21 @@ def make_jax_step(
     *,
     dtype: str = "float32",
     conv_impl: str = "fast",
+    freeze_stage: str = "",
 ) -> Callable[[], float]:
-    """Return a function running one JAX training step (blocking) on a fixed random batch."""
+    """Return a function running one JAX training step (blocking) on a fixed random batch;
+    `freeze_stage` keeps the stages up to it fixed, as `model.freeze` does in the trainer."""
     model = create_model(
         name, num_classes=3, rngs=nnx.Rngs(seed), image_size=image_size, dtype=jnp.dtype(dtype)
     )
     if conv_impl != "fast":
         set_conv_impl(model, conv_impl)
     model.train()
-    optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+    owners = [tuple(o.split(".")) for o in freeze.freeze_stages(model, freeze_stage)]
+    wrt = nnx.All(
+        nnx.Param, lambda path, _: not any(tuple(map(str, path[: len(o)])) == o for o in owners)
+    )
+    optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=wrt)
     # Data parallel over every device, like the trainer: the batch split on a `data` mesh axis,
     # parameters and optimiser state replicated (on CPU, more devices with
     # XLA_FLAGS=--xla_force_host_platform_device_count=N).
@@ -84,7 +92,7 @@ def make_jax_step(
         def loss_fn(model):
             return optax.sigmoid_binary_cross_entropy(model(x), y).mean()
 
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt))(model)
         optimizer.update(model, grads)
         return loss
 
@@ -160,6 +168,16 @@ def run(args: argparse.Namespace) -> dict:
             conv_impl=args.conv_impl,
         )
     }
+    for stage in args.freeze:
+        steps[f"frozen to {stage}"] = make_jax_step(
+            args.model,
+            args.image_size,
+            args.batch_size,
+            args.seed,
+            dtype=args.dtype,
+            conv_impl=args.conv_impl,
+            freeze_stage=stage,
+        )
     if args.compare_torch:
         steps["timm"] = make_torch_step(
             args.model, args.image_size, args.batch_size, args.seed, dtype=args.dtype
@@ -194,6 +212,10 @@ def run(args: argparse.Namespace) -> dict:
         "img_per_s": {k: round(statistics.median(v), 2) for k, v in rounds.items()},
         "img_per_s_rounds": {k: [round(x, 2) for x in v] for k, v in rounds.items()},
     }
+    for stage in args.freeze:
+        key = f"frozen to {stage}"
+        ratios = [f / j for f, j in zip(rounds[key], rounds["jax"], strict=True)]
+        result.setdefault("speedup_over_jax", {})[key] = round(statistics.median(ratios), 3)
     if args.compare_torch:
         ratios = [j / t for j, t in zip(rounds["jax"], rounds["timm"], strict=True)]
         result["ratio_jax_over_timm"] = round(statistics.median(ratios), 3)
@@ -224,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=CONV_IMPLS,
         help="fast: depthwise as slices, 1x1 as matmul (CPU); conv: XLA convolutions (GPU)",
     )
+    parser.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="also time a step with the stages up to STAGE frozen (model.freeze), interleaved;"
+        " repeatable",
+    )
     parser.add_argument("--compare-torch", action="store_true", help="also time timm, interleaved")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -234,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} {args.image_size}px batch {args.batch_size} ({result['jax_backend']})")
     for key, value in result["img_per_s"].items():
         print(f"  {key:5s} {value:8.2f} img/s   rounds {result['img_per_s_rounds'][key]}")
+    for key, value in result.get("speedup_over_jax", {}).items():
+        print(f"  {key}: {value:.3f}x the full step")
     if args.compare_torch:
         print(f"  ratio jax/timm {result['ratio_jax_over_timm']:.3f}")
     return 0

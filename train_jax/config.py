@@ -34,6 +34,9 @@ class ModelConfig:
     # a run folder or an exported model folder; "" = random. A resumed run ignores it.
     init_from: str = ""
     init_keep_head: bool = False  # keep the source's heads (a run's) instead of fresh ones
+    # Last stage kept fixed in training (weights and BatchNorm statistics; train_jax.freeze),
+    # e.g. "blocks.2": that stage and every one before it; "" = train every stage.
+    freeze: str = ""
 
 
 @dataclass(frozen=True)

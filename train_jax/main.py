@@ -188,8 +188,25 @@ def resolve(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Path]:
     config = init_from_model(
         config_lib.override(config, **updates), args, own_overrides="model.overrides" in updates
     )
+    check_freeze(config)
     run = args.run or f"{config.name}-{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, out / run
+
+
+def check_freeze(config: config_lib.TrainConfig) -> None:
+    """Raise ValueError unless `model.freeze` is "" or a stage of the configured model."""
+    if not config.model.freeze:
+        return
+    from flax import nnx
+
+    from train_jax import freeze
+    from train_jax.checkpoints import build_model
+
+    model = nnx.eval_shape(lambda: build_model(config))  # abstract: no weights are computed
+    try:
+        freeze.frozen_owners(model, config.model.freeze)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
 
 
 def init_from_model(

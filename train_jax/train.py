@@ -37,8 +37,8 @@ from fairness.severity import mean_absolute_error as severity_mae
 from fairness.severity import quadratic_weighted_kappa, severity_metrics
 from train_jax import checkpoints as ckpt_lib
 from train_jax import config as config_lib
+from train_jax import freeze, losses, predict, tracking
 from train_jax import input as input_lib
-from train_jax import losses, predict, tracking
 from train_jax.models.count import CountHead
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,13 @@ def replicate(tree: Any, sharding: NamedSharding) -> Any:
     return decode_keys(jax.tree.map(put, encode_keys(tree)), tree)
 
 
-def make_optimizer(config: config_lib.TrainConfig, total_steps: int) -> tuple[Any, Callable]:
-    """AdamW with linear warm-up and cosine decay; no weight decay on biases and norms."""
+def make_optimizer(
+    config: config_lib.TrainConfig, total_steps: int, trainable: Any = None
+) -> tuple[Any, Callable]:
+    """AdamW with linear warm-up and cosine decay; no weight decay on biases and norms.
+
+    `trainable` (a `train_jax.freeze.trainable_mask`) leaves the frozen weights unchanged.
+    """
     o = config.optim
     warmup = min(o.warmup_steps, max(total_steps - 1, 0))
     schedule = optax.warmup_cosine_decay_schedule(
@@ -163,7 +168,13 @@ def make_optimizer(config: config_lib.TrainConfig, total_steps: int) -> tuple[An
 
     parts = [optax.clip_by_global_norm(o.grad_clip_norm)] if o.grad_clip_norm > 0 else []
     parts.append(optax.adamw(schedule, weight_decay=o.weight_decay, mask=decay_mask))
-    return optax.chain(*parts), schedule
+    tx = optax.chain(*parts)
+    if trainable is not None:
+        tx = optax.multi_transform(
+            {freeze.TRAINABLE: tx, freeze.FROZEN: optax.set_to_zero()},
+            freeze.optimizer_labels(trainable),
+        )
+    return tx, schedule
 
 
 @dataclasses.dataclass
@@ -233,8 +244,11 @@ def make_train_step(
     repl: NamedSharding,
     data: NamedSharding,
     align: str = "corner",
+    trainable: Any = None,
 ) -> Callable:
     """`train_step(state, batch) -> (state, metrics)`, jitted over the mesh.
+
+    `trainable` (a `train_jax.freeze.trainable_mask`) stops the gradient at the frozen weights.
 
     With `config.loc_weight > 0` the batch carries lesion masks and the loss adds the
     localisation loss on the class map; `align` is where a feature cell sits in the input
@@ -248,6 +262,8 @@ def make_train_step(
         state: dict[str, Any], batch: dict[str, jax.Array]
     ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
         def loss_fn(params: Any) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+            if trainable is not None:
+                params = freeze.stop_frozen(params, trainable)
             model = nnx.merge(graphdef, params, state["rest"], copy=True)
             loss, aux = _batch_loss(model, batch, state["dro_q"], config, group_w, align)
             _, _, rest = nnx.split(model, nnx.Param, ...)
@@ -679,10 +695,12 @@ def _model_and_steps(
 ) -> tuple[dict[str, Any], Callable, Callable]:
     """The initial train state (replicated) and the jitted train step and predict function."""
     model.train()
+    frozen = freeze.freeze_stages(model, config.model.freeze)
     train_graphdef, model_state = ckpt_lib.split_model(model)
+    trainable = freeze.trainable_mask(model_state["params"], frozen) if frozen else None
     model.eval()
     eval_graphdef, _ = ckpt_lib.split_model(model)
-    tx, schedule = make_optimizer(config, data.total_steps)
+    tx, schedule = make_optimizer(config, data.total_steps, trainable)
     state = replicate(_initial_state(config, model_state, tx), repl)
     align = "corner"
     if config.loc_weight > 0:
@@ -690,7 +708,15 @@ def _model_and_steps(
 
         align = cell_alignment(model)
     train_step = make_train_step(
-        train_graphdef, tx, schedule, config, data.group_weights, repl, data_sharding, align
+        train_graphdef,
+        tx,
+        schedule,
+        config,
+        data.group_weights,
+        repl,
+        data_sharding,
+        align,
+        trainable,
     )
     return state, train_step, make_predict_fn(eval_graphdef, repl, data_sharding)
 

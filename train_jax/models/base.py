@@ -71,6 +71,11 @@ class StagedClassifier(nnx.Module):
         """Return the ``(name, fn)`` pairs applied in order to the normalised image."""
         raise NotImplementedError
 
+    def stage_owners(self) -> dict[str, tuple[str, ...]]:
+        """Stage name -> the attribute paths of the sub-modules whose weights it uses
+        (`train_jax.freeze`); by default a stage is the attribute of its own name."""
+        return {name: (name,) for name in self.stage_names}
+
     @property
     def stage_names(self) -> tuple[str, ...]:
         """Names of the stages, in forward order (keys of the intermediates dict)."""

@@ -108,6 +108,10 @@ class SmallCNN(StagedClassifier):
     def _stem(self, x: jax.Array) -> jax.Array:
         return swish(self.stem_bn(self.stem(x)))
 
+    def stage_owners(self) -> dict[str, tuple[str, ...]]:
+        """The stem owns its convolution and its BatchNorm."""
+        return {**super().stage_owners(), "stem": ("stem", "stem_bn")}
+
     def stages(self) -> Sequence[Stage]:
         """``stem``, then ``blocks.i``."""
         return [("stem", self._stem)] + [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]

@@ -166,6 +166,13 @@ class ViT(StagedClassifier):
         g = self.grid
         return h[:, 1:].reshape(h.shape[0], g, g, h.shape[-1])
 
+    def stage_owners(self) -> dict[str, tuple[str, ...]]:
+        """The patch embedding also owns the position embedding and the class token."""
+        owners = {**super().stage_owners(), "patch_embed": ("patch_embed", "pos_embed")}
+        if self.cls_token is not None:
+            owners["patch_embed"] += ("cls_token",)
+        return owners
+
     def stages(self) -> Sequence[Stage]:
         """``patch_embed``, ``blocks.i``, ``norm``; ``norm`` returns the patch token grid."""
         blocks = [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]
