@@ -158,26 +158,21 @@ def time_steps(step: Callable[[], float], num_steps: int, batch_size: int) -> fl
 
 def run(args: argparse.Namespace) -> dict:
     """Warm up, then alternate rounds of JAX (and timm) steps; return the medians."""
-    steps = {
-        "jax": make_jax_step(
+
+    def jax_step(freeze_stage: str = "") -> Callable[[], float]:
+        return make_jax_step(
             args.model,
             args.image_size,
             args.batch_size,
             args.seed,
             dtype=args.dtype,
             conv_impl=args.conv_impl,
+            freeze_stage=freeze_stage,
         )
-    }
+
+    steps = {"jax": jax_step()}
     for stage in args.freeze:
-        steps[f"frozen to {stage}"] = make_jax_step(
-            args.model,
-            args.image_size,
-            args.batch_size,
-            args.seed,
-            dtype=args.dtype,
-            conv_impl=args.conv_impl,
-            freeze_stage=stage,
-        )
+        steps[f"frozen to {stage}"] = jax_step(stage)
     if args.compare_torch:
         steps["timm"] = make_torch_step(
             args.model, args.image_size, args.batch_size, args.seed, dtype=args.dtype
